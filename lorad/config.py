@@ -1,0 +1,146 @@
+"""Workspace configuration: `lorad.toml`, parsed with tomllib and validated at load.
+
+The schema is data (:data:`SCHEMA`): every key with its type and default. An unknown key or a
+wrong type is a :class:`ConfigError` naming the key, the file and the line, so a typo never
+silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# section -> key -> (type or tuple of types, default)
+SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
+    "workspace": {
+        "name": (str, ""),
+        "media_dir": (str, "media"),
+        "downloads_dir": (str, "downloads"),
+    },
+    "daemon": {
+        "max_concurrent": (int, 4),
+        "media_workers": (int, 0),  # 0: one per core
+        "lease_seconds": (int, 60),
+        "poll_interval": ((int, float), 0.5),
+        "retry_base_seconds": ((int, float), 2.0),
+        "retry_max_seconds": ((int, float), 300.0),
+        "max_attempts": (int, 5),
+        "log_max_bytes": (int, 5_000_000),
+        "log_backups": (int, 3),
+    },
+    "tui": {
+        "refresh_interval": ((int, float), 0.25),
+        "player": (str, "auto"),
+    },
+}
+
+# Per-kind job concurrency lives under [daemon.concurrency]: kind -> int.
+_FREE_TABLES = {("daemon", "concurrency"): int}
+
+
+class ConfigError(Exception):
+    """A config problem, phrased so a person can fix it: file, line, key, what was expected."""
+
+
+@dataclass
+class Config:
+    path: Path | None
+    values: dict[str, dict[str, Any]]
+    concurrency: dict[str, int] = field(default_factory=dict)
+
+    def __getitem__(self, section: str) -> dict[str, Any]:
+        return self.values[section]
+
+
+def defaults() -> dict[str, dict[str, Any]]:
+    return {s: {k: d for k, (_t, d) in keys.items()} for s, keys in SCHEMA.items()}
+
+
+def load(path: Path | None) -> Config:
+    """Read and validate `lorad.toml`; a missing file gives the defaults."""
+    values = defaults()
+    concurrency: dict[str, int] = {}
+    if path is None or not path.exists():
+        return Config(path, values, concurrency)
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    for section, table in data.items():
+        where = _locate(text, section, None)
+        if section not in SCHEMA:
+            raise ConfigError(
+                f"{path}:{where}: unknown section [{section}] "
+                f"(known: {', '.join(sorted(SCHEMA))})"
+            )
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}:{where}: '{section}' must be a table [{section}]")
+        for key, value in table.items():
+            line = _locate(text, section, key)
+            free = _FREE_TABLES.get((section, key))
+            if free is not None:
+                if not isinstance(value, dict):
+                    raise ConfigError(f"{path}:{line}: {section}.{key} must be a table")
+                for sub, subval in value.items():
+                    if not _is(subval, free):
+                        raise ConfigError(
+                            f"{path}:{_locate(text, f'{section}.{key}', sub)}: "
+                            f"{section}.{key}.{sub} must be {_tname(free)}, "
+                            f"got {type(subval).__name__}"
+                        )
+                    concurrency[sub] = subval
+                continue
+            if key not in SCHEMA[section]:
+                raise ConfigError(
+                    f"{path}:{line}: unknown key '{section}.{key}' "
+                    f"(known in [{section}]: {', '.join(sorted(SCHEMA[section]))})"
+                )
+            expected, _default = SCHEMA[section][key]
+            if not _is(value, expected):
+                raise ConfigError(
+                    f"{path}:{line}: {section}.{key} must be {_tname(expected)}, "
+                    f"got {type(value).__name__} {value!r}"
+                )
+            values[section][key] = value
+    return Config(path, values, concurrency)
+
+
+def _is(value: Any, expected: Any) -> bool:
+    types = expected if isinstance(expected, tuple) else (expected,)
+    if isinstance(value, bool) and bool not in types:
+        return False  # TOML true is not a number
+    return isinstance(value, types)
+
+
+def _tname(expected: Any) -> str:
+    types = expected if isinstance(expected, tuple) else (expected,)
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+def _locate(text: str, section: str, key: str | None) -> int:
+    """Best-effort line number of a key (tomllib gives values, not positions)."""
+    current = None
+    header = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]")
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = header.match(line)
+        if match:
+            current = match.group(1).replace('"', "").replace(" ", "")
+            if key is None and current == section:
+                return number
+            continue
+        if key is not None and current == section:
+            if re.match(rf'^\s*"?{re.escape(key)}"?\s*=', line):
+                return number
+    return 1
+
+
+def env_secret(name: str) -> str | None:
+    """Secrets come only from the environment, never from config or the database."""
+    value = os.environ.get(name)
+    return value or None

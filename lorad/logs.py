@@ -1,0 +1,53 @@
+"""Logging for the daemon: a rotating file in the workspace, with secrets redacted."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+from pathlib import Path
+
+SECRET_ENV = ("FAL_KEY", "RUNPOD_API_KEY", "HF_TOKEN")
+
+
+class RedactSecrets(logging.Filter):
+    """Replace the value of any secret environment variable wherever it appears in a record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        secrets = [v for v in (os.environ.get(n) for n in SECRET_ENV) if v and len(v) >= 4]
+        if secrets:
+            message = record.getMessage()
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            for value in secrets:
+                message = message.replace(value, "[redacted]")
+                if record.exc_text:
+                    record.exc_text = record.exc_text.replace(value, "[redacted]")
+            record.msg, record.args = message, None
+        return True
+
+
+def redact(text: str) -> str:
+    for value in (os.environ.get(n) for n in SECRET_ENV):
+        if value and len(value) >= 4:
+            text = text.replace(value, "[redacted]")
+    return text
+
+
+def setup(path: Path, *, max_bytes: int, backups: int, also_stderr: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handlers: list[logging.Handler] = [
+        logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups,
+                                             encoding="utf-8")
+    ]
+    if also_stderr:
+        handlers.append(logging.StreamHandler())
+    for handler in handlers:
+        handler.setFormatter(fmt)
+        handler.addFilter(RedactSecrets())
+        root.addHandler(handler)

@@ -1,0 +1,51 @@
+"""Job kinds used by the tests, loaded into a daemon through LORAD_HANDLER_MODULES."""
+
+from __future__ import annotations
+
+import asyncio
+
+from lorad.handlers import PermanentError, TransientError, register
+
+
+def _record_effect(job_id: int):
+    def write(conn):
+        conn.execute("CREATE TABLE IF NOT EXISTS test_effects (job_id INTEGER, n INTEGER)")
+        conn.execute("INSERT INTO test_effects (job_id, n) VALUES (?, 1)", (job_id,))
+
+    return write
+
+
+@register("test.effect")
+async def effect(ctx):
+    """Sleep a little, reporting progress; its effect commits with the job's success."""
+    seconds = ctx.payload.get("seconds", 0.05)
+    steps = 5
+    for i in range(steps):
+        await asyncio.sleep(seconds / steps)
+        ctx.progress((i + 1) / steps, f"step {i + 1} of {steps}")
+    ctx.on_success(_record_effect(ctx.job.id))
+    return {"ok": ctx.job.id}
+
+
+@register("test.wait_cancel")
+async def wait_cancel(ctx):
+    ctx.progress(0.1, "waiting to be cancelled", force=True)
+    await ctx.cancelled.wait()
+    ctx.check_cancelled()
+
+
+@register("test.flaky")
+async def flaky(ctx):
+    if ctx.job.attempts <= ctx.payload.get("failures", 1):
+        raise TransientError("remote busy")
+    return {"attempts": ctx.job.attempts}
+
+
+@register("test.broken")
+async def broken(ctx):
+    raise PermanentError("caption file missing: add clip_001.txt")
+
+
+@register("test.crash")
+async def crash(ctx):
+    raise ValueError("unexpected")

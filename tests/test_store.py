@@ -1,0 +1,56 @@
+import sqlite3
+
+import pytest
+
+from lorad import store
+
+
+def test_migrations_apply_on_empty_database(tmp_path):
+    conn = store.connect(tmp_path / "db.sqlite")
+    latest = store.migration_files()[-1][0]
+    assert store.schema_version(conn) == latest
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    for entity in ("datasets", "clips", "caption_versions", "dataset_versions", "pods", "runs",
+                   "loss_points", "checkpoints", "generations", "ratings", "cost_entries",
+                   "jobs", "events"):
+        assert entity in tables
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+
+
+def test_migrations_apply_on_older_database(tmp_path, monkeypatch):
+    path = tmp_path / "db.sqlite"
+    real = store.migration_files()
+    extra = (real[-1][0] + 1, f"{real[-1][0] + 1:03d}_extra.sql",
+             "CREATE TABLE extra (id INTEGER PRIMARY KEY);\n-- trailing comment\n")
+    conn = store.connect(path)  # the "older" database: only the shipped migrations
+    conn.execute("INSERT INTO datasets (name, profile, created_at) VALUES ('keep', 'p', 0)")
+    conn.close()
+    monkeypatch.setattr(store, "migration_files", lambda: real + [extra])
+    conn = store.connect(path)
+    assert store.schema_version(conn) == extra[0]
+    assert conn.execute("SELECT name FROM datasets").fetchone()[0] == "keep"
+    conn.execute("INSERT INTO extra DEFAULT VALUES")
+    applied = [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY version")]
+    assert applied == [name for _n, name, _s in real] + [extra[1]]
+
+
+def test_newer_database_is_refused(tmp_path):
+    path = tmp_path / "db.sqlite"
+    conn = store.connect(path)
+    conn.execute("INSERT INTO schema_migrations VALUES (999, '999_future.sql', 0)")
+    conn.close()
+    with pytest.raises(store.StoreError, match="schema version 999"):
+        store.connect(path)
+
+
+def test_failed_migration_leaves_database_unchanged(tmp_path, monkeypatch):
+    path = tmp_path / "db.sqlite"
+    real = store.migration_files()
+    store.connect(path).close()
+    bad = (real[-1][0] + 1, "bad.sql", "CREATE TABLE half (id INTEGER);\nNOT SQL AT ALL;\n")
+    monkeypatch.setattr(store, "migration_files", lambda: real + [bad])
+    with pytest.raises(store.StoreError, match="bad.sql"):
+        store.connect(path)
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT name FROM sqlite_master WHERE name='half'").fetchone() is None
