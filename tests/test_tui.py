@@ -1,0 +1,118 @@
+"""Pilot tests for the TUI shell and the Jobs screen. Waits are on conditions, never sleeps."""
+
+from __future__ import annotations
+
+import time
+
+from lorad import jobs
+from tui.app import LoradApp
+from tui.screens.help import HelpScreen, binding_rows
+from tui.screens.jobs import JobsScreen
+
+
+async def until(pilot, cond, timeout: float = 10.0, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {message}")
+        await pilot.pause(0.02)
+
+
+def table_ids(screen: JobsScreen) -> list[int]:
+    return list(screen.shown)
+
+
+async def test_jobs_screen_shows_jobs_added_while_open(ws, conn):
+    first = jobs.enqueue(conn, "test.effect", {"n": 1})
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, JobsScreen), message="jobs screen")
+        screen = app.screen
+        await until(pilot, lambda: table_ids(screen) == [first], message="first job listed")
+        second = jobs.enqueue(conn, "test.effect", {"n": 2})
+        await until(pilot, lambda: table_ids(screen) == [second, first], message="second job listed")
+        assert "daemon: stopped" in app.sub_title
+        assert app.title == f"lorad — {ws.name}"
+
+
+async def test_cancel_and_retry_keys_change_the_store(ws, conn):
+    job_id = jobs.enqueue(conn, "test.effect", {})
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        await until(pilot, lambda: table_ids(screen) == [job_id])
+        await pilot.press("c")
+        await until(pilot, lambda: jobs.get(conn, job_id).state == "cancelled", message="cancel")
+        await until(pilot, lambda: screen.shown[job_id].state == "cancelled", message="redraw")
+        await pilot.press("r")
+        await until(pilot, lambda: jobs.get(conn, job_id).state == "queued", message="retry")
+        # Retrying a queued job is refused with a readable toast and changes nothing.
+        await until(pilot, lambda: screen.shown[job_id].state == "queued")
+        await pilot.press("r")
+        await until(pilot, lambda: any("only failed or cancelled" in str(n.message)
+                                       for n in app._notifications), message="error toast")
+        assert jobs.get(conn, job_id).state == "queued"
+
+
+async def test_failed_job_error_shown_in_detail(ws, conn):
+    job_id = jobs.enqueue(conn, "test.broken", {})
+    conn.execute("UPDATE jobs SET state='failed', error='ffprobe: clip.mp4 is not a video' "
+                 "WHERE id=?", (job_id,))
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        await until(pilot, lambda: job_id in screen.shown)
+        detail = screen.query_one("#jobs-detail")
+        await until(pilot, lambda: "not a video" in str(detail.render()), message="detail")
+
+
+async def test_filter_cycles_to_failed_only(ws, conn):
+    ok = jobs.enqueue(conn, "test.effect", {})
+    bad = jobs.enqueue(conn, "test.effect", {})
+    conn.execute("UPDATE jobs SET state='failed', error='x' WHERE id=?", (bad,))
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        await until(pilot, lambda: table_ids(screen) == [bad, ok])
+        await pilot.press("f")  # active
+        await until(pilot, lambda: table_ids(screen) == [ok], message="active filter")
+        await pilot.press("f")  # failed
+        await until(pilot, lambda: table_ids(screen) == [bad], message="failed filter")
+
+
+async def test_help_lists_every_binding_of_the_screen(ws):
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(120, 40)) as pilot:
+        jobs_screen = app.screen
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen), message="help")
+        descriptions = {d for _, d in binding_rows(jobs_screen)}
+        for binding in JobsScreen.BINDINGS:
+            assert binding.description in descriptions
+        assert {"Help", "Quit"} <= descriptions
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is jobs_screen, message="help closed")
+
+
+async def test_palette_offers_screen_and_binding_commands(ws):
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, JobsScreen))
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Go to Jobs" in titles
+        assert "Jobs: Cancel job" in titles
+        await pilot.press("1")
+        await pilot.pause()
+        assert isinstance(app.screen, JobsScreen)
+
+
+def test_cli_help_does_not_import_the_ui():
+    import subprocess
+    import sys
+
+    code = ("import sys; from lorad import cli\n"
+            "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('LOADED', sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('textual', 'tui', 'httpx', 'paramiko', 'huggingface_hub')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "LOADED []" in out.stdout

@@ -1,0 +1,1 @@
+"""lorad's Textual app. Imports `lorad`; `lorad` never imports this package."""

@@ -1,0 +1,86 @@
+"""LoradApp: header, footer, number-key screens, `?` help, command palette, live store watch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from lorad import daemon, fmt
+from lorad.workspace import Workspace
+
+from .screens.base import StoreScreen
+from .screens.help import HelpScreen
+from .screens.jobs import JobsScreen
+from .watcher import DaemonChanged, StoreChanged, StoreWatcher
+
+
+@dataclass(frozen=True)
+class Section:
+    key: str
+    mode: str
+    title: str
+    screen: type[Screen]
+
+
+# The number keys, in order. Later issues append Clips, Captions, Training, Generations, Pods.
+SECTIONS: list[Section] = [
+    Section("1", "jobs", "Jobs", JobsScreen),
+]
+
+
+class LoradApp(App):
+    CSS_PATH = "app.tcss"
+    MODES = {s.mode: s.screen for s in SECTIONS}
+    BINDINGS = [
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit", "Quit"),
+        *[Binding(s.key, f"switch_mode('{s.mode}')", s.title, show=False) for s in SECTIONS],
+    ]
+
+    def __init__(self, ws: Workspace, *, refresh_interval: float | None = None):
+        super().__init__()
+        self.ws = ws
+        config = ws.config()
+        self.refresh_interval = refresh_interval or config.values["tui.refresh_interval"]
+        self.title = f"lorad — {ws.name}"
+        self.sub_title = "daemon: checking"
+        self.watcher = StoreWatcher(ws, self, self.refresh_interval)
+
+    def on_mount(self) -> None:
+        self.switch_mode(SECTIONS[0].mode)
+        self.watcher.start()
+
+    def on_unmount(self) -> None:
+        self.watcher.stop()
+
+    def on_store_changed(self, _message: StoreChanged) -> None:
+        if isinstance(self.screen, StoreScreen):
+            self.screen.reload()
+
+    def on_daemon_changed(self, message: DaemonChanged) -> None:
+        status: daemon.DaemonStatus = message.status
+        if status.running:
+            self.sub_title = f"daemon: running (pid {status.pid}, up {fmt.duration(status.uptime)})"
+        else:
+            self.sub_title = "daemon: stopped — run `lorad daemon start`"
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for section in SECTIONS:
+            yield SystemCommand(f"Go to {section.title}", f"key {section.key}",
+                                lambda mode=section.mode: self.switch_mode(mode))
+        for active in screen.active_bindings.values():
+            binding = active.binding
+            if binding.description and active.node is screen:
+                yield SystemCommand(
+                    f"{screen.TITLE or ''}: {binding.description}".strip(": "),
+                    f"key {self.get_key_display(binding)}",
+                    lambda action=binding.action: self.run_action(action, screen))

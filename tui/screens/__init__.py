@@ -1,0 +1,1 @@
+"""Screens, one module each; a screen's own widgets live beside it."""
