@@ -177,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("id", type=int, help="job id (from `lorad jobs`)")
         a.add_argument("--json", action="store_true", help="output as JSON")
 
+    from . import cli_datasets
+
+    cli_datasets.add_parsers(sub)
+
     p = sub.add_parser("tui", help="open the terminal UI (starts the daemon if needed)")
     p.add_argument("--no-daemon", action="store_true", help="do not start the daemon")
     p.set_defaults(func=cmd_tui)
@@ -206,14 +210,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(exc: Exception, args: argparse.Namespace) -> int:
-    from .config import ConfigError
-    from .daemon import DaemonError
-    from .jobs import JobError
-    from .store import StoreError
-    from .workspace import WorkspaceError
+    from .errors import LoradError
 
-    expected = (CliError, ConfigError, DaemonError, JobError, StoreError, WorkspaceError)
-    if isinstance(exc, expected):
+    if isinstance(exc, (CliError, LoradError)):
         print(f"lorad: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     log_path = _log_traceback()

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import LoradError
+
 # section -> key -> (type or tuple of types, default)
 SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     "workspace": {
@@ -36,13 +38,25 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "refresh_interval": ((int, float), 0.25),
         "player": (str, "auto"),
     },
+    "ingest": {
+        "near_duplicate_distance": (int, 10),  # max Hamming distance of 192-bit dHashes
+        "scene_threshold": ((int, float), 0.3),  # ffmpeg scene score that starts a new shot
+        "min_shot_seconds": ((int, float), 1.0),
+    },
+}
+
+# Named model profiles under [profiles.NAME]; values checked again by lorad.profiles.
+PROFILE_KEYS: dict[str, Any] = {
+    "base": str, "media": str, "width": int, "height": int, "fps": (int, float),
+    "frames": int, "min_frames": int, "max_frames": int, "crop": str, "orientation": str,
+    "codec": str, "crf": int, "preset": str, "pix_fmt": str, "audio": bool, "description": str,
 }
 
 # Per-kind job concurrency lives under [daemon.concurrency]: kind -> int.
 _FREE_TABLES = {("daemon", "concurrency"): int}
 
 
-class ConfigError(Exception):
+class ConfigError(LoradError):
     """A config problem, phrased so a person can fix it: file, line, key, what was expected."""
 
 
@@ -51,6 +65,8 @@ class Config:
     path: Path | None
     values: dict[str, dict[str, Any]]
     concurrency: dict[str, int] = field(default_factory=dict)
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lines: dict[str, int] = field(default_factory=dict)  # "profiles.x.key" -> line, for errors
 
     def __getitem__(self, section: str) -> dict[str, Any]:
         return self.values[section]
@@ -64,6 +80,8 @@ def load(path: Path | None) -> Config:
     """Read and validate `lorad.toml`; a missing file gives the defaults."""
     values = defaults()
     concurrency: dict[str, int] = {}
+    profiles: dict[str, dict[str, Any]] = {}
+    lines: dict[str, int] = {}
     if path is None or not path.exists():
         return Config(path, values, concurrency)
     text = path.read_text(encoding="utf-8")
@@ -73,10 +91,13 @@ def load(path: Path | None) -> Config:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     for section, table in data.items():
         where = _locate(text, section, None)
+        if section == "profiles" and isinstance(table, dict):
+            profiles = _load_profiles(path, text, table, lines)
+            continue
         if section not in SCHEMA:
             raise ConfigError(
                 f"{path}:{where}: unknown section [{section}] "
-                f"(known: {', '.join(sorted(SCHEMA))})"
+                f"(known: {', '.join(sorted([*SCHEMA, 'profiles']))})"
             )
         if not isinstance(table, dict):
             raise ConfigError(f"{path}:{where}: '{section}' must be a table [{section}]")
@@ -107,7 +128,29 @@ def load(path: Path | None) -> Config:
                     f"got {type(value).__name__} {value!r}"
                 )
             values[section][key] = value
-    return Config(path, values, concurrency)
+    return Config(path, values, concurrency, profiles, lines)
+
+
+def _load_profiles(path: Path, text: str, table: dict, lines: dict[str, int]) -> dict:
+    profiles: dict[str, dict[str, Any]] = {}
+    for name, keys in table.items():
+        where = _locate(text, f"profiles.{name}", None)
+        if not isinstance(keys, dict):
+            raise ConfigError(f"{path}:{where}: profiles.{name} must be a table [profiles.{name}]")
+        for key, value in keys.items():
+            line = _locate(text, f"profiles.{name}", key)
+            lines[f"profiles.{name}.{key}"] = line
+            if key not in PROFILE_KEYS:
+                raise ConfigError(
+                    f"{path}:{line}: unknown key 'profiles.{name}.{key}' "
+                    f"(known: {', '.join(sorted(PROFILE_KEYS))})")
+            if not _is(value, PROFILE_KEYS[key]):
+                raise ConfigError(
+                    f"{path}:{line}: profiles.{name}.{key} must be {_tname(PROFILE_KEYS[key])}, "
+                    f"got {type(value).__name__} {value!r}")
+        lines[f"profiles.{name}"] = where
+        profiles[name] = dict(keys)
+    return profiles
 
 
 def _is(value: Any, expected: Any) -> bool:

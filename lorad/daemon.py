@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import handlers, jobs, logs
+from .errors import LoradError
 from .workspace import Workspace
 
 log = logging.getLogger("lorad.daemon")
@@ -33,7 +34,7 @@ CANCEL_GRACE = 10.0  # seconds a handler gets to honour ctx.cancelled before it 
 REQUEUE_EVERY = 5.0
 
 
-class DaemonError(Exception):
+class DaemonError(LoradError):
     pass
 
 
@@ -201,7 +202,8 @@ class Daemon:
                     break
                 wants_pool = handlers.registered()[job.kind].process_pool
                 ctx = handlers.JobContext(job, self.conn, self.owner, loop,
-                                          process_pool=self._pool() if wants_pool else None)
+                                          process_pool=self._pool() if wants_pool else None,
+                                          ws=self.ws)
                 task = asyncio.create_task(self._run(ctx), name=f"job-{job.id}")
                 self.running[job.id] = (task, ctx)
             if time.monotonic() - last_requeue > REQUEUE_EVERY:

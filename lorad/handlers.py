@@ -19,7 +19,7 @@ from typing import Any
 
 from . import jobs
 
-BUILTIN_MODULES: list[str] = []  # domain modules that register handlers, imported by the daemon
+BUILTIN_MODULES: list[str] = ["lorad.ingest"]  # domain modules that register handlers, imported by the daemon
 PLUGIN_ENV = "LORAD_HANDLER_MODULES"
 
 
@@ -80,6 +80,7 @@ class JobContext:
     owner: str
     loop: asyncio.AbstractEventLoop
     process_pool: Any = None
+    ws: Any = None  # the daemon's Workspace: paths and config
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     _on_success: list[Callable[[sqlite3.Connection], None]] = field(default_factory=list)
     _last_progress: float = 0.0

@@ -15,13 +15,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import LoradError
 from .store import transaction
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 ACTIVE = ("queued", "running")
 
 
-class JobError(Exception):
+class JobError(LoradError):
     """A job-level problem a person can act on (unknown id, wrong state for the action)."""
 
 

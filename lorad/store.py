@@ -14,11 +14,13 @@ from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
+from .errors import LoradError
+
 BUSY_TIMEOUT_MS = 10_000
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 
-class StoreError(Exception):
+class StoreError(LoradError):
     """The database cannot be used as it is (too new, corrupt, migration failed)."""
 
 

@@ -11,13 +11,14 @@ from importlib import resources
 from pathlib import Path
 
 from . import config as config_mod
+from .errors import LoradError
 
 CONFIG_NAME = "lorad.toml"
 DB_NAME = "lorad.db"
 STATE_DIR = ".lorad"  # daemon lock, pid, log
 
 
-class WorkspaceError(Exception):
+class WorkspaceError(LoradError):
     pass
 
 

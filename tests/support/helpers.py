@@ -15,3 +15,34 @@ def wait_for(condition, timeout: float = 20.0, interval: float = 0.02, message: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {message or condition}")
         time.sleep(interval)
+
+
+def run_jobs(ws, timeout: float = 180.0) -> None:
+    """Run the daemon's job loop in this process until no job is queued or running."""
+    import asyncio
+
+    from lorad import daemon, handlers, jobs
+
+    handlers.load_modules()
+
+    async def main() -> None:
+        d = daemon.Daemon(ws)
+        task = asyncio.create_task(d.serve())
+        conn = ws.connect()
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                counts = jobs.counts_by_state(conn)
+                if not counts["queued"] and not counts["running"]:
+                    break
+                if task.done():
+                    task.result()
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"jobs still pending after {timeout} s: {counts}")
+                await asyncio.sleep(0.05)
+        finally:
+            conn.close()
+            d.request_stop()
+            await task
+
+    asyncio.run(main())
