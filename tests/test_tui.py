@@ -6,6 +6,7 @@ import time
 
 from lorad import jobs
 from tui.app import LoradApp
+from tui.screens.clips import ClipsScreen
 from tui.screens.help import HelpScreen, binding_rows
 from tui.screens.jobs import JobsScreen
 
@@ -26,6 +27,7 @@ async def test_jobs_screen_shows_jobs_added_while_open(ws, conn):
     first = jobs.enqueue(conn, "test.effect", {"n": 1})
     app = LoradApp(ws, refresh_interval=0.05)
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("0")
         await until(pilot, lambda: isinstance(app.screen, JobsScreen), message="jobs screen")
         screen = app.screen
         await until(pilot, lambda: table_ids(screen) == [first], message="first job listed")
@@ -39,6 +41,7 @@ async def test_cancel_and_retry_keys_change_the_store(ws, conn):
     job_id = jobs.enqueue(conn, "test.effect", {})
     app = LoradApp(ws, refresh_interval=0.05)
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("0")
         screen = app.screen
         await until(pilot, lambda: table_ids(screen) == [job_id])
         await pilot.press("c")
@@ -60,6 +63,7 @@ async def test_failed_job_error_shown_in_detail(ws, conn):
                  "WHERE id=?", (job_id,))
     app = LoradApp(ws, refresh_interval=0.05)
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("0")
         screen = app.screen
         await until(pilot, lambda: job_id in screen.shown)
         detail = screen.query_one("#jobs-detail")
@@ -72,6 +76,7 @@ async def test_filter_cycles_to_failed_only(ws, conn):
     conn.execute("UPDATE jobs SET state='failed', error='x' WHERE id=?", (bad,))
     app = LoradApp(ws, refresh_interval=0.05)
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("0")
         screen = app.screen
         await until(pilot, lambda: table_ids(screen) == [bad, ok])
         await pilot.press("f")  # active
@@ -83,6 +88,7 @@ async def test_filter_cycles_to_failed_only(ws, conn):
 async def test_help_lists_every_binding_of_the_screen(ws):
     app = LoradApp(ws, refresh_interval=0.05)
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("0")
         jobs_screen = app.screen
         await pilot.press("question_mark")
         await until(pilot, lambda: isinstance(app.screen, HelpScreen), message="help")
@@ -97,13 +103,15 @@ async def test_help_lists_every_binding_of_the_screen(ws):
 async def test_palette_offers_screen_and_binding_commands(ws):
     app = LoradApp(ws, refresh_interval=0.05)
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("0")
         await until(pilot, lambda: isinstance(app.screen, JobsScreen))
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert "Go to Jobs" in titles
         assert "Jobs: Cancel job" in titles
         await pilot.press("1")
-        await pilot.pause()
-        assert isinstance(app.screen, JobsScreen)
+        await until(pilot, lambda: isinstance(app.screen, ClipsScreen), message="clips")
+        await pilot.press("0")
+        await until(pilot, lambda: isinstance(app.screen, JobsScreen), message="jobs")
 
 
 def test_cli_help_does_not_import_the_ui():

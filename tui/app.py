@@ -13,6 +13,7 @@ from lorad import daemon, fmt
 from lorad.workspace import Workspace
 
 from .screens.base import StoreScreen
+from .screens.clips import ClipsScreen
 from .screens.help import HelpScreen
 from .screens.jobs import JobsScreen
 from .watcher import DaemonChanged, StoreChanged, StoreWatcher
@@ -26,9 +27,10 @@ class Section:
     screen: type[Screen]
 
 
-# The number keys, in order. Later issues append Clips, Captions, Training, Generations, Pods.
+# Number keys: 1 Clips, then Captions, Training, Generations, Pods as they arrive; 0 Jobs.
 SECTIONS: list[Section] = [
-    Section("1", "jobs", "Jobs", JobsScreen),
+    Section("1", "clips", "Clips", ClipsScreen),
+    Section("0", "jobs", "Jobs", JobsScreen),
 ]
 
 
@@ -68,6 +70,20 @@ class LoradApp(App):
         else:
             self.sub_title = "daemon: stopped — run `lorad daemon start`"
 
+    def play(self, args: list[str]) -> None:
+        """Play media in an external player: in the terminal (suspending the TUI) when we can,
+        detached otherwise (a GUI player, or no real terminal)."""
+        import subprocess
+
+        from textual.app import SuspendNotSupported
+
+        try:
+            with self.suspend():
+                subprocess.run(args, check=False)
+        except SuspendNotSupported:
+            subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))
@@ -81,6 +97,6 @@ class LoradApp(App):
             binding = active.binding
             if binding.description and active.node is screen:
                 yield SystemCommand(
-                    f"{screen.TITLE or ''}: {binding.description}".strip(": "),
+                    f"{getattr(screen, 'LABEL', '')}: {binding.description}".strip(": "),
                     f"key {self.get_key_display(binding)}",
                     lambda action=binding.action: self.run_action(action, screen))

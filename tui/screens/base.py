@@ -19,6 +19,7 @@ class StoreScreen(Screen):
     changed and when the screen comes back into view; a newer reload replaces an older one.
     """
 
+    LABEL = ""  # the section name, in help and the command palette
     HELP = ""  # one paragraph shown at the top of the help screen
 
     def on_screen_resume(self) -> None:

@@ -33,7 +33,7 @@ class HelpScreen(ModalScreen[None]):
         self.target = target
 
     def compose(self) -> ComposeResult:
-        title = getattr(self.target, "TITLE", None) or self.target.__class__.__name__
+        title = getattr(self.target, "LABEL", None) or self.target.__class__.__name__
         table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
         table.add_column("Key", style="bold cyan", no_wrap=True)
         table.add_column("Action")

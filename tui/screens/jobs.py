@@ -72,7 +72,7 @@ def job_detail(job: jobs.Job) -> str:
 
 
 class JobsScreen(StoreScreen):
-    TITLE = "Jobs"
+    LABEL = "Jobs"
     HELP = (
         "Everything slow or with side effects runs as a durable job in the daemon: ingest, "
         "training, pulls, uploads, generations. Jobs survive restarts; transient failures retry "
