@@ -1,0 +1,56 @@
+"""The dataset and clips commands, end to end in-process (the daemon loop runs here too)."""
+
+from __future__ import annotations
+
+import json
+
+from helpers import run_jobs
+from media_factory import make_video
+
+from lorad.cli import main
+
+
+def run(ws, capsys, *args) -> tuple[int, str, str]:
+    code = main(["-w", str(ws.root), *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_create_add_list_review(ws, capsys, tmp_path):
+    make_video(tmp_path / "raw" / "one.mp4", seconds=3, size="540x960")
+    make_video(tmp_path / "raw" / "short.mp4", seconds=1, size="540x960")
+    code, out, _ = run(ws, capsys, "dataset", "create", "trucks", "--profile",
+                       "wan21-t2v-480p-portrait", "--trigger", "TRUCKUGC")
+    assert code == 0 and "lorad clips add trucks" in out
+    code, out, _ = run(ws, capsys, "clips", "add", "trucks", str(tmp_path / "raw"))
+    assert code == 0 and "2 new" in out and "daemon is not running" in out
+    run_jobs(ws)
+    code, out, _ = run(ws, capsys, "clips", "list", "trucks", "--json")
+    listed = {c["source_path"].rsplit("/", 1)[1]: c for c in json.loads(out)}
+    assert listed["one.mp4"]["state"] == "ready"
+    assert listed["short.mp4"]["state"] == "error"
+    code, out, _ = run(ws, capsys, "clips", "approve", "trucks", str(listed["one.mp4"]["id"]),
+                       str(listed["short.mp4"]["id"]))
+    assert "1 clip(s) approved; 1 not reviewable" in out
+    code, out, _ = run(ws, capsys, "clips", "list", "trucks", "--state", "error")
+    assert "too short" in out
+    code, out, _ = run(ws, capsys, "clips", "add", "trucks", str(tmp_path / "raw"))
+    assert "0 new, 0 changed, 2 already in trucks" in out
+    code, out, _ = run(ws, capsys, "dataset", "list", "--json")
+    assert json.loads(out)[0]["clips"] == {"approved": 1, "error": 1}
+
+
+def test_unknown_profile_and_dataset_are_one_line_errors(ws, capsys):
+    code, _, err = run(ws, capsys, "dataset", "create", "x", "--profile", "nope")
+    assert code == 1 and "no profile named 'nope'" in err and "wan21-t2v-480p-portrait" in err
+    assert "Traceback" not in err
+    code, _, err = run(ws, capsys, "clips", "list", "missing")
+    assert code == 1 and "no dataset named 'missing'" in err
+
+
+def test_profiles_lists_builtins_and_config(ws, capsys):
+    ws.config_path.write_text('[profiles.tall]\nbase = "wan22-14b-720p"\nframes = 49\n')
+    code, out, _ = run(ws, capsys, "profiles", "--json")
+    data = json.loads(out)
+    assert data["tall"]["frames"] == 49 and data["tall"]["width"] == 1280
+    assert "image-1024" in data
