@@ -31,7 +31,12 @@ def cmd_profiles(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:
-    from . import datasets, fmt
+    from . import cli_captions, datasets, fmt
+
+    extra = {"rules": cli_captions.cmd_rules, "check": cli_captions.cmd_check,
+             "export": cli_captions.cmd_export}
+    if args.action in extra:
+        return extra[args.action](args)
 
     ws = _ws(args)
     conn = ws.connect()
@@ -172,6 +177,9 @@ def add_parsers(sub) -> None:
     a = dsub.add_parser("show", help="one dataset with clip counts by state")
     a.add_argument("name")
     a.add_argument("--json", action="store_true", help="output as JSON")
+    from . import cli_captions
+
+    cli_captions.add_dataset_actions(dsub)
 
     p = sub.add_parser("clips", help="add, list, review or reprocess a dataset's clips")
     csub = p.add_subparsers(dest="action", metavar="ACTION", required=True)

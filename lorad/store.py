@@ -54,7 +54,19 @@ def connect(path: Path | str, *, migrate: bool = True) -> sqlite3.Connection:
 @contextmanager
 def transaction(conn: sqlite3.Connection, *, immediate: bool = True) -> Iterator[sqlite3.Connection]:
     """A short write transaction. IMMEDIATE takes the write lock up front, so read-then-write
-    sequences (claiming a job) cannot race another process."""
+    sequences (claiming a job) cannot race another process. Inside another transaction it
+    becomes a savepoint, so domain functions compose into one atomic change."""
+    if conn.in_transaction:
+        name = f"sp_{id(conn)}_{_depth(conn)}"
+        conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute(f"ROLLBACK TO {name}")
+            conn.execute(f"RELEASE {name}")
+            raise
+        conn.execute(f"RELEASE {name}")
+        return
     conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
     try:
         yield conn
@@ -62,6 +74,14 @@ def transaction(conn: sqlite3.Connection, *, immediate: bool = True) -> Iterator
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+_SAVEPOINTS: dict[int, int] = {}
+
+
+def _depth(conn: sqlite3.Connection) -> int:
+    _SAVEPOINTS[id(conn)] = _SAVEPOINTS.get(id(conn), 0) + 1
+    return _SAVEPOINTS[id(conn)]
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
