@@ -224,15 +224,20 @@ def build(src_path: Path, src: Probe, profile: Profile, p: Plan, out_media: Path
         stream = stream.filter("scale", "trunc(iw*sar/2)*2", "ih").filter("setsar", 1)
     if p.media == "video":
         stream = stream.filter("fps", p.fps).filter("trim", end_frame=p.frames)
+    # Scale once (to cover, or to fit for pad), then split: the analysis copy is made from the
+    # already small frames instead of from full-resolution ones, which is much cheaper.
+    if profile.crop == "fill":
+        stream = stream.filter("scale", p.width, p.height, force_original_aspect_ratio="increase",
+                               flags="lanczos")
+    else:
+        stream = stream.filter("scale", p.width, p.height, force_original_aspect_ratio="decrease",
+                               flags="lanczos")
     fork = stream.split()
     source, shaped = fork[0], fork[1]
     if profile.crop == "fill":
-        shaped = shaped.filter("scale", p.width, p.height, force_original_aspect_ratio="increase",
-                               flags="lanczos").filter("crop", p.width, p.height)
+        shaped = shaped.filter("crop", p.width, p.height)
     else:
-        shaped = shaped.filter("scale", p.width, p.height, force_original_aspect_ratio="decrease",
-                               flags="lanczos").filter(
-            "pad", p.width, p.height, "(ow-iw)/2", "(oh-ih)/2", color="black")
+        shaped = shaped.filter("pad", p.width, p.height, "(ow-iw)/2", "(oh-ih)/2", color="black")
     shaped = shaped.filter("setsar", 1)
     fork = shaped.split()
     clip, strip = fork[0], fork[1]

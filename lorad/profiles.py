@@ -38,7 +38,7 @@ class Profile:
     orientation: str = "fixed"
     codec: str = "libx264"
     crf: int = 18
-    preset: str = "fast"
+    preset: str = "veryfast"  # quality is set by the CRF; a slower preset only makes 41 frames smaller
     pix_fmt: str = "yuv420p"
     audio: bool = False
     description: str = ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from helpers import run_jobs
 from media_factory import make_video
@@ -54,3 +55,37 @@ def test_profiles_lists_builtins_and_config(ws, capsys):
     data = json.loads(out)
     assert data["tall"]["frames"] == 49 and data["tall"]["width"] == 1280
     assert "image-1024" in data
+
+
+def test_rules_bulk_check_and_export_from_the_cli(ws, conn, capsys, tmp_path):
+    from test_captions import add_clip
+
+    from lorad import captions, datasets, profiles
+
+    d = datasets.create(conn, "t", "wan21-t2v-480p-portrait", trigger="TRK")
+    fp = profiles.get("wan21-t2v-480p-portrait").fingerprint()
+    ids = []
+    for n in range(2):
+        media = tmp_path / f"m{n}.mp4"
+        media.write_bytes(b"v%d" % n)
+        ids.append(add_clip(conn, d.id, f"m{n}", media=str(media)))
+        conn.execute("UPDATE clips SET profile_fingerprint = ? WHERE id = ?", (fp, ids[-1]))
+    code, out, _ = run(ws, capsys, "dataset", "rules", "t", "--template",
+                       "[color] truck parked in a field, static shot", "--ban", "drone")
+    assert json.loads(out)["caption_rules"]["banned_words"] == ["drone"]
+    code, out, _ = run(ws, capsys, "captions", "bulk", "t", "template")
+    assert "2 caption(s) would change" in out and captions.current(conn, ids[0]) is None
+    run(ws, capsys, "captions", "bulk", "t", "--apply", "template")
+    code, out, _ = run(ws, capsys, "dataset", "check", "t")
+    assert code == 1 and "unfilled placeholder [color]" in out
+    code, out, _ = run(ws, capsys, "dataset", "export", "t")
+    assert code == 1 and "export stopped" in out
+    run(ws, capsys, "captions", "bulk", "t", "--apply", "replace", "[color]", "red")
+    captions.set_caption(conn, ids[1], "TRK, blue truck parked in a field, static shot")
+    code, out, _ = run(ws, capsys, "dataset", "export", "t", "--json")
+    assert code == 0, out
+    result = json.loads(out[out.index("{"):])
+    assert result["clips"] == 2
+    assert (Path(result["path"]) / "dataset.toml").exists()
+    code, again, _ = run(ws, capsys, "dataset", "export", "t", "--json")
+    assert json.loads(again[again.index("{"):])["content_hash"] == result["content_hash"]

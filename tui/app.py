@@ -13,6 +13,7 @@ from lorad import daemon, fmt
 from lorad.workspace import Workspace
 
 from .screens.base import StoreScreen
+from .screens.captions import CaptionsScreen
 from .screens.clips import ClipsScreen
 from .screens.help import HelpScreen
 from .screens.jobs import JobsScreen
@@ -30,6 +31,7 @@ class Section:
 # Number keys: 1 Clips, then Captions, Training, Generations, Pods as they arrive; 0 Jobs.
 SECTIONS: list[Section] = [
     Section("1", "clips", "Clips", ClipsScreen),
+    Section("2", "captions", "Captions", CaptionsScreen),
     Section("0", "jobs", "Jobs", JobsScreen),
 ]
 

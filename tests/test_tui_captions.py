@@ -1,0 +1,140 @@
+"""Pilot tests of the Captions screen: edit keys, autosave on leave, lint as you type, speed."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from test_captions import add_clip
+
+from lorad import captions, clips, datasets
+from tui.app import LoradApp
+from tui.screens.captions import CaptionEditor, CaptionsScreen
+from tui.widgets.rowlist import RowList
+
+
+async def until(pilot, cond, timeout: float = 10.0, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {message}")
+        await pilot.pause(0.02)
+
+
+@pytest.fixture
+def ds(conn):
+    d = datasets.create(conn, "trucks", "wan21-t2v-480p-portrait", trigger="TRUCKUGC")
+    datasets.update_settings(conn, d.id, caption_rules={"banned_words": ["cinematic"]})
+    return d
+
+
+async def open_captions(app, pilot):
+    await pilot.press("2")
+    await until(pilot, lambda: isinstance(app.screen, CaptionsScreen), message="captions screen")
+    return app.screen
+
+
+def text_of(conn, clip_id):
+    v = captions.current(conn, clip_id)
+    return v.text if v else ""
+
+
+async def test_edit_type_leave_autosaves_and_lint_follows_typing(ws, conn, ds):
+    a = add_clip(conn, ds.id, "a", state="ready")
+    b = add_clip(conn, ds.id, "b", state="ready")
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(160, 45)) as pilot:
+        screen = await open_captions(app, pilot)
+        table = screen.query_one(RowList)
+        await until(pilot, lambda: len(table.rows) == 2, message="rows")
+        lint_panel = screen.query_one("#captions-lint")
+        assert "no caption" in str(lint_panel.render())
+        await pilot.press("enter")
+        editor = screen.query_one(CaptionEditor)
+        assert editor.has_focus and not editor.read_only
+        await pilot.press("ctrl+t")  # the trigger goes first
+        await pilot.press(*"red truck parked, cinematic")
+        await until(pilot, lambda: "banned word 'cinematic'" in str(lint_panel.render()),
+                    message="lint on typing")
+        for _ in range(len(", cinematic")):
+            await pilot.press("backspace")
+        await pilot.press(*" in a dry field")
+        await until(pilot, lambda: "no lint issues" in str(lint_panel.render()), message="clean")
+        await pilot.press("escape")  # leave edit: autosave
+        await until(pilot, lambda: text_of(conn, a) == "TRUCKUGC, red truck parked in a dry field",
+                    message="autosave")
+        assert table.has_focus and editor.read_only
+        # save-and-next keeps editing on the next clip
+        await pilot.press("enter", *"TRUCKUGC, blue truck by a fence at dusk", "ctrl+s")
+        await until(pilot, lambda: text_of(conn, a).endswith("at dusk"), message="save-and-next")
+        assert table.current_key == b and screen.editing_id == b
+        await pilot.press(*"TRUCKUGC, green truck on gravel at noon", "escape")
+        await until(pilot, lambda: text_of(conn, b) == "TRUCKUGC, green truck on gravel at noon")
+
+
+async def test_undo_version_and_review_keys(ws, conn, ds):
+    a = add_clip(conn, ds.id, "a", state="ready")
+    captions.set_caption(conn, a, "TRUCKUGC, first version of the caption")
+    captions.set_caption(conn, a, "TRUCKUGC, second version of the caption")
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(160, 45)) as pilot:
+        screen = await open_captions(app, pilot)
+        editor = screen.query_one(CaptionEditor)
+        await until(pilot, lambda: editor.text.startswith("TRUCKUGC, second"))
+        await pilot.press("u")
+        await until(pilot, lambda: text_of(conn, a).startswith("TRUCKUGC, first"), message="undo")
+        await until(pilot, lambda: editor.text.startswith("TRUCKUGC, first"), message="shown")
+        await pilot.press("a")
+        await until(pilot, lambda: clips.get(conn, a).state == "approved", message="approve")
+
+
+async def test_jump_to_lint_error_and_uncaptioned(ws, conn, ds):
+    ids = [add_clip(conn, ds.id, n, state="ready") for n in "abcd"]
+    captions.set_caption(conn, ids[0], "TRUCKUGC, a fine caption for this clip")
+    captions.set_caption(conn, ids[1], "TRUCKUGC, a fine caption for that clip")
+    captions.set_caption(conn, ids[2], "TRUCKUGC, [color] truck in a field somewhere")
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(160, 45)) as pilot:
+        screen = await open_captions(app, pilot)
+        table = screen.query_one(RowList)
+        await until(pilot, lambda: len(table.rows) == 4)
+        await pilot.press("n")
+        assert table.current_key == ids[2]
+        await pilot.press("w")
+        assert table.current_key == ids[3]
+
+
+async def test_moving_through_a_thousand_clips_shows_each_caption(ws, conn, ds):
+    ids = []
+    for n in range(1000):
+        clip = add_clip(conn, ds.id, f"c{n:04d}", state="ready")
+        conn.execute("INSERT INTO caption_versions (clip_id, text, source, created_at) VALUES"
+                     " (?, ?, 'import', 0)", (clip, f"TRUCKUGC, truck number {n} in a field"))
+        ids.append(clip)
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(160, 45)) as pilot:
+        screen = await open_captions(app, pilot)
+        table = screen.query_one(RowList)
+        editor = screen.query_one(CaptionEditor)
+        await until(pilot, lambda: len(table.rows) == 1000, timeout=30, message="1000 rows")
+        await pilot.press(*["j"] * 25)
+        assert table.current_key == ids[25]
+        assert editor.text == "TRUCKUGC, truck number 25 in a field"  # no store read needed
+        await pilot.press("G")
+        assert editor.text == "TRUCKUGC, truck number 999 in a field"
+
+
+async def test_suggestions_come_from_phrases_in_the_dataset(ws, conn, ds):
+    a = add_clip(conn, ds.id, "a", state="ready")
+    add_clip(conn, ds.id, "b", state="ready")
+    captions.set_caption(conn, a, "TRUCKUGC, golden hour backlight, phone camera quality")
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(160, 45)) as pilot:
+        screen = await open_captions(app, pilot)
+        table = screen.query_one(RowList)
+        await until(pilot, lambda: len(table.rows) == 2)
+        await pilot.press("j", "enter", *"TRUCKUGC, red truck, pho")
+        await until(pilot, lambda: screen.suggestions == ["phone camera quality"])
+        await pilot.press("tab")
+        assert screen.query_one(CaptionEditor).text == \
+            "TRUCKUGC, red truck, phone camera quality"

@@ -1,0 +1,403 @@
+"""Captions screen: write and fix captions clip after clip, with lint as you type.
+
+Browsing: j/k move, enter edits, u goes back one caption version, a/x approve/reject, n jumps to
+the next clip with a lint error, w to the next clip without a caption. Editing: escape leaves
+(and saves), ctrl+s saves and moves to the next clip, ctrl+t inserts the trigger, tab accepts
+the suggested phrase.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Header, Input, Static, TextArea
+
+from lorad import captions, clips, datasets, lint
+
+from ..widgets.filmstrip import Filmstrip, load_image
+from ..widgets.rowlist import Column, RowList
+from .base import StoreScreen
+
+COLUMNS = [Column("id", 6, "right"), Column("name", 24), Column("state", 9),
+           Column("lint", 6), Column("caption", 80)]
+
+
+@dataclass
+class CaptionRow:
+    id: int
+    name: str
+    state: str
+    text: str
+    issues: list[lint.Issue]
+    filmstrip: str | None
+    facts: str
+
+
+@dataclass
+class CaptionsData:
+    dataset: datasets.Dataset | None
+    rules: lint.Rules
+    rows: list[CaptionRow]
+    phrases: Counter = field(default_factory=Counter)
+
+
+def phrases_of(texts: list[str]) -> Counter:
+    """Comma-separated phrases used in a dataset's captions: the completion vocabulary."""
+    counter: Counter = Counter()
+    for text in texts:
+        for part in text.split(","):
+            part = " ".join(part.split())
+            if 2 < len(part) < 80:
+                counter[part] += 1
+    return counter
+
+
+def suggest(prefix: str, phrases: Counter, limit: int = 3) -> list[str]:
+    prefix = prefix.lstrip().lower()
+    if len(prefix) < 2:
+        return []
+    hits = [p for p, _ in phrases.most_common() if p.lower().startswith(prefix)
+            and p.lower() != prefix]
+    return hits[:limit]
+
+
+def lint_badge(issues: list[lint.Issue]) -> Text:
+    errors = sum(i.severity == "error" for i in issues)
+    warnings = len(issues) - errors
+    if errors:
+        return Text(f"✗{errors}" + (f" !{warnings}" if warnings else ""), style="bold red")
+    if warnings:
+        return Text(f"!{warnings}", style="yellow")
+    return Text("✓", style="green")
+
+
+class CaptionEditor(TextArea):
+    BINDINGS = [Binding("tab", "complete", "Accept suggestion", show=False)]
+
+    def action_complete(self) -> None:
+        self.screen.accept_suggestion()
+
+
+class CaptionsScreen(StoreScreen):
+    LABEL = "Captions"
+    HELP = (
+        "Write a caption for every clip. Each save is a new version (nothing is overwritten; "
+        "u goes back one version). Lint checks the dataset's rules as you type: trigger token, "
+        "unfilled [placeholders], length, banned words, words from the negative prompt, "
+        "captions identical to another clip's. Errors block export. Suggestions come from "
+        "phrases already used in this dataset; tab accepts the first."
+    )
+    BINDINGS = [
+        Binding("enter", "edit", "Edit"),
+        Binding("escape", "leave", "Leave edit (saves)"),
+        Binding("ctrl+s", "save_next", "Save and next", priority=True),
+        Binding("ctrl+t", "insert_trigger", "Insert trigger", priority=True),
+        Binding("u", "undo_version", "Undo version"),
+        Binding("a", "review('approved')", "Approve"),
+        Binding("x", "review('rejected')", "Reject"),
+        Binding("n", "next_lint", "Next lint error"),
+        Binding("w", "next_uncaptioned", "Next uncaptioned"),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("d", "next_dataset", "Next dataset"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data: CaptionsData | None = None
+        self.by_id: dict[int, CaptionRow] = {}
+        self.dataset_name: str | None = None
+        self.dataset_names: list[str] = []
+        self.filter_text = ""
+        self.editing_id: int | None = None
+        self.suggestions: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical():
+            yield Static("", id="captions-summary")
+            with Horizontal(id="captions-main"):
+                table = RowList(COLUMNS, key_of=lambda r: int(r[0]), id="captions-table")
+                table.empty_text = "no clips in this dataset yet"
+                yield table
+                with Vertical(id="captions-side"):
+                    yield Filmstrip(id="captions-filmstrip")
+                    yield Static("", id="captions-facts")
+                    yield CaptionEditor("", id="captions-editor", soft_wrap=True,
+                                        show_line_numbers=False)
+                    yield Static("", id="captions-suggest")
+                    yield Static("", id="captions-lint")
+            yield Input(placeholder="filter: words, state:approved, lint:error, uncaptioned",
+                        id="captions-filter")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#captions-filter", Input).display = False
+        self.query_one(CaptionEditor).read_only = True
+        self.query_one(RowList).focus()
+        self.reload()
+
+    # -- data -------------------------------------------------------------------------------
+    def load(self, conn) -> CaptionsData:
+        all_sets = datasets.list_all(conn)
+        self.dataset_names = [d.name for d in all_sets]
+        dataset = next((d for d in all_sets if d.name == self.dataset_name),
+                       all_sets[0] if all_sets else None)
+        if dataset is None:
+            return CaptionsData(None, lint.Rules(), [])
+        rules = lint.Rules.from_dataset(dataset.trigger, dataset.settings)
+        current = captions.current_texts(conn, dataset.id)
+        base = conn.execute(
+            "SELECT id, name, state, filmstrip_path, width, height, frames, fps, flags FROM clips"
+            " WHERE dataset_id = ? AND duplicate_of IS NULL AND state != 'error' ORDER BY id",
+            (dataset.id,)).fetchall()
+        texts = {r["id"]: current[r["id"]].text if r["id"] in current else "" for r in base}
+        linted = lint.lint_dataset(texts, rules)
+        rows = []
+        for r in base:
+            facts = (f"{r['width']}x{r['height']}, {r['frames']} frames at {r['fps'] or 0:g} fps"
+                     if r["frames"] else r["state"])
+            rows.append(CaptionRow(r["id"], r["name"], r["state"], texts[r["id"]],
+                                   linted.by_clip[r["id"]], r["filmstrip_path"], facts))
+        rows = self._filtered(rows)
+        return CaptionsData(dataset, rules, rows, phrases_of(list(texts.values())))
+
+    def _filtered(self, rows: list[CaptionRow]) -> list[CaptionRow]:
+        words = []
+        for token in self.filter_text.split():
+            if token.startswith("state:"):
+                rows = [r for r in rows if r.state == token[6:]]
+            elif token == "lint:error":
+                rows = [r for r in rows if any(i.severity == "error" for i in r.issues)]
+            elif token == "lint:warning":
+                rows = [r for r in rows if r.issues]
+            elif token == "uncaptioned":
+                rows = [r for r in rows if not r.text.strip()]
+            else:
+                words.append(token.lower())
+        if words:
+            rows = [r for r in rows if all(w in (r.text + " " + r.name).lower() for w in words)]
+        return rows
+
+    def show(self, data: CaptionsData) -> None:
+        self.data = data
+        self.dataset_name = data.dataset.name if data.dataset else None
+        self.by_id = {r.id: r for r in data.rows}
+        table = self.query_one(RowList)
+        table.set_rows([(str(r.id), r.name, r.state, lint_badge(r.issues),
+                         " ".join(r.text.split()) or Text("(no caption)", style="dim"))
+                        for r in data.rows])
+        summary = self.query_one("#captions-summary", Static)
+        if data.dataset is None:
+            summary.update("No datasets yet: `lorad dataset create NAME --profile P`.")
+        else:
+            total = len(data.rows)
+            done = sum(1 for r in data.rows if r.text.strip())
+            errors = sum(1 for r in data.rows if any(i.severity == "error" for i in r.issues))
+            trig = f"trigger {data.rules.trigger}" if data.rules.trigger else "no trigger set"
+            shown = f"  [filter: {self.filter_text}]" if self.filter_text else ""
+            summary.update(f"{data.dataset.name}: {done}/{total} captioned, {errors} with lint "
+                           f"errors, {trig}{shown}")
+        if self.editing_id is None:
+            self.show_current()
+
+    def current_row(self) -> CaptionRow | None:
+        key = self.query_one(RowList).current_key
+        return self.by_id.get(key) if key is not None else None
+
+    def show_current(self) -> None:
+        row = self.current_row()
+        editor = self.query_one(CaptionEditor)
+        facts = self.query_one("#captions-facts", Static)
+        if row is None:
+            editor.load_text("")
+            facts.update("")
+            self.query_one(Filmstrip).show_image(None)
+            self.update_lint("")
+            return
+        if editor.text != row.text:
+            editor.load_text(row.text)
+        facts.update(Text.assemble((row.name, "bold"), f"  {row.state}  {row.facts}"))
+        self.update_lint(row.text)
+        self._load_image(row.id, row.filmstrip)
+
+    @work(thread=True, exclusive=True, group="caption-image")
+    def _load_image(self, clip_id: int, path: str | None) -> None:
+        image = load_image(Path(path)) if path else None
+        self.app.call_from_thread(self._show_image, clip_id, image)
+
+    def _show_image(self, clip_id: int, image) -> None:
+        if self.query_one(RowList).current_key == clip_id:
+            self.query_one(Filmstrip).show_image(image)
+
+    def on_row_list_highlighted(self, _event: RowList.Highlighted) -> None:
+        if self.editing_id is None:
+            self.show_current()
+
+    # -- lint and suggestions as you type ---------------------------------------------------
+    def update_lint(self, text: str) -> None:
+        rules = self.data.rules if self.data else lint.Rules()
+        row = self.current_row()
+        dup = None
+        if row is not None and text.strip():
+            key = " ".join(text.split()).lower()
+            dup = next((r.id for r in self.by_id.values() if r.id != row.id
+                        and " ".join(r.text.split()).lower() == key), None)
+        issues = lint.lint(text, rules, duplicate_of=dup)
+        panel = self.query_one("#captions-lint", Static)
+        if not issues:
+            panel.update(Text("✓ no lint issues", style="green"))
+        else:
+            panel.update(Text("\n").join(
+                Text(("✗ " if i.severity == "error" else "! ") + i.message,
+                     style="red" if i.severity == "error" else "yellow") for i in issues))
+        self.current_issues = issues
+
+    def on_text_area_changed(self, event: TextArea.Changed) -> None:
+        if self.editing_id is None:
+            return
+        text = event.text_area.text
+        self.update_lint(text)
+        row, col = event.text_area.cursor_location
+        before = text.splitlines()[row][:col] if text else ""
+        segment = re.split(r"[,\n]", before)[-1] if before else ""
+        self.suggestions = suggest(segment, self.data.phrases if self.data else Counter())
+        self.suggest_prefix = segment.lstrip()
+        self.query_one("#captions-suggest", Static).update(
+            Text("tab: " + "  |  ".join(self.suggestions), style="dim")
+            if self.suggestions else "")
+
+    def accept_suggestion(self) -> None:
+        if not self.suggestions or self.editing_id is None:
+            return
+        editor = self.query_one(CaptionEditor)
+        rest = self.suggestions[0][len(self.suggest_prefix):]
+        editor.insert(rest)
+
+    # -- editing ----------------------------------------------------------------------------
+    def action_edit(self) -> None:
+        row = self.current_row()
+        if row is None:
+            return
+        self.editing_id = row.id
+        editor = self.query_one(CaptionEditor)
+        editor.read_only = False
+        editor.focus()
+        editor.move_cursor(editor.document.end)
+
+    def _save(self) -> None:
+        if self.editing_id is None:
+            return
+        text = self.query_one(CaptionEditor).text
+        clip_id = self.editing_id
+        row = self.by_id.get(clip_id)
+        if row is not None and text.strip() != row.text.strip():
+            row.text = text.strip()  # shown at once; the store write follows in a worker
+            self.write(captions.set_caption, clip_id, text)
+
+    def action_leave(self) -> None:
+        box = self.query_one("#captions-filter", Input)
+        if box.has_focus:
+            box.display = False
+            self.query_one(RowList).focus()
+            return
+        if self.editing_id is None:
+            if self.filter_text:
+                self.filter_text = ""
+                self.reload()
+            return
+        self._save()
+        self._stop_editing()
+
+    def _stop_editing(self) -> None:
+        self.editing_id = None
+        editor = self.query_one(CaptionEditor)
+        editor.read_only = True
+        self.query_one("#captions-suggest", Static).update("")
+        self.query_one(RowList).focus()
+
+    def action_save_next(self) -> None:
+        editing = self.editing_id is not None
+        self._save()
+        self._stop_editing()
+        self.query_one(RowList).action_cursor_down()
+        self.show_current()
+        if editing:
+            self.action_edit()
+
+    def action_insert_trigger(self) -> None:
+        trigger = self.data.rules.trigger if self.data else None
+        if not trigger:
+            self.notify("this dataset has no trigger: `lorad dataset rules NAME --trigger TOKEN`",
+                        severity="warning")
+            return
+        if self.editing_id is None:
+            self.action_edit()
+        editor = self.query_one(CaptionEditor)
+        if trigger in editor.text:
+            return
+        editor.move_cursor((0, 0))
+        editor.insert(f"{trigger}, ")
+
+    def action_undo_version(self) -> None:
+        row = self.current_row()
+        if row is not None and self.editing_id is None:
+            self.write(captions.undo, row.id, done_message="went back one caption version")
+
+    def action_review(self, state: str) -> None:
+        row = self.current_row()
+        if row is None or self.editing_id is not None:
+            return
+        self.write(clips.set_review, [row.id], state)
+        self.query_one(RowList).action_cursor_down()
+
+    def _jump(self, predicate) -> None:
+        table = self.query_one(RowList)
+        rows = self.data.rows if self.data else []
+        n = len(rows)
+        for step in range(1, n + 1):
+            i = (table.cursor + step) % n
+            if predicate(rows[i]):
+                table.set_cursor(i)
+                return
+        self.notify("none left")
+
+    def action_next_lint(self) -> None:
+        self._jump(lambda r: any(i.severity == "error" for i in r.issues))
+
+    def action_next_uncaptioned(self) -> None:
+        self._jump(lambda r: not r.text.strip())
+
+    def action_filter(self) -> None:
+        box = self.query_one("#captions-filter", Input)
+        box.display = True
+        box.value = self.filter_text
+        box.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.filter_text = event.value.strip()
+        event.input.display = False
+        self.query_one(RowList).focus()
+        self.reload()
+
+    def action_next_dataset(self) -> None:
+        if len(self.dataset_names) < 2:
+            return
+        at = self.dataset_names.index(self.dataset_name) if self.dataset_name in \
+            self.dataset_names else -1
+        self.dataset_name = self.dataset_names[(at + 1) % len(self.dataset_names)]
+        self.reload()
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        editing = self.editing_id is not None
+        if editing and action in ("edit", "undo_version", "review", "next_lint",
+                                  "next_uncaptioned", "filter", "next_dataset"):
+            return False  # keys type into the caption while editing
+        return True
