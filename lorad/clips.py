@@ -207,7 +207,15 @@ def get(conn: sqlite3.Connection, clip_id: int) -> Clip:
 
 def list_clips(conn: sqlite3.Connection, dataset_id: int, *, states: Iterable[str] | None = None,
                flag: str | None = None, text: str | None = None) -> list[Clip]:
-    sql, args = "SELECT * FROM clips WHERE dataset_id = ?", [dataset_id]
+    sql, args = _filtered("SELECT * FROM clips WHERE dataset_id = ?", dataset_id, states, flag,
+                          text)
+    return [Clip.from_row(r) for r in conn.execute(sql, args)]
+
+
+def _filtered(sql: str, dataset_id: int, states: Iterable[str] | None, flag: str | None,
+              text: str | None) -> tuple[str, list[Any]]:
+    """Add the state / flag / text filters shared by every clip listing."""
+    args: list[Any] = [dataset_id]
     if states:
         states = list(states)
         sql += f" AND state IN ({','.join('?' * len(states))})"
@@ -219,7 +227,7 @@ def list_clips(conn: sqlite3.Connection, dataset_id: int, *, states: Iterable[st
         sql += " AND (source_path LIKE ? OR name LIKE ? OR IFNULL(error,'') LIKE ?)"
         args += [f"%{text}%"] * 3
     sql += " ORDER BY id"
-    return [Clip.from_row(r) for r in conn.execute(sql, args)]
+    return sql, args
 
 
 def set_review(conn: sqlite3.Connection, clip_ids: Iterable[int], state: str) -> tuple[int, int]:
@@ -292,20 +300,10 @@ class ClipRow(tuple):
 def rows(conn: sqlite3.Connection, dataset_id: int, *, states: Iterable[str] | None = None,
          flag: str | None = None, text: str | None = None) -> list[ClipRow]:
     """What a clip table shows, for thousands of clips in milliseconds."""
-    sql = ("SELECT id, name, state, frames, fps, width, height, motion, flags,"
-           " COALESCE(error, note, ''), duplicate_of FROM clips WHERE dataset_id = ?")
-    args: list[Any] = [dataset_id]
-    if states:
-        states = list(states)
-        sql += f" AND state IN ({','.join('?' * len(states))})"
-        args += states
-    if flag:
-        sql += " AND EXISTS (SELECT 1 FROM json_each(clips.flags) WHERE value = ?)"
-        args.append(flag)
-    if text:
-        sql += " AND (source_path LIKE ? OR name LIKE ? OR IFNULL(error,'') LIKE ?)"
-        args += [f"%{text}%"] * 3
-    sql += " ORDER BY id"
+    sql, args = _filtered(
+        "SELECT id, name, state, frames, fps, width, height, motion, flags,"
+        " COALESCE(error, note, ''), duplicate_of FROM clips WHERE dataset_id = ?", dataset_id,
+        states, flag, text)
     out = []
     for r in conn.execute(sql, args):
         r = list(r)

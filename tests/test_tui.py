@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import time
+from helpers import pilot_until as until
 
 from lorad import jobs
 from tui.app import LoradApp
 from tui.screens.clips import ClipsScreen
 from tui.screens.help import HelpScreen, binding_rows
 from tui.screens.jobs import JobsScreen
-
-
-async def until(pilot, cond, timeout: float = 10.0, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message}")
-        await pilot.pause(0.02)
 
 
 def table_ids(screen: JobsScreen) -> list[int]:

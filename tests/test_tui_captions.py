@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
+from helpers import pilot_until as until
 from test_captions import add_clip
 
 from lorad import captions, clips, datasets
 from tui.app import LoradApp
 from tui.screens.captions import CaptionEditor, CaptionsScreen
 from tui.widgets.rowlist import RowList
-
-
-async def until(pilot, cond, timeout: float = 10.0, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message}")
-        await pilot.pause(0.02)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import json
 import time
 
 import pytest
+from helpers import pilot_until as until
 
 from lorad import clips, datasets
 from tui.app import LoradApp
@@ -33,13 +34,6 @@ def insert_clips(conn, dataset_id: int, n: int, *, state: str = "ready",
 def dataset(conn):
     return datasets.create(conn, "trucks", "wan21-t2v-480p-portrait")
 
-
-async def until(pilot, cond, timeout: float = 10.0, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message}")
-        await pilot.pause(0.02)
 
 
 def states(conn, ids):

@@ -46,3 +46,12 @@ def run_jobs(ws, timeout: float = 180.0) -> None:
             await task
 
     asyncio.run(main())
+
+
+async def pilot_until(pilot, condition, timeout: float = 10.0, message: str = "condition"):
+    """`wait_for` for Pilot tests: lets the app run between checks."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        await pilot.pause(0.02)

@@ -6,6 +6,7 @@ from typing import Any
 
 from textual import work
 from textual.screen import Screen
+from textual.widgets import Input
 from textual.worker import get_current_worker
 
 from lorad import store
@@ -57,3 +58,52 @@ class StoreScreen(Screen):
             conn.close()
         if done_message:
             self.app.call_from_thread(self.notify, done_message)
+
+
+class DatasetScreen(StoreScreen):
+    """A screen that shows one dataset at a time (`d` cycles) and filters its rows with an Input
+    toggled by `/`. Subclasses set FILTER_ID and keep a RowList as the focus home."""
+
+    FILTER_ID = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dataset_name: str | None = None
+        self.dataset_names: list[str] = []
+        self.filter_text = ""
+
+    def home(self):
+        from ..widgets.rowlist import RowList
+
+        return self.query_one(RowList)
+
+    def action_filter(self) -> None:
+        box = self.query_one(f"#{self.FILTER_ID}", Input)
+        box.display = True
+        box.value = self.filter_text
+        box.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.filter_text = event.value.strip()
+        event.input.display = False
+        self.home().focus()
+        self.reload()
+
+    def close_filter(self) -> bool:
+        """Hide the filter box if it has focus; True when it did."""
+        box = self.query_one(f"#{self.FILTER_ID}", Input)
+        if not box.has_focus:
+            return False
+        box.display = False
+        self.home().focus()
+        return True
+
+    def action_next_dataset(self) -> None:
+        if len(self.dataset_names) < 2:
+            self.notify("only one dataset" if self.dataset_names else "no datasets yet")
+            return
+        at = self.dataset_names.index(self.dataset_name) if self.dataset_name in \
+            self.dataset_names else -1
+        self.dataset_name = self.dataset_names[(at + 1) % len(self.dataset_names)]
+        self.home().clear_marks()
+        self.reload()

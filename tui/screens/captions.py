@@ -24,7 +24,7 @@ from lorad import captions, clips, datasets, lint
 
 from ..widgets.filmstrip import Filmstrip, load_image
 from ..widgets.rowlist import Column, RowList
-from .base import StoreScreen
+from .base import DatasetScreen
 
 COLUMNS = [Column("id", 6, "right"), Column("name", 24), Column("state", 9),
            Column("lint", 6), Column("caption", 80)]
@@ -86,7 +86,7 @@ class CaptionEditor(TextArea):
         self.screen.accept_suggestion()
 
 
-class CaptionsScreen(StoreScreen):
+class CaptionsScreen(DatasetScreen):
     LABEL = "Captions"
     HELP = (
         "Write a caption for every clip. Each save is a new version (nothing is overwritten; "
@@ -109,13 +109,12 @@ class CaptionsScreen(StoreScreen):
         Binding("d", "next_dataset", "Next dataset"),
     ]
 
+    FILTER_ID = "captions-filter"
+
     def __init__(self) -> None:
         super().__init__()
         self.data: CaptionsData | None = None
         self.by_id: dict[int, CaptionRow] = {}
-        self.dataset_name: str | None = None
-        self.dataset_names: list[str] = []
-        self.filter_text = ""
         self.editing_id: int | None = None
         self.suggestions: list[str] = []
 
@@ -303,10 +302,7 @@ class CaptionsScreen(StoreScreen):
             self.write(captions.set_caption, clip_id, text)
 
     def action_leave(self) -> None:
-        box = self.query_one("#captions-filter", Input)
-        if box.has_focus:
-            box.display = False
-            self.query_one(RowList).focus()
+        if self.close_filter():
             return
         if self.editing_id is None:
             if self.filter_text:
@@ -374,26 +370,6 @@ class CaptionsScreen(StoreScreen):
 
     def action_next_uncaptioned(self) -> None:
         self._jump(lambda r: not r.text.strip())
-
-    def action_filter(self) -> None:
-        box = self.query_one("#captions-filter", Input)
-        box.display = True
-        box.value = self.filter_text
-        box.focus()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.filter_text = event.value.strip()
-        event.input.display = False
-        self.query_one(RowList).focus()
-        self.reload()
-
-    def action_next_dataset(self) -> None:
-        if len(self.dataset_names) < 2:
-            return
-        at = self.dataset_names.index(self.dataset_name) if self.dataset_name in \
-            self.dataset_names else -1
-        self.dataset_name = self.dataset_names[(at + 1) % len(self.dataset_names)]
-        self.reload()
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         editing = self.editing_id is not None

@@ -16,7 +16,7 @@ from lorad import clips, datasets, player, profiles
 
 from ..widgets.filmstrip import Filmstrip, load_image
 from ..widgets.rowlist import Column, RowList
-from .base import StoreScreen
+from .base import DatasetScreen
 
 STATE_STYLE = {"new": "dim", "processing": "cyan", "ready": "", "approved": "green",
                "rejected": "yellow", "error": "bold red"}
@@ -78,7 +78,7 @@ def row_cells(row: clips.ClipRow, marked: bool = False) -> tuple:
             row.message)
 
 
-class ClipsScreen(StoreScreen):
+class ClipsScreen(DatasetScreen):
     LABEL = "Clips"
     HELP = (
         "Review the clips of a dataset. Each source file was converted to the dataset's profile "
@@ -101,12 +101,11 @@ class ClipsScreen(StoreScreen):
         Binding("d", "next_dataset", "Next dataset"),
     ]
 
+    FILTER_ID = "clips-filter"
+
     def __init__(self) -> None:
         super().__init__()
-        self.dataset_name: str | None = None
-        self.filter_text = ""
         self.current: clips.Clip | None = None
-        self.dataset_names: list[str] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -277,23 +276,8 @@ class ClipsScreen(StoreScreen):
             self.filter_text = ""
             self.reload()
 
-    def action_filter(self) -> None:
-        box = self.query_one("#clips-filter", Input)
-        box.display = True
-        box.value = self.filter_text
-        box.focus()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.filter_text = event.value.strip()
-        event.input.display = False
-        self.query_one(RowList).focus()
-        self.reload()
-
     def on_key(self, event) -> None:
-        box = self.query_one("#clips-filter", Input)
-        if event.key == "escape" and box.has_focus:
-            box.display = False
-            self.query_one(RowList).focus()
+        if event.key == "escape" and self.close_filter():
             event.stop()
 
     def action_play(self) -> None:
@@ -322,13 +306,3 @@ class ClipsScreen(StoreScreen):
                 table.set_cursor(i)
                 return
         self.notify("no clip in error")
-
-    def action_next_dataset(self) -> None:
-        if len(self.dataset_names) < 2:
-            self.notify("only one dataset" if self.dataset_names else "no datasets yet")
-            return
-        at = self.dataset_names.index(self.dataset_name) if self.dataset_name in \
-            self.dataset_names else -1
-        self.dataset_name = self.dataset_names[(at + 1) % len(self.dataset_names)]
-        self.query_one(RowList).clear_marks()
-        self.reload()
