@@ -188,6 +188,7 @@ def time_lorad(raw_dir: Path, root: Path, n: int) -> LoradRun:
         startup = start_daemon(ws)
         started_wall, t0 = time.time(), time.perf_counter()
         report = clips.add(conn, dataset, [raw_dir])
+        daemon.nudge(ws)  # as `lorad clips add` does
         if len(report.queued) != n:
             raise RuntimeError(f"clips.add queued {len(report.queued)} clips, expected {n}")
         wait_idle(conn, timeout=120 + 30 * n)

@@ -86,6 +86,9 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             return EXIT_OK
         if args.action == "retry":
             jobs.retry(conn, args.id)
+            from . import daemon
+
+            daemon.nudge(ws)
             print(f"job {args.id}: queued again")
             return EXIT_OK
         if args.action == "show":

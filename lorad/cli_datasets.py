@@ -94,6 +94,8 @@ def cmd_clips(args: argparse.Namespace) -> int:
             if report.ignored:
                 parts.append(f"{len(report.ignored)} non-media files ignored")
             print("queued: " + ", ".join(parts))
+            if queued or report.split_jobs:
+                daemon.nudge(ws)
             if not daemon.status(ws).running and (queued or report.split_jobs):
                 print("the daemon is not running; start it with `lorad daemon start` "
                       "(or use --wait, which starts it)")
@@ -119,6 +121,7 @@ def cmd_clips(args: argparse.Namespace) -> int:
             if not ids:
                 raise CliError("name clip ids, or use --stale, --errors or --all")
             queued = clips.reprocess(conn, sorted(set(ids)))
+            daemon.nudge(ws)
             print(f"{len(queued)} clip(s) queued for processing")
             return EXIT_OK
         listed = clips.list_clips(conn, d.id, states=args.state, flag=args.flag, text=args.text)

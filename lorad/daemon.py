@@ -102,6 +102,19 @@ def status(ws: Workspace) -> DaemonStatus:
         os.close(fd)
 
 
+def nudge(ws: Workspace) -> bool:
+    """Tell a running daemon that new jobs wait, so it claims them now instead of at its next
+    poll. Best effort: the daemon polls anyway."""
+    st = status(ws)
+    if not st.running or not st.pid:
+        return False
+    try:
+        os.kill(st.pid, signal.SIGUSR1)
+    except OSError:
+        return False
+    return True
+
+
 def start(ws: Workspace, *, wait: float = 15.0, env: dict[str, str] | None = None) -> DaemonStatus:
     """Start `lorad daemon run` detached from this terminal and wait until it holds the lock."""
     current = status(ws)
@@ -297,6 +310,9 @@ class Daemon:
 
 def run_foreground(ws: Workspace, *, verbose: bool = False) -> int:
     """`lorad daemon run`: hold the lock, serve until SIGTERM/SIGINT, exit 0."""
+    # A nudge (SIGUSR1) may come as soon as the lock is visible; its default action would kill
+    # us before the event loop installs the real handler, so ignore it until then.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     lock = Lock(ws)
     lock.acquire()
     cfg = ws.config()["daemon"]
@@ -312,6 +328,7 @@ def run_foreground(ws: Workspace, *, verbose: bool = False) -> int:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, daemon.request_stop)
+            loop.add_signal_handler(signal.SIGUSR1, daemon.wakeup.set)  # see nudge()
             await daemon.serve()
 
         asyncio.run(main())

@@ -111,3 +111,16 @@ def test_cli_start_status_stop(ws):
     finally:
         assert run("daemon", "stop").stdout.strip() == "daemon stopped"
     assert not daemon.status(ws).running
+
+
+def test_nudge_wakes_an_idle_daemon_before_its_next_poll(ws, conn, daemon_proc):
+    ws.config_path.write_text("[daemon]\npoll_interval = 60\nlease_seconds = 6\n")
+    daemon_proc.start()
+    # one job run first: afterwards the daemon looks at the empty queue and waits its 60 s
+    first = jobs.enqueue(conn, "test.effect", {"seconds": 0.01})
+    assert daemon.nudge(ws)
+    wait_for(lambda: jobs.get(conn, first).state == "succeeded", timeout=20, message="first")
+    job = jobs.enqueue(conn, "test.effect", {"seconds": 0.01})
+    assert daemon.nudge(ws)
+    wait_for(lambda: jobs.get(conn, job).state == "succeeded", timeout=20,
+             message="job run long before the 60 s poll")

@@ -129,3 +129,21 @@ async def test_suggestions_come_from_phrases_in_the_dataset(ws, conn, ds):
         await pilot.press("tab")
         assert screen.query_one(CaptionEditor).text == \
             "TRUCKUGC, red truck, phone camera quality"
+
+
+async def test_history_key_shows_every_version(ws, conn, ds):
+    from tui.screens.captions import HistoryScreen
+
+    a = add_clip(conn, ds.id, "a", state="ready")
+    for text in ("TRUCKUGC, version one here", "TRUCKUGC, version two here"):
+        captions.set_caption(conn, a, text)
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(160, 45)) as pilot:
+        screen = await open_captions(app, pilot)
+        await until(pilot, lambda: screen.current_row() is not None)
+        await pilot.press("h")
+        await until(pilot, lambda: isinstance(app.screen, HistoryScreen), message="history")
+        assert [v.text for v in app.screen.versions] == ["TRUCKUGC, version one here",
+                                                         "TRUCKUGC, version two here"]
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is screen)

@@ -9,7 +9,7 @@ from textual.screen import Screen
 from textual.widgets import Input
 from textual.worker import get_current_worker
 
-from lorad import store
+from lorad import daemon, store
 
 
 class StoreScreen(Screen):
@@ -56,6 +56,7 @@ class StoreScreen(Screen):
             return
         finally:
             conn.close()
+        daemon.nudge(self.app.ws)  # an edit may have queued a job (retry, reprocess)
         if done_message:
             self.app.call_from_thread(self.notify, done_message)
 

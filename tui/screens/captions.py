@@ -17,7 +17,8 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
 from textual.widgets import Footer, Header, Input, Static, TextArea
 
 from lorad import captions, clips, datasets, lint
@@ -79,6 +80,30 @@ def lint_badge(issues: list[lint.Issue]) -> Text:
     return Text("✓", style="green")
 
 
+class HistoryScreen(ModalScreen[None]):
+    """Every version of one clip's caption, newest first."""
+
+    BINDINGS = [Binding("escape,q,h", "dismiss", "Close")]
+
+    def __init__(self, name: str, versions: list[captions.CaptionVersion]) -> None:
+        super().__init__()
+        self.clip_name = name
+        self.versions = versions
+
+    def compose(self) -> ComposeResult:
+        import datetime
+
+        lines = [Text(f"caption history of {self.clip_name} (escape closes)", style="bold")]
+        for v in reversed(self.versions):
+            when = datetime.datetime.fromtimestamp(v.created_at).strftime("%Y-%m-%d %H:%M")
+            lines.append(Text.assemble((f"v{v.id} {when} {v.source:<8} ", "dim"),
+                                       v.text or "(empty)"))
+        if not self.versions:
+            lines.append(Text("no caption yet", style="dim"))
+        with VerticalScroll(id="history-body"):
+            yield Static(Text("\n").join(lines))
+
+
 class CaptionEditor(TextArea):
     BINDINGS = [Binding("tab", "complete", "Accept suggestion", show=False)]
 
@@ -101,6 +126,7 @@ class CaptionsScreen(DatasetScreen):
         Binding("ctrl+s", "save_next", "Save and next", priority=True),
         Binding("ctrl+t", "insert_trigger", "Insert trigger", priority=True),
         Binding("u", "undo_version", "Undo version"),
+        Binding("h", "history", "History"),
         Binding("a", "review('approved')", "Approve"),
         Binding("x", "review('rejected')", "Reject"),
         Binding("n", "next_lint", "Next lint error"),
@@ -347,6 +373,20 @@ class CaptionsScreen(DatasetScreen):
         if row is not None and self.editing_id is None:
             self.write(captions.undo, row.id, done_message="went back one caption version")
 
+    def action_history(self) -> None:
+        row = self.current_row()
+        if row is not None:
+            self._load_history(row.id, row.name)
+
+    @work(thread=True, exclusive=True, group="caption-history")
+    def _load_history(self, clip_id: int, name: str) -> None:
+        conn = self.app.ws.connect()
+        try:
+            versions = captions.history(conn, clip_id)
+        finally:
+            conn.close()
+        self.app.call_from_thread(self.app.push_screen, HistoryScreen(name, versions))
+
     def action_review(self, state: str) -> None:
         row = self.current_row()
         if row is None or self.editing_id is not None:
@@ -373,7 +413,7 @@ class CaptionsScreen(DatasetScreen):
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         editing = self.editing_id is not None
-        if editing and action in ("edit", "undo_version", "review", "next_lint",
+        if editing and action in ("edit", "undo_version", "history", "review", "next_lint",
                                   "next_uncaptioned", "filter", "next_dataset"):
             return False  # keys type into the caption while editing
         return True
