@@ -1,0 +1,145 @@
+"""Parse musubi-tuner's training output as it arrives, in any chunking.
+
+The remote log is read by byte offset; `LogParser.feed(bytes)` splits on both `\\r` (tqdm bar
+updates) and `\\n`, keeps an unfinished line for the next chunk, and returns events. Formats and
+regexes follow the reference (tqdm `format_meter` in a pipe: 10-character bar, `s/it` or
+`it/s`, `avr_loss` as `.3g`, each step printed about twice).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+PROGRESS = re.compile(
+    r"steps:\s*(\d+)%\|[^|]*\|\s*(\d+)/(\d+)\s*\[([\d:]+)<([\d:?]+),\s*([\d.?]+)\s*(s/it|it/s)"
+    r"(?:,\s*avr_loss=([^,\]]+))?")
+EPOCH = re.compile(r"^epoch (\d+)/(\d+)\s*$")
+CHECKPOINT = re.compile(r"^saving checkpoint: (.+\.safetensors)\s*$")
+TOTAL_STEPS = re.compile(r"total optimization steps / .*?: (\d+)")
+STATE_SAVE = re.compile(r"saving state at (epoch|step) (\d+)|saving last state\.")
+MODEL_SAVED = "model saved."
+OOM = "CUDA out of memory"
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int
+    total: int
+    elapsed: float | None
+    remaining: float | None
+    rate: float | None  # steps per second
+    avr_loss: float | None
+
+
+@dataclass(frozen=True)
+class Epoch:
+    epoch: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: str
+
+
+@dataclass(frozen=True)
+class TotalSteps:
+    total: int
+
+
+@dataclass(frozen=True)
+class StateSaved:
+    line: str
+
+
+@dataclass(frozen=True)
+class ModelSaved:
+    pass
+
+
+@dataclass(frozen=True)
+class Failure:
+    kind: str  # oom | traceback | error
+    line: str
+
+
+def clock(text: str) -> float | None:
+    """`MM:SS` or `H:MM:SS` to seconds; `?` is unknown."""
+    if "?" in text:
+        return None
+    seconds = 0.0
+    for part in text.split(":"):
+        seconds = seconds * 60 + float(part)
+    return seconds
+
+
+def parse_loss(text: str | None) -> float | None:
+    if text is None:
+        return None
+    text = text.strip()
+    try:
+        return float(text)  # float("nan") is nan, as the bar prints it
+    except ValueError:
+        return None
+
+
+def parse_line(line: str):
+    """One line (without \\r or \\n) to an event, or None."""
+    if "steps:" in line:
+        m = PROGRESS.search(line)
+        if m:
+            rate_value = None if "?" in m.group(6) else float(m.group(6))
+            if rate_value is not None and m.group(7) == "s/it":
+                rate_value = 1.0 / rate_value if rate_value else None
+            return Progress(int(m.group(2)), int(m.group(3)), clock(m.group(4)),
+                            clock(m.group(5)), rate_value, parse_loss(m.group(8)))
+    m = EPOCH.match(line)
+    if m:
+        return Epoch(int(m.group(1)), int(m.group(2)))
+    m = CHECKPOINT.match(line)
+    if m:
+        return Checkpoint(m.group(1))
+    if line.rstrip().endswith(MODEL_SAVED):
+        return ModelSaved()
+    m = TOTAL_STEPS.search(line)
+    if m:
+        return TotalSteps(int(m.group(1)))
+    if STATE_SAVE.search(line):
+        return StateSaved(line.strip())
+    if OOM in line:
+        return Failure("oom", line.strip())
+    if line.startswith("Traceback (most recent call last)"):
+        return Failure("traceback", line.strip())
+    return None
+
+
+class LogParser:
+    """Incremental: feed raw bytes, get events. `offset` is the log position just after the
+    last complete line: persist it, and a new parser started there after a dropped connection
+    neither loses nor repeats an event. (A step's loss is stored under its step number, the
+    last value winning, so the bar printing a step twice gives one point.)"""
+
+    def __init__(self, offset: int = 0) -> None:
+        self.offset = offset
+        self._pending = b""
+
+    def feed(self, data: bytes) -> list:
+        buf = self._pending + data
+        events = []
+        start = 0
+        for m in re.finditer(rb"[\r\n]", buf):
+            line = buf[start:m.start()].decode("utf-8", errors="replace")
+            start = m.end()
+            if line:
+                event = parse_line(line)
+                if event is not None:
+                    events.append(event)
+        self.offset += start  # the unfinished tail is read again after a reconnect
+        self._pending = buf[start:]
+        return events
+
+
+def is_nan(value: float | None) -> bool:
+    return value is not None and math.isnan(value)

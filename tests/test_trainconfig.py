@@ -1,0 +1,87 @@
+"""Training configs: invalid combinations refused before upload; commands carry every
+argument the reference says must always be passed, quoted."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from lorad.trainconfig import TrainConfig, TrainConfigError, stage_commands, validate
+
+BASE = dict(dit="/m/wan2.1_t2v_14B_bf16.safetensors", vae="/m/Wan2.1_VAE.pth",
+            t5="/m/models_t5_umt5-xxl-enc-bf16.pth")
+
+
+def cmds(**kw):
+    cfg = TrainConfig(**{**BASE, **kw})
+    return {k: shlex.split(v) for k, v in stage_commands(
+        cfg, dataset_config="/w/ds/dataset.toml", output_dir="/w/run 1/out",
+        output_name="truck", sample_prompts="/w/ds/sample_prompts.txt").items()}
+
+
+def test_always_passed_arguments_are_there():
+    train = cmds()["train"]
+    for flag in ("--sdpa", "--optimizer_type", "--output_dir", "--output_name",
+                 "--network_module", "--network_dim", "--network_alpha", "--mixed_precision",
+                 "--dataset_config", "--dit", "--save_state"):
+        assert flag in train, flag
+    assert train[:6] == ["accelerate", "launch", "--num_cpu_threads_per_process", "1",
+                         "--mixed_precision", "bf16"]
+    assert train[train.index("--network_module") + 1] == "networks.lora_wan"
+    assert train[train.index("--output_dir") + 1] == "/w/run 1/out"  # quoted, one argument
+
+
+def test_cache_stages():
+    c = cmds()
+    assert c["latents"][:2] == ["python", "src/musubi_tuner/wan_cache_latents.py"]
+    assert "--i2v" not in c["latents"]
+    assert c["text"][c["text"].index("--t5") + 1] == BASE["t5"]
+    i2v = cmds(task="i2v-14B", clip="/m/clip.pth")["latents"]
+    assert "--i2v" in i2v and i2v[i2v.index("--clip") + 1] == "/m/clip.pth"
+
+
+def test_wan22_experts_get_the_reference_timestep_ranges():
+    high = cmds(task="t2v-A14B", expert="high", mixed_precision="fp16")["train"]
+    assert high[high.index("--min_timestep") + 1] == "875"
+    assert high[high.index("--max_timestep") + 1] == "1000"
+    low = cmds(task="i2v-A14B", expert="low", mixed_precision="fp16")["train"]
+    assert low[low.index("--max_timestep") + 1] == "900"
+    both = cmds(task="t2v-A14B", expert="both", dit_high_noise="/m/high.safetensors",
+                mixed_precision="fp16")["train"]
+    assert both[both.index("--timestep_boundary") + 1] == "875"  # an int: 0.875 is refused
+
+
+@pytest.mark.parametrize("kw,problem", [
+    (dict(task="t2v-A14B", mixed_precision="fp16"), "set expert to high, low or both"),
+    (dict(task="t2v-A14B", expert="both", mixed_precision="fp16"), "needs dit_high_noise"),
+    (dict(task="t2v-A14B", expert="high"), "use mixed_precision fp16"),
+    (dict(expert="high"), "expert is for Wan 2.2"),
+    (dict(blocks_to_swap=40), "0 to 39"),
+    (dict(task="t2v-A14B", expert="both", dit_high_noise="/h", mixed_precision="fp16",
+          offload_inactive_dit=True, blocks_to_swap=10), "cannot be combined"),
+    (dict(attention="sage_attn"), "attention must be"),
+    (dict(max_train_steps=100), "exactly one of max_train_epochs and max_train_steps"),
+    (dict(task="i2v-14B"), "set clip"),
+    (dict(dit=""), "dit (path"),
+    (dict(task="t2v-99B"), "is not one of"),
+])
+def test_invalid_combinations_are_refused(kw, problem):
+    cfg = TrainConfig(**{**BASE, **kw})
+    assert any(problem in p for p in validate(cfg)), validate(cfg)
+    with pytest.raises(TrainConfigError):
+        stage_commands(cfg, dataset_config="d", output_dir="o", output_name="n")
+
+
+def test_unknown_option_names_the_known_ones():
+    with pytest.raises(TrainConfigError, match="unknown training option"):
+        TrainConfig.from_dict({"learning_rte": 1e-4})
+
+
+def test_resume_and_remaining_epochs():
+    cfg = TrainConfig(**BASE)
+    train = shlex.split(stage_commands(cfg, dataset_config="d", output_dir="o",
+                                       output_name="n-r1", resume="o/n-000004-state",
+                                       max_train_epochs=12)["train"])
+    assert train[train.index("--resume") + 1] == "o/n-000004-state"
+    assert train[train.index("--max_train_epochs") + 1] == "12"

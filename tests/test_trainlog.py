@@ -1,0 +1,85 @@
+"""The training-log parser against musubi-tuner's exact output (reference §3)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from lorad.trainlog import Checkpoint, Epoch, Failure, LogParser, ModelSaved, Progress, TotalSteps, parse_line
+
+LOG = (
+    "accelerator device: cuda\n"
+    "import network module: networks.lora_wan\n"
+    "running training / 学習開始\n"
+    "  total optimization steps / 学習ステップ数: 96\n"
+    "steps:   0%|          | 0/96 [00:00<?, ?it/s]"
+    "\rsteps:  17%|█▋        | 16/96 [06:59<34:59, 26.24s/it, avr_loss=0.078]"
+    "\rsteps:  18%|█▊        | 17/96 [07:39<35:35, 27.04s/it, avr_loss=0.078]"
+    "\rsteps:  18%|█▊        | 17/96 [07:39<35:35, 27.04s/it, avr_loss=0.0695]"
+    "\n\nepoch 2/16\n"
+    "\nsaving checkpoint: /workspace/out/mylora-000002.safetensors\n"
+    "INFO:musubi_tuner.training.trainer_base:saving state at epoch 2\n"
+    "steps:  19%|█▉        | 18/96 [07:59<01:02:00,  2.50it/s, avr_loss=1.5e-5]"
+    "\rsteps:  20%|█▉        | 19/96 [08:01<35:00, 2.50it/s, avr_loss=nan]\n"
+    "INFO:musubi_tuner.training.trainer_base:model saved.\n"
+)
+
+
+def events_of(chunks) -> list:
+    parser = LogParser()
+    out = []
+    for chunk in chunks:
+        out += parser.feed(chunk)
+    return out
+
+
+def test_every_event_kind_is_recognised():
+    events = events_of([LOG.encode()])
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["TotalSteps", "Progress", "Progress", "Progress", "Progress", "Epoch",
+                     "Checkpoint", "StateSaved", "Progress", "Progress", "ModelSaved"]
+    assert events[0] == TotalSteps(96)
+    p = events[2]
+    assert (p.step, p.total, p.elapsed, p.remaining) == (16, 96, 419.0, 2099.0)
+    assert p.rate == pytest.approx(1 / 26.24) and p.avr_loss == 0.078
+    assert events[4].avr_loss == 0.0695  # the second print of step 17 carries its own loss
+    assert events[5] == Epoch(2, 16)
+    assert events[6] == Checkpoint("/workspace/out/mylora-000002.safetensors")
+    assert events[8].remaining == 3720.0 and events[8].rate == 2.5 and events[8].avr_loss == 1.5e-5
+    assert math.isnan(events[9].avr_loss)
+    assert isinstance(events[-1], ModelSaved)
+    assert events[1] == Progress(0, 96, 0.0, None, None, None)
+
+
+@pytest.mark.parametrize("size", [1, 3, 7, 64, 1000])
+def test_any_chunking_gives_the_same_events(size):
+    data = LOG.encode()
+    chunks = [data[i:i + size] for i in range(0, len(data), size)]
+    assert list(map(repr, events_of(chunks))) == list(map(repr, events_of([data])))  # nan != nan
+
+
+def test_restart_at_the_saved_offset_neither_loses_nor_repeats():
+    data = LOG.encode()
+    whole = list(map(repr, events_of([data])))
+    for cut in range(0, len(data), 37):
+        first = LogParser()
+        got = first.feed(data[:cut])
+        second = LogParser(first.offset)  # a new connection reads from the saved offset
+        got += second.feed(data[first.offset:])
+        assert list(map(repr, got)) == whole, cut
+
+
+@pytest.mark.parametrize("line,kind", [
+    ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 48.00 MiB. GPU 0 has a "
+     "total capacity of 23.65 GiB", "oom"),
+    ("Traceback (most recent call last):", "traceback"),
+])
+def test_failures(line, kind):
+    assert parse_line(line) == Failure(kind, line)
+
+
+def test_unrelated_lines_are_ignored():
+    for line in ["INFO:musubi_tuner.dataset.image_video_dataset:epoch is incremented. "
+                 "current_epoch: 0, epoch: 1", "prepare optimizer, data loader etc.", ""]:
+        assert parse_line(line) is None
