@@ -19,7 +19,8 @@ from typing import Any
 
 from . import jobs
 
-BUILTIN_MODULES: list[str] = ["lorad.ingest"]  # domain modules that register handlers, imported by the daemon
+# Domain modules that register handlers, imported by the daemon.
+BUILTIN_MODULES: list[str] = ["lorad.ingest", "lorad.training", "lorad.checkpoints"]
 PLUGIN_ENV = "LORAD_HANDLER_MODULES"
 
 
