@@ -157,3 +157,83 @@ def check(shell: Shell, remote_dir: str, musubi_dir: str, model_files: list[str]
                         "detail": f"{(size or 0) / 1e9:.2f} GB" if size else "missing",
                         "fix": None if size else f"download it to {path} (see docs/training.md)"})
     return results
+
+
+# ---- provider: bring a pod up, stop it by policy ----------------------------------------------
+
+def bring_up(ws, pod_id: int, *, timeout: float = 900.0, poll: float = 5.0) -> Pod:
+    """Make sure the pod runs and its SSH endpoint is current (blocking: call in a thread).
+    A RunPod pod is started if needed; its endpoint is read fresh after every start (it
+    changes), and its host-key pin is cleared after a start (a new container, a new key)."""
+    conn = ws.connect()
+    try:
+        pod = get_by_id(conn, pod_id)
+        if pod.provider != "runpod":
+            update(conn, pod.id, state="running")
+            return get_by_id(conn, pod_id)
+        from .runpod import RunPod
+
+        with RunPod() as api:
+            before = api.get_pod(pod.provider_id)
+            up = api.ensure_running(pod.provider_id, timeout=timeout, poll=poll)
+        restarted = not before.running
+        host, port = up.ssh
+        values: dict[str, Any] = {"state": "running", "ssh_host": host, "ssh_port": port,
+                                  "ssh_user": up.ssh_user, "cost_per_hour": up.cost_per_hr,
+                                  "info": {**pod.info, "gpu": f"{up.gpu_count}x {up.gpu_type}"}}
+        if restarted:
+            values.update(host_key=None, started_at=time.time())
+        elif pod.started_at is None:
+            values["started_at"] = time.time()
+        update(conn, pod.id, **values)
+        return get_by_id(conn, pod_id)
+    finally:
+        conn.close()
+
+
+def apply_policy(ws, pod_id: int, outcome: str) -> str:
+    """After a run ends (`finish` or `failure`): stop or terminate the pod if its policy says so
+    and no other run is queued or running on it. Returns what was done (logged by the caller)."""
+    conn = ws.connect()
+    try:
+        pod = get_by_id(conn, pod_id)
+        action = pod.policy.get(f"on_{outcome}", "none")
+        busy = conn.execute("SELECT COUNT(*) FROM runs WHERE pod_id = ? AND state IN"
+                            " ('queued','running')", (pod_id,)).fetchone()[0]
+        if action == "none" or pod.provider != "runpod":
+            return "none"
+        if busy:
+            return f"kept running: {busy} run(s) still use it"
+        from .runpod import RunPod
+
+        with RunPod() as api:
+            if action == "terminate":
+                api.terminate(pod.provider_id)
+            else:
+                api.stop(pod.provider_id)
+        record_time(conn, pod, time.time())
+        update(conn, pod.id, state="terminated" if action == "terminate" else "stopped",
+               ssh_host=None, ssh_port=None, host_key=None, started_at=None)
+        conn.execute("INSERT INTO events (at, kind, subject, message) VALUES (?,?,?,?)",
+                     (time.time(), "pod.auto_stop", pod.name,
+                      f"{action} after run {outcome} (policy on_{outcome})"))
+        return action
+    finally:
+        conn.close()
+
+
+def record_time(conn: sqlite3.Connection, pod: Pod, until: float, run_id: int | None = None
+                ) -> float:
+    """Book the pod's time since it started (or since the last booking) into the ledger."""
+    last = conn.execute("SELECT MAX(at) FROM cost_entries WHERE pod_id = ? AND kind ="
+                        " 'pod_time'", (pod.id,)).fetchone()[0]
+    since = max(x for x in (pod.started_at, last) if x is not None) if (pod.started_at or last) \
+        else None
+    if since is None or until <= since or not pod.cost_per_hour:
+        return 0.0
+    amount = (until - since) / 3600 * pod.cost_per_hour
+    conn.execute("INSERT INTO cost_entries (kind, pod_id, run_id, amount, detail, at) VALUES"
+                 " ('pod_time', ?, ?, ?, ?, ?)",
+                 (pod.id, run_id, amount, f"{(until - since) / 60:.1f} min at "
+                  f"${pod.cost_per_hour:.2f}/h", until))
+    return amount

@@ -211,11 +211,11 @@ class RunPod:
 
     def get_pod(self, pod_id: str) -> Pod:
         response, _ = self._call("GET", _pod_path(pod_id), pod_id=pod_id)
-        return parse_pod(response.json())
+        return parse_pod(_json(response))
 
     def list_pods(self) -> list[Pod]:
         response, _ = self._call("GET", "/pods")
-        return [parse_pod(p) for p in response.json().get("pods", [])]
+        return [parse_pod(p) for p in _json(response).get("pods", [])]
 
     def start(self, pod_id: str) -> Pod:
         """Ask RunPod to start (resume) a stopped pod; returns it, usually STARTING."""
@@ -297,7 +297,7 @@ class RunPod:
             raise _conflict(pod_id, action, current, _problem(response))
         if response.status_code == 204 or not response.content:
             return None
-        return parse_pod(response.json())
+        return parse_pod(_json(response))
 
     def _status_after_conflict(self, pod_id: str) -> Pod | None:
         try:
@@ -360,6 +360,19 @@ class RunPod:
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._key, "[redacted]") if self._key else text
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    """The JSON object of a 2xx answer; anything else (a proxy's HTML page) is worth a retry later."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise RunPodTransient(f"RunPod answered {response.request.method} {response.request.url.path} "
+                              f"with something that is not a JSON object "
+                              f"({response.headers.get('content-type', 'no content type')})")
+    return body
 
 
 def _pod_path(pod_id: str) -> str:

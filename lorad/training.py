@@ -98,7 +98,10 @@ async def train_run(ctx: JobContext):
     cfg = run.train_config
     runs.update(conn, run.id, state="running", started_at=run.started_at or time.time(),
                 remote_dir=layout["run"])
+    ctx.progress(0.0, f"bringing up pod {pod.name}", force=True)
+    await asyncio.to_thread(pods.bring_up, ctx.ws, pod.id)
     session = Session(ctx.ws, pod.id, ctx)
+    outcome = "failure"
     try:
         if run.stage in (None, "upload"):
             runs.update(conn, run.id, stage="upload")
@@ -117,6 +120,7 @@ async def train_run(ctx: JobContext):
                         log_offset=0 if stage != "train" else runs.get_by_id(conn, run.id)
                         .log_offset)
         runs.update(conn, run.id, state="succeeded", ended_at=time.time(), stage="done")
+        outcome = "finish"
         ctx.progress(1.0, "training finished", force=True)
         return {"run": run.name}
     except asyncio.CancelledError:
@@ -125,11 +129,18 @@ async def train_run(ctx: JobContext):
             runs.update(conn, run.id, state="stopped", ended_at=time.time(),
                         error="stopped by request")
         raise
+    except BudgetExceeded as exc:
+        await stop_remote(session, runs.get_by_id(conn, run.id))
+        runs.update(conn, run.id, state="stopped", ended_at=time.time(), error=str(exc))
+        raise
     except PermanentError as exc:
         runs.update(conn, run.id, state="failed", ended_at=time.time(), error=str(exc))
         raise
     finally:
         await session.close()
+        if runs.get_by_id(conn, run.id).state in ("succeeded", "failed", "stopped"):
+            done = await asyncio.to_thread(pods.apply_policy, ctx.ws, pod.id, outcome)
+            log.info("run %s ended (%s); pod %s policy: %s", run.name, outcome, pod.name, done)
 
 
 STAGE_ORDER = {None: 0, "upload": 0, "latents": 1, "text": 2, "train": 3, "done": 4}
@@ -192,6 +203,7 @@ async def run_stage(ctx: JobContext, session: Session, run: runs.Run, stage: str
                 await apply_events(ctx, session, run, events, layout, cfg)
                 runs.update(conn, run.id, log_offset=parser.offset,
                             log_tail="\n".join(tail))
+        check_budget(conn, runs.get_by_id(conn, run.id))
         code = await session.call("exit_code", exit_path)
         if code is not None:
             rest = await session.call("read_from", log_path, offset)
@@ -209,6 +221,23 @@ async def run_stage(ctx: JobContext, session: Session, run: runs.Run, stage: str
             pass
         if ctx.cancelled.is_set():
             raise asyncio.CancelledError
+
+
+def cost_so_far(conn, run: runs.Run) -> float:
+    pod = pods.get_by_id(conn, run.pod_id)
+    if not run.started_at or not pod.cost_per_hour:
+        return 0.0
+    return (time.time() - run.started_at) / 3600 * pod.cost_per_hour
+
+
+def check_budget(conn, run: runs.Run) -> None:
+    if run.budget is not None and cost_so_far(conn, run) > run.budget:
+        raise BudgetExceeded(f"budget ${run.budget:.2f} reached: the run was stopped (raise it "
+                             f"with a new run, or resume with `lorad train resume {run.name}`)")
+
+
+class BudgetExceeded(PermanentError):
+    pass
 
 
 def failure_reason(text: str) -> str | None:
