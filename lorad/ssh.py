@@ -254,9 +254,13 @@ class Shell:
         q_exit = shlex.quote(exit_file)
         inner = (f"export {exports}; {command} > {shlex.quote(log)} 2>&1 < /dev/null; "
                  f"echo $? > {q_exit}.tmp && mv {q_exit}.tmp {q_exit}")
-        script = (f"cd {shlex.quote(cwd)} && rm -f {q_exit} && "
-                  f"setsid nohup bash -c {shlex.quote(inner)} > /dev/null 2>&1 < /dev/null & "
-                  "echo $!")
+        # One command per line: `a && b &` would background the whole list in a subshell that
+        # holds the SSH channel open until training ends, and $! would name that subshell.
+        script = "\n".join([
+            f"cd {shlex.quote(cwd)} || exit 1",
+            f"rm -f {q_exit}",
+            f"setsid nohup bash -c {shlex.quote(inner)} > /dev/null 2>&1 < /dev/null &",
+            "echo $!"])
         _c, out, _e = self.run(script)
         return int(out.strip().splitlines()[-1])
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from . import jobs, pods, runs, store, trainconfig, trainlog
-from .handlers import JobContext, PermanentError, TransientError, register
+from .handlers import JobContext, PermanentError, TransientError, is_transient, register
 from .ssh import Shell, SshUnavailable
 
 log = logging.getLogger("lorad.training")
@@ -133,8 +133,9 @@ async def train_run(ctx: JobContext):
         await stop_remote(session, runs.get_by_id(conn, run.id))
         runs.update(conn, run.id, state="stopped", ended_at=time.time(), error=str(exc))
         raise
-    except PermanentError as exc:
-        runs.update(conn, run.id, state="failed", ended_at=time.time(), error=str(exc))
+    except Exception as exc:
+        if not is_transient(exc):  # transient: the job retries and the run goes on
+            runs.update(conn, run.id, state="failed", ended_at=time.time(), error=str(exc))
         raise
     finally:
         await session.close()

@@ -86,7 +86,24 @@ def parse_loss(text: str | None) -> float | None:
 
 
 def parse_line(line: str):
-    """One line (without \\r or \\n) to an event, or None."""
+    """One line (without CR or LF) to its last event, or None."""
+    events = events_in(line)
+    return events[-1] if events else None
+
+
+def events_in(line: str) -> list:
+    """Events of one line. tqdm never ends its line, so a traceback or log line can follow a
+    bar on the same line: `...avr_loss=0.111]Traceback (most recent call last):`."""
+    first = _event(line)
+    failure = None
+    if "Traceback (most recent call last)" in line and not isinstance(first, Failure):
+        failure = Failure("traceback", line[line.index("Traceback"):].strip())
+    return [e for e in (first, failure) if e is not None]
+
+
+def _event(line: str):
+    if OOM in line:
+        return Failure("oom", line.strip())
     if "steps:" in line:
         m = PROGRESS.search(line)
         if m:
@@ -108,10 +125,6 @@ def parse_line(line: str):
         return TotalSteps(int(m.group(1)))
     if STATE_SAVE.search(line):
         return StateSaved(line.strip())
-    if OOM in line:
-        return Failure("oom", line.strip())
-    if line.startswith("Traceback (most recent call last)"):
-        return Failure("traceback", line.strip())
     return None
 
 
@@ -133,9 +146,7 @@ class LogParser:
             line = buf[start:m.start()].decode("utf-8", errors="replace")
             start = m.end()
             if line:
-                event = parse_line(line)
-                if event is not None:
-                    events.append(event)
+                events.extend(events_in(line))
         self.offset += start  # the unfinished tail is read again after a reconnect
         self._pending = buf[start:]
         return events

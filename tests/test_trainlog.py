@@ -83,3 +83,11 @@ def test_unrelated_lines_are_ignored():
     for line in ["INFO:musubi_tuner.dataset.image_video_dataset:epoch is incremented. "
                  "current_epoch: 0, epoch: 1", "prepare optimizer, data loader etc.", ""]:
         assert parse_line(line) is None
+
+
+def test_traceback_glued_to_the_last_bar_is_found():
+    line = "steps:  50%|█████     | 5/10 [00:01<00:01,  4.00it/s, avr_loss=0.111]Traceback " \
+           "(most recent call last):"
+    events = LogParser().feed((line + "\n").encode())
+    assert [type(e).__name__ for e in events] == ["Progress", "Failure"]
+    assert events[1].kind == "traceback"

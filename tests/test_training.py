@@ -1,0 +1,175 @@
+"""Training end to end on a real sshd "pod" running the musubi-tuner double."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from helpers import run_jobs, wait_for
+from sshd import start_sshd
+from test_captions import add_clip
+
+from lorad import captions, datasets, export, pods, profiles, runs
+
+PROFILE = profiles.get("wan21-t2v-480p-portrait")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with start_sshd(tmp_path_factory.mktemp("pod")) as srv:
+        yield srv
+
+
+@pytest.fixture
+def setup(ws, conn, server, tmp_path):
+    """An exported dataset version whose remote root is inside the pod, and the pod."""
+    server.configure_double()  # normal mode
+    d = datasets.create(conn, f"trucks{tmp_path.name[-6:]}".replace("_", ""),
+                        "wan21-t2v-480p-portrait", trigger="TRK")
+    for n in range(3):
+        media = tmp_path / "media" / f"clip{n}.mp4"
+        media.parent.mkdir(exist_ok=True)
+        media.write_bytes(b"fake video %d" % n * 100)
+        clip = add_clip(conn, d.id, f"clip{n}-{tmp_path.name[-6:]}", media=str(media))
+        conn.execute("UPDATE clips SET profile_fingerprint = ? WHERE id = ?",
+                     (PROFILE.fingerprint(), clip))
+        captions.set_caption(conn, clip, f"TRK, truck number {n} parked in a field")
+    d = datasets.get(conn, d.name)
+    remote_root = server.root / "datasets" / d.name
+    p = export.plan(conn, d, PROFILE, export.Options(remote_root=str(remote_root)))
+    folder = export.write(p, export.export_dir(ws.root, p))
+    version = export.record(conn, p, folder)
+    models = server.root / "models"
+    models.mkdir(exist_ok=True)
+    for name in ("dit.safetensors", "vae.pth", "t5.pth"):
+        (models / name).write_bytes(b"weights")
+    pod = pods.add(conn, "local", host=server.host, port=server.port, user=server.user,
+                   key_file=str(server.key_file), remote_dir=str(server.root / "lorad"),
+                   cost_per_hour=0.5)
+    config = {"dit": str(models / "dit.safetensors"), "vae": str(models / "vae.pth"),
+              "t5": str(models / "t5.pth"), "musubi_dir": str(server.musubi_dir),
+              "max_train_epochs": 3, "save_every_n_epochs": 1, "network_dim": 8}
+    return version, pod, config
+
+
+def make_run(conn, setup, name="truck", **config):
+    version, pod, base = setup
+    run = runs.create(conn, name, version, pod.id, {**base, **config})
+    runs.start(conn, run.id)
+    return run
+
+
+def contiguous_points(conn, run_id) -> list[int]:
+    return [step for step, _loss in runs.loss_points(conn, run_id)]
+
+
+def test_full_run_end_to_end(ws, conn, server, setup):
+    run = make_run(conn, setup)
+    run_jobs(ws, timeout=120)
+    run = runs.get_by_id(conn, run.id)
+    assert run.state == "succeeded", (run.error, run.log_tail)
+    assert run.total_steps and run.step == run.total_steps
+    assert contiguous_points(conn, run.id) == list(range(1, run.total_steps + 1))
+    scripts = [i["script"] for i in server.invocations()]
+    assert list(dict.fromkeys(Path(s).stem for s in scripts if "wan_" in s)) == [
+        "wan_cache_latents", "wan_cache_text_encoder_outputs", "wan_train_network"]
+    rows = conn.execute("SELECT * FROM checkpoints WHERE run_id = ? ORDER BY id",
+                        (run.id,)).fetchall()
+    names = [r["name"] for r in rows]
+    assert names == ["truck-000001.safetensors", "truck-000002.safetensors", "truck.safetensors"]
+    for r in rows:
+        assert r["state"] == "local"
+        local = Path(r["local_path"])
+        assert local.exists() and r["size"] == local.stat().st_size
+        meta = json.loads(r["metadata"])
+        assert meta["ss_network_module"] == "networks.lora_wan"
+        assert meta["ss_network_dim"] == "8"
+    assert [r["epoch"] for r in rows[:2]] == [1, 2]
+    pod = pods.get(conn, "local")
+    assert pod.host_key == server.host_key_line  # pinned on first connect
+
+
+def test_dropped_connection_loses_and_repeats_no_point(ws, conn, server, setup):
+    server.configure_double(mode="slow", step_seconds=0.15)
+    run = make_run(conn, setup, name="drop")
+    worker = threading.Thread(target=run_jobs, args=(ws, 180))
+    worker.start()
+    try:
+        wait_for(lambda: (runs.get_by_id(conn, run.id).step or 0) >= 3, timeout=60,
+                 message="training under way")
+        assert server.drop_connections() >= 1
+        wait_for(lambda: (runs.get_by_id(conn, run.id).step or 0) >= 8, timeout=60,
+                 message="progress after the reconnect")
+        server.drop_connections()
+    finally:
+        worker.join(200)
+    run = runs.get_by_id(conn, run.id)
+    assert run.state == "succeeded", (run.error, run.log_tail)
+    assert contiguous_points(conn, run.id) == list(range(1, run.total_steps + 1))
+
+
+@pytest.mark.parametrize("mode,reason", [
+    ("oom", "CUDA out of memory"),
+    ("nan", "loss became NaN"),
+    ("crash", "the trainer crashed"),
+])
+def test_failures_end_the_run_with_their_reason(ws, conn, server, setup, mode, reason):
+    server.configure_double(mode=mode)
+    run = make_run(conn, setup, name=f"fail-{mode}")
+    run_jobs(ws, timeout=120)
+    run = runs.get_by_id(conn, run.id)
+    assert run.state == "failed"
+    assert reason in run.error
+    wait_for(lambda: server.double_pids() == [], timeout=20, message="remote process gone")
+
+
+def test_host_key_change_is_refused(ws, conn, server, setup):
+    run = make_run(conn, setup, name="pinned")
+    pods.update(conn, setup[1].id, host_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOtherKey")
+    run_jobs(ws, timeout=60)
+    run = runs.get_by_id(conn, run.id)
+    assert run.state == "failed" and "host key changed" in run.error
+    assert server.invocations() == [] or all(i["time"] < run.created_at
+                                             for i in server.invocations())
+
+
+def test_stop_kills_the_remote_process(ws, conn, server, setup):
+    server.configure_double(mode="slow", step_seconds=0.2)
+    run = make_run(conn, setup, name="stopme", max_train_epochs=10)
+    worker = threading.Thread(target=run_jobs, args=(ws, 120))
+    worker.start()
+    try:
+        wait_for(lambda: (runs.get_by_id(conn, run.id).step or 0) >= 2, timeout=60)
+        runs.request_stop(conn, run.id)
+    finally:
+        worker.join(150)
+    run = runs.get_by_id(conn, run.id)
+    assert run.state == "stopped"
+    wait_for(lambda: server.double_pids() == [], timeout=20, message="remote process killed")
+
+
+def test_daemon_killed_mid_run_then_restarted(ws, conn, server, setup, daemon_proc):
+    import os
+    import signal
+
+    server.configure_double(mode="slow", step_seconds=0.15)
+    os.environ["FAL_KEY"] = "fal-secret-value-123"
+    try:
+        run = make_run(conn, setup, name="survivor")
+        proc = daemon_proc.start()
+        wait_for(lambda: (runs.get_by_id(conn, run.id).step or 0) >= 3, timeout=90,
+                 message="training under way")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        daemon_proc.start()
+        wait_for(lambda: runs.get_by_id(conn, run.id).state == "succeeded", timeout=120,
+                 message="run finished after the restart")
+    finally:
+        os.environ.pop("FAL_KEY", None)
+    run = runs.get_by_id(conn, run.id)
+    assert contiguous_points(conn, run.id) == list(range(1, run.total_steps + 1))
+    for path in (ws.db_path, ws.log_path):
+        assert b"fal-secret-value-123" not in path.read_bytes()
