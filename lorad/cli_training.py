@@ -109,10 +109,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"run {run.name}: {runs.request_stop(conn, run.id)}")
             return EXIT_OK
         if a == "resume":
-            run = runs.get(conn, args.name)
-            job = runs.start(conn, run.id)
+            run = runs.resume(conn, args.name)
             daemon.nudge(ws)
-            print(f"run {run.name} continues (job {job}) from stage {run.stage}")
+            if run.name == args.name:
+                print(f"run {run.name} continues from stage {run.stage}")
+            else:
+                print(f"run {run.name} resumes {args.name} from its last saved state (new "
+                      "checkpoint names; the loss continues at the right step)")
             return EXIT_OK
         if a == "log":
             run = runs.get(conn, args.name)

@@ -136,3 +136,34 @@ def add_loss(conn: sqlite3.Connection, run: Run, step: int, avr_loss: float | No
 def loss_points(conn: sqlite3.Connection, run_id: int) -> list[tuple[int, float | None]]:
     return [(r[0], r[1]) for r in conn.execute(
         "SELECT step, avr_loss FROM loss_points WHERE run_id = ? ORDER BY step", (run_id,))]
+
+
+def resume(conn: sqlite3.Connection, name: str) -> Run:
+    """A failed or stopped run continues as a new run from the parent's last saved state: a new
+    output name (so no earlier checkpoint is overwritten) and a step offset (musubi restarts its
+    counters on --resume), resolved on the pod when the job starts."""
+    parent = get(conn, name)
+    if parent.state not in ("failed", "stopped"):
+        raise RunError(f"run {parent.name} is {parent.state}; only a failed or stopped run "
+                       "can be resumed")
+    if STAGES.index(parent.stage or "upload") < STAGES.index("train"):
+        start(conn, parent.id)  # it never reached training: simply go on where it stopped
+        return get_by_id(conn, parent.id)
+    n = conn.execute("SELECT COUNT(*) FROM runs WHERE parent_run_id = ?", (parent.id,)
+                     ).fetchone()[0] + 1
+    child = create(conn, f"{parent.name}-r{n}", parent.dataset_version_id, parent.pod_id,
+                   parent.config, budget=parent.budget, parent_run_id=parent.id)
+    update(conn, child.id, stage="train")
+    start(conn, child.id)
+    return get_by_id(conn, child.id)
+
+
+def chain(conn: sqlite3.Connection, run_id: int) -> list[Run]:
+    """The run and its ancestors, oldest first (a resumed run's loss continues its parent's)."""
+    out = []
+    current: int | None = run_id
+    while current is not None:
+        run = get_by_id(conn, current)
+        out.append(run)
+        current = run.parent_run_id
+    return out[::-1]

@@ -106,8 +106,12 @@ async def train_run(ctx: JobContext):
         if run.stage in (None, "upload"):
             runs.update(conn, run.id, stage="upload")
             await upload(ctx, session, Path(version["export_path"]), layout["dataset"])
-            await session.call("mkdirs", layout["logs"])
             runs.update(conn, run.id, stage="latents", remote_pid=None)
+        await session.call("mkdirs", layout["logs"])
+        if run.parent_run_id and run.stage == "train" and not run.remote_pid \
+                and "--resume" not in cfg.extra_args:
+            cfg = await resolve_resume(ctx, session, run, pod, manifest)
+            run = runs.get_by_id(conn, run.id)
         commands = trainconfig.stage_commands(
             cfg, dataset_config=layout["toml"], output_dir=layout["output"],
             output_name=run.output_name, sample_prompts=layout["prompts"])
@@ -146,6 +150,48 @@ async def train_run(ctx: JobContext):
 
 STAGE_ORDER = {None: 0, "upload": 0, "latents": 1, "text": 2, "train": 3, "done": 4}
 NEXT = {"latents": "text", "text": "train", "train": "done"}
+
+
+async def resolve_resume(ctx: JobContext, session: Session, run: runs.Run, pod: pods.Pod,
+                         manifest: dict) -> trainconfig.TrainConfig:
+    """Find the parent's last saved state on the pod; continue from it with the remaining
+    epochs (or steps) and a step offset so the loss chart goes on at the right step."""
+    conn = ctx.conn
+    parent = runs.get_by_id(conn, run.parent_run_id)
+    out = remote_layout(parent, pod, manifest)["output"]
+    names = await session.call("listdir", out)
+    prefix = parent.output_name
+    states = []
+    for name in names:
+        if not name.endswith("-state") or not name.startswith(prefix + "-"):
+            continue
+        mark = name[len(prefix) + 1:-len("-state")]
+        if mark.startswith("step") and mark[4:].isdigit():
+            states.append((int(mark[4:]), "step", name))
+        elif mark.isdigit():
+            states.append((int(mark), "epoch", name))
+    if not states:
+        raise PermanentError(f"run {parent.name} saved no state on the pod ({out}); start a new "
+                             "run instead (save_state is on by default for new runs)")
+    cfg = parent.train_config
+    total = parent.total_steps or 0
+    epochs = cfg.max_train_epochs
+    steps_per_epoch = total // epochs if epochs and total else None
+    number, kind, name = max(states, key=lambda s: (s[0] * (steps_per_epoch or 1)
+                                                     if s[1] == "epoch" else s[0]))
+    if kind == "epoch":
+        done_steps = number * (steps_per_epoch or 0)
+        if epochs:
+            cfg.max_train_epochs = max(1, epochs - number)
+    else:
+        done_steps = number
+        if cfg.max_train_steps:
+            cfg.max_train_steps = max(1, cfg.max_train_steps - number)
+    cfg.extra_args = [*cfg.extra_args, "--resume", posixpath.join(out, name)]
+    offset = parent.step_offset + done_steps
+    runs.update(conn, run.id, config=json.dumps(cfg.as_dict()), step_offset=offset)
+    ctx.progress(0.2, f"resuming {parent.name} from {name} (step {offset})", force=True)
+    return cfg
 
 
 async def upload(ctx: JobContext, session: Session, export_dir: Path, remote_root: str) -> None:
@@ -206,6 +252,13 @@ async def run_stage(ctx: JobContext, session: Session, run: runs.Run, stage: str
                             log_tail="\n".join(tail))
         check_budget(conn, runs.get_by_id(conn, run.id))
         code = await session.call("exit_code", exit_path)
+        if code is None and not await session.call("alive", runs.get_by_id(conn, run.id)
+                                                   .remote_pid or 0):
+            # gone without writing its exit code: killed (OOM killer, a reboot, by hand)
+            code = await session.call("exit_code", exit_path)  # it may have just finished
+            if code is None:
+                raise PermanentError(f"{label}: the process on the pod is gone without an exit "
+                                     "code (killed?). Last lines:\n" + "\n".join(tail)[-1500:])
         if code is not None:
             rest = await session.call("read_from", log_path, offset)
             if rest and stage == "train":

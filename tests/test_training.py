@@ -172,3 +172,35 @@ def test_daemon_killed_mid_run_then_restarted(ws, conn, server, setup, daemon_pr
     assert contiguous_points(conn, run.id) == list(range(1, run.total_steps + 1))
     for path in (ws.db_path, ws.log_path):
         assert b"fal-secret-value-123" not in path.read_bytes()
+
+
+def test_resume_continues_from_the_last_state_without_overwriting(ws, conn, server, setup):
+    server.configure_double(mode="slow", step_seconds=0.15)
+    run = make_run(conn, setup, name="long", max_train_epochs=6)
+    worker = threading.Thread(target=run_jobs, args=(ws, 120))
+    worker.start()
+    try:
+        wait_for(lambda: (runs.get_by_id(conn, run.id).step or 0) >= 8, timeout=60,
+                 message="two epochs saved")
+        runs.request_stop(conn, run.id)
+    finally:
+        worker.join(150)
+    parent = runs.get_by_id(conn, run.id)
+    assert parent.state == "stopped"
+    server.configure_double(mode="slow", step_seconds=0.02)
+    child = runs.resume(conn, "long")
+    assert child.name == "long-r1" and child.parent_run_id == parent.id
+    run_jobs(ws, timeout=120)
+    child = runs.get_by_id(conn, child.id)
+    assert child.state == "succeeded", (child.error, child.log_tail)
+    per_epoch = parent.total_steps // 6
+    saved_epochs = child.step_offset // per_epoch
+    assert saved_epochs >= 2 and child.step_offset % per_epoch == 0
+    assert contiguous_points(conn, child.id) == list(range(child.step_offset + 1,
+                                                           6 * per_epoch + 1))
+    resume_args = [i["argv"] for i in server.invocations() if "wan_train" in i["script"]][-1]
+    assert resume_args[resume_args.index("--resume") + 1].endswith(
+        f"long-{saved_epochs:06d}-state")
+    names = [r[0] for r in conn.execute("SELECT name FROM checkpoints WHERE run_id = ?",
+                                        (child.id,))]
+    assert names and all(n.startswith("long-r1") for n in names)  # parent's files untouched
