@@ -20,7 +20,8 @@ from typing import Any
 from . import jobs
 
 # Domain modules that register handlers, imported by the daemon.
-BUILTIN_MODULES: list[str] = ["lorad.ingest", "lorad.training", "lorad.checkpoints"]
+BUILTIN_MODULES: list[str] = ["lorad.ingest", "lorad.training", "lorad.checkpoints",
+                               "lorad.pod_jobs"]
 PLUGIN_ENV = "LORAD_HANDLER_MODULES"
 
 

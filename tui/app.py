@@ -17,6 +17,8 @@ from .screens.captions import CaptionsScreen
 from .screens.clips import ClipsScreen
 from .screens.help import HelpScreen
 from .screens.jobs import JobsScreen
+from .screens.pods import PodsScreen
+from .screens.training import TrainingScreen
 from .watcher import DaemonChanged, StoreChanged, StoreWatcher
 
 
@@ -32,6 +34,8 @@ class Section:
 SECTIONS: list[Section] = [
     Section("1", "clips", "Clips", ClipsScreen),
     Section("2", "captions", "Captions", CaptionsScreen),
+    Section("3", "training", "Training", TrainingScreen),
+    Section("5", "pods", "Pods", PodsScreen),
     Section("0", "jobs", "Jobs", JobsScreen),
 ]
 

@@ -1,0 +1,74 @@
+"""Pilot tests of the Training and Pods screens on runs and pods written to the store."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from helpers import pilot_until as until
+
+from lorad import jobs, pods, runs
+from tui.app import LoradApp
+from tui.screens.pods import PodsScreen
+from tui.screens.training import TrainingScreen
+from tui.widgets.rowlist import RowList
+
+CFG = {"dit": "/m/dit", "vae": "/m/vae", "t5": "/m/t5"}
+
+
+@pytest.fixture
+def run(conn):
+    pod = pods.add(conn, "gpu1", host="127.0.0.1", port=2222, cost_per_hour=0.69)
+    conn.execute("INSERT INTO datasets (name, profile, created_at) VALUES ('d', 'p', 0)")
+    conn.execute("INSERT INTO dataset_versions (dataset_id, content_hash, manifest, created_at)"
+                 " VALUES (1, 'h', '{}', 0)")
+    r = runs.create(conn, "truck", 1, pod.id, CFG)
+    runs.start(conn, r.id)
+    now = time.time()
+    runs.update(conn, r.id, state="running", stage="train", step=100_000, total_steps=120_000,
+                avr_loss=0.08, rate=12.5, remaining=1600, started_at=now - 3600,
+                log_tail="steps: ... avr_loss=0.08")
+    with conn:
+        conn.executemany("INSERT INTO loss_points (run_id, step, avr_loss, at) VALUES (?,?,?,?)",
+                         [(r.id, s, 1.0 / (1 + s / 1000), now) for s in range(1, 100_001)])
+        conn.execute("INSERT INTO checkpoints (run_id, remote_path, name, epoch, state,"
+                     " created_at) VALUES (?, '/o/truck-000001.safetensors',"
+                     " 'truck-000001.safetensors', 1, 'remote', 0)", (r.id,))
+    return runs.get_by_id(conn, r.id)
+
+
+async def test_training_screen_charts_100k_points_and_stops(ws, conn, run):
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.press("3")
+        await until(pilot, lambda: isinstance(app.screen, TrainingScreen))
+        screen = app.screen
+        await until(pilot, lambda: screen.data is not None and screen.data.detail is not None,
+                    timeout=20, message="run detail")
+        detail = screen.data.detail
+        assert detail.points == 100_000
+        assert 0 < len(detail.xs) <= 2 * max(40, screen.query_one("#training-chart").size.width)
+        figures = str(screen.query_one("#training-figures").render())
+        assert "cost $0.69" in figures and "projected" in figures
+        assert "truck-000001" in str(screen.query_one("#training-checkpoints").render())
+        await pilot.press("s")
+        assert screen.smoothing is False
+        await pilot.press("p")
+        await until(pilot, lambda: jobs.counts_by_state(conn)["queued"] >= 2, message="pull")
+        job = jobs.get(conn, runs.get_by_id(conn, run.id).job_id)
+        conn.execute("UPDATE jobs SET state = 'running' WHERE id = ?", (job.id,))
+        await pilot.press("x")
+        await until(pilot, lambda: jobs.get(conn, job.id).cancel_requested, message="stop")
+
+
+async def test_pods_screen_queues_start_stop_check(ws, conn, run):
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.press("5")
+        await until(pilot, lambda: isinstance(app.screen, PodsScreen))
+        table = app.screen.query_one(RowList)
+        await until(pilot, lambda: len(table.rows) == 1)
+        assert table.rows[0][5] == "truck"  # the run on it
+        for key, kind in (("s", "pod.start"), ("x", "pod.stop"), ("c", "pod.check")):
+            await pilot.press(key)
+            await until(pilot, lambda kind=kind: jobs.list_jobs(conn, kind=kind), message=kind)

@@ -1,0 +1,215 @@
+"""Training screen: runs, and for the selected one a live loss chart, figures, checkpoints and
+the last lines of its log."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Header, Static
+from textual_plotext import PlotextPlot
+
+from lorad import fmt, jobs, lossplot, pods, runs
+
+from ..widgets.rowlist import Column, RowList
+from .base import StoreScreen
+
+STATE_STYLE = {"created": "dim", "queued": "dim", "running": "bold cyan", "succeeded": "green",
+               "failed": "bold red", "stopped": "yellow"}
+COLUMNS = [Column("run", 18), Column("state", 10), Column("stage", 8), Column("step", 11),
+           Column("loss", 8, "right"), Column("eta", 8, "right")]
+RAW_COLOR = (90, 90, 160)
+SMOOTH_COLOR = (240, 180, 60)
+
+
+@dataclass
+class RunDetail:
+    run: runs.Run
+    xs: list[float] = field(default_factory=list)
+    lows: list[float] = field(default_factory=list)
+    highs: list[float] = field(default_factory=list)
+    smooth_x: list[float] = field(default_factory=list)
+    smooth: list[float] = field(default_factory=list)
+    points: int = 0
+    checkpoints: list = field(default_factory=list)
+    pod: pods.Pod | None = None
+    cost: float = 0.0
+    projected: float | None = None
+
+
+@dataclass
+class TrainingData:
+    runs: list[runs.Run]
+    detail: RunDetail | None
+
+
+def load_detail(conn, run: runs.Run, buckets: int) -> RunDetail:
+    steps, values = [], []
+    for r in runs.chain(conn, run.id):  # a resumed run continues its parent's curve
+        for step, loss in runs.loss_points(conn, r.id):
+            steps.append(step)
+            values.append(loss)
+    xs, lows, highs = lossplot.downsample(steps, values, buckets)
+    smoothed = lossplot.ema(values, alpha=0.05)
+    sx, _sl, sh = lossplot.downsample(steps, smoothed, buckets)
+    pod = pods.get_by_id(conn, run.pod_id) if run.pod_id else None
+    cost = projected = 0.0
+    if pod and run.started_at and pod.cost_per_hour:
+        end = run.ended_at or time.time()
+        cost = (end - run.started_at) / 3600 * pod.cost_per_hour
+        if run.state == "running" and run.remaining:
+            projected = cost + run.remaining / 3600 * pod.cost_per_hour
+    ckpts = conn.execute("SELECT name, state, step, epoch, size FROM checkpoints WHERE run_id = ?"
+                         " ORDER BY id", (run.id,)).fetchall()
+    return RunDetail(run, xs, lows, highs, sx, sh, len(steps), [dict(c) for c in ckpts], pod,
+                     cost, projected or None)
+
+
+class TrainingScreen(StoreScreen):
+    LABEL = "Training"
+    HELP = (
+        "Runs train a dataset version on a pod: upload, cache latents, cache text-encoder "
+        "outputs, train, each detached on the pod so a dropped connection or a daemon restart "
+        "loses nothing. The chart shows avr_loss per step (band: min/max per bucket) and a "
+        "smoothed curve; a resumed run continues its parent's curve. Stopping a run kills its "
+        "process group on the pod; resume continues from the last saved state."
+    )
+    BINDINGS = [
+        Binding("x", "stop_run", "Stop run"),
+        Binding("r", "resume_run", "Resume"),
+        Binding("s", "toggle_smooth", "Smoothing"),
+        Binding("p", "pull", "Pull checkpoints"),
+        Binding("l", "full_log", "Log"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.smoothing = True
+        self.data: TrainingData | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="training-main"):
+            table = RowList(COLUMNS, key_of=lambda r: r[0].plain if isinstance(r[0], Text)
+                            else r[0], id="training-table")
+            table.empty_text = "no runs: `lorad train start NAME --dataset D --pod P`"
+            yield table
+            with Vertical(id="training-side"):
+                yield Static("", id="training-figures")
+                yield PlotextPlot(id="training-chart")
+                yield Static("", id="training-checkpoints")
+                yield Static("", id="training-log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(RowList).focus()
+        self.reload()
+
+    def load(self, conn) -> TrainingData:
+        listed = runs.list_all(conn)
+        key = self.query_one(RowList).current_key
+        run = next((r for r in listed if r.name == key), listed[0] if listed else None)
+        width = max(40, self.query_one("#training-chart").size.width)
+        return TrainingData(listed, load_detail(conn, run, width * 2) if run else None)
+
+    def show(self, data: TrainingData) -> None:
+        self.data = data
+        rows = []
+        for r in data.runs:
+            step = f"{(r.step or 0) + r.step_offset}/{(r.total_steps or 0) + r.step_offset}" \
+                if r.total_steps else "-"
+            rows.append((r.name, Text(r.state, style=STATE_STYLE.get(r.state, "")),
+                         r.stage or "-", step,
+                         f"{r.avr_loss:.4g}" if r.avr_loss is not None else "-",
+                         fmt.duration(r.remaining) if r.remaining and r.state == "running"
+                         else "-"))
+        self.query_one(RowList).set_rows(rows)
+        self.show_detail(data.detail)
+
+    def show_detail(self, d: RunDetail | None) -> None:
+        figures = self.query_one("#training-figures", Static)
+        chart = self.query_one(PlotextPlot)
+        plt = chart.plt
+        plt.clear_data()
+        plt.clear_figure()
+        if d is None:
+            figures.update("")
+            chart.refresh()
+            return
+        r = d.run
+        rate = f"{r.rate:.2f} it/s" if r.rate and r.rate >= 1 else (
+            f"{1 / r.rate:.1f} s/it" if r.rate else "-")
+        pod = d.pod
+        lines = [
+            Text.assemble((r.name, "bold"), f"  {r.state}  stage {r.stage or '-'}  epoch "
+                          f"{r.epoch or '-'}  {rate}  ETA {fmt.duration(r.remaining)}"),
+            Text(f"pod {pod.name if pod else '-'} ({pod.state if pod else '-'}, "
+                 f"${pod.cost_per_hour if pod else 0:.2f}/h)  cost ${d.cost:.2f}"
+                 + (f", projected ${d.projected:.2f}" if d.projected else "")
+                 + (f", budget ${r.budget:.2f}" if r.budget else "")),
+        ]
+        if r.error:
+            lines.append(Text(r.error.splitlines()[0], style="bold red"))
+        figures.update(Text("\n").join(lines))
+        plt.title(f"avr_loss ({d.points} steps)")
+        if d.xs:
+            plt.plot(d.xs, d.highs, color=RAW_COLOR, marker="braille", label="raw max")
+            plt.plot(d.xs, d.lows, color=RAW_COLOR, marker="braille")
+            if self.smoothing and d.smooth_x:
+                plt.plot(d.smooth_x, d.smooth, color=SMOOTH_COLOR, marker="braille",
+                         label="smoothed")
+        chart.refresh()
+        ck = self.query_one("#training-checkpoints", Static)
+        ck.update(Text("\n").join(
+            [Text("checkpoints", style="bold")]
+            + [Text(f"{c['name']}  {c['state']}  "
+                    + (f"epoch {c['epoch']}" if c["epoch"] is not None else
+                       f"step {c['step']}" if c["step"] is not None else "final"),
+                    style="green" if c["state"] == "local" else "dim")
+               for c in d.checkpoints[-8:]]) if d.checkpoints else "")
+        self.query_one("#training-log", Static).update(
+            Text("\n".join(r.log_tail.splitlines()[-8:]), style="dim"))
+
+    def on_row_list_highlighted(self, _event: RowList.Highlighted) -> None:
+        self.reload()
+
+    def selected(self) -> runs.Run | None:
+        key = self.query_one(RowList).current_key
+        return next((r for r in (self.data.runs if self.data else []) if r.name == key), None)
+
+    def action_stop_run(self) -> None:
+        run = self.selected()
+        if run:
+            self.write(runs.request_stop, run.id, done_message=f"stopping {run.name}")
+
+    def action_resume_run(self) -> None:
+        run = self.selected()
+        if run:
+            self.write(runs.resume, run.name, done_message=f"{run.name} resumes")
+
+    def action_toggle_smooth(self) -> None:
+        self.smoothing = not self.smoothing
+        if self.data:
+            self.show_detail(self.data.detail)
+
+    def action_pull(self) -> None:
+        run = self.selected()
+        if run is None:
+            return
+
+        def queue(conn, run_id=run.id):
+            for (ck,) in conn.execute("SELECT id FROM checkpoints WHERE run_id = ? AND state !="
+                                      " 'local'", (run_id,)).fetchall():
+                jobs.enqueue(conn, runs.PULL_KIND, {"checkpoint_id": ck})
+
+        self.write(queue, done_message="checkpoint pulls queued")
+
+    def action_full_log(self) -> None:
+        run = self.selected()
+        if run:
+            self.notify(f"`lorad train log {run.name}` prints it; the last lines are below the "
+                        "chart", timeout=6)
