@@ -38,6 +38,12 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "refresh_interval": ((int, float), 0.25),
         "player": (str, "auto"),
     },
+    "training": {
+        "poll_seconds": ((int, float), 1.0),  # remote log reads while a stage runs
+        "reconnect_budget_seconds": ((int, float), 900.0),
+        "runpod_poll_seconds": ((int, float), 5.0),
+        "runpod_start_timeout_seconds": ((int, float), 900.0),
+    },
     "ingest": {
         "near_duplicate_distance": (int, 10),  # max Hamming distance of 192-bit dHashes
         "scene_threshold": ((int, float), 0.3),  # ffmpeg scene score that starts a new shot

@@ -32,6 +32,7 @@ log = logging.getLogger("lorad.daemon")
 SHUTDOWN_GRACE = 20.0  # seconds running jobs get to finish after SIGTERM
 CANCEL_GRACE = 10.0  # seconds a handler gets to honour ctx.cancelled before it is interrupted
 REQUEUE_EVERY = 5.0
+RECONCILE_EVERY = 60.0
 
 
 class DaemonError(LoradError):
@@ -207,7 +208,12 @@ class Daemon:
         if n:
             log.info("requeued %d job(s) left running by a previous daemon", n)
         last_requeue = time.monotonic()
+        self._reconcile()
+        last_reconcile = time.monotonic()
         while not self.stopping.is_set():
+            if time.monotonic() - last_reconcile > RECONCILE_EVERY:
+                self._reconcile()
+                last_reconcile = time.monotonic()
             while len(self.running) < self.cfg["max_concurrent"] and not self.stopping.is_set():
                 job = jobs.claim(self.conn, self.owner, self._claimable_kinds(),
                                  self.cfg["lease_seconds"])
@@ -228,6 +234,13 @@ class Daemon:
             except TimeoutError:
                 pass
         await self._shutdown()
+
+    def _reconcile(self) -> None:
+        for check in handlers.periodic_checks():
+            try:
+                check(self.conn)
+            except Exception:  # noqa: BLE001 - a failing check must not stop the daemon
+                log.exception("periodic check %s failed", check.__name__)
 
     async def _shutdown(self) -> None:
         if self.running:

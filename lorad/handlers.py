@@ -56,6 +56,20 @@ def register(kind: str, *, concurrency: int | None = None,
     return decorate
 
 
+_PERIODIC: list[Callable[[sqlite3.Connection], None]] = []
+
+
+def periodic(fn: Callable[[sqlite3.Connection], None]) -> Callable[[sqlite3.Connection], None]:
+    """Register a check the daemon runs at start and about once a minute (reconciling the
+    store with reality: remote processes, pods)."""
+    _PERIODIC.append(fn)
+    return fn
+
+
+def periodic_checks() -> list[Callable[[sqlite3.Connection], None]]:
+    return list(_PERIODIC)
+
+
 def registered() -> dict[str, Handler]:
     return dict(_REGISTRY)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from . import jobs, pods
+from . import jobs, pods, runs
 from .handlers import JobContext, PermanentError, register
 
 START, STOP, CHECK = "pod.start", "pod.stop", "pod.check"
@@ -19,7 +19,10 @@ def queue(conn, kind: str, pod_name: str, **extra) -> int:
 @register(START, concurrency=4)
 async def start(ctx: JobContext):
     ctx.progress(None, "starting the pod and waiting for SSH", force=True)
-    pod = await asyncio.to_thread(pods.bring_up, ctx.ws, ctx.payload["pod_id"])
+    settings = ctx.ws.config()["training"]
+    pod = await asyncio.to_thread(pods.bring_up, ctx.ws, ctx.payload["pod_id"],
+                                  timeout=settings["runpod_start_timeout_seconds"],
+                                  poll=settings["runpod_poll_seconds"])
     return {"ssh": f"{pod.ssh_host}:{pod.ssh_port}"}
 
 
@@ -29,6 +32,18 @@ async def stop(ctx: JobContext):
     pod = pods.get_by_id(conn, ctx.payload["pod_id"])
     busy = conn.execute("SELECT name FROM runs WHERE pod_id = ? AND state IN ('queued',"
                         "'running')", (pod.id,)).fetchall()
+    if busy and ctx.payload.get("if_idle"):
+        return {"kept": pod.name, "because": [r[0] for r in busy]}
+    pulls = conn.execute(
+        "SELECT COUNT(*) FROM jobs j JOIN checkpoints c ON c.id = json_extract(j.payload,"
+        " '$.checkpoint_id') JOIN runs r ON r.id = c.run_id WHERE j.kind = ? AND j.state IN"
+        " ('queued','running') AND r.pod_id = ?", (runs.PULL_KIND, pod.id)).fetchone()[0]
+    if pulls and ctx.payload.get("if_idle"):
+        # checkpoints are still coming down: look again shortly
+        jobs.enqueue(conn, STOP, dict(ctx.payload), delay=2.0)
+        return {"deferred": pod.name, "pulls": pulls}
+    if pod.state in ("stopped", "terminated") and ctx.payload.get("if_idle"):
+        return {"already": pod.state}
     if busy and not ctx.payload.get("force"):
         raise PermanentError(f"pod {pod.name} runs {', '.join(r[0] for r in busy)}: stop the "
                              "run first (or stop the pod with --force)")
@@ -39,13 +54,20 @@ async def stop(ctx: JobContext):
         from .runpod import RunPod
 
         with RunPod() as api:
-            api.stop(pod.provider_id)
+            if ctx.payload.get("terminate"):
+                api.terminate(pod.provider_id)
+            else:
+                api.stop(pod.provider_id)
 
     await asyncio.to_thread(do_stop)
     pods.record_time(conn, pod, time.time())
-    pods.update(conn, pod.id, state="stopped", ssh_host=None, ssh_port=None, host_key=None,
+    state = "terminated" if ctx.payload.get("terminate") else "stopped"
+    pods.update(conn, pod.id, state=state, ssh_host=None, ssh_port=None, host_key=None,
                 started_at=None)
-    return {"stopped": pod.name}
+    conn.execute("INSERT INTO events (at, kind, subject, message) VALUES (?,?,?,?)",
+                 (time.time(), "pod.stop", pod.name,
+                  f"{state}: {ctx.payload.get('reason', 'by request')}"))
+    return {state: pod.name}
 
 
 @register(CHECK, concurrency=4)

@@ -192,32 +192,22 @@ def bring_up(ws, pod_id: int, *, timeout: float = 900.0, poll: float = 5.0) -> P
 
 
 def apply_policy(ws, pod_id: int, outcome: str) -> str:
-    """After a run ends (`finish` or `failure`): stop or terminate the pod if its policy says so
-    and no other run is queued or running on it. Returns what was done (logged by the caller)."""
+    """After a run ends (`finish` or `failure`): queue the pod's stop (or termination) after
+    its idle time, if its policy says so. The stop job checks again when it runs and leaves the
+    pod alone if another run has started or been queued meanwhile."""
+    from . import jobs, pod_jobs
+
     conn = ws.connect()
     try:
         pod = get_by_id(conn, pod_id)
         action = pod.policy.get(f"on_{outcome}", "none")
-        busy = conn.execute("SELECT COUNT(*) FROM runs WHERE pod_id = ? AND state IN"
-                            " ('queued','running')", (pod_id,)).fetchone()[0]
         if action == "none" or pod.provider != "runpod":
             return "none"
-        if busy:
-            return f"kept running: {busy} run(s) still use it"
-        from .runpod import RunPod
-
-        with RunPod() as api:
-            if action == "terminate":
-                api.terminate(pod.provider_id)
-            else:
-                api.stop(pod.provider_id)
-        record_time(conn, pod, time.time())
-        update(conn, pod.id, state="terminated" if action == "terminate" else "stopped",
-               ssh_host=None, ssh_port=None, host_key=None, started_at=None)
-        conn.execute("INSERT INTO events (at, kind, subject, message) VALUES (?,?,?,?)",
-                     (time.time(), "pod.auto_stop", pod.name,
-                      f"{action} after run {outcome} (policy on_{outcome})"))
-        return action
+        delay = float(pod.policy.get("idle_minutes", 10)) * 60
+        jobs.enqueue(conn, pod_jobs.STOP, {"pod_id": pod.id, "if_idle": True,
+                                            "terminate": action == "terminate",
+                                            "reason": f"policy on_{outcome}"}, delay=delay)
+        return f"{action} queued in {delay / 60:.0f} min unless another run starts"
     finally:
         conn.close()
 

@@ -18,13 +18,11 @@ import time
 from pathlib import Path
 
 from . import jobs, pods, runs, store, trainconfig, trainlog
-from .handlers import JobContext, PermanentError, TransientError, is_transient, register
+from .handlers import JobContext, PermanentError, TransientError, is_transient, periodic, register
 from .ssh import Shell, SshUnavailable
 
 log = logging.getLogger("lorad.training")
 
-POLL_SECONDS = 1.0  # log reads while training: progress reaches the store within ~1 s
-RECONNECT_BUDGET = 900.0  # seconds of failed reconnects before the job gives up (and retries)
 TAIL_LINES = 30
 
 
@@ -50,6 +48,9 @@ class Session:
         self.pod_id = pod_id
         self.ctx = ctx
         self.shell: Shell | None = None
+        settings = ws.config()["training"]
+        self.poll_seconds = settings["poll_seconds"]
+        self.reconnect_budget = settings["reconnect_budget_seconds"]
 
     def _open(self) -> Shell:
         conn = self.ws.connect()
@@ -69,7 +70,7 @@ class Session:
                 if self.shell is not None:
                     await asyncio.to_thread(self.shell.close)
                     self.shell = None
-                if spent >= RECONNECT_BUDGET:
+                if spent >= self.reconnect_budget:
                     raise TransientError(f"pod unreachable for {spent:.0f} s: {exc}") from None
                 self.ctx.progress(None, f"connection lost, reconnecting in {delay:.0f} s: {exc}",
                                   force=True)
@@ -99,7 +100,10 @@ async def train_run(ctx: JobContext):
     runs.update(conn, run.id, state="running", started_at=run.started_at or time.time(),
                 remote_dir=layout["run"])
     ctx.progress(0.0, f"bringing up pod {pod.name}", force=True)
-    await asyncio.to_thread(pods.bring_up, ctx.ws, pod.id)
+    settings = ctx.ws.config()["training"]
+    await asyncio.to_thread(pods.bring_up, ctx.ws, pod.id,
+                            timeout=settings["runpod_start_timeout_seconds"],
+                            poll=settings["runpod_poll_seconds"])
     session = Session(ctx.ws, pod.id, ctx)
     outcome = "failure"
     try:
@@ -146,6 +150,20 @@ async def train_run(ctx: JobContext):
         if runs.get_by_id(conn, run.id).state in ("succeeded", "failed", "stopped"):
             done = await asyncio.to_thread(pods.apply_policy, ctx.ws, pod.id, outcome)
             log.info("run %s ended (%s); pod %s policy: %s", run.name, outcome, pod.name, done)
+
+
+@periodic
+def reconcile(conn) -> None:
+    """A run shown queued or running must have a live job following it; otherwise (the job
+    failed while the pod was unreachable, or was cancelled behind the run's back) queue a new
+    one, which finds the remote process or its exit code and corrects the run."""
+    for row in conn.execute(
+            "SELECT r.id, r.name, j.state FROM runs r LEFT JOIN jobs j ON j.id = r.job_id"
+            " WHERE r.state IN ('queued','running')").fetchall():
+        if row["state"] not in jobs.ACTIVE:
+            log.info("run %s has no live job (job %s); following it again", row["name"],
+                     row["state"])
+            runs.start(conn, row["id"])
 
 
 STAGE_ORDER = {None: 0, "upload": 0, "latents": 1, "text": 2, "train": 3, "done": 4}
@@ -270,7 +288,7 @@ async def run_stage(ctx: JobContext, session: Session, run: runs.Run, stage: str
                 raise PermanentError(f"{label} failed: {reason}. Last lines:\n{text[-1500:]}")
             return
         try:
-            await asyncio.wait_for(ctx.cancelled.wait(), POLL_SECONDS)
+            await asyncio.wait_for(ctx.cancelled.wait(), session.poll_seconds)
         except TimeoutError:
             pass
         if ctx.cancelled.is_set():

@@ -204,3 +204,49 @@ def test_resume_continues_from_the_last_state_without_overwriting(ws, conn, serv
     names = [r[0] for r in conn.execute("SELECT name FROM checkpoints WHERE run_id = ?",
                                         (child.id,))]
     assert names and all(n.startswith("long-r1") for n in names)  # parent's files untouched
+
+
+def test_runpod_pod_is_started_for_the_run_and_stopped_when_idle(ws, conn, server, setup,
+                                                                   monkeypatch):
+    from runpod_double import runpod_double
+
+    ws.config_path.write_text(ws.config_path.read_text()
+                              + "\n[training]\nrunpod_poll_seconds = 0.05\n")
+    version, _ssh_pod, config = setup
+    with runpod_double(ssh_port=lambda pod: server.port) as rp:
+        monkeypatch.setenv("RUNPOD_API_URL", rp.url)
+        monkeypatch.setenv("RUNPOD_API_KEY", rp.api_key)
+        rp.add_pod("rp1", status="EXITED")
+        pod = pods.add(conn, "rp", provider="runpod", provider_id="rp1",
+                       key_file=str(server.key_file), remote_dir=str(server.root / "lorad"))
+        pods.update(conn, pod.id, policy={"on_finish": "stop", "on_failure": "stop",
+                                          "idle_minutes": 0})
+        run = runs.create(conn, "on-runpod", version, pod.id, config)
+        runs.start(conn, run.id)
+        run_jobs(ws, timeout=120)
+        run = runs.get_by_id(conn, run.id)
+        assert run.state == "succeeded", (run.error, run.log_tail)
+        assert rp.pods["rp1"].status == "EXITED"  # stopped again once idle
+        pod = pods.get(conn, "rp")
+        assert pod.state == "stopped" and pod.ssh_port is None and pod.host_key is None
+        assert conn.execute("SELECT SUM(amount) FROM cost_entries WHERE pod_id = ?",
+                            (pod.id,)).fetchone()[0] > 0
+        event = conn.execute("SELECT message FROM events WHERE kind = 'pod.stop'").fetchone()
+        assert "policy on_finish" in event[0]
+        actions = [c.body["action"] for c in rp.requests if c.method == "POST"]
+        assert actions == ["start", "stop"]
+
+
+def test_reconcile_follows_a_running_run_whose_job_died(ws, conn, server, setup):
+    from lorad import jobs, training
+
+    run = make_run(conn, setup, name="orphan")
+    job = runs.get_by_id(conn, run.id).job_id
+    conn.execute("UPDATE jobs SET state = 'failed', error = 'pod unreachable' WHERE id = ?",
+                 (job,))
+    runs.update(conn, run.id, state="running")
+    training.reconcile(conn)
+    new_job = runs.get_by_id(conn, run.id).job_id
+    assert new_job != job and jobs.get(conn, new_job).state == "queued"
+    run_jobs(ws, timeout=120)
+    assert runs.get_by_id(conn, run.id).state == "succeeded"
