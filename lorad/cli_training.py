@@ -119,7 +119,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             return EXIT_OK
         if a == "log":
             run = runs.get(conn, args.name)
-            print(run.log_tail or "(no log yet)")
+            if args.tail or not run.remote_dir:
+                print(run.log_tail or "(no log yet)")
+                return EXIT_OK
+            from . import training
+            from .trainlog import readable
+
+            text = training.full_log(ws, run, args.stage)
+            print(text if args.all_progress else "\n".join(readable(text)))
             return EXIT_OK
         listed = [runs.get(conn, args.name)] if args.name else runs.list_all(conn)
         if args.json:
@@ -174,9 +181,13 @@ def add_parsers(sub) -> None:
                    help="a training option, e.g. --set task=t2v-14B --set network_dim=32")
     a.add_argument("--budget", type=float, help="stop the run when its pod cost passes this ($)")
     for name, text in (("stop", "stop a run (its remote process too)"),
-                       ("resume", "continue a run where it stopped"),
-                       ("log", "the last lines of the run's log")):
+                       ("resume", "continue a run where it stopped")):
         tsub.add_parser(name, help=text).add_argument("name")
+    a = tsub.add_parser("log", help="the run's log from the pod (progress bars collapsed)")
+    a.add_argument("name")
+    a.add_argument("--stage", default="train", choices=["latents", "text", "train"])
+    a.add_argument("--tail", action="store_true", help="only the last lines lorad kept")
+    a.add_argument("--all-progress", action="store_true", help="every progress-bar update")
     a = tsub.add_parser("status", help="runs with stage, step, loss and ETA")
     a.add_argument("name", nargs="?")
     a.add_argument("--json", action="store_true")

@@ -127,6 +127,7 @@ async def train_run(ctx: JobContext):
             runs.update(conn, run.id, stage=NEXT[stage], remote_pid=None,
                         log_offset=0 if stage != "train" else runs.get_by_id(conn, run.id)
                         .log_offset)
+        await pull_samples(ctx, session, run, layout)
         runs.update(conn, run.id, state="succeeded", ended_at=time.time(), stage="done")
         outcome = "finish"
         ctx.progress(1.0, "training finished", force=True)
@@ -228,6 +229,33 @@ async def upload(ctx: JobContext, session: Session, export_dir: Path, remote_roo
         await session.call("upload", path, remote, report)
         sent += path.stat().st_size
         ctx.check_cancelled()
+
+
+async def pull_samples(ctx: JobContext, session: Session, run: runs.Run,
+                       layout: dict[str, str]) -> list[Path]:
+    """Sample videos/images the trainer wrote under output/sample/ come down with the run."""
+    remote = posixpath.join(layout["output"], "sample")
+    local_dir = ctx.ws.downloads_dir() / run.name / "sample"
+    pulled = []
+    for name in await session.call("listdir", remote):
+        target = local_dir / name
+        if not target.exists():
+            await session.call("download", posixpath.join(remote, name), target)
+        pulled.append(target)
+    return pulled
+
+
+def full_log(ws, run: runs.Run, stage: str = "train", limit: int = 8 << 20) -> str:
+    """The whole remote log of a stage (blocking: CLI, or a TUI worker thread)."""
+    conn = ws.connect()
+    try:
+        pod = pods.get_by_id(conn, run.pod_id)
+        with pods.open_shell(conn, pod) as shell:
+            data = shell.read_from(posixpath.join(run.remote_dir or "", "logs", f"{stage}.log"),
+                                   0, limit)
+    finally:
+        conn.close()
+    return data.decode("utf-8", errors="replace")
 
 
 async def stop_remote(session: Session, run: runs.Run) -> None:

@@ -154,3 +154,12 @@ class LogParser:
 
 def is_nan(value: float | None) -> bool:
     return value is not None and math.isnan(value)
+
+
+def readable(text: str) -> list[str]:
+    """A log for people: CRs become line breaks, empty lines go, and of each run of
+    progress-bar updates only the last stays (a long run writes thousands)."""
+    lines = [line for line in text.replace("\r", "\n").splitlines() if line.strip()]
+    return [line for n, line in enumerate(lines)
+            if not (line.startswith("steps:") and n + 1 < len(lines)
+                    and lines[n + 1].startswith("steps:"))]

@@ -36,6 +36,7 @@ def setup(ws, conn, server, tmp_path):
         conn.execute("UPDATE clips SET profile_fingerprint = ? WHERE id = ?",
                      (PROFILE.fingerprint(), clip))
         captions.set_caption(conn, clip, f"TRK, truck number {n} parked in a field")
+    datasets.update_settings(conn, d.id, eval_prompts=["TRK, a white truck parked on gravel"])
     d = datasets.get(conn, d.name)
     remote_root = server.root / "datasets" / d.name
     p = export.plan(conn, d, PROFILE, export.Options(remote_root=str(remote_root)))
@@ -250,3 +251,39 @@ def test_reconcile_follows_a_running_run_whose_job_died(ws, conn, server, setup)
     assert new_job != job and jobs.get(conn, new_job).state == "queued"
     run_jobs(ws, timeout=120)
     assert runs.get_by_id(conn, run.id).state == "succeeded"
+
+
+def test_upload_resumes_from_the_part_without_resending(server, tmp_path):
+    import hashlib
+    import os
+
+    from lorad.ssh import Endpoint, Shell
+
+    data = os.urandom(3 * (1 << 20) + 12345)
+    local = tmp_path / "clip.mp4"
+    local.write_bytes(data)
+    remote = server.root / "up" / "clip.mp4"
+    remote.parent.mkdir(exist_ok=True)
+    half = len(data) // 2
+    (remote.parent / "clip.mp4.part").write_bytes(data[:half])  # a break left this behind
+    sent = []
+    with Shell(Endpoint(server.host, server.port, server.user, str(server.key_file))) as shell:
+        assert shell.upload(local, str(remote), lambda done, total: sent.append(done)) is True
+        assert min(sent) > half  # counting started at the part's size: nothing re-sent
+        assert hashlib.sha256(remote.read_bytes()).digest() == hashlib.sha256(data).digest()
+        assert not (remote.parent / "clip.mp4.part").exists()
+        assert shell.upload(local, str(remote)) is False  # already there and identical
+
+
+def test_samples_and_full_log_come_down(ws, conn, server, setup, capsys):
+    from lorad.cli import main
+
+    run = make_run(conn, setup, name="samples", sample_every_n_epochs=1)
+    run_jobs(ws, timeout=120)
+    run = runs.get_by_id(conn, run.id)
+    assert run.state == "succeeded", run.error
+    samples = list((ws.downloads_dir() / "samples" / "sample").iterdir())
+    assert samples and all(p.stat().st_size > 0 for p in samples)
+    assert main(["-w", str(ws.root), "train", "log", "samples"]) == 0
+    out = capsys.readouterr().out
+    assert "model saved." in out and out.count("steps:") <= run.total_steps

@@ -7,13 +7,16 @@ import time
 from dataclasses import dataclass, field
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Header, Static
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Header, RichLog, Static
 from textual_plotext import PlotextPlot
 
 from lorad import fmt, jobs, lossplot, pods, runs
+from lorad.trainlog import readable
 
 from ..widgets.rowlist import Column, RowList
 from .base import StoreScreen
@@ -211,5 +214,37 @@ class TrainingScreen(StoreScreen):
     def action_full_log(self) -> None:
         run = self.selected()
         if run:
-            self.notify(f"`lorad train log {run.name}` prints it; the last lines are below the "
-                        "chart", timeout=6)
+            self._fetch_log(run)
+
+    @work(thread=True, exclusive=True, group="training-log")
+    def _fetch_log(self, run: runs.Run) -> None:
+        from lorad import training
+
+        try:
+            text = training.full_log(self.app.ws, run)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            self.app.call_from_thread(self.notify, f"cannot read the log: {exc}",
+                                      severity="error")
+            return
+        self.app.call_from_thread(self.app.push_screen, LogScreen(run.name, text))
+
+
+class LogScreen(ModalScreen[None]):
+    """A run's whole log, scrollable; progress-bar updates collapsed to the last per line."""
+
+    BINDINGS = [Binding("escape,q,l", "dismiss", "Close")]
+
+    def __init__(self, name: str, text: str) -> None:
+        super().__init__()
+        self.run_name = name
+        self.text = text
+
+    def compose(self) -> ComposeResult:
+        log = RichLog(id="log-body", wrap=False, max_lines=20000)
+        yield log
+
+    def on_mount(self) -> None:
+        log = self.query_one(RichLog)
+        log.write(Text(f"{self.run_name}: train log (escape closes)", style="bold"))
+        for line in readable(self.text):
+            log.write(line)
