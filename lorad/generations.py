@@ -1,0 +1,180 @@
+"""Generations: requests to a generation service with a LoRA at a scale, their retakes, and
+sweeps (checkpoints x scales x prompts x seeds with fixed seeds, priced before submitting)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import endpoints, jobs, loras
+from .errors import LoradError
+from .store import transaction
+
+JOB_KIND = "gen.run"
+DONE = ("completed", "failed", "cancelled")
+
+
+class GenerationError(LoradError):
+    pass
+
+
+@dataclass
+class Generation:
+    id: int
+    endpoint: str
+    params: dict[str, Any]
+    status: str
+    lora_id: int | None = None
+    checkpoint_id: int | None = None
+    scale: float | None = None
+    seed: int | None = None
+    sweep_id: str | None = None
+    parent_id: int | None = None
+    request_id: str | None = None
+    urls: dict[str, str] = field(default_factory=dict)
+    output_path: str | None = None
+    checks: dict[str, Any] = field(default_factory=dict)
+    inference_time: float | None = None
+    cost: float | None = None
+    error: str | None = None
+    prompt: str | None = None
+    job_id: int | None = None
+    created_at: float = 0.0
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Generation:
+        d = dict(row)
+        return cls(d["id"], d["endpoint"], json.loads(d["params"] or "{}"), d["status"],
+                   d["lora_id"], d["checkpoint_id"], d["scale"], d["seed"], d["sweep_id"],
+                   d["parent_id"], d["request_id"], json.loads(d["urls"] or "{}"),
+                   d["output_path"], json.loads(d["checks"] or "{}"), d["inference_time"],
+                   d["cost"], d["error"], d["prompt"], d["job_id"], d["created_at"])
+
+
+def build_params(endpoint: endpoints.Endpoint, prompt: str, lora: loras.Lora | None,
+                 scale: float, seed: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    params: dict[str, Any] = {"prompt": prompt, "seed": seed, **(extra or {})}
+    if lora is not None:
+        weight: dict[str, Any] = {"path": lora.url, "scale": scale}
+        if endpoint.lora_transformer:
+            weight["transformer"] = lora.expert or "both"  # always explicit (default unverified)
+        params["loras"] = [weight]
+    problems = endpoint.validate(params)
+    if problems:
+        raise GenerationError("; ".join(problems))
+    return params
+
+
+def create(conn: sqlite3.Connection, endpoint_id: str, prompt: str, *, lora: str | None = None,
+           scale: float = 1.0, seed: int, extra: dict[str, Any] | None = None,
+           sweep_id: str | None = None, parent_id: int | None = None,
+           submit: bool = True) -> int:
+    endpoint = endpoints.get(endpoint_id)
+    lo = loras.get(conn, lora) if lora else None
+    params = build_params(endpoint, prompt, lo, scale, seed, extra)
+    now = time.time()
+    cur = conn.execute(
+        "INSERT INTO generations (parent_id, sweep_id, lora_id, checkpoint_id, endpoint, params,"
+        " scale, seed, status, prompt, cost, created_at, updated_at) VALUES"
+        " (?,?,?,?,?,?,?,?,'draft',?,?,?,?)",
+        (parent_id, sweep_id, lo.id if lo else None, lo.checkpoint_id if lo else None,
+         endpoint_id, json.dumps(params, sort_keys=True), scale if lo else None, seed, prompt,
+         endpoint.price(params), now, now))
+    gen_id = cur.lastrowid
+    if submit:
+        queue(conn, gen_id)
+    return gen_id
+
+
+def queue(conn: sqlite3.Connection, gen_id: int) -> int:
+    job_id = jobs.enqueue(conn, JOB_KIND, {"generation_id": gen_id}, max_attempts=20)
+    conn.execute("UPDATE generations SET job_id = ?, status = 'queued', updated_at = ? WHERE"
+                 " id = ?", (job_id, time.time(), gen_id))
+    return job_id
+
+
+def get(conn: sqlite3.Connection, gen_id: int) -> Generation:
+    row = conn.execute("SELECT * FROM generations WHERE id = ?", (gen_id,)).fetchone()
+    if row is None:
+        raise GenerationError(f"no generation with id {gen_id}")
+    return Generation.from_row(row)
+
+
+def list_all(conn: sqlite3.Connection, *, sweep_id: str | None = None) -> list[Generation]:
+    sql, args = "SELECT * FROM generations", []
+    if sweep_id:
+        sql += " WHERE sweep_id = ?"
+        args.append(sweep_id)
+    return [Generation.from_row(r) for r in conn.execute(sql + " ORDER BY id", args)]
+
+
+def retake(conn: sqlite3.Connection, gen_id: int, *, seed: int | None = None,
+           scale: float | None = None) -> int:
+    """Same parameters, a new seed (or a changed scale), linked to the original."""
+    g = get(conn, gen_id)
+    params = dict(g.params)
+    params["seed"] = seed if seed is not None else (g.seed or 0) + 1_000_003
+    if scale is not None:
+        for weight in params.get("loras", []):
+            weight["scale"] = scale
+    problems = endpoints.get(g.endpoint).validate(params)
+    if problems:
+        raise GenerationError("; ".join(problems))
+    now = time.time()
+    cur = conn.execute(
+        "INSERT INTO generations (parent_id, sweep_id, lora_id, checkpoint_id, endpoint, params,"
+        " scale, seed, status, prompt, cost, created_at, updated_at) VALUES"
+        " (?,?,?,?,?,?,?,?,'draft',?,?,?,?)",
+        (g.id, g.sweep_id, g.lora_id, g.checkpoint_id, g.endpoint, json.dumps(params,
+                                                                           sort_keys=True),
+         scale if scale is not None else g.scale, params["seed"], g.prompt,
+         endpoints.get(g.endpoint).price(params), now, now))
+    queue(conn, cur.lastrowid)
+    return cur.lastrowid
+
+
+@dataclass
+class SweepPlan:
+    sweep_id: str
+    endpoint_id: str
+    cells: list[dict[str, Any]]
+    cost: float
+
+
+def plan_sweep(conn: sqlite3.Connection, endpoint_id: str, *, lora_names: list[str],
+               scales: list[float], prompts: list[str], seeds: list[int],
+               extra: dict[str, Any] | None = None) -> SweepPlan:
+    """The grid, validated and priced; nothing is submitted."""
+    endpoint = endpoints.get(endpoint_id)
+    cells = []
+    for name, scale, prompt, seed in itertools.product(lora_names, scales, prompts, seeds):
+        params = build_params(endpoint, prompt, loras.get(conn, name), scale, seed, extra)
+        cells.append({"lora": name, "scale": scale, "prompt": prompt, "seed": seed,
+                      "cost": endpoint.price(params)})
+    return SweepPlan(uuid.uuid4().hex[:10], endpoint_id, cells,
+                     round(sum(c["cost"] for c in cells), 6))
+
+
+def submit_sweep(conn: sqlite3.Connection, plan: SweepPlan, *, budget: float | None,
+                 extra: dict[str, Any] | None = None) -> list[int]:
+    if budget is not None and plan.cost > budget:
+        raise GenerationError(f"this sweep costs about ${plan.cost:.2f} ({len(plan.cells)} "
+                              f"generations), over the ${budget:.2f} budget: fewer scales, "
+                              "prompts or seeds, or raise --budget")
+    ids = []
+    with transaction(conn):
+        for c in plan.cells:
+            ids.append(create(conn, plan.endpoint_id, c["prompt"], lora=c["lora"],
+                              scale=c["scale"], seed=c["seed"], extra=extra,
+                              sweep_id=plan.sweep_id))
+    return ids
+
+
+def spent(conn: sqlite3.Connection) -> float:
+    return conn.execute("SELECT IFNULL(SUM(amount), 0) FROM cost_entries WHERE kind ="
+                        " 'generation'").fetchone()[0]

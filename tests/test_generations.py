@@ -1,0 +1,62 @@
+"""Generations without the service: parameters by endpoint data, retakes, sweeps and budgets."""
+
+from __future__ import annotations
+
+import pytest
+
+from lorad import endpoints, generations, jobs, loras
+
+WAN22 = "fal-ai/wan/v2.2-a14b/text-to-video/lora"
+
+
+@pytest.fixture
+def lora(conn):
+    return loras.add(conn, "truck-v1", "https://hf.example/owner/truck/resolve/main/t.safetensors",
+                     trigger="TRK", base_model="wan2.2-t2v-a14b", expert="high")
+
+
+def test_wan22_loras_send_the_transformer_explicitly(conn, lora):
+    gen_id = generations.create(conn, WAN22, "TRK, a truck", lora="truck-v1", scale=0.8, seed=7,
+                                extra={"aspect_ratio": "9:16", "num_frames": 81})
+    g = generations.get(conn, gen_id)
+    assert g.params["loras"] == [{"path": lora.url, "scale": 0.8, "transformer": "high"}]
+    assert g.status == "queued" and jobs.get(conn, g.job_id).kind == "gen.run"
+    assert g.cost == pytest.approx(0.1 * 81 / 16)
+
+
+@pytest.mark.parametrize("extra,problem", [
+    ({"num_frames": 5}, "num_frames must be 17-161"),
+    ({"resolution": "1080p"}, "resolution must be one of"),
+    ({"guide_scale": 5}, "unknown parameter 'guide_scale'"),
+])
+def test_parameters_are_checked_against_the_endpoint(conn, lora, extra, problem):
+    with pytest.raises(generations.GenerationError, match=problem):
+        generations.create(conn, WAN22, "TRK", lora="truck-v1", seed=1, extra=extra)
+
+
+def test_retake_keeps_parameters_with_a_new_seed_and_links_the_original(conn, lora):
+    first = generations.create(conn, WAN22, "TRK, a truck", lora="truck-v1", scale=0.8, seed=7)
+    again = generations.retake(conn, first, scale=0.6)
+    a, b = generations.get(conn, first), generations.get(conn, again)
+    assert b.parent_id == a.id and b.seed != a.seed and b.prompt == a.prompt
+    assert b.params["loras"][0]["scale"] == 0.6 and b.params["loras"][0]["transformer"] == "high"
+
+
+def test_sweep_is_priced_before_submitting_and_refused_over_budget(conn, lora):
+    loras.add(conn, "truck-v2", "https://hf.example/t2.safetensors", expert="both")
+    plan = generations.plan_sweep(conn, WAN22, lora_names=["truck-v1", "truck-v2"],
+                                  scales=[0.6, 0.8, 1.0], prompts=["TRK, a", "TRK, b"],
+                                  seeds=[1, 2])
+    assert len(plan.cells) == 24 and plan.cost == pytest.approx(24 * 0.1 * 81 / 16)
+    assert jobs.counts_by_state(conn)["queued"] == 0  # nothing submitted by planning
+    with pytest.raises(generations.GenerationError, match="over the \\$5.00 budget"):
+        generations.submit_sweep(conn, plan, budget=5.0)
+    assert jobs.counts_by_state(conn)["queued"] == 0
+    ids = generations.submit_sweep(conn, plan, budget=20.0)
+    assert len(ids) == 24 and {g.sweep_id for g in generations.list_all(conn)} == {plan.sweep_id}
+    assert {g.seed for g in generations.list_all(conn)} == {1, 2}  # fixed seeds: comparable cells
+
+
+def test_every_endpoint_has_a_price():
+    for endpoint in endpoints.ENDPOINTS.values():
+        assert endpoint.price({"num_frames": 81, "frames_per_second": 16}) > 0
