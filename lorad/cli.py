@@ -189,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     from . import cli_training
 
     cli_training.add_parsers(sub)
+    from . import cli_generations
+
+    cli_generations.add_parsers(sub)
 
     p = sub.add_parser("tui", help="open the terminal UI (starts the daemon if needed)")
     p.add_argument("--no-daemon", action="store_true", help="do not start the daemon")

@@ -15,6 +15,7 @@ from lorad.workspace import Workspace
 from .screens.base import StoreScreen
 from .screens.captions import CaptionsScreen
 from .screens.clips import ClipsScreen
+from .screens.generations import GenerationsScreen
 from .screens.help import HelpScreen
 from .screens.jobs import JobsScreen
 from .screens.pods import PodsScreen
@@ -35,6 +36,7 @@ SECTIONS: list[Section] = [
     Section("1", "clips", "Clips", ClipsScreen),
     Section("2", "captions", "Captions", CaptionsScreen),
     Section("3", "training", "Training", TrainingScreen),
+    Section("4", "generations", "Generations", GenerationsScreen),
     Section("5", "pods", "Pods", PodsScreen),
     Section("0", "jobs", "Jobs", JobsScreen),
 ]

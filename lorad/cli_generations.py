@@ -1,0 +1,172 @@
+"""CLI commands for the LoRA registry, generations, sweeps, ratings and publishing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .cli import EXIT_OK, CliError, _print_json, _ws
+
+DEFAULT_ENDPOINT = "fal-ai/wan/v2.2-a14b/text-to-video/lora"
+
+
+def _extra(args) -> dict:
+    extra: dict = {}
+    for item in getattr(args, "param", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CliError(f"--param {item!r}: use name=value")
+        try:
+            extra[key] = json.loads(value)
+        except json.JSONDecodeError:
+            extra[key] = value
+    if getattr(args, "negative", None):
+        extra["negative_prompt"] = args.negative
+    return extra
+
+
+def cmd_lora(args: argparse.Namespace) -> int:
+    from . import loras
+
+    ws = _ws(args)
+    conn = ws.connect()
+    try:
+        if args.action == "add":
+            lo = loras.add(conn, args.name, args.url, trigger=args.trigger,
+                           base_model=args.base_model, expert=args.expert)
+            print(f"LoRA {lo.name} registered")
+        elif args.action == "show":
+            lo = loras.get(conn, args.name)
+            _print_json({**lo.__dict__, "lineage": loras.lineage(conn, lo)})
+        else:
+            listed = loras.list_all(conn)
+            if args.json:
+                _print_json([lo.__dict__ for lo in listed])
+            for lo in [] if args.json else listed:
+                print(f"{lo.name:24} {lo.expert or '-':5} {lo.trigger or '-':12} {lo.url}")
+            if not listed and not args.json:
+                print("no LoRAs: `lorad publish` one, or `lorad lora add NAME URL`")
+        return EXIT_OK
+    finally:
+        conn.close()
+
+
+def cmd_gen(args: argparse.Namespace) -> int:
+    import random
+
+    from . import daemon, generations
+
+    ws = _ws(args)
+    conn = ws.connect()
+    try:
+        seeds = [args.seed + i if args.seed is not None else random.randrange(2**31)
+                 for i in range(args.count)]
+        ids = [generations.create(conn, args.endpoint, args.prompt, lora=args.lora,
+                                  scale=args.scale, seed=s, extra=_extra(args)) for s in seeds]
+        daemon.nudge(ws)
+        cost = sum(generations.get(conn, i).cost or 0 for i in ids)
+        print(f"{len(ids)} generation(s) queued (ids {', '.join(map(str, ids))}), about "
+              f"${cost:.2f}")
+        return EXIT_OK
+    finally:
+        conn.close()
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from . import daemon, generations
+
+    ws = _ws(args)
+    conn = ws.connect()
+    try:
+        plan = generations.plan_sweep(conn, args.endpoint, lora_names=args.lora,
+                                      scales=args.scale, prompts=args.prompt, seeds=args.seed,
+                                      extra=_extra(args))
+        print(f"sweep {plan.sweep_id}: {len(args.lora)} LoRA(s) x {len(args.scale)} scale(s) x "
+              f"{len(args.prompt)} prompt(s) x {len(args.seed)} seed(s) = {len(plan.cells)} "
+              f"generations, about ${plan.cost:.2f}")
+        if not args.yes:
+            print("add --yes to submit")
+            return EXIT_OK
+        generations.submit_sweep(conn, plan, budget=args.budget, extra=_extra(args))
+        daemon.nudge(ws)
+        print("submitted; rate them in the Generations screen (4)")
+        return EXIT_OK
+    finally:
+        conn.close()
+
+
+def cmd_rate(args: argparse.Namespace) -> int:
+    from . import ratings
+
+    ws = _ws(args)
+    conn = ws.connect()
+    try:
+        if args.action == "rank":
+            ranked = ratings.rank_checkpoints(conn)
+            for r in ranked:
+                print(f"{r.name:36} score {r.score:.2f}  good {r.good}/{r.rated}  stars "
+                      f"{r.mean_stars:.1f}" if r.mean_stars else f"{r.name:36} score "
+                      f"{r.score:.2f}  good {r.good}/{r.rated}")
+            if not ranked:
+                print("no rated generations of checkpoints yet")
+            return EXIT_OK
+        r = ratings.rate(conn, args.generation, stars=args.stars, verdict=args.verdict,
+                         tags=args.tag, note=args.note)
+        print(f"generation {args.generation}: {r.stars or '-'} stars, {r.verdict or '-'}"
+              + (f", tags {', '.join(r.tags)}" if r.tags else ""))
+        return EXIT_OK
+    finally:
+        conn.close()
+
+
+def add_parsers(sub) -> None:
+    from .endpoints import ENDPOINTS
+
+    p = sub.add_parser("lora", help="the LoRA registry: list, add by URL, show with lineage")
+    p.set_defaults(func=cmd_lora, action="list", json=False)
+    lsub = p.add_subparsers(dest="action", metavar="ACTION")
+    a = lsub.add_parser("list")
+    a.add_argument("--json", action="store_true")
+    a = lsub.add_parser("add", help="register a LoRA by URL")
+    a.add_argument("name")
+    a.add_argument("url")
+    a.add_argument("--trigger")
+    a.add_argument("--base-model")
+    a.add_argument("--expert", choices=["high", "low", "both"], help="Wan 2.2 expert")
+    a = lsub.add_parser("show")
+    a.add_argument("name")
+
+    p = sub.add_parser("gen", help="generate with a LoRA on fal (queued; the daemon submits)")
+    p.add_argument("prompt")
+    p.add_argument("--lora")
+    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--seed", type=int, help="first seed (default: random)")
+    p.add_argument("--count", type=int, default=1)
+    p.add_argument("--endpoint", default=DEFAULT_ENDPOINT, choices=sorted(ENDPOINTS))
+    p.add_argument("--negative", help="negative prompt")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="endpoint parameter, e.g. --param aspect_ratio=9:16")
+    p.set_defaults(func=cmd_gen)
+
+    p = sub.add_parser("sweep", help="LoRAs x scales x prompts x seeds, priced before submitting")
+    p.add_argument("--lora", action="append", required=True)
+    p.add_argument("--scale", action="append", type=float, required=True)
+    p.add_argument("--prompt", action="append", required=True)
+    p.add_argument("--seed", action="append", type=int, required=True)
+    p.add_argument("--endpoint", default=DEFAULT_ENDPOINT, choices=sorted(ENDPOINTS))
+    p.add_argument("--negative")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE")
+    p.add_argument("--budget", type=float, default=25.0, help="refuse above this ($, default 25)")
+    p.add_argument("--yes", action="store_true", help="submit (default: show the plan)")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("rate", help="rate a generation, or rank checkpoints by ratings")
+    p.set_defaults(func=cmd_rate, action="rank")
+    rsub = p.add_subparsers(dest="action", metavar="ACTION")
+    rsub.add_parser("rank", help="checkpoints by their generations' ratings")
+    a = rsub.add_parser("set", help="rate one generation")
+    a.add_argument("generation", type=int)
+    a.add_argument("--stars", type=int, choices=range(1, 6))
+    a.add_argument("--verdict", choices=["approve", "needs_review", "retake"])
+    a.add_argument("--tag", action="append")
+    a.add_argument("--note")

@@ -1,0 +1,65 @@
+"""Pilot tests of the Generations screen: rating keys, retake, tags, filter, compare."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import pilot_until as until
+
+from lorad import generations, jobs, loras, ratings
+from tui.app import LoradApp
+from tui.screens.generations import CompareScreen, GenerationsScreen
+from tui.widgets.rowlist import RowList
+
+WAN22 = "fal-ai/wan/v2.2-a14b/text-to-video/lora"
+
+
+@pytest.fixture
+def gens(conn):
+    loras.add(conn, "truck-v1", "https://hf.example/t.safetensors", expert="high")
+    ids = [generations.create(conn, WAN22, "TRK, a truck", lora="truck-v1", scale=s, seed=1)
+           for s in (0.6, 0.8, 1.0)]
+    conn.execute("UPDATE generations SET status = 'completed'")
+    return ids
+
+
+async def open_gens(app, pilot):
+    await pilot.press("ctrl+p")
+    await pilot.press(*"Go to Generations", "enter")
+    await until(pilot, lambda: isinstance(app.screen, GenerationsScreen), message="screen")
+    return app.screen
+
+
+async def test_rate_approve_retake_tag(ws, conn, gens):
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(170, 45)) as pilot:
+        screen = await open_gens(app, pilot)
+        table = screen.query_one(RowList)
+        await until(pilot, lambda: len(table.rows) == 3)
+        await pilot.press("4")
+        await until(pilot, lambda: (ratings.current(conn, gens[0]) or ratings.Rating(
+            0, None, None, (), None, 0)).stars == 4, message="stars")
+        await pilot.press("a")  # approve keeps the stars, moves on
+        await until(pilot, lambda: ratings.current(conn, gens[0]).verdict == "approve")
+        assert ratings.current(conn, gens[0]).stars == 4
+        assert table.current_key == gens[1]
+        await pilot.press("r")
+        await until(pilot, lambda: len(generations.list_all(conn)) == 4, message="retake")
+        retake = generations.list_all(conn)[-1]
+        assert retake.parent_id == gens[1] and retake.seed != 1
+        assert jobs.get(conn, retake.job_id).state == "queued"
+        await pilot.press("t", *"spinning tires", "enter")
+        await until(pilot, lambda: "spinning tires" in ratings.current(conn, gens[1]).tags)
+
+
+async def test_filter_unrated_and_compare(ws, conn, gens):
+    ratings.rate(conn, gens[0], stars=5)
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(170, 45)) as pilot:
+        screen = await open_gens(app, pilot)
+        table = screen.query_one(RowList)
+        await until(pilot, lambda: len(table.rows) == 3)
+        await pilot.press("f")  # unrated
+        await until(pilot, lambda: [table.key_of(r) for r in table.rows] == gens[1:])
+        await pilot.press("m", "m", "c")
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen), message="compare")
+        assert [x.gen.id for x, _ in app.screen.items] == gens[1:]

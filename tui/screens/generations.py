@@ -1,0 +1,269 @@
+"""Generations screen: outputs grouped by sweep, rated from the keyboard, retaken, compared."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Header, Input, Static
+
+from lorad import generations, player, ratings
+
+from ..widgets.filmstrip import Filmstrip, load_image
+from ..widgets.rowlist import Column, RowList
+from .base import StoreScreen
+
+COLUMNS = [Column("", 1), Column("id", 5, "right"), Column("sweep", 10), Column("lora", 16),
+           Column("scale", 5, "right"), Column("seed", 10, "right"), Column("status", 10),
+           Column("check", 8), Column("stars", 5), Column("verdict", 12), Column("tags", 30)]
+STATUS_STYLE = {"queued": "dim", "submitted": "cyan", "in_progress": "cyan",
+                "completed": "green", "failed": "bold red", "cancelled": "yellow"}
+DEFAULT_CHECKLIST = ["spinning tires", "warped panels", "not static", "not phone look",
+                     "wrong aspect"]
+
+
+@dataclass
+class GenRow:
+    gen: generations.Generation
+    lora: str
+    rating: ratings.Rating | None
+
+
+@dataclass
+class GenData:
+    rows: list[GenRow]
+    in_flight: int
+    spent: float
+    checklist: list[str]
+
+
+def filmstrip_of(gen: generations.Generation) -> Path | None:
+    if not gen.output_path:
+        return None
+    strip = Path(gen.output_path).with_suffix(".strip.jpg")
+    return strip if strip.exists() else None
+
+
+class GenerationsScreen(StoreScreen):
+    LABEL = "Generations"
+    HELP = (
+        "Test generations of your LoRAs, grouped by sweep. Rate with 1-5, a approve, n needs "
+        "review, t toggles checklist tags; r retakes with a new seed (linked to the original). "
+        "Automatic checks flag outputs with the wrong size, fps or frames and frozen videos "
+        "before you look. Mark several with m and press c to compare their filmstrips. "
+        "Ratings are never overwritten; checkpoints are ranked from them (`lorad rate rank`)."
+    )
+    BINDINGS = [
+        *[Binding(str(n), f"stars({n})", f"{n} star{'s' if n > 1 else ''}", show=n in (1, 5))
+          for n in range(1, 6)],
+        Binding("a", "verdict('approve')", "Approve"),
+        Binding("n", "verdict('needs_review')", "Needs review"),
+        Binding("r", "retake", "Retake"),
+        Binding("t", "tag", "Tag"),
+        Binding("space", "play", "Play"),
+        Binding("m", "mark", "Mark"),
+        Binding("c", "compare", "Compare"),
+        Binding("f", "cycle_filter", "Filter"),
+    ]
+    FILTERS = ["all", "unrated", "approve", "needs_review", "retake", "failed checks"]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.filter_index = 0
+        self.data: GenData | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical():
+            yield Static("", id="gens-summary")
+            with Horizontal(id="gens-main"):
+                table = RowList(COLUMNS, key_of=lambda r: int(r[1]), id="gens-table")
+                table.empty_text = "no generations: `lorad gen PROMPT --lora NAME` or `lorad sweep`"
+                yield table
+                with Vertical(id="gens-side"):
+                    yield Filmstrip(id="gens-filmstrip")
+                    yield Static("", id="gens-detail")
+            yield Input(placeholder="tag (enter toggles it)", id="gens-tag")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#gens-tag", Input).display = False
+        self.query_one(RowList).focus()
+        self.reload()
+
+    # the number keys rate here; screens are switched from the palette or other screens
+    def load(self, conn) -> GenData:
+        names = {r[0]: r[1] for r in conn.execute("SELECT id, name FROM loras")}
+        rows = []
+        for g in generations.list_all(conn):
+            r = ratings.current(conn, g.id)
+            rows.append(GenRow(g, names.get(g.lora_id, "-"), r))
+        flt = self.FILTERS[self.filter_index]
+        if flt == "unrated":
+            rows = [x for x in rows if x.rating is None]
+        elif flt in ratings.VERDICTS:
+            rows = [x for x in rows if x.rating and x.rating.verdict == flt]
+        elif flt == "failed checks":
+            rows = [x for x in rows if x.gen.checks and not x.gen.checks.get("ok", True)]
+        in_flight = conn.execute("SELECT COUNT(*) FROM generations WHERE status IN ('queued',"
+                                 "'submitted','in_progress')").fetchone()[0]
+        checklist = DEFAULT_CHECKLIST
+        row = conn.execute("SELECT settings FROM datasets ORDER BY id LIMIT 1").fetchone()
+        if row:
+            import json
+
+            checklist = json.loads(row[0] or "{}").get("checklist", DEFAULT_CHECKLIST)
+        return GenData(rows, in_flight, generations.spent(conn), checklist)
+
+    def show(self, data: GenData) -> None:
+        self.data = data
+        table = self.query_one(RowList)
+        out = []
+        for x in data.rows:
+            g, r = x.gen, x.rating
+            check = "" if not g.checks else ("ok" if g.checks.get("ok") else "FLAG")
+            out.append((
+                "•" if g.id in table.marked else " ", str(g.id), g.sweep_id or "-", x.lora,
+                f"{g.scale:g}" if g.scale is not None else "-", str(g.seed or "-"),
+                Text(g.status, style=STATUS_STYLE.get(g.status, "")),
+                Text(check, style="red" if check == "FLAG" else "green"),
+                "★" * (r.stars or 0) if r else "", (r.verdict or "") if r else "",
+                ", ".join(r.tags) if r else ""))
+        table.set_rows(out)
+        self.query_one("#gens-summary", Static).update(
+            f"{len(data.rows)} shown [{self.FILTERS[self.filter_index]}]   in flight "
+            f"{data.in_flight}   spent ${data.spent:.2f}")
+        self.show_detail()
+
+    def current(self) -> GenRow | None:
+        key = self.query_one(RowList).current_key
+        return next((x for x in (self.data.rows if self.data else []) if x.gen.id == key), None)
+
+    def show_detail(self) -> None:
+        x = self.current()
+        detail = self.query_one("#gens-detail", Static)
+        if x is None:
+            detail.update("")
+            self.query_one(Filmstrip).show_image(None)
+            return
+        g = x.gen
+        lines = [Text(f"#{g.id} {g.endpoint}", style="bold"), Text(g.prompt or "", style="dim"),
+                 Text(f"lora {x.lora} scale {g.scale} seed {g.seed}  cost ${g.cost or 0:.2f}"
+                      + (f"  {g.inference_time:.0f} s" if g.inference_time else ""))]
+        if g.parent_id:
+            lines.append(Text(f"retake of #{g.parent_id}"))
+        for problem in (g.checks or {}).get("problems", []):
+            lines.append(Text(problem, style="red"))
+        if g.error:
+            lines.append(Text(g.error, style="bold red"))
+        detail.update(Text("\n").join(lines))
+        self._load_strip(g.id, filmstrip_of(g))
+
+    @work(thread=True, exclusive=True, group="gen-strip")
+    def _load_strip(self, gen_id: int, path: Path | None) -> None:
+        image = load_image(path) if path else None
+        self.app.call_from_thread(self._show_strip, gen_id, image)
+
+    def _show_strip(self, gen_id: int, image) -> None:
+        if self.query_one(RowList).current_key == gen_id:
+            self.query_one(Filmstrip).show_image(image)
+
+    def on_row_list_highlighted(self, _event: RowList.Highlighted) -> None:
+        self.show_detail()
+
+    # -- actions ----------------------------------------------------------------------------
+    def _rate(self, **kw) -> None:
+        x = self.current()
+        if x is not None:
+            self.write(lambda conn, gen_id: ratings.rate(conn, gen_id, **kw), x.gen.id)
+
+    def action_stars(self, n: int) -> None:
+        self._rate(stars=n)
+
+    def action_verdict(self, verdict: str) -> None:
+        self._rate(verdict=verdict)
+        self.query_one(RowList).action_cursor_down()
+
+    def action_retake(self) -> None:
+        x = self.current()
+        if x is not None:
+            self.write(generations.retake, x.gen.id, done_message=f"retake of #{x.gen.id} queued")
+            self._rate(verdict="retake")
+
+    def action_tag(self) -> None:
+        box = self.query_one("#gens-tag", Input)
+        box.display = True
+        box.placeholder = "tag: " + ", ".join(self.data.checklist if self.data else [])
+        box.value = ""
+        box.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.input.display = False
+        self.query_one(RowList).focus()
+        x = self.current()
+        tag = event.value.strip()
+        if x is not None and tag:
+            self.write(ratings.toggle_tag, x.gen.id, tag)
+
+    def action_play(self) -> None:
+        x = self.current()
+        if x is None or not x.gen.output_path:
+            self.notify("no output yet", severity="warning")
+            return
+        try:
+            args = player.command(self.app.ws.config()["tui"]["player"], x.gen.output_path)
+        except player.PlayerError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.app.play(args)
+
+    def action_mark(self) -> None:
+        table = self.query_one(RowList)
+        table.toggle_mark()
+        table.action_cursor_down()
+
+    def action_compare(self) -> None:
+        table = self.query_one(RowList)
+        keys = table.selected_keys()
+        chosen = [x for x in (self.data.rows if self.data else []) if x.gen.id in keys]
+        if len(chosen) < 2:
+            self.notify("mark two or more generations with m, then press c")
+            return
+        self._compare(chosen)
+
+    @work(thread=True, exclusive=True, group="gen-compare")
+    def _compare(self, chosen: list[GenRow]) -> None:
+        images = [(x, load_image(filmstrip_of(x.gen)) if filmstrip_of(x.gen) else None)
+                  for x in chosen]
+        self.app.call_from_thread(self.app.push_screen, CompareScreen(images))
+
+    def action_cycle_filter(self) -> None:
+        self.filter_index = (self.filter_index + 1) % len(self.FILTERS)
+        self.reload()
+
+
+class CompareScreen(ModalScreen[None]):
+    """Filmstrips of several generations one above the other."""
+
+    BINDINGS = [Binding("escape,q,c", "dismiss", "Close")]
+
+    def __init__(self, items: list) -> None:
+        super().__init__()
+        self.items = items
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="compare-body"):
+            for x, _image in self.items:
+                g = x.gen
+                yield Static(f"#{g.id} {x.lora} scale {g.scale} seed {g.seed}")
+                yield Filmstrip()
+
+    def on_mount(self) -> None:
+        for strip, (_x, image) in zip(self.query(Filmstrip), self.items, strict=False):
+            strip.show_image(image)
