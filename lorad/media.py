@@ -302,3 +302,23 @@ async def convert(src_path: Path, src: Probe, profile: Profile, p: Plan, out_med
     os.replace(tmp_media, out_media)
     os.replace(tmp_strip, out_filmstrip)
     return Converted(stdout[: p.frames * aw * ah], p.frames)
+
+
+def filmstrip(src: Path, out: Path) -> Path | None:
+    """First, middle and last frame of a finished video side by side (for review screens)."""
+    import subprocess
+
+    try:
+        probe_ = probe(src)
+    except MediaError:
+        return None
+    if probe_.kind == "image":
+        args = ["-vf", f"scale=-2:{FILMSTRIP_HEIGHT}"]
+    else:
+        n = probe_.frames or int((probe_.duration or 1) * (probe_.fps or 16))
+        mid, last = max(0, n // 2), max(0, n - 1)
+        args = ["-vf", f"select='eq(n\\,0)+eq(n\\,{mid})+eq(n\\,{last})',"
+                       f"scale=-2:{FILMSTRIP_HEIGHT},tile=3x1", "-fps_mode", "vfr"]
+    done = subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), *args, "-frames:v", "1",
+                           "-q:v", "4", str(out)], capture_output=True, check=False)
+    return out if done.returncode == 0 and out.exists() else None
