@@ -20,6 +20,8 @@ from .errors import LoradError
 from .handlers import TransientError
 
 CHUNK = 1 << 20
+WINDOW = 64 << 20
+PACKET = 256 << 10
 
 
 class HostKeyMismatch(LoradError):
@@ -119,7 +121,9 @@ class Shell:
     def sftp(self) -> paramiko.SFTPClient:
         if self._sftp is None:
             try:
-                self._sftp = self.client.open_sftp()
+                # a wide window keeps pipelined writes flowing on fast links
+                self._sftp = paramiko.SFTPClient.from_transport(
+                    self.client.get_transport(), window_size=WINDOW, max_packet_size=PACKET)
             except (OSError, paramiko.SSHException, EOFError) as exc:
                 raise SshUnavailable(f"{self.endpoint}: SFTP failed ({exc})") from None
         return self._sftp
@@ -186,18 +190,21 @@ class Shell:
         """Copy a file to the pod, resuming a `.part` left by a break and verifying size and
         SHA-256 there. Returns False when an identical file was already there."""
         local_size = local.stat().st_size
-        local_hash = sha256_file(local)
-        if self.size(remote) == local_size and self.sha256(remote) == local_hash:
+        if self.size(remote) == local_size and self.sha256(remote) == sha256_file(local):
             return False
         part = remote + ".part"
         done = self.size(part) or 0
         if done > local_size:
             done = 0
+        digest = hashlib.sha256()
         try:
             with local.open("rb") as src, self.sftp.open(part, "ab" if done else "wb") as dst:
                 dst.set_pipelined(True)
-                src.seek(done)
+                if done:
+                    while src.tell() < done:  # hash what the pod already has, locally
+                        digest.update(src.read(min(CHUNK, done - src.tell())))
                 while chunk := src.read(CHUNK):
+                    digest.update(chunk)  # one read of the file: hashing rides on the upload
                     dst.write(chunk)
                     done += len(chunk)
                     if progress:
@@ -205,11 +212,89 @@ class Shell:
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise SshUnavailable(f"{self.endpoint}: upload of {local.name} broke at {done} "
                                  f"bytes ({exc}); it resumes from there") from None
+        local_hash = digest.hexdigest()
         if self.size(part) != local_size or self.sha256(part) != local_hash:
             self.run(f"rm -f -- {shlex.quote(part)}", check=False)
             raise SshUnavailable(f"{local.name}: the copy on the pod does not match (size or "
                                  "SHA-256); it will be sent again")
         self.sftp.posix_rename(part, remote)
+        return True
+
+    def upload_tree(self, files: list[tuple[Path, str]],
+                    progress: Progress | None = None) -> int:
+        """Upload many files, fastest way available: the OpenSSH `sftp` client (`reput`
+        resumes a `.part`) with this shell's pinned host key, falling back to paramiko. Each
+        file is verified by size and SHA-256 on the pod before its `.part` is renamed; files
+        already there and identical are skipped. Returns the number of files sent."""
+        if not files:
+            return 0
+        local_hashes = {str(p): sha256_file(p) for p, _r in files}
+        remote_hashes = self.sha256_many([r for _p, r in files])
+        todo = [(p, r) for p, r in files if remote_hashes.get(r) != local_hashes[str(p)]]
+        if not todo:
+            return 0
+        if not self._openssh_put(todo, progress):
+            for path, remote in todo:
+                self.upload(path, remote, progress)
+            return len(todo)
+        parts = self.sha256_many([r + ".part" for _p, r in todo])
+        bad = [r for p, r in todo if parts.get(r + ".part") != local_hashes[str(p)]]
+        if bad:
+            self.run("rm -f -- " + " ".join(shlex.quote(r + ".part") for r in bad), check=False)
+            raise SshUnavailable(f"{len(bad)} uploaded file(s) do not match on the pod (size or "
+                                 "SHA-256); they will be sent again")
+        self.run("\n".join(f"mv -f -- {shlex.quote(r + '.part')} {shlex.quote(r)}"
+                           for _p, r in todo))
+        return len(todo)
+
+    def sha256_many(self, paths: list[str]) -> dict[str, str]:
+        """SHA-256 of remote files that exist (one command for all of them)."""
+        if not paths:
+            return {}
+        quoted = " ".join(shlex.quote(p) for p in paths)
+        _c, out, _e = self.run(f"for f in {quoted}; do [ -f \"$f\" ] && sha256sum -- \"$f\"; "
+                               "done; true", check=False)
+        found = {}
+        for line in out.splitlines():
+            digest, _sep, name = line.partition("  ")
+            found[name.lstrip("\\")] = digest.lstrip("\\")
+        return found
+
+    def _openssh_put(self, files: list[tuple[Path, str]], progress: Progress | None) -> bool:
+        import os
+        import shutil
+        import subprocess
+        import tempfile
+
+        ep = self.endpoint
+        if not shutil.which("sftp") or not ep.key_file or not self.host_key:
+            return False
+        with tempfile.TemporaryDirectory(prefix="lorad-sftp-") as tmp:
+            known = Path(tmp) / "known_hosts"
+            host = ep.host if ep.port == 22 else f"[{ep.host}]:{ep.port}"
+            known.write_text(f"{host} {self.host_key}\n")
+            dirs = sorted({posixpath_dirname(r) for _p, r in files})
+            self.run("mkdir -p -- " + " ".join(shlex.quote(d) for d in dirs))
+            quoted = " ".join(shlex.quote(r + ".part") for _p, r in files)
+            _c, out, _e = self.run(f"for f in {quoted}; do [ -f \"$f\" ] && echo \"$f\"; done; "
+                                   "true", check=False)
+            partial = set(out.splitlines())  # a broken upload left these: resume them
+            batch = Path(tmp) / "batch"
+            batch.write_text("".join(
+                f'{"reput" if r + ".part" in partial else "put"} {_sftp_quote(str(p))} '
+                f'{_sftp_quote(r + ".part")}\n' for p, r in files))
+            total = sum(p.stat().st_size for p, _r in files)
+            proc = subprocess.run(
+                ["sftp", "-q", "-b", str(batch), "-P", str(ep.port), "-i", ep.key_file,
+                 "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={known}",
+                 "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
+                 "-o", "LogLevel=ERROR", f"{ep.user}@{ep.host}"],
+                capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"}, check=False)
+            if proc.returncode != 0:
+                raise SshUnavailable(f"{ep}: sftp upload broke ({proc.stderr.strip()[-200:]}); it "
+                                     "resumes from the .part files")
+            if progress:
+                progress(total, total)
         return True
 
     def download(self, remote: str, local: Path, progress: Progress | None = None) -> str:
@@ -288,3 +373,14 @@ def sha256_file(path: Path) -> str:
 
 def is_dir(attr) -> bool:
     return stat.S_ISDIR(attr.st_mode)
+
+
+def posixpath_dirname(path: str) -> str:
+    import posixpath
+
+    return posixpath.dirname(path)
+
+
+def _sftp_quote(text: str) -> str:
+    """A path quoted for an sftp batch file (double quotes, backslash escapes)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

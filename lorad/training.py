@@ -214,21 +214,16 @@ async def resolve_resume(ctx: JobContext, session: Session, run: runs.Run, pod: 
 
 
 async def upload(ctx: JobContext, session: Session, export_dir: Path, remote_root: str) -> None:
+    """Send the export folder (skipping identical files, resuming broken ones, verified)."""
     files = sorted(p for p in export_dir.rglob("*") if p.is_file())
-    total = sum(p.stat().st_size for p in files) or 1
-    sent = 0
-    for path in files:
-        rel = path.relative_to(export_dir).as_posix()
-        remote = posixpath.join(remote_root, rel)
-        await session.call("mkdirs", posixpath.dirname(remote))
-        base = sent
+    pairs = [(p, posixpath.join(remote_root, p.relative_to(export_dir).as_posix()))
+             for p in files]
+    ctx.progress(0.01, f"uploading {len(pairs)} files", force=True)
 
-        def report(done, _size, base=base, name=rel):
-            ctx.progress(min(0.99, (base + done) / total) * 0.1, f"uploading {name}")
+    def report(done, total):
+        ctx.progress(min(0.99, done / total if total else 1) * 0.1, "uploading dataset")
 
-        await session.call("upload", path, remote, report)
-        sent += path.stat().st_size
-        ctx.check_cancelled()
+    await session.call("upload_tree", pairs, report)
 
 
 async def pull_samples(ctx: JobContext, session: Session, run: runs.Run,
