@@ -228,12 +228,21 @@ class Shell:
         already there and identical are skipped. Returns the number of files sent."""
         if not files:
             return 0
-        local_hashes = {str(p): sha256_file(p) for p, _r in files}
+        import concurrent.futures
+
         remote_hashes = self.sha256_many([r for _p, r in files])
-        todo = [(p, r) for p, r in files if remote_hashes.get(r) != local_hashes[str(p)]]
+        local_hashes = {str(p): sha256_file(p) for p, r in files if r in remote_hashes}
+        todo = [(p, r) for p, r in files
+                if r not in remote_hashes or remote_hashes[r] != local_hashes[str(p)]]
         if not todo:
             return 0
-        if not self._openssh_put(todo, progress):
+        # hash the new files while they travel: the checksum costs no extra wall time
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(lambda: {str(p): sha256_file(p) for p, _r in todo
+                                           if str(p) not in local_hashes})
+            sent = self._openssh_put(todo, progress)
+            local_hashes.update(pending.result())
+        if not sent:
             for path, remote in todo:
                 self.upload(path, remote, progress)
             return len(todo)
