@@ -116,3 +116,11 @@ def test_cli_help_does_not_import_the_ui():
             "('textual', 'tui', 'httpx', 'paramiko', 'huggingface_hub')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "LOADED []" in out.stdout
+
+
+async def test_app_reads_its_refresh_interval_from_the_config(ws):
+    ws.config_path.write_text("[tui]\nrefresh_interval = 0.5\n")
+    app = LoradApp(ws)  # as `lorad tui` builds it: no test overrides
+    assert app.refresh_interval == 0.5
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.screen is not None and app.screen.id != "_default")

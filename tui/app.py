@@ -55,7 +55,7 @@ class LoradApp(App):
         super().__init__()
         self.ws = ws
         config = ws.config()
-        self.refresh_interval = refresh_interval or config.values["tui.refresh_interval"]
+        self.refresh_interval = refresh_interval or config["tui"]["refresh_interval"]
         self.title = f"lorad — {ws.name}"
         self.sub_title = "daemon: checking"
         self.watcher = StoreWatcher(ws, self, self.refresh_interval)
