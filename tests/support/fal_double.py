@@ -1,0 +1,547 @@
+"""A loopback HTTP double of fal's queue API and CDN files (services.md §1 and §6).
+
+    with fal_double(key=KEY, latency=Latency(queue_polls=1, run_polls=1)) as fal:
+        client = Fal(fal.url)            # with FAL_KEY=KEY in the environment
+
+Queue (needs `Authorization: Key <key>`, else 401):
+  POST /{owner}/{app}[/{path}]           submit; the body is the model input. 200 {"status": "IN_QUEUE",
+                                         "request_id", "status_url", "response_url", "cancel_url",
+                                         "queue_position"} with the URLs under /{owner}/{app} only.
+                                         Bad input: 422 {"detail": [{"loc": ["body", field], "msg", "type"}]}.
+  GET  …/requests/{id}/status[?logs=1]   202 IN_QUEUE (queue_position) / 202 IN_PROGRESS (logs) /
+                                         200 COMPLETED (logs, metrics, and error + error_type on failure);
+                                         `logs` is null unless logs=1|true.
+  GET  …/requests/{id}                   200 model output; a failed request answers with the model's error
+                                         (status and body); after `result_ttl` s or :meth:`expire`: 404.
+                                         Before COMPLETED: 400 (UNVERIFIED what fal does).
+  PUT  …/requests/{id}/cancel            202 CANCELLATION_REQUESTED; 400 ALREADY_COMPLETED; 404 NOT_FOUND.
+  "…" is owner/app, or the full endpoint id (fal's per-model OpenAPI lists that form too).
+Files (no auth, like fal's CDN): GET /files/{name}: real tiny mp4s made with ffmpeg (a moving test
+pattern and a static single colour) and a png for flux-lora.
+
+A request answers IN_QUEUE for `queue_polls` status polls and `queue_seconds`, then IN_PROGRESS for
+`run_polls` polls and `run_seconds`, then COMPLETED. :meth:`plan_next` shapes the next submission's
+outcome (error, output kind, content type, file name, chunked serving). Faults: :meth:`fail_next`
+(429 plain, 502/503/504 from the nginx ingress or from a runner, any status), :meth:`drop_next`
+(close the connection without an answer, optionally after handling the request). `requests` logs
+every request; `submits` counts accepted submissions per endpoint.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import functools
+import itertools
+import json
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+NGINX_503 = ("<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n<body>\r\n"
+             "<center><h1>503 Service Temporarily Unavailable</h1></center>\r\n<hr><center>nginx</center>\r\n"
+             "</body>\r\n</html>\r\n")
+RUNNER_ERRORS = {502: "runner_connection_refused", 503: "runner_scheduling_failure", 504: "request_timeout"}
+
+WAN22_T2V = "fal-ai/wan/v2.2-a14b/text-to-video/lora"
+WAN22_I2V = "fal-ai/wan/v2.2-a14b/image-to-video/lora"
+WAN21_T2V, WAN21_I2V, FLUX = "fal-ai/wan-t2v-lora", "fal-ai/wan-i2v-lora", "fal-ai/flux-lora"
+
+
+# -- input schemas (services.md §2): (type, low, high, choices), required names ------------------------
+
+def _wan22(i2v: bool) -> dict[str, tuple]:
+    spec = {"prompt": (str,), "negative_prompt": (str,), "num_frames": (int, 17, 161),
+            "frames_per_second": (int, 4, 60), "resolution": (str, None, None, ("480p", "580p", "720p")),
+            "aspect_ratio": (str, None, None, ("16:9", "9:16", "1:1") + (("auto",) if i2v else ())),
+            "seed": (int,), "num_inference_steps": (int, 2, 40), "guidance_scale": (float, 1, 10),
+            "guidance_scale_2": (float, 1, 10), "shift": (float, 1, 10),
+            "acceleration": (str, None, None, ("none", "regular")),
+            "interpolator_model": (str, None, None, ("none", "film", "rife")),
+            "num_interpolated_frames": (int, 0, 4),
+            "video_quality": (str, None, None, ("low", "medium", "high", "maximum")),
+            "video_write_mode": (str, None, None, ("fast", "balanced", "small"))}
+    if i2v:
+        spec.update(image_url=(str,), end_image_url=(str,))
+    return spec
+
+
+def _wan21(i2v: bool) -> dict[str, tuple]:
+    spec = {"prompt": (str,), "negative_prompt": (str,), "num_frames": (int, 81, 100),
+            "frames_per_second": (int, 5, 24), "num_inference_steps": (int, 2, 40), "seed": (int,),
+            "resolution": (str, None, None, ("480p", "720p") if i2v else ("480p", "580p", "720p")),
+            "aspect_ratio": (str, None, None, ("auto", "16:9", "9:16", "1:1") if i2v else ("9:16", "16:9"))}
+    if i2v:
+        spec.update(image_url=(str,), shift=(float, 1, 10), guide_scale=(float, 1, 10))
+    return spec
+
+
+SCHEMAS: dict[str, tuple[dict[str, tuple], tuple[str, ...], bool]] = {  # fields, required, lora transformer
+    WAN22_T2V: (_wan22(False), ("prompt",), True),
+    WAN22_I2V: (_wan22(True), ("prompt", "image_url"), True),
+    WAN21_T2V: (_wan21(False), ("prompt",), False),
+    WAN21_I2V: (_wan21(True), ("prompt", "image_url"), False),
+    FLUX: ({"prompt": (str,), "num_images": (int, 1, 4), "num_inference_steps": (int, 1, 50),
+            "guidance_scale": (float, 0, 35), "seed": (int,),
+            "output_format": (str, None, None, ("jpeg", "png"))}, ("prompt",), False),
+}
+
+
+def validate(endpoint_id: str, body: Any) -> list[dict[str, Any]]:
+    """Pydantic-style error items, as fal's 422 `detail` list."""
+    if not isinstance(body, dict):
+        return [{"loc": ["body"], "msg": "Input should be a valid dictionary", "type": "dict_type",
+                 "input": body}]
+    fields, required, transformer = SCHEMAS[endpoint_id]
+    errors = [{"loc": ["body", name], "msg": "field required", "type": "value_error.missing"}
+              for name in required if name not in body]
+    for name, value in body.items():
+        if name == "loras":
+            errors += _check_loras(value, transformer)
+        elif name in fields:
+            errors += _check(["body", name], value, *fields[name])
+    return errors
+
+
+def _check(loc: list[Any], value: Any, kind: type, low: float | None = None, high: float | None = None,
+           choices: tuple = ()) -> list[dict[str, Any]]:
+    kinds = (int, float) if kind is float else (kind,)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        return [{"loc": loc, "msg": f"Input should be a valid {kind.__name__}",
+                 "type": f"{kind.__name__}_type", "input": value}]
+    if choices and value not in choices:
+        return [{"loc": loc, "msg": "Input should be " + ", ".join(repr(c) for c in choices),
+                 "type": "literal_error", "input": value, "ctx": {"expected": list(choices)}}]
+    if low is not None and value < low:
+        return [{"loc": loc, "msg": f"Input should be greater than or equal to {low}",
+                 "type": "greater_than_equal", "input": value, "ctx": {"ge": low}}]
+    if high is not None and value > high:
+        return [{"loc": loc, "msg": f"Input should be less than or equal to {high}",
+                 "type": "less_than_equal", "input": value, "ctx": {"le": high}}]
+    return []
+
+
+def _check_loras(value: Any, transformer: bool) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        return [{"loc": ["body", "loras"], "msg": "Input should be a valid list", "type": "list_type",
+                 "input": value}]
+    errors: list[dict[str, Any]] = []
+    for i, lora in enumerate(value):
+        loc = ["body", "loras", i]
+        if not isinstance(lora, dict):
+            errors.append({"loc": loc, "msg": "Input should be a valid dictionary", "type": "dict_type"})
+            continue
+        if "path" not in lora:
+            errors.append({"loc": [*loc, "path"], "msg": "field required", "type": "value_error.missing"})
+        else:
+            errors += _check([*loc, "path"], lora["path"], str)
+        if "scale" in lora:
+            errors += _check([*loc, "scale"], lora["scale"], float, 0, 4)
+        if transformer and "transformer" in lora:
+            errors += _check([*loc, "transformer"], lora["transformer"], str, None, None,
+                             ("high", "low", "both"))
+    return errors
+
+
+# -- media ------------------------------------------------------------------------------------------------
+
+@functools.cache
+def media() -> dict[str, bytes]:
+    """Tiny real outputs, made once per test run: 160x288, 16 fps, 17 frames."""
+    with tempfile.TemporaryDirectory(prefix="fal-double-") as tmp:
+        sources = {"motion.mp4": "testsrc=size=160x288:rate=16",
+                   "static.mp4": "color=c=0x336699:size=160x288:rate=16"}
+        out = {}
+        for name, src in sources.items():
+            path = Path(tmp) / name
+            subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", src,
+                            "-frames:v", "17", "-c:v", "libx264", "-preset", "ultrafast",
+                            "-pix_fmt", "yuv420p", str(path)], check=True)
+            out[name.removesuffix(".mp4")] = path.read_bytes()
+        image = Path(tmp) / "image.png"
+        subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                        "testsrc=size=64x64", "-frames:v", "1", str(image)], check=True)
+        out["image"] = image.read_bytes()
+    return out
+
+
+# -- state ------------------------------------------------------------------------------------------------
+
+@dataclass
+class Latency:
+    queue_polls: int = 1  # status polls answered IN_QUEUE
+    run_polls: int = 1  # status polls answered IN_PROGRESS
+    queue_seconds: float = 0.0  # and at least this long in each state
+    run_seconds: float = 0.0
+
+
+@dataclass
+class Plan:
+    """What the next submission turns into."""
+
+    output: str = "motion"  # motion | static (mp4) | image (png)
+    content_type: str | None = None  # served and reported; default from the output
+    file_name: str | None = None  # reported in the result JSON only
+    chunked: bool = False  # serve the file without Content-Length
+    error: str | None = None  # COMPLETED with this error
+    error_type: str = "runner_disconnected"
+    error_status: int = 503  # what the result URL answers for a failed request
+    honor_cancel: bool = True  # an IN_PROGRESS request stops at the next poll after a cancel
+
+
+@dataclass
+class FakeRequest:
+    id: str
+    endpoint_id: str
+    app: str
+    arguments: dict[str, Any]
+    plan: Plan
+    latency: Latency
+    state: str = "IN_QUEUE"
+    polls: int = 0  # status polls answered in the current state
+    since: float = field(default_factory=time.monotonic)
+    completed_at: float | None = None
+    error: str | None = None
+    error_type: str | None = None
+    cancel_requested: bool = False
+    expired: bool = False
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    file: str = ""
+
+
+@dataclass
+class Recorded:
+    t: float
+    method: str
+    path: str
+    body: Any
+    authorized: bool
+    auth_sent: bool  # any Authorization header at all
+    status: int = 0  # 0: connection dropped
+
+
+@dataclass
+class _Fault:
+    status: int
+    ingress: bool
+    headers: dict[str, str]
+    body: Any
+    match: str | None
+
+
+class FalDouble:
+    def __init__(self, key: str = "fal_test_key_0123:abcdef", latency: Latency | None = None,
+                 result_ttl: float = 3600.0):
+        self.key = key
+        self.latency = latency or Latency()
+        self.result_ttl = result_ttl
+        self.requests: list[Recorded] = []
+        self.submits: collections.Counter[str] = collections.Counter()
+        self.jobs: dict[str, FakeRequest] = {}
+        self.files: dict[str, tuple[bytes, str, bool]] = {}  # name -> (data, content type, chunked)
+        self.lock = threading.RLock()
+        self._plans: list[Plan] = []
+        self._faults: list[_Fault] = []
+        self._drops: list[tuple[bool, str | None]] = []
+        self._seeds = itertools.count(1000)
+        self._media = media()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="fal-double", daemon=True)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.url_base = self.url  # where returned URLs point (change it to test the client's origin check)
+
+    def start_server(self) -> None:
+        self._thread.start()
+
+    def stop_server(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    # -- control ------------------------------------------------------------------------------------------
+
+    def plan_next(self, **fields: Any) -> Plan:
+        with self.lock:
+            plan = Plan(**fields)
+            self._plans.append(plan)
+            return plan
+
+    def fail_next(self, status: int, n: int = 1, *, ingress: bool = True, match: str | None = None,
+                  headers: dict[str, str] | None = None, body: Any = None) -> None:
+        """Answer the next `n` requests (whose "METHOD path" contains `match`) with `status`. 502/503/504
+        come from nginx (HTML, no x-fal-request-id) unless `ingress=False` (a runner's JSON error)."""
+        with self.lock:
+            self._faults += [_Fault(status, ingress, dict(headers or {}), body, match) for _ in range(n)]
+
+    def drop_next(self, n: int = 1, *, applied: bool = False, match: str | None = None) -> None:
+        """Close the connection without an answer; `applied`: handle the request first."""
+        with self.lock:
+            self._drops += [(applied, match)] * n
+
+    def expire(self, request_id: str) -> None:
+        with self.lock:
+            self.jobs[request_id].expired = True
+
+    def calls(self, method: str | None = None, contains: str = "") -> list[Recorded]:
+        with self.lock:
+            return [r for r in self.requests if (method is None or r.method == method) and contains in r.path]
+
+    # -- queue --------------------------------------------------------------------------------------------
+
+    def _urls(self, job: FakeRequest) -> dict[str, str]:
+        base = f"{self.url_base}/{job.app}/requests/{job.id}"
+        return {"request_id": job.id, "response_url": base, "status_url": f"{base}/status",
+                "cancel_url": f"{base}/cancel"}
+
+    def _submit(self, endpoint_id: str, body: Any) -> tuple[int, Any]:
+        if endpoint_id not in SCHEMAS:
+            return 404, {"detail": f"Application '{endpoint_id}' not found"}
+        errors = validate(endpoint_id, body)
+        if errors:
+            return 422, {"detail": errors}
+        parts = endpoint_id.split("/")
+        plan = self._plans.pop(0) if self._plans else Plan()
+        job = FakeRequest(str(uuid.uuid4()), endpoint_id, "/".join(parts[:2]), body, plan,
+                          Latency(**vars(self.latency)))
+        self.jobs[job.id] = job
+        self.submits[endpoint_id] += 1
+        return 200, {"status": "IN_QUEUE", **self._urls(job), "queue_position": self._position(job)}
+
+    def _position(self, job: FakeRequest) -> int:
+        queued = [j for j in self.jobs.values() if j.state == "IN_QUEUE"]
+        return queued.index(job) if job in queued else 0
+
+    def _log(self, job: FakeRequest, message: str) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{len(job.logs):06d}"
+        job.logs.append({"message": message, "level": "INFO", "source": "USER", "timestamp": stamp})
+
+    def _advance(self, job: FakeRequest) -> None:
+        now, lat = time.monotonic(), job.latency
+        while True:
+            waited = now - job.since
+            if job.state == "IN_QUEUE" and job.polls >= lat.queue_polls and waited >= lat.queue_seconds:
+                job.state, job.polls, job.since = "IN_PROGRESS", 0, now
+                self._log(job, "Loading LoRA weights")
+            elif job.state == "IN_PROGRESS" and (job.cancel_requested and job.plan.honor_cancel
+                                                 or job.polls >= lat.run_polls and waited >= lat.run_seconds):
+                self._complete(job)
+            else:
+                return
+
+    def _complete(self, job: FakeRequest, cancelled: bool = False) -> None:
+        job.state, job.completed_at = "COMPLETED", time.monotonic()
+        if cancelled or job.cancel_requested:
+            job.error, job.error_type = "Request cancelled", "request_cancelled"  # UNVERIFIED wording
+        elif job.plan.error:
+            job.error, job.error_type = job.plan.error, job.plan.error_type
+        else:
+            self._log(job, "Writing video")
+            kind = job.plan.output
+            ext = ".png" if kind == "image" else ".mp4"
+            job.file = f"{uuid.uuid4().hex[:12]}_output{ext}"
+            ctype = job.plan.content_type or ("image/png" if kind == "image" else "video/mp4")
+            self.files[job.file] = (self._media[kind], ctype, job.plan.chunked)
+
+    def _status(self, job: FakeRequest, query: dict[str, list[str]]) -> tuple[int, Any]:
+        self._advance(job)
+        with_logs = (query.get("logs") or ["0"])[0].lower() in ("1", "true")
+        body: dict[str, Any] = {"status": job.state, **self._urls(job)}
+        if job.state == "IN_QUEUE":
+            body["queue_position"] = self._position(job)
+        else:
+            if job.state == "IN_PROGRESS":
+                self._log(job, f"Sampling step {job.polls + 1}")
+            body["logs"] = list(job.logs) if with_logs else None
+        if job.state == "COMPLETED":
+            body["metrics"] = {"inference_time": 1.5}
+            if job.error:
+                body.update(error=job.error, error_type=job.error_type)
+        job.polls += 1
+        return (200 if job.state == "COMPLETED" else 202), body
+
+    def _result(self, job: FakeRequest) -> tuple[int, Any, dict[str, str]]:
+        if job.state != "COMPLETED":
+            return 400, {"detail": "Request is still in progress"}, {}
+        if job.error:
+            status = job.plan.error_status if job.error_type != "request_cancelled" else 400
+            headers = {"X-Fal-Error-Type": str(job.error_type), "x-fal-request-id": job.id}
+            return status, {"detail": job.error, "error_type": job.error_type}, headers
+        data, ctype, _ = self.files[job.file]
+        url = f"{self.url_base}/files/{job.file}"
+        seed = job.arguments.get("seed", next(self._seeds))
+        name = job.plan.file_name or job.file
+        if job.plan.output == "image":
+            return 200, {"images": [{"url": url, "width": 64, "height": 64, "content_type": ctype,
+                                     "file_name": name}], "seed": seed, "prompt": job.arguments.get("prompt"),
+                         "timings": {"inference": 1.2}, "has_nsfw_concepts": [False]}, {}
+        return 200, {"video": {"url": url, "content_type": ctype, "file_name": name, "file_size": len(data)},
+                     "seed": seed, "prompt": job.arguments.get("prompt")}, {}
+
+    def _cancel(self, job: FakeRequest | None) -> tuple[int, Any]:
+        if job is None:
+            return 404, {"status": "NOT_FOUND"}
+        if job.state == "COMPLETED":
+            return 400, {"status": "ALREADY_COMPLETED"}
+        if job.state == "IN_QUEUE":
+            self._complete(job, cancelled=True)  # removed from the queue, never runs
+        else:
+            job.cancel_requested = True  # the runner is asked; the app decides
+        return 202, {"status": "CANCELLATION_REQUESTED"}
+
+    def _find(self, parts: list[str]) -> tuple[FakeRequest | None, list[str]]:
+        """The request named by …/requests/{id}[/rest], with … owner/app or the full endpoint id."""
+        i = parts.index("requests")
+        job = self.jobs.get(parts[i + 1]) if len(parts) > i + 1 else None
+        prefix = "/".join(parts[:i])
+        if job is None or prefix not in (job.app, job.endpoint_id):
+            return None, parts[i + 2:]
+        done = job.completed_at
+        expired = job.expired or (done is not None and time.monotonic() - done >= self.result_ttl)
+        return (None if expired else job), parts[i + 2:]
+
+    def route(self, method: str, target: str, body: Any) -> tuple[int, Any, dict[str, str]]:
+        split = urlsplit(target)
+        parts = [p for p in split.path.split("/") if p]
+        if method == "POST":
+            status, payload = self._submit("/".join(parts), body)
+            return status, payload, {}
+        if "requests" not in parts:
+            return 404, {"detail": "Not Found"}, {}
+        job, rest = self._find(parts)
+        if method == "PUT" and rest == ["cancel"]:
+            status, payload = self._cancel(job)
+            return status, payload, {}
+        if job is None:
+            return 404, {"detail": "Request not found"}, {}
+        if method == "GET" and rest == ["status"]:
+            status, payload = self._status(job, parse_qs(split.query))
+            return status, payload, {}
+        if method == "GET" and rest == []:
+            return self._result(job)
+        return 405, {"detail": "Method Not Allowed"}, {}
+
+    def fault(self, fault: _Fault) -> tuple[int, Any, dict[str, str]]:
+        headers = dict(fault.headers)
+        if fault.body is not None:
+            return fault.status, fault.body, headers
+        if fault.status in RUNNER_ERRORS and fault.ingress:
+            return fault.status, NGINX_503.replace("503 Service Temporarily Unavailable",
+                                                   f"{fault.status} Error"), headers
+        if fault.status in RUNNER_ERRORS:
+            kind = RUNNER_ERRORS[fault.status]
+            headers.update({"X-Fal-Error-Type": kind, "x-fal-request-id": str(uuid.uuid4())})
+            return fault.status, {"detail": kind.replace("_", " ").capitalize(), "error_type": kind}, headers
+        return fault.status, {"detail": "Too many requests" if fault.status == 429 else "Error"}, headers
+
+
+def _handler(double: FalDouble) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        wbufsize = 1 << 16
+        disable_nagle_algorithm = True
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self._serve()
+
+        def do_POST(self) -> None:
+            self._serve()
+
+        def do_PUT(self) -> None:
+            self._serve()
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                body = raw.decode("utf-8", "replace")
+            authorized = self.headers.get("Authorization") == f"Key {double.key}"
+            record = Recorded(time.monotonic(), self.command, self.path, body, authorized,
+                              "Authorization" in self.headers)
+            what = f"{self.command} {self.path}"
+            with double.lock:
+                double.requests.append(record)
+                drop = next((d for d in double._drops if d[1] is None or d[1] in what), None)
+                if drop is not None:
+                    double._drops.remove(drop)
+                    if drop[0] and authorized:
+                        double.route(self.command, self.path, body)
+                    self.close_connection = True
+                    return
+                fault = next((f for f in double._faults if f.match is None or f.match in what), None)
+                if fault is not None:
+                    double._faults.remove(fault)
+                    status, payload, headers = double.fault(fault)
+                elif self.path.startswith("/files/"):
+                    record.status = self._file(self.path.removeprefix("/files/").split("?")[0])
+                    return
+                elif not self.headers.get("Authorization", "").startswith("Key "):
+                    status, payload, headers = 401, {"detail": "Missing authorization header"}, {}
+                elif not authorized:
+                    status, payload, headers = 401, {"detail": "Invalid API key"}, {}
+                else:
+                    status, payload, headers = double.route(self.command, self.path, body)
+                record.status = status
+            self._send(status, payload, headers)
+
+        def _file(self, name: str) -> int:
+            entry = double.files.get(name)
+            if entry is None:
+                self._send(404, {"detail": "File not found"}, {})
+                return 404
+            data, ctype, chunked = entry
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            if chunked:
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                for i in range(0, len(data), 4096):
+                    piece = data[i:i + 4096]
+                    self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                self.wfile.write(b"0\r\n\r\n")
+            else:
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            return 200
+
+        def _send(self, status: int, payload: Any, headers: dict[str, str]) -> None:
+            if isinstance(payload, str):
+                data, kind = payload.encode(), "text/html"
+            else:
+                data, kind = json.dumps(payload).encode(), "application/json"
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler
+
+
+@contextlib.contextmanager
+def fal_double(key: str = "fal_test_key_0123:abcdef", latency: Latency | None = None,
+               result_ttl: float = 3600.0) -> Iterator[FalDouble]:
+    """A running double on 127.0.0.1; `latency` sets how long each request queues and runs."""
+    double = FalDouble(key, latency, result_ttl)
+    double.start_server()
+    try:
+        yield double
+    finally:
+        double.stop_server()
