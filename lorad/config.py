@@ -44,6 +44,12 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "runpod_poll_seconds": ((int, float), 5.0),
         "runpod_start_timeout_seconds": ((int, float), 900.0),
     },
+    "generations": {
+        "queue_url": (str, ""),  # empty: fal's queue (or $FAL_QUEUE_URL)
+        "poll_seconds": ((int, float), 2.0),  # first status poll; grows x1.5 to poll_max_seconds
+        "poll_max_seconds": ((int, float), 10.0),  # fal keeps results only minutes: stay well under
+        "max_output_mb": (int, 500),  # refuse larger downloads
+    },
     "ingest": {
         "near_duplicate_distance": (int, 10),  # max Hamming distance of 192-bit dHashes
         "scene_threshold": ((int, float), 0.3),  # ffmpeg scene score that starts a new shot

@@ -191,14 +191,20 @@ class Daemon:
                 workers, mp_context=multiprocessing.get_context("spawn"))
         return self.process_pool
 
+    def _working(self) -> int:
+        """Running jobs that take a max_concurrent slot (waiting handlers do not)."""
+        registry = handlers.registered()
+        return sum(1 for _task, ctx in self.running.values() if not registry[ctx.job.kind].waits)
+
     def _claimable_kinds(self) -> list[str]:
         busy: dict[str, int] = {}
         for _task, ctx in self.running.values():
             busy[ctx.job.kind] = busy.get(ctx.job.kind, 0) + 1
+        slots_free = self._working() < self.cfg["max_concurrent"]
         kinds = []
         for kind, handler in handlers.registered().items():
             limit = self.concurrency.get(kind, handler.concurrency)
-            if limit is None or busy.get(kind, 0) < limit:
+            if (slots_free or handler.waits) and (limit is None or busy.get(kind, 0) < limit):
                 kinds.append(kind)
         return kinds
 
@@ -214,15 +220,15 @@ class Daemon:
             if time.monotonic() - last_reconcile > RECONCILE_EVERY:
                 self._reconcile()
                 last_reconcile = time.monotonic()
-            while len(self.running) < self.cfg["max_concurrent"] and not self.stopping.is_set():
-                job = jobs.claim(self.conn, self.owner, self._claimable_kinds(),
-                                 self.cfg["lease_seconds"])
+            while not self.stopping.is_set():
+                kinds = self._claimable_kinds()
+                job = jobs.claim(self.conn, self.owner, kinds, self.cfg["lease_seconds"])
                 if job is None:
                     break
                 wants_pool = handlers.registered()[job.kind].process_pool
                 ctx = handlers.JobContext(job, self.conn, self.owner, loop,
                                           process_pool=self._pool() if wants_pool else None,
-                                          ws=self.ws)
+                                          ws=self.ws, stopping=self.stopping)
                 task = asyncio.create_task(self._run(ctx), name=f"job-{job.id}")
                 self.running[job.id] = (task, ctx)
             if time.monotonic() - last_requeue > REQUEUE_EVERY:
@@ -270,7 +276,9 @@ class Daemon:
             if ctx.cancelled.is_set():
                 jobs.mark_cancelled(self.conn, job.id, self.owner)
                 log.info("job %d cancelled", job.id)
-            # otherwise: daemon shutdown, _shutdown releases the lease
+            elif self.stopping.is_set():
+                jobs.release(self.conn, job.id, self.owner)  # the next daemon resumes it
+                log.info("job %d released back to the queue", job.id)
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
             transient = handlers.is_transient(exc)
             message = logs.redact(str(exc) or exc.__class__.__name__)

@@ -21,7 +21,7 @@ from . import jobs
 
 # Domain modules that register handlers, imported by the daemon.
 BUILTIN_MODULES: list[str] = ["lorad.ingest", "lorad.training", "lorad.checkpoints",
-                               "lorad.pod_jobs"]
+                               "lorad.pod_jobs", "lorad.gen_jobs"]
 PLUGIN_ENV = "LORAD_HANDLER_MODULES"
 
 
@@ -42,15 +42,21 @@ class Handler:
     fn: HandlerFn
     concurrency: int | None = None  # None: limited only by the daemon's max_concurrent
     process_pool: bool = False  # CPU-bound: gets the daemon's process pool as ctx.process_pool
+    # Spends its life waiting on a remote service (a queued generation): bounded by its own
+    # concurrency only, so a wall of in-flight requests never starves ingest or training.
+    waits: bool = False
 
 
 _REGISTRY: dict[str, Handler] = {}
 
 
-def register(kind: str, *, concurrency: int | None = None,
-             process_pool: bool = False) -> Callable[[HandlerFn], HandlerFn]:
+def register(kind: str, *, concurrency: int | None = None, process_pool: bool = False,
+             waits: bool = False) -> Callable[[HandlerFn], HandlerFn]:
+    if waits and concurrency is None:
+        raise ValueError(f"{kind}: a waiting handler needs its own concurrency limit")
+
     def decorate(fn: HandlerFn) -> HandlerFn:
-        _REGISTRY[kind] = Handler(kind, fn, concurrency, process_pool)
+        _REGISTRY[kind] = Handler(kind, fn, concurrency, process_pool, waits)
         return fn
 
     return decorate
@@ -98,6 +104,7 @@ class JobContext:
     process_pool: Any = None
     ws: Any = None  # the daemon's Workspace: paths and config
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)  # the daemon is shutting down
     _on_success: list[Callable[[sqlite3.Connection], None]] = field(default_factory=list)
     _last_progress: float = 0.0
 
@@ -122,6 +129,17 @@ class JobContext:
         """Run `fn(conn)` in the transaction that marks the job succeeded: its writes commit
         exactly once, together with the job's success."""
         self._on_success.append(fn)
+
+    async def pause(self, seconds: float) -> None:
+        """Sleep up to `seconds`, waking early when the job is cancelled or the daemon stops
+        (a handler that waits on a remote service checks both afterwards)."""
+        waiters = [asyncio.ensure_future(self.cancelled.wait()),
+                   asyncio.ensure_future(self.stopping.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
 
     def check_cancelled(self) -> None:
         if self.cancelled.is_set():

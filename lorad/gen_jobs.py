@@ -1,0 +1,187 @@
+"""The `gen.run` job: one generation's life on fal's queue, from submit to a checked output.
+
+The request id and the three URLs fal returns are stored the moment the submit answers, so a
+daemon that dies while a request is in flight resumes polling it on restart instead of paying
+for it twice. The result is fetched as soon as the status says COMPLETED (fal keeps it only
+minutes), the output is downloaded under a name lorad chooses, probed, checked and given a
+filmstrip, and the generation's cost goes into the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from . import fal, generations, media, outputcheck
+from .handlers import JobContext, PermanentError, is_transient, periodic, register
+
+log = logging.getLogger(__name__)
+
+MAX_IN_FLIGHT = 8  # default; [daemon.concurrency] "gen.run" = N overrides it
+POLL_GROWTH = 1.5
+
+
+def output_url(result: dict[str, Any]) -> str:
+    """The file a result points at: a video, else the first image."""
+    video = result.get("video")
+    if isinstance(video, dict) and isinstance(video.get("url"), str):
+        return video["url"]
+    images = result.get("images")
+    if isinstance(images, list) and images and isinstance(images[0], dict) \
+            and isinstance(images[0].get("url"), str):
+        return images[0]["url"]
+    image = result.get("image")
+    if isinstance(image, dict) and isinstance(image.get("url"), str):
+        return image["url"]
+    raise fal.FalError(f"fal's result has no video or image URL (keys: {', '.join(sorted(result))})")
+
+
+def set_status(conn: sqlite3.Connection, gen_id: int, status: str, **fields: Any) -> None:
+    cols = {"status": status, "updated_at": time.time(), **fields}
+    conn.execute(f"UPDATE generations SET {', '.join(f'{k} = ?' for k in cols)} WHERE id = ?",
+                 (*cols.values(), gen_id))
+
+
+def record_submitted(conn: sqlite3.Connection, gen_id: int, sub: fal.Submitted) -> None:
+    urls = {"status_url": sub.status_url, "response_url": sub.response_url,
+            "cancel_url": sub.cancel_url}
+    set_status(conn, gen_id, "submitted", request_id=sub.request_id, urls=json.dumps(urls),
+               submitted_at=time.time(), error=None)
+
+
+def _request(g: generations.Generation) -> dict[str, Any]:
+    return {**g.urls, "request_id": g.request_id or "", "endpoint_id": g.endpoint}
+
+
+def _client(ws) -> fal.Fal:
+    return fal.Fal(queue_url=ws.config()["generations"]["queue_url"] or None)
+
+
+def _output_dir(ws) -> Path:
+    return ws.downloads_dir() / "generations"
+
+
+def finish_output(path: Path, asked: dict[str, Any]) -> dict[str, Any]:
+    """Checks and a filmstrip for a downloaded output (runs in a worker thread)."""
+    checks = outputcheck.check(path, asked)
+    media.filmstrip(path, path.with_suffix(".strip.jpg"))
+    return checks
+
+
+async def _poll(ctx: JobContext, client: fal.Fal, g: generations.Generation) -> fal.Status:
+    cfg = ctx.ws.config()["generations"]
+    delay = float(cfg["poll_seconds"])
+    shown = None
+    while True:
+        status = await asyncio.to_thread(client.status, _request(g))
+        if status.done:
+            return status
+        state = "in_progress" if status.state == "IN_PROGRESS" else "submitted"
+        if state != shown:
+            set_status(ctx.conn, g.id, state)
+            shown = state
+        if status.state == "IN_QUEUE":
+            ahead = status.queue_position
+            ctx.progress(None, "queued on fal" + (f", {ahead} ahead" if ahead else ""))
+        else:
+            ctx.progress(None, "generating on fal")
+        await ctx.pause(delay)
+        if ctx.cancelled.is_set():
+            outcome = await asyncio.to_thread(client.cancel, _request(g))
+            log.info("generation %d: cancel asked of fal: %s", g.id, outcome)
+            set_status(ctx.conn, g.id, "cancelled", finished_at=time.time(),
+                       error=f"cancelled by you (fal: {outcome})")
+            raise asyncio.CancelledError
+        if ctx.stopping.is_set():  # the request stays on fal; the next daemon resumes polling
+            raise asyncio.CancelledError
+        delay = min(delay * POLL_GROWTH, float(cfg["poll_max_seconds"]))
+
+
+async def _run(ctx: JobContext, client: fal.Fal, g: generations.Generation) -> dict[str, Any]:
+    conn = ctx.conn
+    if not g.request_id:
+        if ctx.cancelled.is_set():
+            set_status(conn, g.id, "cancelled", finished_at=time.time())
+            raise asyncio.CancelledError
+        ctx.progress(None, f"submitting to {g.endpoint}", force=True)
+        sub = await asyncio.to_thread(client.submit, g.endpoint, g.params)
+        record_submitted(conn, g.id, sub)  # before anything else can fail
+        g = generations.get(conn, g.id)
+    status = await _poll(ctx, client, g)
+    if status.failed:
+        raise fal.FalRequestFailed(f"fal finished request {g.request_id} with an error: "
+                                   f"{status.error} ({status.error_type or 'no type'})",
+                                   status.error_type)
+    ctx.progress(None, "fetching the result", force=True)
+    try:
+        result = await asyncio.to_thread(client.result, _request(g))
+    except fal.FalGone as exc:
+        raise fal.FalGone(f"{exc}. Retake it (r on the Generations screen) to generate it "
+                          "again") from None
+    url = output_url(result)
+    max_bytes = int(ctx.ws.config()["generations"]["max_output_mb"]) * 1_000_000
+    ctx.progress(None, "downloading the output", force=True)
+    path = await asyncio.to_thread(client.download, url, _output_dir(ctx.ws),
+                                   max_bytes=max_bytes, stem=f"gen-{g.id:06d}")
+    checks = await asyncio.to_thread(finish_output, path, g.params)
+    metrics = status.metrics or {}
+    inference = metrics.get("inference_time")
+    inference = float(inference) if isinstance(inference, (int, float)) else None
+    seed = result.get("seed") if isinstance(result.get("seed"), int) else g.seed
+
+    def record(c: sqlite3.Connection) -> None:
+        now = time.time()
+        set_status(c, g.id, "completed", output_path=str(path), checks=json.dumps(checks),
+                   inference_time=inference, finished_at=now, seed=seed, error=None)
+        if g.cost:
+            c.execute("INSERT INTO cost_entries (kind, generation_id, amount, detail, at)"
+                      " VALUES ('generation', ?, ?, ?, ?)",
+                      (g.id, g.cost, f"{g.endpoint} request {g.request_id}", now))
+
+    ctx.on_success(record)
+    return {"generation_id": g.id, "output": str(path), "ok": checks.get("ok")}
+
+
+@register(generations.JOB_KIND, concurrency=MAX_IN_FLIGHT, waits=True)
+async def run(ctx: JobContext) -> dict[str, Any]:
+    conn = ctx.conn
+    g = generations.get(conn, ctx.payload["generation_id"])
+    if g.status in generations.DONE:
+        return {"generation_id": g.id, "status": g.status}
+    try:
+        client = _client(ctx.ws)
+    except fal.FalError as exc:
+        set_status(conn, g.id, "failed", error=str(exc), finished_at=time.time())
+        raise
+    try:
+        return await _run(ctx, client, g)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        last_try = ctx.job.attempts >= ctx.job.max_attempts
+        if not is_transient(exc) or last_try:
+            set_status(conn, g.id, "failed", error=str(exc), finished_at=time.time())
+        elif not isinstance(exc, PermanentError):
+            log.info("generation %d: %s (will retry)", g.id, exc)
+        raise
+    finally:
+        await asyncio.to_thread(client.close)
+
+
+@periodic
+def settle_generations(conn: sqlite3.Connection) -> None:
+    """A generation whose job ended without it (cancelled while queued, failed by hand) takes
+    the job's end state, so nothing shows as in flight forever."""
+    rows = conn.execute(
+        "SELECT g.id, j.state, j.error FROM generations g JOIN jobs j ON j.id = g.job_id"
+        " WHERE g.status NOT IN ('completed', 'failed', 'cancelled', 'draft')"
+        " AND j.state IN ('failed', 'cancelled', 'succeeded')").fetchall()
+    for row in rows:
+        status = "cancelled" if row["state"] == "cancelled" else "failed"
+        set_status(conn, row["id"], status, finished_at=time.time(),
+                   error=row["error"] or f"its job ended ({row['state']}) without a result")

@@ -1,0 +1,256 @@
+"""The gen.run job against the loopback fal queue double: sweeps end to end, restarts with
+requests in flight, each error class, cancels, hostile file names and broken outputs."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+from fal_double import Latency, fal_double
+from helpers import run_jobs, wait_for
+
+from lorad import generations, jobs, loras, ratings
+
+WAN22 = "fal-ai/wan/v2.2-a14b/text-to-video/lora"
+FLUX = "fal-ai/flux-lora"
+GEN_CONFIG = """
+[generations]
+poll_seconds = 0.02
+poll_max_seconds = 0.1
+"""
+
+
+@pytest.fixture
+def fal(ws, monkeypatch):
+    ws.config_path.write_text(ws.config_path.read_text() + GEN_CONFIG)
+    with fal_double() as double:
+        monkeypatch.setenv("FAL_KEY", double.key)
+        monkeypatch.setenv("FAL_QUEUE_URL", double.url)
+        yield double
+
+
+@pytest.fixture
+def truck(conn):
+    loras.add(conn, "truck-e4", "https://hf.example/o/truck/resolve/main/e4.safetensors",
+              trigger="TRK", base_model="wan2.2-t2v-a14b", expert="high")
+    return loras.add(conn, "truck-e8", "https://hf.example/o/truck/resolve/main/e8.safetensors",
+                     trigger="TRK", base_model="wan2.2-t2v-a14b", expert="both")
+
+
+def gen(conn, **kw):
+    args = {"lora": "truck-e8", "scale": 0.8, "seed": 7, "extra": {"num_frames": 17}}
+    args.update(kw)
+    return generations.create(conn, args.pop("endpoint", WAN22), "TRK, a parked truck", **args)
+
+
+def events(conn, gen_id):
+    return [r[0] for r in conn.execute(
+        "SELECT status FROM generation_events WHERE generation_id = ? ORDER BY id", (gen_id,))]
+
+
+def test_a_sweep_runs_end_to_end(ws, conn, fal, truck):
+    plan = generations.plan_sweep(conn, WAN22, lora_names=["truck-e4", "truck-e8"],
+                                  scales=[0.6, 1.0], prompts=["TRK, a parked truck"],
+                                  seeds=[11, 12], extra={"num_frames": 17})
+    ids = generations.submit_sweep(conn, plan, budget=10.0, extra={"num_frames": 17})
+    run_jobs(ws)
+    gens = generations.list_all(conn, sweep_id=plan.sweep_id)
+    assert [g.id for g in gens] == ids
+    assert {g.status for g in gens} == {"completed"}
+    assert fal.submits[WAN22] == 8
+    sent = sorted((r.body["loras"][0]["path"], r.body["loras"][0]["scale"], r.body["seed"],
+                   r.body["loras"][0]["transformer"]) for r in fal.calls("POST", WAN22))
+    assert sent == sorted((lo.url, s, seed, lo.expert) for lo in loras.list_all(conn)
+                          for s in (0.6, 1.0) for seed in (11, 12))
+    out_dir = ws.downloads_dir() / "generations"
+    for g in gens:
+        path = out_dir / f"gen-{g.id:06d}.mp4"
+        assert g.output_path == str(path) and path.stat().st_size > 1000
+        assert path.with_suffix(".strip.jpg").exists()
+        assert g.checks["ok"] and g.checks["frames"] == 17 and g.checks["width"] == 160
+        assert g.request_id and set(g.urls) == {"status_url", "response_url", "cancel_url"}
+        assert events(conn, g.id)[:2] == ["draft", "queued"] and events(conn, g.id)[-1] == \
+            "completed"
+    assert generations.spent(conn) == pytest.approx(plan.cost)
+
+
+def test_static_output_is_flagged_before_anyone_looks(ws, conn, fal, truck):
+    fal.plan_next(output="static")
+    gen_id = gen(conn)
+    run_jobs(ws)
+    g = generations.get(conn, gen_id)
+    assert g.status == "completed" and not g.checks["ok"]
+    assert any("frozen" in p for p in g.checks["problems"])
+
+
+def test_image_endpoint_output_is_downloaded_as_png(ws, conn, fal):
+    loras.add(conn, "style", "https://hf.example/style.safetensors", base_model="flux-dev")
+    fal.plan_next(output="image")
+    gen_id = generations.create(conn, FLUX, "a style", lora="style", seed=3)
+    run_jobs(ws)
+    g = generations.get(conn, gen_id)
+    assert g.status == "completed" and g.output_path.endswith(f"gen-{gen_id:06d}.png")
+    assert g.checks["kind"] == "image"
+
+
+def test_hostile_file_name_cannot_escape_the_download_folder(ws, conn, fal, truck, tmp_path):
+    fal.plan_next(file_name="../../../../escaped.mp4")
+    gen_id = gen(conn)
+    run_jobs(ws)
+    g = generations.get(conn, gen_id)
+    out_dir = ws.downloads_dir() / "generations"
+    assert g.status == "completed"
+    assert [p.name for p in out_dir.iterdir() if p.suffix == ".mp4"] == [f"gen-{gen_id:06d}.mp4"]
+    assert not list(tmp_path.rglob("escaped*"))
+
+
+def test_daemon_killed_with_requests_in_flight_collects_every_result_once(
+        ws, conn, fal, truck, daemon_proc, monkeypatch):
+    fal.latency = Latency(queue_polls=10**9)  # everything waits in the queue until released
+    ids = [gen(conn, seed=100 + i) for i in range(6)]
+    proc = daemon_proc.start()
+    wait_for(lambda: all(generations.get(conn, i).request_id for i in ids), timeout=60,
+             message="all six requests submitted")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    assert {generations.get(conn, i).status for i in ids} <= {"submitted", "in_progress"}
+    with fal.lock:  # release the queue: every request runs for one poll, then completes
+        for job in fal.jobs.values():
+            job.latency = Latency(queue_polls=0, run_polls=1)
+    daemon_proc.start()
+    wait_for(lambda: {generations.get(conn, i).status for i in ids} == {"completed"},
+             timeout=60, message="all six completed after the restart")
+    assert fal.submits[WAN22] == 6
+    assert len({generations.get(conn, i).request_id for i in ids}) == 6
+    assert conn.execute("SELECT COUNT(*) FROM cost_entries WHERE kind = 'generation'"
+                        ).fetchone()[0] == 6
+
+
+def test_validation_error_fails_that_generation_with_the_field_and_no_retry(ws, conn, fal,
+                                                                          truck):
+    bad = gen(conn)
+    conn.execute("UPDATE generations SET params = ? WHERE id = ?",
+                 (json.dumps({"seed": 1}), bad))  # no prompt: fal answers 422
+    good = gen(conn, seed=8)
+    run_jobs(ws)
+    b = generations.get(conn, bad)
+    assert b.status == "failed" and "prompt" in b.error and "field required" in b.error
+    assert jobs.get(conn, b.job_id).attempts == 1
+    assert generations.get(conn, good).status == "completed"
+
+
+def test_completed_with_error_is_a_failure_with_its_type(ws, conn, fal, truck):
+    fal.plan_next(error="Runner disconnected", error_type="runner_disconnected")
+    gen_id = gen(conn)
+    run_jobs(ws)
+    g = generations.get(conn, gen_id)
+    assert g.status == "failed"
+    assert "Runner disconnected" in g.error and "runner_disconnected" in g.error
+    assert generations.spent(conn) == 0
+
+
+def test_rate_limits_ingress_errors_and_dropped_connections_are_retried(ws, conn, fal, truck):
+    fal.fail_next(429, 2, match="POST")
+    fal.fail_next(503, 1, match="/status")
+    fal.drop_next(1, match="/status")
+    gen_id = gen(conn)
+    run_jobs(ws)
+    assert generations.get(conn, gen_id).status == "completed"
+    assert fal.submits[WAN22] == 1
+    assert [r.status for r in fal.calls("POST")][:3] == [429, 429, 200]
+
+
+def test_runner_503_is_left_to_the_job_backoff_not_the_client(ws, conn, fal, truck):
+    """fal_client retries a 503 only from the ingress; a runner's 503 ends the call, and the
+    job tries again after its backoff."""
+    fal.fail_next(503, 1, ingress=False, match="POST",
+                  headers={"X-Fal-Error-Type": "runner_scheduling_failure"},
+                  body={"detail": "no runner", "error_type": "runner_scheduling_failure"})
+    gen_id = gen(conn)
+    run_jobs(ws)
+    g = generations.get(conn, gen_id)
+    assert [r.status for r in fal.calls("POST")] == [503, 200]
+    assert g.status == "completed" and jobs.get(conn, g.job_id).attempts == 2
+    assert fal.submits[WAN22] == 1
+
+
+def test_expired_result_fails_with_advice(ws, conn, fal, truck, monkeypatch):
+    from lorad import fal as fal_mod
+
+    real = fal_mod.Fal.result
+
+    def expire_then_fetch(self, request):
+        fal.expire(request["response_url"].rsplit("/", 1)[-1])
+        return real(self, request)
+
+    monkeypatch.setattr(fal_mod.Fal, "result", expire_then_fetch)
+    gen_id = gen(conn)
+    run_jobs(ws)
+    g = generations.get(conn, gen_id)
+    assert g.status == "failed" and "retake" in g.error.lower()
+
+
+def test_missing_key_fails_clearly_without_sending_anything(ws, conn, fal, truck, monkeypatch):
+    monkeypatch.delenv("FAL_KEY")
+    gen_id = gen(conn)
+    run_jobs(ws)
+    g = generations.get(conn, gen_id)
+    assert g.status == "failed" and "FAL_KEY" in g.error
+    assert fal.requests == []
+
+
+def test_cancel_while_queued_cancels_on_fal(ws, conn, fal, truck):
+    fal.latency = Latency(queue_polls=10**9)
+    gen_id = gen(conn)
+    job_id = generations.get(conn, gen_id).job_id
+
+    import threading
+
+    def cancel_when_submitted():
+        wait_for(lambda: generations.get(conn2, gen_id).request_id, timeout=30)
+        jobs.request_cancel(conn2, job_id)
+
+    conn2 = ws.connect()
+    t = threading.Thread(target=cancel_when_submitted)
+    t.start()
+    try:
+        run_jobs(ws)
+    finally:
+        t.join()
+        conn2.close()
+    g = generations.get(conn, gen_id)
+    assert g.status == "cancelled" and jobs.get(conn, job_id).state == "cancelled"
+    assert len(fal.calls("PUT", "/cancel")) == 1
+    assert fal.jobs[g.request_id].state == "COMPLETED"  # removed from fal's queue
+
+
+def test_retake_of_a_rated_generation_runs_and_links_back(ws, conn, fal, truck):
+    first = gen(conn)
+    run_jobs(ws)
+    ratings.rate(conn, first, stars=2, verdict="retake", tags=["spinning tires"])
+    again = generations.retake(conn, first, scale=0.6)
+    run_jobs(ws)
+    g = generations.get(conn, again)
+    assert g.status == "completed" and g.parent_id == first
+    assert fal.calls("POST", WAN22)[-1].body["loras"][0]["scale"] == 0.6
+    assert ratings.current(conn, first).verdict == "retake"
+
+
+def test_daemon_stopped_with_requests_in_flight_hands_them_to_the_next_one(
+        ws, conn, fal, truck, daemon_proc):
+    fal.latency = Latency(queue_polls=10**9)
+    ids = [gen(conn, seed=200 + i) for i in range(3)]
+    proc = daemon_proc.start()
+    wait_for(lambda: all(generations.get(conn, i).request_id for i in ids), timeout=60,
+             message="all three requests submitted")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    job_states = {jobs.get(conn, generations.get(conn, i).job_id).state for i in ids}
+    assert job_states == {"queued"}  # released, not failed, not left running
+    with fal.lock:
+        for job in fal.jobs.values():
+            job.latency = Latency(queue_polls=0, run_polls=0)
+    run_jobs(ws)
+    assert {generations.get(conn, i).status for i in ids} == {"completed"}
+    assert fal.submits[WAN22] == 3
