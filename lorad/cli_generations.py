@@ -95,6 +95,44 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         conn.close()
 
 
+def cmd_generations(args: argparse.Namespace) -> int:
+    from . import daemon, fmt, generations
+
+    ws = _ws(args)
+    conn = ws.connect()
+    try:
+        if args.action in (None, "list"):
+            listed = generations.list_all(conn, sweep_id=args.sweep)
+            if args.status:
+                listed = [g for g in listed if g.status in args.status]
+            if args.json:
+                _print_json([g.__dict__ for g in listed])
+                return EXIT_OK
+            rows = [[str(g.id), g.status, (g.sweep_id or "-"), f"{g.scale or '-'}", str(g.seed),
+                     f"${g.cost or 0:.2f}", ("ok" if g.checks.get("ok") else
+                                             "; ".join(g.checks.get("problems", [])) or "-"),
+                     (g.error or g.prompt or "")[:50]] for g in listed]
+            print(fmt.table(["ID", "STATUS", "SWEEP", "SCALE", "SEED", "COST", "CHECKS",
+                             "PROMPT / ERROR"], rows) if rows else "no generations")
+            print(f"spent on generations: ${generations.spent(conn):.2f}")
+            return EXIT_OK
+        g = generations.get(conn, args.id)
+        if args.action == "show":
+            events = [dict(r) for r in conn.execute(
+                "SELECT status, detail, at FROM generation_events WHERE generation_id = ?"
+                " ORDER BY id", (g.id,))]
+            _print_json({**g.__dict__, "events": events})
+        elif args.action == "cancel":
+            print(f"generation {g.id}: {generations.cancel(conn, g.id)}")
+        else:  # retake
+            new_id = generations.retake(conn, g.id, seed=args.seed, scale=args.scale)
+            daemon.nudge(ws)
+            print(f"generation {new_id} queued, a retake of {g.id}")
+        return EXIT_OK
+    finally:
+        conn.close()
+
+
 def cmd_rate(args: argparse.Namespace) -> int:
     from . import ratings
 
@@ -117,6 +155,51 @@ def cmd_rate(args: argparse.Namespace) -> int:
         return EXIT_OK
     finally:
         conn.close()
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from . import daemon, publish
+
+    ws = _ws(args)
+    conn = ws.connect()
+    try:
+        job_id = publish.enqueue(conn, args.checkpoint, args.repo, private=args.private,
+                                 convert=not args.no_convert, name=args.name)
+        daemon.nudge(ws)
+        print(f"publishing to {args.repo} (job {job_id}; `lorad jobs show {job_id}`)")
+        if not args.wait:
+            return EXIT_OK
+        job = _follow(conn, job_id)
+        if job.state != "succeeded":
+            raise CliError(f"publishing failed: {job.error}")
+        result = job.result or {}
+        if args.json:
+            _print_json(result)
+        else:
+            print(f"published: {result.get('commit_url')}")
+            for path, url in sorted((result.get("files") or {}).items()):
+                print(f"  {path:40} {url}")
+        return EXIT_OK
+    finally:
+        conn.close()
+
+
+def _follow(conn, job_id: int):
+    """Wait for a job, printing its progress messages as they change."""
+    import time
+
+    from . import jobs
+
+    shown = None
+    while True:
+        job = jobs.get(conn, job_id)
+        if job.state in ("succeeded", "failed", "cancelled"):
+            return job
+        message = job.progress_msg or job.state
+        if message != shown:
+            print(f"  {message}", flush=True)
+            shown = message
+        time.sleep(0.25)
 
 
 def add_parsers(sub) -> None:
@@ -148,6 +231,23 @@ def add_parsers(sub) -> None:
                    help="endpoint parameter, e.g. --param aspect_ratio=9:16")
     p.set_defaults(func=cmd_gen)
 
+    p = sub.add_parser("generations", aliases=["gens"],
+                       help="list, show, cancel or retake generations")
+    p.set_defaults(func=cmd_generations, action="list")
+    gsub = p.add_subparsers(dest="action", metavar="ACTION")
+    for parser in (p, gsub.add_parser("list")):  # `lorad gens` lists, like `lorad gens list`
+        parser.add_argument("--sweep", help="only this sweep")
+        parser.add_argument("--status", action="append", help="only these (repeatable)")
+        parser.add_argument("--json", action="store_true")
+    a = gsub.add_parser("show", help="one generation with its parameters and status history")
+    a.add_argument("id", type=int)
+    a = gsub.add_parser("cancel", help="cancel it (on fal too, if submitted)")
+    a.add_argument("id", type=int)
+    a = gsub.add_parser("retake", help="the same parameters with a new seed (or --scale)")
+    a.add_argument("id", type=int)
+    a.add_argument("--seed", type=int)
+    a.add_argument("--scale", type=float)
+
     p = sub.add_parser("sweep", help="LoRAs x scales x prompts x seeds, priced before submitting")
     p.add_argument("--lora", action="append", required=True)
     p.add_argument("--scale", action="append", type=float, required=True)
@@ -170,3 +270,16 @@ def add_parsers(sub) -> None:
     a.add_argument("--verdict", choices=["approve", "needs_review", "retake"])
     a.add_argument("--tag", action="append")
     a.add_argument("--note")
+
+    p = sub.add_parser("publish", help="upload a checkpoint to the Hugging Face Hub (HF_TOKEN) "
+                                       "with a model card, and register it as a LoRA")
+    p.add_argument("checkpoint", help="checkpoint id or name, or a .safetensors file")
+    p.add_argument("--repo", required=True, help="owner/name on the Hub")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--no-convert", action="store_true",
+                   help="upload only musubi-tuner's format (default: also the converted one "
+                        "diffusers, ComfyUI and inference services load)")
+    p.add_argument("--name", help="LoRA name in the registry (default: the checkpoint's)")
+    p.add_argument("--wait", action="store_true", help="follow the upload until it ends")
+    p.add_argument("--json", action="store_true", help="with --wait: the result as JSON")
+    p.set_defaults(func=cmd_publish)

@@ -105,6 +105,19 @@ def get(conn: sqlite3.Connection, gen_id: int) -> Generation:
     return Generation.from_row(row)
 
 
+def cancel(conn: sqlite3.Connection, gen_id: int) -> str:
+    """Cancel a queued generation at once; ask the daemon to cancel one in flight (on fal too).
+    Returns 'cancelled' or 'cancelling'."""
+    g = get(conn, gen_id)
+    if g.status in DONE or g.job_id is None:
+        raise GenerationError(f"generation {g.id} is {g.status}: nothing to cancel")
+    outcome = jobs.request_cancel(conn, g.job_id)
+    if outcome == "cancelled":
+        conn.execute("UPDATE generations SET status = 'cancelled', finished_at = ?, updated_at = ?"
+                     " WHERE id = ?", (time.time(), time.time(), g.id))
+    return outcome
+
+
 def list_all(conn: sqlite3.Connection, *, sweep_id: str | None = None) -> list[Generation]:
     sql, args = "SELECT * FROM generations", []
     if sweep_id:

@@ -63,3 +63,19 @@ async def test_filter_unrated_and_compare(ws, conn, gens):
         await pilot.press("m", "m", "c")
         await until(pilot, lambda: isinstance(app.screen, CompareScreen), message="compare")
         assert [x.gen.id for x, _ in app.screen.items] == gens[1:]
+
+
+async def test_x_cancels_a_queued_generation(ws, conn, gens):
+    conn.execute("UPDATE generations SET status = 'queued' WHERE id = ?", (gens[0],))
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(170, 45)) as pilot:
+        screen = await open_gens(app, pilot)
+        table = screen.query_one(RowList)
+        await until(pilot, lambda: len(table.rows) == 3)
+        await pilot.press("x")
+        await until(pilot, lambda: generations.get(conn, gens[0]).status == "cancelled",
+                    message="cancelled")
+        assert jobs.get(conn, generations.get(conn, gens[0]).job_id).state == "cancelled"
+        await pilot.press("x")  # a finished one: a readable toast, nothing else
+        await until(pilot, lambda: any("nothing to cancel" in str(n.message)
+                                       for n in app._notifications), message="toast")

@@ -70,6 +70,7 @@ class GenerationsScreen(StoreScreen):
         Binding("m", "mark", "Mark"),
         Binding("c", "compare", "Compare"),
         Binding("f", "cycle_filter", "Filter"),
+        Binding("x", "cancel", "Cancel request", show=False),
     ]
     FILTERS = ["all", "unrated", "approve", "needs_review", "retake", "failed checks"]
 
@@ -195,6 +196,11 @@ class GenerationsScreen(StoreScreen):
         if x is not None:
             self.write(generations.retake, x.gen.id, done_message=f"retake of #{x.gen.id} queued")
             self._rate(verdict="retake")
+
+    def action_cancel(self) -> None:
+        x = self.current()
+        if x is not None:
+            self.write(generations.cancel, x.gen.id, done_message=f"#{x.gen.id}: cancelling")
 
     def action_tag(self) -> None:
         box = self.query_one("#gens-tag", Input)
