@@ -50,6 +50,9 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "poll_max_seconds": ((int, float), 10.0),  # fal keeps results only minutes: stay well under
         "max_output_mb": (int, 500),  # refuse larger downloads
     },
+    "publish": {
+        "endpoint": (str, ""),  # empty: https://huggingface.co (or $HF_ENDPOINT)
+    },
     "ingest": {
         "near_duplicate_distance": (int, 10),  # max Hamming distance of 192-bit dHashes
         "scene_threshold": ((int, float), 0.3),  # ffmpeg scene score that starts a new shot

@@ -181,7 +181,8 @@ def manifest(p: Plan) -> dict[str, Any]:
     }
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Hardlink (instant, no extra space); copy across filesystems."""
     try:
         os.link(src, dst)
     except OSError:
@@ -204,7 +205,7 @@ def write(p: Plan, target: Path) -> Path:
                 raise ExportError(f"clip {item.clip_id} ({item.name}): media file missing "
                                   f"({src}); `lorad clips reprocess {p.dataset.name} "
                                   f"{item.clip_id}`")
-            _link_or_copy(src, folder / item.file)
+            link_or_copy(src, folder / item.file)
             (folder / f"{item.name}.txt").write_text(item.caption.strip() + "\n",
                                                      encoding="utf-8")
         comments = [f"lorad export of {p.dataset.name}, content {p.content_hash[:12]}",

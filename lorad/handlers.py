@@ -21,7 +21,7 @@ from . import jobs
 
 # Domain modules that register handlers, imported by the daemon.
 BUILTIN_MODULES: list[str] = ["lorad.ingest", "lorad.training", "lorad.checkpoints",
-                               "lorad.pod_jobs", "lorad.gen_jobs"]
+                               "lorad.pod_jobs", "lorad.gen_jobs", "lorad.publish"]
 PLUGIN_ENV = "LORAD_HANDLER_MODULES"
 
 

@@ -1,0 +1,179 @@
+"""Publishing with the real huggingface_hub client against the loopback Hub double."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+os.environ.setdefault("HF_HUB_DISABLE_XET", "1")  # the double speaks "regular" uploads only
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from fal_double import media  # noqa: E402
+from helpers import run_jobs  # noqa: E402
+from hub_double import hub_double  # noqa: E402
+
+from lorad import cli, jobs, loraconvert, loras, publish, ratings  # noqa: E402
+from lorad.loraconvert import Tensor  # noqa: E402
+
+METADATA = {"ss_network_dim": "4", "ss_network_alpha": "2", "ss_learning_rate": "0.0002",
+            "ss_optimizer": "bitsandbytes.optim.adamw.AdamW8bit", "ss_steps": "400",
+            "ss_epoch": "4", "ss_seed": "42", "ss_base_model_version": "wan",
+            "ss_timestep_sampling": "shift", "ss_discrete_flow_shift": "3.0"}
+
+
+@pytest.fixture
+def hub(ws, monkeypatch):
+    with hub_double() as double:
+        ws.config_path.write_text(ws.config_path.read_text()
+                                  + f'\n[publish]\nendpoint = "{double.url}"\n')
+        monkeypatch.setenv("HF_TOKEN", double.token)
+        yield double
+
+
+@pytest.fixture
+def checkpoint(ws, conn):
+    """A pulled checkpoint of a Wan 2.2 high-noise run on a dataset version, with one
+    well-rated and one badly rated generation."""
+    now = time.time()
+    conn.execute("INSERT INTO datasets (id, name, profile, trigger, created_at) VALUES"
+                 " (1, 'truck', 'wan22-14b-720p', 'TRK', ?)", (now,))
+    conn.execute("INSERT INTO dataset_versions (id, dataset_id, content_hash, manifest,"
+                 " created_at) VALUES (1, 1, ?, ?, ?)",
+                 ("ab" * 32, json.dumps({"clips": [{"id": 1}, {"id": 2}, {"id": 3}]}), now))
+    conn.execute("INSERT INTO runs (id, dataset_version_id, name, config, state, created_at)"
+                 " VALUES (1, 1, 'truck-r1', ?, 'finished', ?)",
+                 (json.dumps({"task": "t2v-A14B", "expert": "high"}), now))
+    path = ws.downloads_dir() / "truck-r1" / "truck-000004.safetensors"
+    path.parent.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    tensors = {}
+    for module in ("lora_unet_blocks_0_self_attn_q", "lora_unet_blocks_0_ffn_0"):
+        tensors[f"{module}.alpha"] = Tensor.from_float32("BF16", np.array(2.0))
+        tensors[f"{module}.lora_down.weight"] = Tensor.from_float32("BF16",
+                                                                   rng.normal(0, .02, (4, 8)))
+        tensors[f"{module}.lora_up.weight"] = Tensor.from_float32("BF16",
+                                                                 rng.normal(0, .02, (8, 4)))
+    loraconvert.write(path, tensors, METADATA)
+    conn.execute("INSERT INTO checkpoints (id, run_id, local_path, name, step, epoch, metadata,"
+                 " state, created_at) VALUES (1, 1, ?, 'truck-000004.safetensors', 400, 4, ?,"
+                 " 'local', ?)", (str(path), json.dumps(METADATA), now))
+    lo = loras.add(conn, "truck-e4-test", "https://hf.example/t.safetensors", checkpoint_id=1)
+    out = ws.downloads_dir() / "generations"
+    out.mkdir(parents=True)
+    for gen_id, stars in ((1, 5), (2, 1)):
+        video = out / f"gen-{gen_id:06d}.mp4"
+        video.write_bytes(media()["motion"])
+        conn.execute("INSERT INTO generations (id, lora_id, checkpoint_id, endpoint, params,"
+                     " scale, seed, status, prompt, output_path, created_at, updated_at) VALUES"
+                     " (?, ?, 1, 'fal-ai/wan/v2.2-a14b/text-to-video/lora', '{}', 0.8, ?,"
+                     " 'completed', ?, ?, ?, ?)",
+                     (gen_id, lo.id, gen_id, f"TRK, a parked truck | take {gen_id}", str(video),
+                      now, now))
+        ratings.rate(conn, gen_id, stars=stars, verdict="approve" if stars > 3 else "retake")
+    return path
+
+
+def test_publish_uploads_both_formats_card_and_best_sample_and_registers(
+        ws, conn, hub, checkpoint):
+    job_id = publish.enqueue(conn, "truck-000004", "me/truck-lora", private=True)
+    run_jobs(ws)
+    job = jobs.get(conn, job_id)
+    assert job.state == "succeeded", job.error
+    repo = hub.repos["me/truck-lora"]
+    assert repo.private
+    assert set(repo.files) == {"truck-000004.safetensors", "truck-000004-diffusers.safetensors",
+                               "README.md", "samples/gen-000001.mp4"}
+    assert repo.files["truck-000004.safetensors"] == checkpoint.read_bytes()
+    card = repo.files["README.md"].decode()
+    for expected in ("base_model: \"Wan-AI/Wan2.2-T2V-A14B\"", "instance_prompt: \"TRK\"",
+                     "`TRK`", "high-noise expert", "| rank (network_dim) | `4` |",
+                     "AdamW8bit", "ab" * 8, "3 clips", "samples/gen-000001.mp4",
+                     "TRK, a parked truck / take 1"):
+        assert expected in card, expected
+    assert "gen-000002" not in card  # rated 1 star: not a showcase
+
+    lora = loras.get(conn, "truck-000004")
+    assert lora.repo == "me/truck-lora" and lora.trigger == "TRK" and lora.expert == "high"
+    assert lora.base_model == "Wan-AI/Wan2.2-T2V-A14B" and lora.checkpoint_id == 1
+    assert lora.url.endswith("/truck-000004-diffusers.safetensors")
+    assert f"/resolve/{job.result['revision']}/" in lora.url  # pinned to the commit
+    assert set(lora.files) == {"truck-000004.safetensors", "truck-000004-diffusers.safetensors"}
+    got = httpx.get(lora.url, headers={"authorization": f"Bearer {hub.token}"},
+                    follow_redirects=True)
+    assert got.status_code == 200
+    assert got.content == repo.files["truck-000004-diffusers.safetensors"]
+    assert httpx.get(lora.url).status_code == 401  # private
+    assert loras.lineage(conn, lora)["dataset_version"] == "ab" * 32
+    assert not (ws.state_dir / "publish" / f"job-{job_id}").exists()
+
+
+def test_no_convert_uploads_only_the_native_file(ws, conn, hub, checkpoint):
+    publish.enqueue(conn, "1", "me/plain", convert=False, name="plain")
+    run_jobs(ws)
+    assert "plain-diffusers.safetensors" not in hub.repos["me/plain"].files
+    assert loras.get(conn, "plain").url.endswith("/plain.safetensors")
+    assert not hub.repos["me/plain"].private
+
+
+def test_republishing_refreshes_the_registry_entry(ws, conn, hub, checkpoint):
+    publish.enqueue(conn, "1", "me/truck", name="truck")
+    run_jobs(ws)
+    first = loras.get(conn, "truck").url
+    publish.enqueue(conn, "1", "me/truck", name="truck")
+    run_jobs(ws)
+    assert len(hub.repos["me/truck"].commits) == 2
+    assert loras.get(conn, "truck").url != first
+    assert [lo.name for lo in loras.list_all(conn)].count("truck") == 1
+    with pytest.raises(publish.PublishError, match="choose another --name"):
+        publish.enqueue(conn, "1", "someone/else", name="truck")
+
+
+def test_missing_token_fails_clearly_without_a_request(ws, conn, hub, checkpoint,
+                                                       monkeypatch):
+    monkeypatch.delenv("HF_TOKEN")
+    job_id = publish.enqueue(conn, "1", "me/x")
+    run_jobs(ws)
+    job = jobs.get(conn, job_id)
+    assert job.state == "failed" and "HF_TOKEN is not set" in job.error
+    assert hub.requests == []
+
+
+def test_a_wrong_token_is_not_retried_and_says_what_to_fix(ws, conn, hub, checkpoint,
+                                                           monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_wrong")
+    job_id = publish.enqueue(conn, "1", "me/x")
+    run_jobs(ws)
+    job = jobs.get(conn, job_id)
+    assert job.state == "failed" and job.attempts == 1
+    assert "write token" in job.error and "hf_wrong" not in job.error
+
+
+def test_a_hub_outage_is_retried(ws, conn, hub, checkpoint):
+    hub.fail_next(503, 3, match="/commit/")
+    job_id = publish.enqueue(conn, "1", "me/x")
+    run_jobs(ws)
+    assert jobs.get(conn, job_id).state == "succeeded"
+    assert len(hub.repos["me/x"].commits) == 1
+
+
+def test_unknown_checkpoint_and_bad_repo_are_refused_before_queueing(conn, checkpoint):
+    with pytest.raises(publish.PublishError, match="neither a checkpoint"):
+        publish.enqueue(conn, "nope", "me/x")
+    with pytest.raises(publish.PublishError, match="owner/name"):
+        publish.enqueue(conn, "1", "just-a-name")
+    assert jobs.list_jobs(conn) == []
+
+
+def test_cli_publish_waits_and_prints_the_result(ws, conn, hub, checkpoint, daemon_proc,
+                                                 capsys):
+    daemon_proc.start()
+    code = cli.main(["-w", str(ws.root), "publish", "truck-000004", "--repo", "me/cli",
+                     "--wait", "--json"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    result = json.loads(out[out.index("{"):])
+    assert result["commit_url"].startswith(hub.url)
+    assert set(result["files"]) == set(hub.repos["me/cli"].files)
