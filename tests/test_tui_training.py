@@ -7,7 +7,7 @@ import time
 import pytest
 from helpers import pilot_until as until
 
-from lorad import jobs, pods, runs
+from lorad import jobs, pods, ratings, runs
 from tui.app import LoradApp
 from tui.screens.pods import PodsScreen
 from tui.screens.training import TrainingScreen
@@ -34,6 +34,9 @@ def run(conn):
         conn.execute("INSERT INTO checkpoints (run_id, remote_path, name, epoch, state,"
                      " created_at) VALUES (?, '/o/truck-000001.safetensors',"
                      " 'truck-000001.safetensors', 1, 'remote', 0)", (r.id,))
+        conn.execute("INSERT INTO generations (checkpoint_id, endpoint, status, created_at,"
+                     " updated_at) VALUES (1, 'fal-ai/wan-t2v-lora', 'completed', 0, 0)")
+    ratings.rate(conn, 1, stars=5, verdict="approve")
     return runs.get_by_id(conn, r.id)
 
 
@@ -50,7 +53,9 @@ async def test_training_screen_charts_100k_points_and_stops(ws, conn, run):
         assert 0 < len(detail.xs) <= 2 * max(40, screen.query_one("#training-chart").size.width)
         figures = str(screen.query_one("#training-figures").render())
         assert "cost $0.69" in figures and "projected" in figures
-        assert "truck-000001" in str(screen.query_one("#training-checkpoints").render())
+        checkpoints = str(screen.query_one("#training-checkpoints").render())
+        assert "truck-000001" in checkpoints
+        assert "rated 0.21 (1/1 good 5.0★)" in checkpoints  # one vote: a low lower bound
         await pilot.press("s")
         assert screen.smoothing is False
         await pilot.press("p")

@@ -15,7 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Header, RichLog, Static
 from textual_plotext import PlotextPlot
 
-from lorad import fmt, jobs, lossplot, pods, runs
+from lorad import fmt, jobs, lossplot, pods, ratings, runs
 from lorad.trainlog import readable
 
 from ..widgets.rowlist import Column, RowList
@@ -66,10 +66,23 @@ def load_detail(conn, run: runs.Run, buckets: int) -> RunDetail:
         cost = (end - run.started_at) / 3600 * pod.cost_per_hour
         if run.state == "running" and run.remaining:
             projected = cost + run.remaining / 3600 * pod.cost_per_hour
-    ckpts = conn.execute("SELECT name, state, step, epoch, size FROM checkpoints WHERE run_id = ?"
-                         " ORDER BY id", (run.id,)).fetchall()
-    return RunDetail(run, xs, lows, highs, sx, sh, len(steps), [dict(c) for c in ckpts], pod,
-                     cost, projected or None)
+    ckpts = [dict(c) for c in conn.execute(
+        "SELECT id, name, state, step, epoch, size FROM checkpoints WHERE run_id = ?"
+        " ORDER BY id", (run.id,))]
+    ranks = {r.checkpoint_id: r for r in ratings.rank_checkpoints(conn, run.id)}
+    for c in ckpts:
+        c["rank"] = ranks.get(c["id"])
+    return RunDetail(run, xs, lows, highs, sx, sh, len(steps), ckpts, pod, cost,
+                     projected or None)
+
+
+def rank_label(rank: ratings.Rank | None) -> str:
+    """How people rated a checkpoint's generations: the Wilson lower bound of its good share
+    (few votes score low), good/rated and mean stars."""
+    if rank is None or not rank.rated:
+        return ""
+    stars = f" {rank.mean_stars:.1f}★" if rank.mean_stars else ""
+    return f"  rated {rank.score:.2f} ({rank.good}/{rank.rated} good{stars})"
 
 
 class TrainingScreen(StoreScreen):
@@ -171,7 +184,8 @@ class TrainingScreen(StoreScreen):
             [Text("checkpoints", style="bold")]
             + [Text(f"{c['name']}  {c['state']}  "
                     + (f"epoch {c['epoch']}" if c["epoch"] is not None else
-                       f"step {c['step']}" if c["step"] is not None else "final"),
+                       f"step {c['step']}" if c["step"] is not None else "final")
+                    + rank_label(c["rank"]),
                     style="green" if c["state"] == "local" else "dim")
                for c in d.checkpoints[-8:]]) if d.checkpoints else "")
         self.query_one("#training-log", Static).update(
