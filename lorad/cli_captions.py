@@ -134,6 +134,9 @@ def cmd_rules(args: argparse.Namespace) -> int:
             changes["eval_prompts"] = list(args.eval_prompt or [])
         if args.validation is not None:
             changes["validation"] = args.validation
+        if args.checklist or args.clear_checklist:
+            kept = [] if args.clear_checklist else list(d.settings.get("checklist", []))
+            changes["checklist"] = kept + [c for c in args.checklist or [] if c not in kept]
         datasets.update_settings(conn, d.id, **changes)
         if args.trigger is not None:
             conn.execute("UPDATE datasets SET trigger = ? WHERE id = ?", (args.trigger, d.id))
@@ -259,6 +262,9 @@ def add_dataset_actions(dsub) -> None:
     p.add_argument("--negative-prompt")
     p.add_argument("--eval-prompt", action="append", help="sample prompt (repeatable)")
     p.add_argument("--clear-eval-prompts", action="store_true")
+    p.add_argument("--checklist", action="append", metavar="TAG",
+                   help="a flaw to tag generations with when rating, e.g. 'spinning tires'")
+    p.add_argument("--clear-checklist", action="store_true")
     p.add_argument("--validation", type=float, help="share of clips held out, e.g. 0.1")
 
     p = dsub.add_parser("check", help="preflight a dataset before export/training (exit 1 on errors)")

@@ -59,10 +59,16 @@ def cmd_gen(args: argparse.Namespace) -> int:
     ws = _ws(args)
     conn = ws.connect()
     try:
+        prompts = [args.prompt] if args.prompt else \
+            generations.dataset_defaults(conn, args.dataset).eval_prompts
+        if not prompts:
+            raise CliError("give a PROMPT, or --dataset D with eval prompts "
+                           "(`lorad dataset rules D --eval-prompt ...`)")
         seeds = [args.seed + i if args.seed is not None else random.randrange(2**31)
                  for i in range(args.count)]
-        ids = [generations.create(conn, args.endpoint, args.prompt, lora=args.lora,
-                                  scale=args.scale, seed=s, extra=_extra(args)) for s in seeds]
+        ids = [generations.create(conn, args.endpoint, prompt, lora=args.lora,
+                                  scale=args.scale, seed=s, extra=_extra(args),
+                                  dataset=args.dataset) for prompt in prompts for s in seeds]
         daemon.nudge(ws)
         cost = sum(generations.get(conn, i).cost or 0 for i in ids)
         print(f"{len(ids)} generation(s) queued (ids {', '.join(map(str, ids))}), about "
@@ -79,10 +85,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     conn = ws.connect()
     try:
         plan = generations.plan_sweep(conn, args.endpoint, lora_names=args.lora,
-                                      scales=args.scale, prompts=args.prompt, seeds=args.seed,
-                                      extra=_extra(args))
+                                      scales=args.scale, prompts=args.prompt or [],
+                                      seeds=args.seed, extra=_extra(args), dataset=args.dataset)
+        prompts = len({c["prompt"] for c in plan.cells})
         print(f"sweep {plan.sweep_id}: {len(args.lora)} LoRA(s) x {len(args.scale)} scale(s) x "
-              f"{len(args.prompt)} prompt(s) x {len(args.seed)} seed(s) = {len(plan.cells)} "
+              f"{prompts} prompt(s) x {len(args.seed)} seed(s) = {len(plan.cells)} "
               f"generations, about ${plan.cost:.2f}")
         if not args.yes:
             print("add --yes to submit")
@@ -220,7 +227,8 @@ def add_parsers(sub) -> None:
     a.add_argument("name")
 
     p = sub.add_parser("gen", help="generate with a LoRA on fal (queued; the daemon submits)")
-    p.add_argument("prompt")
+    p.add_argument("prompt", nargs="?", help="default: the --dataset's eval prompts")
+    p.add_argument("--dataset", help="use this dataset's negative prompt (and eval prompts)")
     p.add_argument("--lora")
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--seed", type=int, help="first seed (default: random)")
@@ -251,7 +259,9 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("sweep", help="LoRAs x scales x prompts x seeds, priced before submitting")
     p.add_argument("--lora", action="append", required=True)
     p.add_argument("--scale", action="append", type=float, required=True)
-    p.add_argument("--prompt", action="append", required=True)
+    p.add_argument("--prompt", action="append", help="repeatable; default: --dataset's eval "
+                                                       "prompts")
+    p.add_argument("--dataset", help="use this dataset's negative prompt (and eval prompts)")
     p.add_argument("--seed", action="append", type=int, required=True)
     p.add_argument("--endpoint", default=DEFAULT_ENDPOINT, choices=sorted(ENDPOINTS))
     p.add_argument("--negative")

@@ -45,6 +45,7 @@ class Generation:
     prompt: str | None = None
     job_id: int | None = None
     created_at: float = 0.0
+    dataset_id: int | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Generation:
@@ -53,7 +54,33 @@ class Generation:
                    d["lora_id"], d["checkpoint_id"], d["scale"], d["seed"], d["sweep_id"],
                    d["parent_id"], d["request_id"], json.loads(d["urls"] or "{}"),
                    d["output_path"], json.loads(d["checks"] or "{}"), d["inference_time"],
-                   d["cost"], d["error"], d["prompt"], d["job_id"], d["created_at"])
+                   d["cost"], d["error"], d["prompt"], d["job_id"], d["created_at"],
+                   d["dataset_id"])
+
+
+@dataclass
+class DatasetDefaults:
+    """What a dataset's reference card says every generation of it should use."""
+
+    dataset_id: int | None = None
+    negative_prompt: str | None = None
+    eval_prompts: list[str] = field(default_factory=list)
+
+    def apply(self, endpoint: endpoints.Endpoint, extra: dict[str, Any] | None) -> dict[str, Any]:
+        extra = dict(extra or {})
+        if self.negative_prompt and "negative_prompt" in endpoint.params:
+            extra.setdefault("negative_prompt", self.negative_prompt)
+        return extra
+
+
+def dataset_defaults(conn: sqlite3.Connection, name: str | None) -> DatasetDefaults:
+    if not name:
+        return DatasetDefaults()
+    from . import datasets
+
+    d = datasets.get(conn, name)
+    return DatasetDefaults(d.id, d.settings.get("caption_rules", {}).get("negative_prompt"),
+                           list(d.settings.get("eval_prompts", [])))
 
 
 def build_params(endpoint: endpoints.Endpoint, prompt: str, lora: loras.Lora | None,
@@ -73,18 +100,20 @@ def build_params(endpoint: endpoints.Endpoint, prompt: str, lora: loras.Lora | N
 def create(conn: sqlite3.Connection, endpoint_id: str, prompt: str, *, lora: str | None = None,
            scale: float = 1.0, seed: int, extra: dict[str, Any] | None = None,
            sweep_id: str | None = None, parent_id: int | None = None,
-           submit: bool = True) -> int:
+           submit: bool = True, dataset: str | None = None) -> int:
+    """A generation; with `dataset`, its default negative prompt applies unless given."""
     endpoint = endpoints.get(endpoint_id)
     lo = loras.get(conn, lora) if lora else None
-    params = build_params(endpoint, prompt, lo, scale, seed, extra)
+    defaults = dataset_defaults(conn, dataset)
+    params = build_params(endpoint, prompt, lo, scale, seed, defaults.apply(endpoint, extra))
     now = time.time()
     cur = conn.execute(
         "INSERT INTO generations (parent_id, sweep_id, lora_id, checkpoint_id, endpoint, params,"
-        " scale, seed, status, prompt, cost, created_at, updated_at) VALUES"
-        " (?,?,?,?,?,?,?,?,'draft',?,?,?,?)",
+        " scale, seed, status, prompt, cost, dataset_id, created_at, updated_at) VALUES"
+        " (?,?,?,?,?,?,?,?,'draft',?,?,?,?,?)",
         (parent_id, sweep_id, lo.id if lo else None, lo.checkpoint_id if lo else None,
          endpoint_id, json.dumps(params, sort_keys=True), scale if lo else None, seed, prompt,
-         endpoint.price(params), now, now))
+         endpoint.price(params), defaults.dataset_id, now, now))
     gen_id = cur.lastrowid
     if submit:
         queue(conn, gen_id)
@@ -141,12 +170,12 @@ def retake(conn: sqlite3.Connection, gen_id: int, *, seed: int | None = None,
     now = time.time()
     cur = conn.execute(
         "INSERT INTO generations (parent_id, sweep_id, lora_id, checkpoint_id, endpoint, params,"
-        " scale, seed, status, prompt, cost, created_at, updated_at) VALUES"
-        " (?,?,?,?,?,?,?,?,'draft',?,?,?,?)",
+        " scale, seed, status, prompt, cost, dataset_id, created_at, updated_at) VALUES"
+        " (?,?,?,?,?,?,?,?,'draft',?,?,?,?,?)",
         (g.id, g.sweep_id, g.lora_id, g.checkpoint_id, g.endpoint, json.dumps(params,
                                                                            sort_keys=True),
          scale if scale is not None else g.scale, params["seed"], g.prompt,
-         endpoints.get(g.endpoint).price(params), now, now))
+         endpoints.get(g.endpoint).price(params), g.dataset_id, now, now))
     queue(conn, cur.lastrowid)
     return cur.lastrowid
 
@@ -157,20 +186,28 @@ class SweepPlan:
     endpoint_id: str
     cells: list[dict[str, Any]]
     cost: float
+    dataset: str | None = None
 
 
 def plan_sweep(conn: sqlite3.Connection, endpoint_id: str, *, lora_names: list[str],
                scales: list[float], prompts: list[str], seeds: list[int],
-               extra: dict[str, Any] | None = None) -> SweepPlan:
-    """The grid, validated and priced; nothing is submitted."""
+               extra: dict[str, Any] | None = None, dataset: str | None = None) -> SweepPlan:
+    """The grid, validated and priced; nothing is submitted. With `dataset`, no prompts means
+    its eval prompts, and its negative prompt applies unless given."""
     endpoint = endpoints.get(endpoint_id)
+    defaults = dataset_defaults(conn, dataset)
+    prompts = prompts or defaults.eval_prompts
+    if not prompts:
+        raise GenerationError("no prompts: give --prompt, or add eval prompts to the dataset "
+                              "(`lorad dataset rules NAME --eval-prompt ...`)")
+    extra = defaults.apply(endpoint, extra)
     cells = []
     for name, scale, prompt, seed in itertools.product(lora_names, scales, prompts, seeds):
         params = build_params(endpoint, prompt, loras.get(conn, name), scale, seed, extra)
         cells.append({"lora": name, "scale": scale, "prompt": prompt, "seed": seed,
                       "cost": endpoint.price(params)})
     return SweepPlan(uuid.uuid4().hex[:10], endpoint_id, cells,
-                     round(sum(c["cost"] for c in cells), 6))
+                     round(sum(c["cost"] for c in cells), 6), dataset)
 
 
 def submit_sweep(conn: sqlite3.Connection, plan: SweepPlan, *, budget: float | None,
@@ -184,7 +221,7 @@ def submit_sweep(conn: sqlite3.Connection, plan: SweepPlan, *, budget: float | N
         for c in plan.cells:
             ids.append(create(conn, plan.endpoint_id, c["prompt"], lora=c["lora"],
                               scale=c["scale"], seed=c["seed"], extra=extra,
-                              sweep_id=plan.sweep_id))
+                              sweep_id=plan.sweep_id, dataset=plan.dataset))
     return ids
 
 

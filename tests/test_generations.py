@@ -60,3 +60,29 @@ def test_sweep_is_priced_before_submitting_and_refused_over_budget(conn, lora):
 def test_every_endpoint_has_a_price():
     for endpoint in endpoints.ENDPOINTS.values():
         assert endpoint.price({"num_frames": 81, "frames_per_second": 16}) > 0
+
+
+def test_dataset_card_gives_negative_prompt_and_eval_prompts(ws, conn, lora, capsys):
+    from lorad import cli, datasets
+
+    conn.execute("INSERT INTO datasets (name, profile, trigger, created_at) VALUES"
+                 " ('truck', 'wan22-14b-720p', 'TRK', 0)")
+    assert cli.main(["-w", str(ws.root), "dataset", "rules", "truck", "--negative-prompt",
+                     "spinning wheels, morphing", "--eval-prompt", "TRK, parked A",
+                     "--eval-prompt", "TRK, parked B", "--checklist", "spinning tires"]) == 0
+    assert datasets.get(conn, "truck").settings["checklist"] == ["spinning tires"]
+    plan = generations.plan_sweep(conn, WAN22, lora_names=["truck-v1"], scales=[0.8],
+                                  prompts=[], seeds=[1], dataset="truck")
+    ids = generations.submit_sweep(conn, plan, budget=None)
+    made = [generations.get(conn, i) for i in ids]
+    assert [g.prompt for g in made] == ["TRK, parked A", "TRK, parked B"]
+    assert {g.params["negative_prompt"] for g in made} == {"spinning wheels, morphing"}
+    assert {g.dataset_id for g in made} == {datasets.get(conn, "truck").id}
+    own = generations.create(conn, WAN22, "TRK", lora="truck-v1", seed=2, dataset="truck",
+                             extra={"negative_prompt": "blur"})
+    assert generations.get(conn, own).params["negative_prompt"] == "blur"
+    assert generations.get(conn, generations.retake(conn, own)).dataset_id == made[0].dataset_id
+    capsys.readouterr()
+    assert cli.main(["-w", str(ws.root), "gen", "--dataset", "truck", "--lora", "truck-v1",
+                     "--seed", "5"]) == 0
+    assert "2 generation(s) queued" in capsys.readouterr().out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,12 +115,13 @@ class GenerationsScreen(StoreScreen):
             rows = [x for x in rows if x.gen.checks and not x.gen.checks.get("ok", True)]
         in_flight = conn.execute("SELECT COUNT(*) FROM generations WHERE status IN ('queued',"
                                  "'submitted','in_progress')").fetchone()[0]
-        checklist = DEFAULT_CHECKLIST
-        row = conn.execute("SELECT settings FROM datasets ORDER BY id LIMIT 1").fetchone()
-        if row:
-            import json
-
-            checklist = json.loads(row[0] or "{}").get("checklist", DEFAULT_CHECKLIST)
+        checklist = list(DEFAULT_CHECKLIST)
+        for (settings,) in conn.execute(  # the checklists of the datasets shown
+                "SELECT settings FROM datasets WHERE id IN (SELECT DISTINCT dataset_id FROM"
+                " generations) OR id = (SELECT MIN(id) FROM datasets) ORDER BY id"):
+            for tag in json.loads(settings or "{}").get("checklist", []):
+                if tag not in checklist:
+                    checklist.append(tag)
         return GenData(rows, in_flight, generations.spent(conn), checklist)
 
     def show(self, data: GenData) -> None:
