@@ -79,3 +79,32 @@ async def test_x_cancels_a_queued_generation(ws, conn, gens):
         await pilot.press("x")  # a finished one: a readable toast, nothing else
         await until(pilot, lambda: any("nothing to cancel" in str(n.message)
                                        for n in app._notifications), message="toast")
+
+
+async def test_slash_filters_by_scale_and_status(ws, conn, gens):
+    conn.execute("UPDATE generations SET status = 'failed' WHERE id = ?", (gens[2],))
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(170, 45)) as pilot:
+        screen = await open_gens(app, pilot)
+        table = screen.query_one(RowList)
+        await until(pilot, lambda: len(table.rows) == 3)
+        await pilot.press("slash", *"scale:0.8", "enter")
+        await until(pilot, lambda: [x.gen.id for x in screen.data.rows] == [gens[1]],
+                    message="scale filter")
+        await pilot.press("slash", "ctrl+u", *"status:failed lora:truck", "enter")
+        await until(pilot, lambda: [x.gen.id for x in screen.data.rows] == [gens[2]],
+                    message="status filter")
+        await pilot.press("slash", "ctrl+u", "enter")
+        await until(pilot, lambda: len(screen.data.rows) == 3, message="cleared")
+
+
+def test_filter_words():
+    from tui.screens.generations import GenRow, matches
+
+    g = generations.Generation(1, WAN22, {}, "completed", scale=0.6, sweep_id="abc123",
+                               prompt="TRK, a red truck")
+    row = GenRow(g, "truck-e4", ratings.Rating(1, 4, "approve", (), None, 0), "truck-000004")
+    for query in ("red", "ckpt:000004 scale:0.6", "sweep:abc verdict:approve", "lora:e4"):
+        assert matches(row, query), query
+    for query in ("blue", "scale:0.8", "verdict:retake", "status:failed", "ckpt:000008"):
+        assert not matches(row, query), query

@@ -34,6 +34,7 @@ class GenRow:
     gen: generations.Generation
     lora: str
     rating: ratings.Rating | None
+    checkpoint: str = ""
 
 
 @dataclass
@@ -42,6 +43,31 @@ class GenData:
     in_flight: int
     spent: float
     checklist: list[str]
+
+
+def matches(row: GenRow, query: str) -> bool:
+    """`/` filter: every word must hold. lora:NAME, scale:0.8, sweep:ID, status:S, verdict:V,
+    ckpt:NAME; any other word is looked for in the prompt and LoRA name."""
+    g, r = row.gen, row.rating
+    for word in query.lower().split():
+        key, sep, value = word.partition(":")
+        if not sep:
+            if word not in f"{g.prompt or ''} {row.lora}".lower():
+                return False
+        elif key == "lora" and value not in row.lora.lower():
+            return False
+        elif key == "ckpt" and value not in row.checkpoint.lower():
+            return False
+        elif key == "scale" and (g.scale is None or f"{g.scale:g}" != value.lstrip("0") and
+                                 f"{g.scale:g}" != value):
+            return False
+        elif key == "sweep" and not (g.sweep_id or "").startswith(value):
+            return False
+        elif key == "status" and g.status != value:
+            return False
+        elif key == "verdict" and (r is None or (r.verdict or "") != value):
+            return False
+    return True
 
 
 def filmstrip_of(gen: generations.Generation) -> Path | None:
@@ -57,7 +83,8 @@ class GenerationsScreen(StoreScreen):
         "Test generations of your LoRAs, grouped by sweep. Rate with 1-5, a approve, n needs "
         "review, t toggles checklist tags; r retakes with a new seed (linked to the original). "
         "Automatic checks flag outputs with the wrong size, fps or frames and frozen videos "
-        "before you look. Mark several with m and press c to compare their filmstrips. "
+        "before you look. Mark several with m and press c to compare their filmstrips. f cycles "
+        "quick filters; / filters by lora:, ckpt:, scale:, sweep:, status:, verdict: or words. "
         "Ratings are never overwritten; checkpoints are ranked from them (`lorad rate rank`)."
     )
     BINDINGS = [
@@ -71,6 +98,7 @@ class GenerationsScreen(StoreScreen):
         Binding("m", "mark", "Mark"),
         Binding("c", "compare", "Compare"),
         Binding("f", "cycle_filter", "Filter"),
+        Binding("slash", "search", "Search"),
         Binding("x", "cancel", "Cancel request", show=False),
     ]
     FILTERS = ["all", "unrated", "approve", "needs_review", "retake", "failed checks"]
@@ -78,6 +106,7 @@ class GenerationsScreen(StoreScreen):
     def __init__(self) -> None:
         super().__init__()
         self.filter_index = 0
+        self.search_text = ""
         self.data: GenData | None = None
 
     def compose(self) -> ComposeResult:
@@ -92,20 +121,27 @@ class GenerationsScreen(StoreScreen):
                     yield Filmstrip(id="gens-filmstrip")
                     yield Static("", id="gens-detail")
             yield Input(placeholder="tag (enter toggles it)", id="gens-tag")
+            yield Input(placeholder="filter: lora:NAME ckpt:NAME scale:0.8 sweep:ID status:S "
+                                    "verdict:V words (enter applies, empty clears)",
+                        id="gens-filter")
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#gens-tag", Input).display = False
+        self.query_one("#gens-filter", Input).display = False
         self.query_one(RowList).focus()
         self.reload()
 
     # the number keys rate here; screens are switched from the palette or other screens
     def load(self, conn) -> GenData:
         names = {r[0]: r[1] for r in conn.execute("SELECT id, name FROM loras")}
+        ckpts = {r[0]: r[1] or "" for r in conn.execute("SELECT id, name FROM checkpoints")}
         rows = []
         for g in generations.list_all(conn):
             r = ratings.current(conn, g.id)
-            rows.append(GenRow(g, names.get(g.lora_id, "-"), r))
+            rows.append(GenRow(g, names.get(g.lora_id, "-"), r, ckpts.get(g.checkpoint_id, "")))
+        if self.search_text:
+            rows = [x for x in rows if matches(x, self.search_text)]
         flt = self.FILTERS[self.filter_index]
         if flt == "unrated":
             rows = [x for x in rows if x.rating is None]
@@ -140,7 +176,8 @@ class GenerationsScreen(StoreScreen):
                 ", ".join(r.tags) if r else ""))
         table.set_rows(out)
         self.query_one("#gens-summary", Static).update(
-            f"{len(data.rows)} shown [{self.FILTERS[self.filter_index]}]   in flight "
+            f"{len(data.rows)} shown [{self.FILTERS[self.filter_index]}"
+            + (f" {self.search_text}" if self.search_text else "") + "]   in flight "
             f"{data.in_flight}   spent ${data.spent:.2f}")
         self.show_detail()
 
@@ -211,9 +248,19 @@ class GenerationsScreen(StoreScreen):
         box.value = ""
         box.focus()
 
+    def action_search(self) -> None:
+        box = self.query_one("#gens-filter", Input)
+        box.display = True
+        box.value = self.search_text
+        box.focus()
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.input.display = False
         self.query_one(RowList).focus()
+        if event.input.id == "gens-filter":
+            self.search_text = event.value.strip()
+            self.reload()
+            return
         x = self.current()
         tag = event.value.strip()
         if x is not None and tag:
