@@ -146,14 +146,22 @@ def cmd_rate(args: argparse.Namespace) -> int:
     ws = _ws(args)
     conn = ws.connect()
     try:
-        if args.action == "rank":
-            ranked = ratings.rank_checkpoints(conn)
-            for r in ranked:
-                print(f"{r.name:36} score {r.score:.2f}  good {r.good}/{r.rated}  stars "
-                      f"{r.mean_stars:.1f}" if r.mean_stars else f"{r.name:36} score "
-                      f"{r.score:.2f}  good {r.good}/{r.rated}")
-            if not ranked:
-                print("no rated generations of checkpoints yet")
+        if args.action in (None, "rank"):
+            ranked = {"checkpoints": ratings.rank_checkpoints(conn),
+                      "loras added by URL": ratings.rank_loras(conn)}
+            if getattr(args, "json", False):
+                _print_json({k: [r.__dict__ for r in v] for k, v in ranked.items()})
+                return EXIT_OK
+            for title, ranks in ranked.items():
+                if not ranks:
+                    continue
+                print(f"{title} (score: lower bound of the share of good generations)")
+                for r in ranks:
+                    stars = f"  stars {r.mean_stars:.1f}" if r.mean_stars else ""
+                    print(f"  {r.name:36} score {r.score:.2f}  good {r.good}/{r.rated}{stars}")
+            if not any(ranked.values()):
+                print("nothing rated yet: rate generations with `lorad rate set ID` or on the "
+                      "Generations screen (4)")
             return EXIT_OK
         r = ratings.rate(conn, args.generation, stars=args.stars, verdict=args.verdict,
                          tags=args.tag, note=args.note)
@@ -273,7 +281,9 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("rate", help="rate a generation, or rank checkpoints by ratings")
     p.set_defaults(func=cmd_rate, action="rank")
     rsub = p.add_subparsers(dest="action", metavar="ACTION")
-    rsub.add_parser("rank", help="checkpoints by their generations' ratings")
+    a = rsub.add_parser("rank", help="checkpoints (and LoRAs added by URL) by their "
+                                     "generations' ratings")
+    a.add_argument("--json", action="store_true")
     a = rsub.add_parser("set", help="rate one generation")
     a.add_argument("generation", type=int)
     a.add_argument("--stars", type=int, choices=range(1, 6))

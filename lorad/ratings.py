@@ -87,7 +87,7 @@ def wilson_lower(positive: int, n: int, z: float = 1.96) -> float:
 
 @dataclass(frozen=True)
 class Rank:
-    checkpoint_id: int
+    id: int  # the checkpoint's (rank_checkpoints) or the LoRA's (rank_loras)
     name: str
     rated: int
     good: int
@@ -108,18 +108,29 @@ def rank_checkpoints(conn: sqlite3.Connection, run_id: int | None = None) -> lis
     if run_id is not None:
         sql += " WHERE c.run_id = ?"
         args.append(run_id)
+    return _rank(conn, conn.execute(sql, args).fetchall())
+
+
+def rank_loras(conn: sqlite3.Connection) -> list[Rank]:
+    """LoRAs lorad did not train (added by URL), ranked the same way."""
+    return _rank(conn, conn.execute(
+        "SELECT g.id, l.id, l.name FROM generations g JOIN loras l ON l.id = g.lora_id"
+        " WHERE l.checkpoint_id IS NULL").fetchall())
+
+
+def _rank(conn: sqlite3.Connection, rows: list) -> list[Rank]:
     per: dict[int, list[Rating]] = {}
     names: dict[int, str] = {}
-    for gen_id, ck_id, name in conn.execute(sql, args).fetchall():
-        names[ck_id] = name
+    for gen_id, key, name in rows:
+        names[key] = name
         r = current(conn, gen_id)
-        per.setdefault(ck_id, [])
+        per.setdefault(key, [])
         if r is not None and (r.stars is not None or r.verdict is not None):
-            per[ck_id].append(r)
+            per[key].append(r)
     out = []
-    for ck_id, rs in per.items():
+    for key, rs in per.items():
         stars = [r.stars for r in rs if r.stars is not None]
         good = sum(is_good(r) for r in rs)
-        out.append(Rank(ck_id, names[ck_id], len(rs), good,
+        out.append(Rank(key, names[key], len(rs), good,
                         sum(stars) / len(stars) if stars else None, wilson_lower(good, len(rs))))
     return sorted(out, key=lambda k: (k.score, k.mean_stars or 0), reverse=True)

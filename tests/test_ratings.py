@@ -50,3 +50,17 @@ def test_rank_checkpoints_by_current_ratings(conn):
     assert [r.name for r in ranked] == ["a", "b"]
     assert (ranked[0].rated, ranked[0].good) == (9, 8)
     assert (ranked[1].rated, ranked[1].good) == (3, 2)
+
+
+def test_loras_added_by_url_rank_too(conn):
+    from lorad import generations, loras
+
+    for name in ("theirs", "mine"):
+        loras.add(conn, name, f"https://hf.example/{name}.safetensors")
+    for name, stars in (("theirs", [5, 5, 4, 5]), ("mine", [5, 2])):
+        for i, s in enumerate(stars):
+            g = generations.create(conn, "fal-ai/wan-t2v-lora", "p", lora=name, seed=i)
+            ratings.rate(conn, g, stars=s)
+    ranked = ratings.rank_loras(conn)
+    assert [(r.name, r.good, r.rated) for r in ranked] == [("theirs", 4, 4), ("mine", 1, 2)]
+    assert ratings.rank_checkpoints(conn) == []

@@ -69,7 +69,7 @@ def load_detail(conn, run: runs.Run, buckets: int) -> RunDetail:
     ckpts = [dict(c) for c in conn.execute(
         "SELECT id, name, state, step, epoch, size FROM checkpoints WHERE run_id = ?"
         " ORDER BY id", (run.id,))]
-    ranks = {r.checkpoint_id: r for r in ratings.rank_checkpoints(conn, run.id)}
+    ranks = {r.id: r for r in ratings.rank_checkpoints(conn, run.id)}
     for c in ckpts:
         c["rank"] = ranks.get(c["id"])
     return RunDetail(run, xs, lows, highs, sx, sh, len(steps), ckpts, pod, cost,
