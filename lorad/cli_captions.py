@@ -134,6 +134,8 @@ def cmd_rules(args: argparse.Namespace) -> int:
             changes["eval_prompts"] = list(args.eval_prompt or [])
         if args.validation is not None:
             changes["validation"] = args.validation
+        if args.prompt_template is not None:
+            changes["prompt_template"] = args.prompt_template
         if args.checklist or args.clear_checklist:
             kept = [] if args.clear_checklist else list(d.settings.get("checklist", []))
             changes["checklist"] = kept + [c for c in args.checklist or [] if c not in kept]
@@ -262,6 +264,8 @@ def add_dataset_actions(dsub) -> None:
     p.add_argument("--negative-prompt")
     p.add_argument("--eval-prompt", action="append", help="sample prompt (repeatable)")
     p.add_argument("--clear-eval-prompts", action="store_true")
+    p.add_argument("--prompt-template", help="for `lorad gen --fill` (default: the caption "
+                                              "template), e.g. '[color] [make] parked [setting]'")
     p.add_argument("--checklist", action="append", metavar="TAG",
                    help="a flaw to tag generations with when rating, e.g. 'spinning tires'")
     p.add_argument("--clear-checklist", action="store_true")

@@ -59,8 +59,16 @@ def cmd_gen(args: argparse.Namespace) -> int:
     ws = _ws(args)
     conn = ws.connect()
     try:
-        prompts = [args.prompt] if args.prompt else \
-            generations.dataset_defaults(conn, args.dataset).eval_prompts
+        defaults = generations.dataset_defaults(conn, args.dataset)
+        if args.fill:
+            template = args.prompt or defaults.prompt_template
+            if not template:
+                raise CliError("--fill needs a template: a PROMPT with [slots], or --dataset D "
+                               "with one (`lorad dataset rules D --prompt-template ...`)")
+            values = dict(item.partition("=")[::2] for item in args.fill)
+            prompts = [generations.fill_template(template, values)]
+        else:
+            prompts = [args.prompt] if args.prompt else defaults.eval_prompts
         if not prompts:
             raise CliError("give a PROMPT, or --dataset D with eval prompts "
                            "(`lorad dataset rules D --eval-prompt ...`)")
@@ -237,6 +245,8 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("gen", help="generate with a LoRA on fal (queued; the daemon submits)")
     p.add_argument("prompt", nargs="?", help="default: the --dataset's eval prompts")
     p.add_argument("--dataset", help="use this dataset's negative prompt (and eval prompts)")
+    p.add_argument("--fill", action="append", metavar="SLOT=TEXT",
+                   help="fill the dataset's prompt template, e.g. --fill color=red")
     p.add_argument("--lora")
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--seed", type=int, help="first seed (default: random)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import sqlite3
 import time
 import uuid
@@ -58,6 +59,25 @@ class Generation:
                    d["dataset_id"])
 
 
+_SLOT = re.compile(r"\[([A-Za-z][\w ]*?)(\?)?\]")
+
+
+def fill_template(template: str, values: dict[str, str]) -> str:
+    """`TRK, [color] [year?] [make] parked [setting]` with values for the slots; an optional
+    slot (`?`) without a value disappears, a required one is an error naming what is missing."""
+    missing = [m.group(1) for m in _SLOT.finditer(template)
+               if not m.group(2) and m.group(1) not in values]
+    if missing:
+        raise GenerationError(f"the prompt template needs {', '.join(missing)}: add "
+                              + " ".join(f'--fill "{name}=..."' for name in missing))
+    unknown = set(values) - {m.group(1) for m in _SLOT.finditer(template)}
+    if unknown:
+        raise GenerationError(f"the prompt template has no slot {', '.join(sorted(unknown))} "
+                              f"(it is: {template})")
+    text = _SLOT.sub(lambda m: values.get(m.group(1), ""), template)
+    return re.sub(r"\s+([,.])", r"\1", re.sub(r" {2,}", " ", text)).strip()
+
+
 @dataclass
 class DatasetDefaults:
     """What a dataset's reference card says every generation of it should use."""
@@ -65,6 +85,7 @@ class DatasetDefaults:
     dataset_id: int | None = None
     negative_prompt: str | None = None
     eval_prompts: list[str] = field(default_factory=list)
+    prompt_template: str | None = None  # its own, else the caption template
 
     def apply(self, endpoint: endpoints.Endpoint, extra: dict[str, Any] | None) -> dict[str, Any]:
         extra = dict(extra or {})
@@ -79,8 +100,12 @@ def dataset_defaults(conn: sqlite3.Connection, name: str | None) -> DatasetDefau
     from . import datasets
 
     d = datasets.get(conn, name)
-    return DatasetDefaults(d.id, d.settings.get("caption_rules", {}).get("negative_prompt"),
-                           list(d.settings.get("eval_prompts", [])))
+    rules = d.settings.get("caption_rules", {})
+    template = d.settings.get("prompt_template") or rules.get("template")
+    if template and d.trigger and d.trigger not in template:
+        template = f"{d.trigger}, {template}"
+    return DatasetDefaults(d.id, rules.get("negative_prompt"),
+                           list(d.settings.get("eval_prompts", [])), template)
 
 
 def build_params(endpoint: endpoints.Endpoint, prompt: str, lora: loras.Lora | None,

@@ -86,3 +86,29 @@ def test_dataset_card_gives_negative_prompt_and_eval_prompts(ws, conn, lora, cap
     assert cli.main(["-w", str(ws.root), "gen", "--dataset", "truck", "--lora", "truck-v1",
                      "--seed", "5"]) == 0
     assert "2 generation(s) queued" in capsys.readouterr().out
+
+
+def test_prompt_template_from_the_reference_card():
+    template = ("TRUCKUGC, [color] [year?] [make] [model] parked [setting], phone camera "
+                "quality, static shot, UGC style")
+    assert generations.fill_template(template, {
+        "color": "faded black", "make": "Chevy", "model": "Silverado 1500",
+        "setting": "on gravel"}) == ("TRUCKUGC, faded black Chevy Silverado 1500 parked on "
+                                     "gravel, phone camera quality, static shot, UGC style")
+    with pytest.raises(generations.GenerationError, match='--fill "model=..."'):
+        generations.fill_template(template, {"color": "red", "make": "Ford", "setting": "x"})
+    with pytest.raises(generations.GenerationError, match="no slot colour"):
+        generations.fill_template(template, {"colour": "red", "color": "r", "make": "F",
+                                             "model": "m", "setting": "s"})
+
+
+def test_gen_fill_uses_the_dataset_template_with_its_trigger(ws, conn, lora, capsys):
+    from lorad import cli
+
+    conn.execute("INSERT INTO datasets (name, profile, trigger, settings, created_at) VALUES"
+                 " ('truck', 'wan22-14b-720p', 'TRK', ?, 0)",
+                 ('{"caption_rules": {"template": "[color] pickup parked [setting]"}}',))
+    assert cli.main(["-w", str(ws.root), "gen", "--dataset", "truck", "--lora", "truck-v1",
+                     "--fill", "color=dark green", "--fill", "setting=in a field",
+                     "--seed", "1"]) == 0
+    assert generations.list_all(conn)[-1].prompt == "TRK, dark green pickup parked in a field"
