@@ -41,10 +41,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import loopback
 
 NGINX_503 = ("<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n<body>\r\n"
              "<center><h1>503 Service Temporarily Unavailable</h1></center>\r\n<hr><center>nginx</center>\r\n"
@@ -253,20 +255,15 @@ class FalDouble:
         self._drops: list[tuple[bool, str | None]] = []
         self._seeds = itertools.count(1000)
         self._media = media()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fal-double", daemon=True)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._server = loopback.Server(_handler(self), "fal-double")
+        self.url = self._server.url
         self.url_base = self.url  # where returned URLs point (change it to test the client's origin check)
 
     def start_server(self) -> None:
-        self._thread.start()
+        self._server.start()
 
     def stop_server(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._server.stop()
 
     # -- control ------------------------------------------------------------------------------------------
 
@@ -445,23 +442,7 @@ class FalDouble:
 
 
 def _handler(double: FalDouble) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        wbufsize = 1 << 16
-        disable_nagle_algorithm = True
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            self._serve()
-
-        def do_POST(self) -> None:
-            self._serve()
-
-        def do_PUT(self) -> None:
-            self._serve()
-
+    class Handler(loopback.Handler):
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""

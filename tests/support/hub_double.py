@@ -44,10 +44,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import loopback
 import yaml  # a dependency of huggingface_hub
 
 USER = "tester"
@@ -142,19 +143,14 @@ class HubDouble:
         self.lock = threading.RLock()
         self._faults: list[_Fault] = []
         self._serial = itertools.count(1)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="hub-double", daemon=True)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._server = loopback.Server(_handler(self), "hub-double")
+        self.url = self._server.url
 
     def start_server(self) -> None:
-        self._thread.start()
+        self._server.start()
 
     def stop_server(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._server.stop()
 
     # -- control ------------------------------------------------------------------------------------------
 
@@ -394,28 +390,7 @@ def _json(raw: bytes) -> Any:
 
 
 def _handler(double: HubDouble) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            self._serve()
-
-        def do_HEAD(self) -> None:
-            self._serve()
-
-        def do_POST(self) -> None:
-            self._serve()
-
-        def do_PUT(self) -> None:
-            self._serve()
-
-        def do_DELETE(self) -> None:
-            self._serve()
-
+    class Handler(loopback.Handler):
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""

@@ -25,8 +25,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+import loopback
 
 TRANSITIONS = {
     "RUNNING": ("stop", "restart", "terminate"),
@@ -139,21 +141,16 @@ class RunPodDouble:
         self._zero_gpus: set[str | None] = set()  # pod ids (None: any pod) whose next start gets 0 GPUs
         self._ports = itertools.count(34001)
         self._ssh_port = ssh_port or (lambda pod: next(self._ports))
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="runpod-double", daemon=True)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v2"
+        self._server = loopback.Server(_handler(self), "runpod-double")
+        self.url = self._server.url + "/v2"
 
     # -- control --------------------------------------------------------------------------------
 
     def start_server(self) -> None:
-        self._thread.start()
+        self._server.start()
 
     def stop_server(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._server.stop()
 
     def add_pod(self, pod_id: str | None = None, *, status: str = "EXITED", start_polls: int | None = None,
                 **fields: Any) -> FakePod:
@@ -283,23 +280,7 @@ def _problem(status: int, detail: str, errors: list[str] | None = None) -> dict[
 
 
 def _handler(double: RunPodDouble) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        wbufsize = 1 << 16  # headers and body leave in one write (flushed after each request)
-        disable_nagle_algorithm = True
-
-        def log_message(self, format: str, *args: Any) -> None:  # quiet
-            pass
-
-        def do_GET(self) -> None:
-            self._serve()
-
-        def do_POST(self) -> None:
-            self._serve()
-
-        def do_DELETE(self) -> None:
-            self._serve()
-
+    class Handler(loopback.Handler):
         def _serve(self) -> None:
             arrived = time.monotonic()
             length = int(self.headers.get("Content-Length") or 0)
