@@ -124,3 +124,14 @@ async def test_app_reads_its_refresh_interval_from_the_config(ws):
     assert app.refresh_interval == 0.5
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: app.screen is not None and app.screen.id != "_default")
+
+
+async def test_a_read_landing_after_the_screen_closed_is_dropped(ws):
+    """A store read that finishes as the app exits must not crash the exit (seen in CI)."""
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.screen is not None and app.screen.id != "_default")
+        screen = app.screen
+        data = screen.load(ws.connect())
+    with app._context():
+        screen._deliver(data)  # the widgets are gone: without the guard this raises NoMatches

@@ -37,7 +37,14 @@ class StoreScreen(Screen):
         finally:
             conn.close()
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self.show, data)
+            self.app.call_from_thread(self._deliver, data)
+
+    def _deliver(self, data: Any) -> None:
+        # A read that finishes while the app shuts down (or the screen is popped) finds the
+        # widgets gone: drop it rather than crash the exit.
+        if self.app._closing or self._closing or self._closed or not self.is_attached:
+            return
+        self.show(data)
 
     def load(self, conn) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
