@@ -129,6 +129,11 @@ def load(path: Path | None) -> Config:
                             f"{section}.{key}.{sub} must be {_tname(free)}, "
                             f"got {type(subval).__name__}"
                         )
+                    if subval < 1:
+                        raise ConfigError(
+                            f"{path}:{_locate(text, f'{section}.{key}', sub)}: "
+                            f"{section}.{key}.{sub} must be 1 or more (0 would leave those "
+                            "jobs queued forever)")
                     concurrency[sub] = subval
                 continue
             if key not in SCHEMA[section]:

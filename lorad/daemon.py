@@ -229,6 +229,8 @@ class Daemon:
                 ctx = handlers.JobContext(job, self.conn, self.owner, loop,
                                           process_pool=self._pool() if wants_pool else None,
                                           ws=self.ws, stopping=self.stopping)
+                if job.cancel_requested:  # asked while it waited (a released job, say)
+                    ctx.cancelled.set()
                 task = asyncio.create_task(self._run(ctx), name=f"job-{job.id}")
                 self.running[job.id] = (task, ctx)
             if time.monotonic() - last_requeue > REQUEUE_EVERY:

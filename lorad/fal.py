@@ -222,10 +222,16 @@ class Fal:
         request_id = body.get("request_id")
         if not isinstance(request_id, str) or not request_id:
             raise FalError(f"fal accepted a request to {endpoint_id} but sent no request_id")
-        rebuilt = self.handle(endpoint_id, request_id)  # only for URLs fal left out
+        rebuilt = self.handle(endpoint_id, request_id)  # for URLs fal left out
         urls = {k: body[k] if isinstance(body.get(k), str) else getattr(rebuilt, k)
                 for k in ("status_url", "response_url", "cancel_url")}
-        return self._checked(Submitted(request_id, endpoint_id=endpoint_id, **urls))
+        try:
+            return self._checked(Submitted(request_id, endpoint_id=endpoint_id, **urls))
+        except FalError as exc:
+            # fal accepted (and will bill) the request: follow it on our own queue host
+            # rather than lose it; the key still goes nowhere else.
+            log.warning("%s; following it at %s instead", exc, rebuilt.status_url)
+            return rebuilt
 
     def handle(self, endpoint_id: str, request_id: str) -> Submitted:
         """URLs of a request known only by id, under owner/app as fal_client builds them."""
@@ -392,8 +398,8 @@ class Fal:
         if status in (404, 410) and request_id is not None:
             return FalGone(f"fal no longer has request {request_id} ({said}); results are kept 1 hour "
                            f"after completion, 6 minutes when 10 KB or larger")
-        if failed_is_final:
-            kind = response.headers.get("x-fal-error-type") or _body(response).get("error_type")
+        kind = response.headers.get("x-fal-error-type") or _body(response).get("error_type")
+        if failed_is_final and (kind or status < 500):  # the model's own error, as fal relays it
             return FalRequestFailed(f"fal request {request_id} failed ({said})", kind)
         if status >= 500:
             return FalTransient(f"fal failed on {what} ({said})")

@@ -10,6 +10,8 @@ filmstrip, and the generation's cost goes into the ledger.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import json
 import logging
 import sqlite3
@@ -17,13 +19,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import fal, generations, media, outputcheck
+from . import fal, generations, logs, media, outputcheck
 from .handlers import JobContext, PermanentError, is_transient, periodic, register
 
 log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 8  # default; [daemon.concurrency] "gen.run" = N overrides it
 POLL_GROWTH = 1.5
+# fal calls block a thread for as long as fal_client's retries last (minutes in an outage):
+# they get threads of their own, so in-flight generations never starve other jobs' threads.
+_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="fal")
+
+
+async def _call(fn, *args, **kwargs):
+    return await asyncio.get_running_loop().run_in_executor(
+        _POOL, functools.partial(fn, *args, **kwargs))
 
 
 def output_url(result: dict[str, Any]) -> str:
@@ -42,6 +52,8 @@ def output_url(result: dict[str, Any]) -> str:
 
 
 def set_status(conn: sqlite3.Connection, gen_id: int, status: str, **fields: Any) -> None:
+    if fields.get("error"):
+        fields["error"] = logs.redact(str(fields["error"]))
     cols = {"status": status, "updated_at": time.time(), **fields}
     conn.execute(f"UPDATE generations SET {', '.join(f'{k} = ?' for k in cols)} WHERE id = ?",
                  (*cols.values(), gen_id))
@@ -78,7 +90,7 @@ async def _poll(ctx: JobContext, client: fal.Fal, g: generations.Generation) -> 
     delay = float(cfg["poll_seconds"])
     shown = None
     while True:
-        status = await asyncio.to_thread(client.status, _request(g))
+        status = await _call(client.status, _request(g))
         if status.done:
             return status
         state = "in_progress" if status.state == "IN_PROGRESS" else "submitted"
@@ -92,7 +104,7 @@ async def _poll(ctx: JobContext, client: fal.Fal, g: generations.Generation) -> 
             ctx.progress(None, "generating on fal")
         await ctx.pause(delay)
         if ctx.cancelled.is_set():
-            outcome = await asyncio.to_thread(client.cancel, _request(g))
+            outcome = await _call(client.cancel, _request(g))
             log.info("generation %d: cancel asked of fal: %s", g.id, outcome)
             set_status(ctx.conn, g.id, "cancelled", finished_at=time.time(),
                        error=f"cancelled by you (fal: {outcome})")
@@ -102,6 +114,30 @@ async def _poll(ctx: JobContext, client: fal.Fal, g: generations.Generation) -> 
         delay = min(delay * POLL_GROWTH, float(cfg["poll_max_seconds"]))
 
 
+async def _submit(ctx: JobContext, client: fal.Fal, g: generations.Generation) -> None:
+    """Submit and record the request id, as one step nothing interrupts: a submit cut off after
+    fal accepted it would be paid for, lost, and sent again by the next attempt."""
+
+    async def submit_and_record() -> None:
+        sub = await _call(client.submit, g.endpoint, g.params)
+        record_submitted(ctx.conn, g.id, sub)
+
+    step = asyncio.ensure_future(submit_and_record())
+    try:
+        await asyncio.shield(step)
+    except asyncio.CancelledError:  # the daemon stops, or a cancel ran out of patience
+        try:
+            await step
+        except Exception:  # noqa: BLE001 - nothing was submitted: nothing to undo
+            raise asyncio.CancelledError from None
+        if ctx.cancelled.is_set():
+            g = generations.get(ctx.conn, g.id)
+            outcome = await _call(client.cancel, _request(g))
+            set_status(ctx.conn, g.id, "cancelled", finished_at=time.time(),
+                       error=f"cancelled by you (fal: {outcome})")
+        raise
+
+
 async def _run(ctx: JobContext, client: fal.Fal, g: generations.Generation) -> dict[str, Any]:
     conn = ctx.conn
     if not g.request_id:
@@ -109,8 +145,7 @@ async def _run(ctx: JobContext, client: fal.Fal, g: generations.Generation) -> d
             set_status(conn, g.id, "cancelled", finished_at=time.time())
             raise asyncio.CancelledError
         ctx.progress(None, f"submitting to {g.endpoint}", force=True)
-        sub = await asyncio.to_thread(client.submit, g.endpoint, g.params)
-        record_submitted(conn, g.id, sub)  # before anything else can fail
+        await _submit(ctx, client, g)
         g = generations.get(conn, g.id)
     status = await _poll(ctx, client, g)
     if status.failed:
@@ -119,16 +154,16 @@ async def _run(ctx: JobContext, client: fal.Fal, g: generations.Generation) -> d
                                    status.error_type)
     ctx.progress(None, "fetching the result", force=True)
     try:
-        result = await asyncio.to_thread(client.result, _request(g))
+        result = await _call(client.result, _request(g))
     except fal.FalGone as exc:
         raise fal.FalGone(f"{exc}. Retake it (r on the Generations screen) to generate it "
                           "again") from None
     url = output_url(result)
     max_bytes = int(ctx.ws.config()["generations"]["max_output_mb"]) * 1_000_000
     ctx.progress(None, "downloading the output", force=True)
-    path = await asyncio.to_thread(client.download, url, _output_dir(ctx.ws),
+    path = await _call(client.download, url, _output_dir(ctx.ws),
                                    max_bytes=max_bytes, stem=f"gen-{g.id:06d}")
-    checks = await asyncio.to_thread(finish_output, path, g.params)
+    checks = await ctx.in_process(finish_output, path, g.params)  # ffmpeg: shares the cores
     metrics = status.metrics or {}
     inference = metrics.get("inference_time")
     inference = float(inference) if isinstance(inference, (int, float)) else None
@@ -147,17 +182,22 @@ async def _run(ctx: JobContext, client: fal.Fal, g: generations.Generation) -> d
     return {"generation_id": g.id, "output": str(path), "ok": checks.get("ok")}
 
 
-@register(generations.JOB_KIND, concurrency=MAX_IN_FLIGHT, waits=True)
+@register(generations.JOB_KIND, concurrency=MAX_IN_FLIGHT, waits=True, process_pool=True)
 async def run(ctx: JobContext) -> dict[str, Any]:
     conn = ctx.conn
     g = generations.get(conn, ctx.payload["generation_id"])
-    if g.status in generations.DONE:
+    if g.status in ("completed", "cancelled"):  # a failed one is tried again (jobs retry)
         return {"generation_id": g.id, "status": g.status}
     try:
         client = _client(ctx.ws)
     except fal.FalError as exc:
-        set_status(conn, g.id, "failed", error=str(exc), finished_at=time.time())
-        raise
+        message = str(exc)
+        if g.request_id:
+            message += (f"; request {g.request_id} is still on fal: with the key exported, "
+                        f"`lorad jobs retry {ctx.job.id}` collects it (fal keeps results for "
+                        "minutes to an hour)")
+        set_status(conn, g.id, "failed", error=message, finished_at=time.time())
+        raise fal.FalAuthError(message) from None
     try:
         return await _run(ctx, client, g)
     except asyncio.CancelledError:
@@ -170,7 +210,7 @@ async def run(ctx: JobContext) -> dict[str, Any]:
             log.info("generation %d: %s (will retry)", g.id, exc)
         raise
     finally:
-        await asyncio.to_thread(client.close)
+        await _call(client.close)
 
 
 @periodic

@@ -75,7 +75,8 @@ def fill_template(template: str, values: dict[str, str]) -> str:
         raise GenerationError(f"the prompt template has no slot {', '.join(sorted(unknown))} "
                               f"(it is: {template})")
     text = _SLOT.sub(lambda m: values.get(m.group(1), ""), template)
-    return re.sub(r"\s+([,.])", r"\1", re.sub(r" {2,}", " ", text)).strip()
+    text = re.sub(r",(\s*,)+", ",", text)  # an empty optional slot between commas
+    return re.sub(r"\s+([,.])", r"\1", re.sub(r" {2,}", " ", text)).strip(" ,")
 
 
 @dataclass
@@ -165,6 +166,12 @@ def cancel(conn: sqlite3.Connection, gen_id: int) -> str:
     g = get(conn, gen_id)
     if g.status in DONE or g.job_id is None:
         raise GenerationError(f"generation {g.id} is {g.status}: nothing to cancel")
+    if g.request_id and jobs.get(conn, g.job_id).state == "queued":
+        # fal has the request (the job was handed back by a stopped daemon, or waits for a
+        # retry): the job must cancel it there, so it runs now, cancelled from the start
+        conn.execute("UPDATE jobs SET cancel_requested = 1, run_after = ?, updated_at = ?"
+                     " WHERE id = ?", (time.time(), time.time(), g.job_id))
+        return "cancelling"
     outcome = jobs.request_cancel(conn, g.job_id)
     if outcome == "cancelled":
         conn.execute("UPDATE generations SET status = 'cancelled', finished_at = ?, updated_at = ?"

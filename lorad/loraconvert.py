@@ -44,9 +44,10 @@ class Tensor:
     @classmethod
     def from_float32(cls, dtype: str, values: np.ndarray) -> Tensor:
         values = np.ascontiguousarray(values, dtype=np.float32)
-        if dtype == "BF16":  # round to nearest even, as torch does
+        if dtype == "BF16":  # round to nearest even, as torch does; NaN stays NaN
             bits = values.view(np.uint32).astype(np.uint64)
             bits = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+            bits[np.isnan(values)] = 0x7FC0
             return cls(dtype, list(values.shape), bits.astype(np.uint16).ravel())
         return cls(dtype, list(values.shape), values.astype(DTYPES[dtype]).ravel())
 

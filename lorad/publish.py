@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 from dataclasses import dataclass, field
@@ -150,7 +151,10 @@ def best_samples(conn: sqlite3.Connection, checkpoint_id: int,
 
 
 def _yaml(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)  # a JSON string is a YAML double-quoted one
+    """A YAML double-quoted scalar: JSON's, plus escapes for DEL and C1 controls, which YAML
+    does not accept raw."""
+    return re.sub(r"[\x7f-\x9f]", lambda m: f"\\u{ord(m.group()):04x}",
+                  json.dumps(value, ensure_ascii=False))
 
 
 def model_card(src: Source, name: str, files: dict[str, str],
@@ -267,22 +271,41 @@ class PublishLater(PublishError, TransientError):
 
 def hub_error(exc: Exception, repo: str) -> Exception:
     """Classify a huggingface_hub/httpx failure: retry later, or tell the person what to fix."""
+    import httpx
+
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", None)
     text = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
     if status in (401, 403):
         return PublishRefused(f"the Hub refused {repo} ({status}): check that {TOKEN_ENV} is a "
                               "write token for that namespace")
-    if status is None or status in (408, 429) or status >= 500:
+    if status in (408, 429) or (status or 0) >= 500 or (
+            status is None and isinstance(exc, (httpx.TransportError, OSError))):
         return PublishLater(f"the Hub did not take {repo} this time ({text})")
     return PublishRefused(f"the Hub refused {repo}: {text}")
 
 
 def check_repo(repo: str) -> str:
-    parts = repo.split("/")
-    if len(parts) != 2 or not all(parts) or any(p.startswith((".", "-")) for p in parts):
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if repo.count("/") != 1:
         raise PublishError(f"--repo {repo!r}: use owner/name, e.g. you/truck-lora")
+    try:
+        validate_repo_id(repo)
+    except HFValidationError as exc:
+        raise PublishError(f"--repo {repo!r}: {str(exc).splitlines()[0]}") from None
     return repo
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+
+
+def check_name(name: str) -> str:
+    """A LoRA name is also a file name in the repo: letters, digits, . _ - only."""
+    if not _NAME.match(name) or ".." in name:
+        raise PublishError(f"--name {name!r}: use letters, digits, '.', '_' and '-' "
+                           "(it names the files in the repo)")
+    return name
 
 
 def record(conn: sqlite3.Connection, src: Source, published: Published, *, name: str,
@@ -292,10 +315,12 @@ def record(conn: sqlite3.Connection, src: Source, published: Published, *, name:
     preferred = f"{name}{CONVERTED_SUFFIX}.safetensors" if convert else native
     weights = {k: v for k, v in published.files.items() if k.endswith(".safetensors")}
     existing = conn.execute("SELECT id FROM loras WHERE name = ?", (name,)).fetchone()
-    if existing:
-        conn.execute("UPDATE loras SET url = ?, repo = ?, files = ? WHERE id = ?",
+    if existing:  # published again: everything about it is what was published now
+        conn.execute("UPDATE loras SET url = ?, repo = ?, files = ?, trigger = ?, base_model = ?,"
+                     " expert = ?, checkpoint_id = ?, dataset_version_id = ? WHERE id = ?",
                      (published.files[preferred], published.repo, json.dumps(weights),
-                      existing["id"]))
+                      src.trigger, src.base_model, src.expert, src.checkpoint_id,
+                      src.dataset_version_id, existing["id"]))
         return loras.get(conn, name)
     return loras.add(conn, name, published.files[preferred], trigger=src.trigger,
                      base_model=src.base_model, expert=src.expert, repo=published.repo,
@@ -310,7 +335,7 @@ def enqueue(conn: sqlite3.Connection, ref: str, repo: str, *, private: bool = Fa
 
     check_repo(repo)
     src = source(conn, ref)
-    name = name or src.path.stem
+    name = check_name(name or src.path.stem)
     row = conn.execute("SELECT repo FROM loras WHERE name = ?", (name,)).fetchone()
     if row and row["repo"] != repo:
         raise PublishError(f"a LoRA named {name!r} is registered already "
@@ -329,15 +354,18 @@ async def run(ctx: JobContext) -> dict[str, Any]:
     folder = ctx.ws.state_dir / "publish" / f"job-{ctx.job.id}"
     ctx.progress(0.05, "converting and writing the model card" if p["convert"]
                  else "writing the model card", force=True)
-    await asyncio.to_thread(stage, src, folder, name=p["name"], convert=p["convert"])
-    endpoint = ctx.ws.config()["publish"]["endpoint"] or None
-    publisher: Publisher = HubPublisher(endpoint)
-    ctx.progress(0.2, f"uploading to {p['repo']}", force=True)
-    message = f"{p['name']} from lorad" + (f" (run {src.run})" if src.run else "")
-    published = await asyncio.to_thread(publisher.publish, p["repo"], folder,
-                                        private=p["private"], message=message)
+    try:
+        await asyncio.to_thread(stage, src, folder, name=check_name(p["name"]),
+                                convert=p["convert"])
+        endpoint = ctx.ws.config()["publish"]["endpoint"] or None
+        publisher: Publisher = HubPublisher(endpoint)
+        ctx.progress(0.2, f"uploading to {p['repo']}", force=True)
+        message = f"{p['name']} from lorad" + (f" (run {src.run})" if src.run else "")
+        published = await asyncio.to_thread(publisher.publish, p["repo"], folder,
+                                            private=p["private"], message=message)
+    finally:
+        await asyncio.to_thread(shutil.rmtree, folder, True)
     ctx.on_success(lambda conn: record(conn, src, published, name=p["name"],
                                        convert=p["convert"]))
-    await asyncio.to_thread(shutil.rmtree, folder, True)
     return {"repo": published.repo, "commit_url": published.commit_url,
             "revision": published.revision, "files": published.files}

@@ -68,3 +68,10 @@ def test_workspace_found_by_walking_up(tmp_path, monkeypatch):
     assert workspace.find(cwd=tmp_path).root == ws.root
     with pytest.raises(workspace.WorkspaceError, match="lorad init"):
         workspace.find(tmp_path / "nope")
+
+
+def test_a_zero_concurrency_is_refused(tmp_path):
+    path = tmp_path / "lorad.toml"
+    path.write_text('[daemon.concurrency]\n"gen.run" = 0\n')
+    with pytest.raises(config.ConfigError, match="gen.run must be 1 or more"):
+        config.load(path)

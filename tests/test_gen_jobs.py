@@ -254,3 +254,88 @@ def test_daemon_stopped_with_requests_in_flight_hands_them_to_the_next_one(
     run_jobs(ws)
     assert {generations.get(conn, i).status for i in ids} == {"completed"}
     assert fal.submits[WAN22] == 3
+
+
+def _serve_until(ws, condition, *, grace: float | None = None, monkeypatch=None):
+    """Run a daemon in this process until `condition(conn)` holds, then stop it."""
+    import asyncio
+
+    from lorad import daemon, handlers
+
+    if grace is not None:
+        monkeypatch.setattr(daemon, "SHUTDOWN_GRACE", grace)
+    handlers.load_modules()
+
+    async def main():
+        d = daemon.Daemon(ws)
+        task = asyncio.create_task(d.serve())
+        c = ws.connect()
+        try:
+            deadline = asyncio.get_running_loop().time() + 30
+            while not condition(c):
+                assert asyncio.get_running_loop().time() < deadline, "condition never held"
+                await asyncio.sleep(0.02)
+        finally:
+            c.close()
+            d.request_stop()
+            await task
+
+    asyncio.run(main())
+
+
+def test_a_stop_during_a_slow_submit_still_records_the_request(ws, conn, fal, truck,
+                                                              monkeypatch):
+    """fal accepted the request but its answer is slow: stopping the daemon must wait for it
+    and keep the id, or the next daemon pays for the same generation again."""
+    import time as _time
+
+    from lorad import fal as fal_mod
+
+    real = fal_mod.Fal.submit
+
+    def slow_answer(self, *args, **kwargs):
+        out = real(self, *args, **kwargs)
+        _time.sleep(1.0)  # the answer travels slowly (a fake network delay, not a sync)
+        return out
+
+    monkeypatch.setattr(fal_mod.Fal, "submit", slow_answer)
+    gen_id = gen(conn)
+    _serve_until(ws, lambda c: fal.submits[WAN22] == 1, grace=0.1, monkeypatch=monkeypatch)
+    g = generations.get(conn, gen_id)
+    assert g.request_id and jobs.get(conn, g.job_id).state == "queued"
+    monkeypatch.setattr(fal_mod.Fal, "submit", real)
+    run_jobs(ws)
+    assert generations.get(conn, gen_id).status == "completed"
+    assert fal.submits[WAN22] == 1
+
+
+def test_cancelling_a_handed_back_generation_cancels_it_on_fal(ws, conn, fal, truck,
+                                                               monkeypatch):
+    fal.latency = Latency(queue_polls=10**9)
+    gen_id = gen(conn)
+    _serve_until(ws, lambda c: generations.get(c, gen_id).request_id)
+    g = generations.get(conn, gen_id)
+    assert g.status == "submitted" and jobs.get(conn, g.job_id).state == "queued"
+    assert generations.cancel(conn, gen_id) == "cancelling"
+    run_jobs(ws)
+    assert generations.get(conn, gen_id).status == "cancelled"
+    assert len(fal.calls("PUT", "/cancel")) == 1
+    assert fal.jobs[g.request_id].state == "COMPLETED"  # taken off fal's queue
+    assert jobs.get(conn, g.job_id).state == "cancelled"
+
+
+def test_retrying_a_failed_generation_collects_its_request(ws, conn, fal, truck, monkeypatch):
+    fal.latency = Latency(queue_polls=10**9)
+    gen_id = gen(conn)
+    _serve_until(ws, lambda c: generations.get(c, gen_id).request_id)
+    monkeypatch.delenv("FAL_KEY")
+    run_jobs(ws)
+    g = generations.get(conn, gen_id)
+    assert g.status == "failed" and f"lorad jobs retry {g.job_id}" in g.error
+    monkeypatch.setenv("FAL_KEY", fal.key)
+    with fal.lock:
+        fal.jobs[g.request_id].latency = Latency(queue_polls=0, run_polls=0)
+    jobs.retry(conn, g.job_id)
+    run_jobs(ws)
+    assert generations.get(conn, gen_id).status == "completed"
+    assert fal.submits[WAN22] == 1

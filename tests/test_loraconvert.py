@@ -66,3 +66,10 @@ def test_an_already_converted_file_is_refused_clearly(tmp_path):
     loraconvert.convert(src, dst)
     with pytest.raises(loraconvert.ConvertError, match="converted already"):
         loraconvert.convert(dst, again)
+
+
+def test_bf16_keeps_nan_and_inf():
+    values = np.array([np.nan, np.float32(np.uint32(0xFFFFFFFF).view(np.float32)), np.inf, -1.5],
+                      dtype=np.float32)
+    back = Tensor.from_float32("BF16", values).as_float32()
+    assert np.isnan(back[0]) and np.isnan(back[1]) and back[2] == np.inf and back[3] == -1.5

@@ -177,3 +177,37 @@ def test_cli_publish_waits_and_prints_the_result(ws, conn, hub, checkpoint, daem
     result = json.loads(out[out.index("{"):])
     assert result["commit_url"].startswith(hub.url)
     assert set(result["files"]) == set(hub.repos["me/cli"].files)
+
+
+@pytest.mark.parametrize("repo,name,problem", [
+    ("you/truck lora", None, "--repo"), ("a--b/x", None, "--repo"), ("me/x", "../../x", "--name"),
+    ("me/x", "a/b", "--name"),
+])
+def test_bad_repo_or_name_is_refused_before_queueing(conn, checkpoint, repo, name, problem):
+    with pytest.raises(publish.PublishError, match=problem):
+        publish.enqueue(conn, "1", repo, name=name)
+    assert jobs.list_jobs(conn) == []
+
+
+def test_republishing_records_the_new_lineage(ws, conn, hub, checkpoint):
+    publish.enqueue(conn, "1", "me/truck", name="truck")
+    run_jobs(ws)
+    conn.execute("UPDATE runs SET config = ? WHERE id = 1",
+                 (json.dumps({"task": "t2v-A14B", "expert": "low"}),))
+    publish.enqueue(conn, "1", "me/truck", name="truck")
+    run_jobs(ws)
+    assert loras.get(conn, "truck").expert == "low"
+
+
+def test_model_card_front_matter_survives_odd_prompts(tmp_path):
+    import yaml
+
+    src = publish.Source(tmp_path / "x.safetensors", task="t2v-A14B", trigger='T"RK: x')
+    prompt = 'a "quoted": prompt\nwith a newline, --- dashes, tabs\t, \x85 NEL, \x9b CSI, ★'
+    card = publish.model_card(src, "x", {"x.safetensors": "it"},
+                              [("samples/gen-000001.mp4", {"prompt": prompt, "scale": 1,
+                                                           "seed": 1, "stars": 5,
+                                                           "verdict": None})])
+    front = yaml.safe_load(card.split("---\n")[1])
+    assert front["instance_prompt"] == 'T"RK: x' and front["widget"][0]["text"] == prompt
+    assert front["base_model"] == "Wan-AI/Wan2.2-T2V-A14B"
