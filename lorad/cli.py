@@ -81,7 +81,9 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     conn = ws.connect()
     try:
         if args.action == "cancel":
-            outcome = jobs.request_cancel(conn, args.id)
+            from .generations import cancel_job
+
+            outcome = cancel_job(conn, args.id)
             print(f"job {args.id}: {outcome}")
             return EXIT_OK
         if args.action == "retry":

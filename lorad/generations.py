@@ -179,6 +179,16 @@ def cancel(conn: sqlite3.Connection, gen_id: int) -> str:
     return outcome
 
 
+def cancel_job(conn: sqlite3.Connection, job_id: int) -> str:
+    """Cancel any job (`lorad jobs cancel`, the Jobs screen); a generation's goes through
+    :func:`cancel`, so a request already on fal is cancelled there too."""
+    job = jobs.get(conn, job_id)
+    gen_id = job.payload.get("generation_id") if job.kind == JOB_KIND else None
+    if gen_id is not None and job.state == "queued":
+        return cancel(conn, gen_id)
+    return jobs.request_cancel(conn, job_id)
+
+
 def list_all(conn: sqlite3.Connection, *, sweep_id: str | None = None) -> list[Generation]:
     sql, args = "SELECT * FROM generations", []
     if sweep_id:

@@ -316,7 +316,7 @@ def test_cancelling_a_handed_back_generation_cancels_it_on_fal(ws, conn, fal, tr
     _serve_until(ws, lambda c: generations.get(c, gen_id).request_id)
     g = generations.get(conn, gen_id)
     assert g.status == "submitted" and jobs.get(conn, g.job_id).state == "queued"
-    assert generations.cancel(conn, gen_id) == "cancelling"
+    assert generations.cancel_job(conn, g.job_id) == "cancelling"  # `lorad jobs cancel` too
     run_jobs(ws)
     assert generations.get(conn, gen_id).status == "cancelled"
     assert len(fal.calls("PUT", "/cancel")) == 1

@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Footer, Header, Static
 
-from lorad import fmt, jobs
+from lorad import fmt, generations, jobs
 
 from .base import StoreScreen
 
@@ -153,7 +153,8 @@ class JobsScreen(StoreScreen):
     def action_cancel(self) -> None:
         job_id = self.selected_job_id()
         if job_id is not None:
-            self.write(jobs.request_cancel, job_id, done_message=f"cancel requested for job {job_id}")
+            self.write(generations.cancel_job, job_id,
+                       done_message=f"cancel requested for job {job_id}")
 
     def action_retry(self) -> None:
         job_id = self.selected_job_id()
