@@ -77,3 +77,33 @@ async def test_pods_screen_queues_start_stop_check(ws, conn, run):
         for key, kind in (("s", "pod.start"), ("x", "pod.stop"), ("c", "pod.check")):
             await pilot.press(key)
             await until(pilot, lambda kind=kind: jobs.list_jobs(conn, kind=kind), message=kind)
+
+
+async def test_shift_p_publishes_the_best_rated_local_checkpoint(ws, conn, run, monkeypatch):
+    from tui.screens.publish import PublishScreen
+
+    conn.execute("UPDATE checkpoints SET state = 'local', local_path = '/x' WHERE id = 1")
+    conn.execute("INSERT INTO checkpoints (run_id, remote_path, name, epoch, state, local_path,"
+                 " created_at) VALUES (?, '/o/truck-000002.safetensors',"
+                 " 'truck-000002.safetensors', 2, 'local', '/y', 0)", (run.id,))
+    published = []
+    import lorad.publish
+
+    def fake_enqueue(conn, ref, repo, **kw):  # the job itself is tested in test_publish
+        published.append((ref, repo, kw))
+        return 1
+
+    monkeypatch.setattr(lorad.publish, "enqueue", fake_enqueue)
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.press("3")
+        await until(pilot, lambda: isinstance(app.screen, TrainingScreen))
+        screen = app.screen
+        await until(pilot, lambda: screen.data is not None and screen.data.detail
+                    is not None and len(screen.data.detail.checkpoints) == 2)
+        await pilot.press("P")
+        await until(pilot, lambda: isinstance(app.screen, PublishScreen), message="form")
+        assert app.screen.checkpoints[0]["id"] == 1  # rated beats newer
+        await pilot.press(*"me/truck", "enter")
+        await until(pilot, lambda: published, message="publish queued")
+    assert published == [("1", "me/truck", {"private": False, "convert": True, "name": None})]

@@ -15,11 +15,12 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Header, RichLog, Static
 from textual_plotext import PlotextPlot
 
-from lorad import fmt, jobs, lossplot, pods, ratings, runs
+from lorad import fmt, jobs, lossplot, pods, publish, ratings, runs
 from lorad.trainlog import readable
 
 from ..widgets.rowlist import Column, RowList
 from .base import StoreScreen
+from .publish import PublishRequest, PublishScreen
 
 STATE_STYLE = {"created": "dim", "queued": "dim", "running": "bold cyan", "succeeded": "green",
                "failed": "bold red", "stopped": "yellow"}
@@ -42,6 +43,7 @@ class RunDetail:
     pod: pods.Pod | None = None
     cost: float = 0.0
     projected: float | None = None
+    last_repo: str = ""  # where this run's checkpoints were last published
 
 
 @dataclass
@@ -72,8 +74,11 @@ def load_detail(conn, run: runs.Run, buckets: int) -> RunDetail:
     ranks = {r.id: r for r in ratings.rank_checkpoints(conn, run.id)}
     for c in ckpts:
         c["rank"] = ranks.get(c["id"])
+    repo = conn.execute("SELECT l.repo FROM loras l JOIN checkpoints c ON c.id ="
+                        " l.checkpoint_id WHERE c.run_id = ? AND l.repo IS NOT NULL"
+                        " ORDER BY l.id DESC LIMIT 1", (run.id,)).fetchone()
     return RunDetail(run, xs, lows, highs, sx, sh, len(steps), ckpts, pod, cost,
-                     projected or None)
+                     projected or None, repo[0] if repo else "")
 
 
 def rank_label(rank: ratings.Rank | None) -> str:
@@ -92,7 +97,8 @@ class TrainingScreen(StoreScreen):
         "outputs, train, each detached on the pod so a dropped connection or a daemon restart "
         "loses nothing. The chart shows avr_loss per step (band: min/max per bucket) and a "
         "smoothed curve; a resumed run continues its parent's curve. Stopping a run kills its "
-        "process group on the pod; resume continues from the last saved state."
+        "process group on the pod; resume continues from the last saved state. P publishes a "
+        "pulled checkpoint (best rated first) to the Hugging Face Hub."
     )
     BINDINGS = [
         Binding("x", "stop_run", "Stop run"),
@@ -100,6 +106,7 @@ class TrainingScreen(StoreScreen):
         Binding("s", "toggle_smooth", "Smoothing"),
         Binding("p", "pull", "Pull checkpoints"),
         Binding("l", "full_log", "Log"),
+        Binding("P", "publish", "Publish"),
     ]
 
     def __init__(self) -> None:
@@ -224,6 +231,26 @@ class TrainingScreen(StoreScreen):
                 jobs.enqueue(conn, runs.PULL_KIND, {"checkpoint_id": ck})
 
         self.write(queue, done_message="checkpoint pulls queued")
+
+    def action_publish(self) -> None:
+        d = self.data.detail if self.data else None
+        local = [c for c in (d.checkpoints if d else []) if c["state"] == "local"]
+        if not local:
+            self.notify("no checkpoint of this run is on this machine yet: p pulls them",
+                        severity="warning")
+            return
+        # best rated first, then newest
+        local.sort(key=lambda c: ((c["rank"].score if c["rank"] else -1), c["id"]),
+                   reverse=True)
+        self.app.push_screen(PublishScreen(local, d.last_repo), self._publish)
+
+    def _publish(self, request: PublishRequest | None) -> None:
+        if request is None:
+            return
+        self.write(lambda conn: publish.enqueue(
+            conn, str(request.checkpoint_id), request.repo, private=request.private,
+            convert=request.convert, name=request.name or None),
+            done_message=f"publishing to {request.repo} (Jobs screen: 0)")
 
     def action_full_log(self) -> None:
         run = self.selected()
