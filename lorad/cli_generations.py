@@ -25,6 +25,16 @@ def _extra(args) -> dict:
     return extra
 
 
+def _files(args) -> dict:
+    """--image / --end-image: local images the job uploads to fal's storage."""
+    files = {}
+    if getattr(args, "image", None):
+        files["image_url"] = args.image
+    if getattr(args, "end_image", None):
+        files["end_image_url"] = args.end_image
+    return files
+
+
 def cmd_lora(args: argparse.Namespace) -> int:
     from . import loras
 
@@ -76,7 +86,8 @@ def cmd_gen(args: argparse.Namespace) -> int:
                  for i in range(args.count)]
         ids = [generations.create(conn, args.endpoint, prompt, lora=args.lora,
                                   scale=args.scale, seed=s, extra=_extra(args),
-                                  dataset=args.dataset) for prompt in prompts for s in seeds]
+                                  dataset=args.dataset, files=_files(args))
+               for prompt in prompts for s in seeds]
         daemon.nudge(ws)
         cost = sum(generations.get(conn, i).cost or 0 for i in ids)
         print(f"{len(ids)} generation(s) queued (ids {', '.join(map(str, ids))}), about "
@@ -94,7 +105,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     try:
         plan = generations.plan_sweep(conn, args.endpoint, lora_names=args.lora,
                                       scales=args.scale, prompts=args.prompt or [],
-                                      seeds=args.seed, extra=_extra(args), dataset=args.dataset)
+                                      seeds=args.seed, extra=_extra(args), dataset=args.dataset,
+                                      files=_files(args))
         prompts = len({c["prompt"] for c in plan.cells})
         print(f"sweep {plan.sweep_id}: {len(args.lora)} LoRA(s) x {len(args.scale)} scale(s) x "
               f"{prompts} prompt(s) x {len(args.seed)} seed(s) = {len(plan.cells)} "
@@ -225,6 +237,12 @@ def _follow(conn, job_id: int):
         time.sleep(0.25)
 
 
+def _image_args(p) -> None:
+    p.add_argument("--image", metavar="PATH", help="image-to-video: a local start image "
+                                                   "(uploaded to fal's storage by the daemon)")
+    p.add_argument("--end-image", metavar="PATH", help="image-to-video: a local end image")
+
+
 def add_parsers(sub) -> None:
     from .endpoints import ENDPOINTS
 
@@ -255,6 +273,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--negative", help="negative prompt")
     p.add_argument("--param", action="append", metavar="NAME=VALUE",
                    help="endpoint parameter, e.g. --param aspect_ratio=9:16")
+    _image_args(p)
     p.set_defaults(func=cmd_gen)
 
     p = sub.add_parser("generations", aliases=["gens"],
@@ -284,6 +303,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--endpoint", default=DEFAULT_ENDPOINT, choices=sorted(ENDPOINTS))
     p.add_argument("--negative")
     p.add_argument("--param", action="append", metavar="NAME=VALUE")
+    _image_args(p)
     p.add_argument("--budget", type=float, default=25.0, help="refuse above this ($, default 25)")
     p.add_argument("--yes", action="store_true", help="submit (default: show the plan)")
     p.set_defaults(func=cmd_sweep)

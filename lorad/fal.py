@@ -10,18 +10,25 @@ Retries are fal_client's (services.md §1.7): up to 10 tries on connection error
 never on a 504 with `X-Fal-Request-Timeout-Type`; waits min(0.1 * 2**(n-1), 30) × U(0.5, 1.5);
 Retry-After is not read; anything else is raised at once. Like fal_client, a submit whose answer was
 lost is sent again: fal has no idempotency key, so that request may run (and bill) twice.
+
+Uploads (services.md §1.8, the small-file path only): a storage token from fal's REST API (the key goes
+there as well, and nowhere but there and the queue), then the raw bytes to the CDN the token names,
+authorized by that token, never by the key. The token is cached until shortly before it expires.
 """
 
 from __future__ import annotations
 
 import logging
+import mimetypes
 import os
 import random
 import re
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +42,11 @@ QUEUE_URL = "https://queue.fal.run"
 KEY_ENV = "FAL_KEY"
 QUEUE_URL_ENV = "FAL_QUEUE_URL"  # a full base URL, e.g. a test double's http://127.0.0.1:port
 QUEUE_HOST_ENV, RUN_HOST_ENV = "FAL_QUEUE_RUN_HOST", "FAL_RUN_HOST"  # fal_client's host names (https)
+REST_URL, REST_URL_ENV = "https://rest.fal.ai", "FAL_REST_URL"  # storage tokens (a full base URL)
+CDN_URL = "https://v3.fal.media"  # where uploads go when the token answer names no base_url
+STORAGE_TYPE = "fal-cdn-v3"
+UPLOAD_LIMIT = 100 * 2**20  # larger files need fal's multipart upload, which lorad does not do
+TOKEN_MARGIN = 60.0  # s: fetch a new storage token this long before the cached one expires
 STATES = ("IN_QUEUE", "IN_PROGRESS", "COMPLETED")
 CANCEL_OUTCOMES = ("OK", "CANCELLATION_REQUESTED", "ALREADY_COMPLETED", "NOT_FOUND")
 APP_NAMESPACES = ("workflows", "comfy")
@@ -44,6 +56,8 @@ MAX_ATTEMPTS, BASE_DELAY, MAX_DELAY = 10, 0.1, 30.0
 EXTENSIONS = {"video/mp4": ".mp4", "video/webm": ".webm", "video/quicktime": ".mov", "image/png": ".png",
               "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_TOKEN = re.compile(r"^[!-~]+$")  # printable ASCII, no spaces: safe in a header
+_TOKEN_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
 log = logging.getLogger("lorad.fal")
 
@@ -134,6 +148,37 @@ def app_path(endpoint_id: str) -> str:
     return "/".join(parts[:3] if parts[0] in APP_NAMESPACES else parts[:2])
 
 
+def upload_name(path: Path) -> str:
+    """The file name sent in X-Fal-File-Name: the basename, cut down to characters safe in a header."""
+    path = Path(path)
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", path.stem).strip("._-")[:150] or "upload"
+    suffix = re.sub(r"[^A-Za-z0-9]+", "", path.suffix)[:10]
+    return f"{stem}.{suffix}" if suffix else stem
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    there = httpx.URL(url)
+    return there.scheme, there.host, there.port
+
+
+def _expiry(value: Any) -> float | None:
+    """Seconds since the epoch of an ISO datetime (UTC when it names no zone); None if unreadable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+@dataclass(frozen=True, repr=False)
+class _StorageToken:
+    header: str  # "<token_type> <token>"
+    cdn_url: str
+    expires: float | None  # epoch seconds; None: use once, do not cache
+
+
 def _check_endpoint(endpoint_id: str) -> str:
     parts = endpoint_id.strip("/").split("/")
     if len(parts) < 2 or not all(_SEGMENT.match(p) and ".." not in p for p in parts):
@@ -176,22 +221,29 @@ class Fal:
 
     The queue base URL is `queue_url`, else `base_url` (a test double serving everything), else
     $FAL_QUEUE_URL, else https://$FAL_QUEUE_RUN_HOST, else https://queue.$FAL_RUN_HOST, else
-    https://queue.fal.run.
+    https://queue.fal.run. The REST base URL (storage tokens for :meth:`upload`) is `rest_url`, else
+    $FAL_REST_URL, else the queue base URL when that came from `queue_url`, `base_url` or $FAL_QUEUE_URL
+    and is not https://queue.fal.run (one test double serves everything), else https://rest.fal.ai.
     """
 
-    def __init__(self, base_url: str | None = None, *, queue_url: str | None = None, timeout: float = 120.0,
-                 max_attempts: int = MAX_ATTEMPTS, sleep: Callable[[float], None] = time.sleep,
-                 transport: httpx.BaseTransport | None = None):
+    def __init__(self, base_url: str | None = None, *, queue_url: str | None = None,
+                 rest_url: str | None = None, timeout: float = 120.0, max_attempts: int = MAX_ATTEMPTS,
+                 sleep: Callable[[float], None] = time.sleep, transport: httpx.BaseTransport | None = None):
         key = env_secret(KEY_ENV)
         if key is None:
             raise FalAuthError(f"{KEY_ENV} is not set: create a key at https://fal.ai/dashboard/keys "
                                f"and export {KEY_ENV}")
         self._key = key
         env = os.environ.get
-        url = (queue_url or base_url or env(QUEUE_URL_ENV)
-               or (env(QUEUE_HOST_ENV) and f"https://{env(QUEUE_HOST_ENV)}")
+        full = queue_url or base_url or env(QUEUE_URL_ENV)  # a whole base URL, perhaps a double's
+        url = (full or (env(QUEUE_HOST_ENV) and f"https://{env(QUEUE_HOST_ENV)}")
                or (env(RUN_HOST_ENV) and f"https://queue.{env(RUN_HOST_ENV)}") or QUEUE_URL)
         self.queue_url = url.rstrip("/")
+        same = full and self.queue_url != QUEUE_URL
+        self.rest_url = (rest_url or env(REST_URL_ENV) or (self.queue_url if same else REST_URL)).rstrip("/")
+        self._tokens: set[str] = set()  # every storage token seen, scrubbed from messages like the key
+        self._token: _StorageToken | None = None
+        self._token_lock = threading.Lock()
         self.max_attempts = max(1, max_attempts)
         self._sleep = sleep
         self._random = random.Random()
@@ -341,18 +393,103 @@ class Fal:
             response.close()
         return target
 
+    def upload(self, path: Path) -> str:
+        """Put a local file (at most 100 MiB) on fal's CDN; its public URL, e.g. for `image_url`.
+
+        The content type comes from the file's suffix. The key goes only to the REST API for a storage
+        token (cached until shortly before it expires); the CDN gets that token, never the key."""
+        path = Path(path)
+        try:
+            size = path.stat().st_size
+            if not path.is_file():
+                raise FalError(f"cannot upload {path} to fal: not a regular file")
+        except OSError as exc:
+            raise FalError(f"cannot upload {path} to fal: {exc.strerror or exc.__class__.__name__}") from None
+        if size > UPLOAD_LIMIT:
+            raise FalError(f"cannot upload {path} to fal: it is {size} bytes, over the {UPLOAD_LIMIT}-byte "
+                           f"(100 MiB) limit of a single upload; lorad does not do fal's multipart upload")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            reason = exc.strerror or exc.__class__.__name__
+            raise FalError(f"cannot read {path} to upload it to fal: {reason}") from None
+        if len(data) > UPLOAD_LIMIT:  # grew since stat()
+            raise FalError(f"cannot upload {path} to fal: over the {UPLOAD_LIMIT}-byte (100 MiB) limit")
+        name = upload_name(path)
+        headers = {"Content-Type": mimetypes.guess_type(path.name)[0] or "application/octet-stream",
+                   "X-Fal-File-Name": name}
+        what = f"upload of {name}"
+        for fresh in (False, True):
+            token = self._storage_token(fresh)
+            response = self._send("POST", f"{token.cdn_url}/files/upload", what=what, content=data,
+                                  headers=headers, auth=False, token=token.header, accept=(401, 403))
+            if response.status_code not in (401, 403):
+                break
+            with self._token_lock:  # expired or revoked early: drop it, try once with a new one
+                if self._token is token:
+                    self._token = None
+        else:
+            raise FalError(f"fal's CDN refused a fresh storage token for the {what} (fal answered "
+                           f"{response.status_code}: {self._scrub(_detail(response))})")
+        url = self._json(response).get("access_url")
+        there = httpx.URL(url) if isinstance(url, str) else None
+        if there is None or there.scheme not in ("http", "https") or not there.host:
+            shown = self._scrub(str(url))[:100] if url is not None else "none"
+            raise FalError(f"fal stored {name} but answered no usable access_url ({shown})")
+        log.info("uploaded %s (%d bytes) to fal: %s", name, len(data), url)
+        return str(url)
+
+    def _storage_token(self, fresh: bool = False) -> _StorageToken:
+        """A CDN storage token: the cached one while it is good for TOKEN_MARGIN s more, else a new one."""
+        with self._token_lock:
+            cached = self._token
+            if not fresh and cached is not None and cached.expires is not None \
+                    and time.time() < cached.expires - TOKEN_MARGIN:
+                return cached
+            response = self._send("POST", f"{self.rest_url}/storage/auth/token", json={},
+                                  params={"storage_type": STORAGE_TYPE}, what="storage token request")
+            body = self._json(response)
+            token, kind = body.get("token"), body.get("token_type") or "Bearer"
+            if isinstance(token, str) and token:
+                self._tokens.add(token)
+            if not isinstance(token, str) or not _TOKEN.match(token):
+                raise FalError("fal answered the storage token request without a usable token")
+            if not isinstance(kind, str) or not _TOKEN_TYPE.match(kind):
+                raise FalError(f"fal answered the storage token request with an odd token_type "
+                               f"{self._scrub(str(kind))[:40]!r}")
+            cdn = body.get("base_url") or CDN_URL
+            there = httpx.URL(cdn) if isinstance(cdn, str) else None
+            if there is None or there.scheme not in ("http", "https") or not there.host:
+                raise FalError(f"fal answered the storage token request with an unusable base_url "
+                               f"{self._scrub(str(cdn))[:100]!r}")
+            if there.scheme == "http" and httpx.URL(self.rest_url).scheme == "https":
+                raise FalError(f"fal's storage token names a plain-http CDN ({there.host}); refusing to send "
+                               f"the token there unencrypted")
+            stored = _StorageToken(f"{kind} {token}", str(cdn).rstrip("/"), _expiry(body.get("expires_at")))
+            self._token = stored if stored.expires is not None else None
+            return stored
+
     # -- HTTP -----------------------------------------------------------------------------------
 
     def _send(self, method: str, url: str, *, what: str, json: Any = None, params: Any = None,
-              auth: bool = True, stream: bool = False, request_id: str | None = None,
+              content: bytes | None = None, headers: Mapping[str, str] | None = None, auth: bool = True,
+              token: str | None = None, stream: bool = False, request_id: str | None = None,
               accept: tuple[int, ...] = (), failed_is_final: bool = False) -> httpx.Response:
+        """`auth`: send the key (to the queue or REST origin only); else `token`, a whole Authorization
+        value (the CDN's storage token), or nothing. Redirects are followed only without either."""
+        if auth:
+            self._check_key_origin(url, what)
+        sent = dict(headers or {})
+        if auth or token is not None:
+            sent["Authorization"] = f"Key {self._key}" if auth else str(token)
         attempt = 0
         while True:
             attempt += 1
-            headers = {"Authorization": f"Key {self._key}"} if auth else {}
-            request = self._http.build_request(method, url, json=json, params=params, headers=headers)
+            request = self._http.build_request(method, url, json=json, params=params, content=content,
+                                               headers=sent)
             try:
-                response = self._http.send(request, stream=stream, follow_redirects=not auth)
+                response = self._http.send(request, stream=stream,
+                                           follow_redirects="Authorization" not in sent)
             except httpx.TransportError as exc:
                 name = exc.__class__.__name__
                 reason = self._scrub(f"{name}: {exc}" if str(exc) else name)
@@ -371,7 +508,7 @@ class Fal:
                                        f"({self._scrub(_detail(response))})")
                 self._wait(method, url, f"HTTP {response.status_code}", attempt)
                 continue
-            raise self._error(response, what, request_id, failed_is_final, auth)
+            raise self._error(response, what, request_id, failed_is_final, auth, token is not None)
 
     def _wait(self, method: str, url: str, reason: str, attempt: int) -> None:
         delay = min(MAX_DELAY, BASE_DELAY * 2 ** (attempt - 1)) * self._random.uniform(0.5, 1.5)
@@ -381,11 +518,13 @@ class Fal:
         self._sleep(delay)
 
     def _error(self, response: httpx.Response, what: str, request_id: str | None,
-               failed_is_final: bool, auth: bool) -> LoradError:
+               failed_is_final: bool, auth: bool, token: bool = False) -> LoradError:
         status = response.status_code
         detail = self._scrub(_detail(response))
         said = f"fal answered {status}: {detail}" if detail else f"fal answered {status}"
-        if status in (404, 410) and not auth:
+        if token and status in (401, 403):
+            return FalError(f"fal's CDN refused the storage token for the {what} ({said})")
+        if status in (404, 410) and not auth and not token:
             return FalGone(f"the fal output is gone: {what} ({said})")
         if status in (401, 403) and auth:
             extra = ", or may not use this endpoint" if status == 403 else ""
@@ -437,5 +576,15 @@ class Fal:
                                f"the queue at {self.queue_url}; refusing to send {KEY_ENV} there")
         return sub
 
+    def _check_key_origin(self, url: str, what: str) -> None:
+        """The key goes to fal's queue and REST API only."""
+        there = _origin(url)
+        if there not in (_origin(self.queue_url), _origin(self.rest_url)):
+            raise FalError(f"refusing to send {KEY_ENV} to {there[0]}://{there[1]} for the {what}: it goes "
+                           f"only to the queue at {self.queue_url} and the REST API at {self.rest_url}")
+
     def _scrub(self, text: str) -> str:
-        return text.replace(self._key, "[redacted]") if self._key else text
+        for secret in (self._key, *self._tokens):
+            if secret:
+                text = text.replace(secret, "[redacted]")
+        return text

@@ -21,6 +21,7 @@ from typing import Any
 
 from . import fal, generations, logs, media, outputcheck
 from .handlers import JobContext, PermanentError, is_transient, periodic, register
+from .ssh import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +139,52 @@ async def _submit(ctx: JobContext, client: fal.Fal, g: generations.Generation) -
         raise
 
 
+_UPLOAD_LOCKS: dict[tuple[int, str], asyncio.Lock] = {}
+_UPLOADED: dict[str, str] = {}  # sha256 -> URL, until a generation row records it
+
+
+def _known_upload(conn: sqlite3.Connection, digest: str) -> str | None:
+    """The fal storage URL of a file already uploaded for another generation (a sweep's start
+    image goes up once)."""
+    for (inputs,) in conn.execute("SELECT inputs FROM generations WHERE inputs LIKE ?",
+                                  (f"%{digest}%",)):
+        for item in json.loads(inputs).values():
+            if item.get("sha256") == digest and item.get("url"):
+                return item["url"]
+    return None
+
+
+async def _upload_inputs(ctx: JobContext, client: fal.Fal,
+                         g: generations.Generation) -> generations.Generation:
+    """Local files named in the parameters (`--image`) go to fal's storage first; the
+    parameters then hold their URLs, and `inputs` which file each was."""
+    local = {k: v[len(generations.LOCAL):] for k, v in g.params.items()
+             if isinstance(v, str) and v.startswith(generations.LOCAL)}
+    if not local:
+        return g
+    params, inputs = dict(g.params), dict(g.inputs)
+    for name, path in local.items():
+        if not Path(path).is_file():
+            raise PermanentError(f"{name}: {path} is not there any more; put it back, or "
+                                 "generate again with another --image")
+        ctx.progress(None, f"uploading {Path(path).name} to fal", force=True)
+        digest = await _call(sha256_file, Path(path))
+        key = (id(asyncio.get_running_loop()), digest)  # a lock belongs to one event loop
+        async with _UPLOAD_LOCKS.setdefault(key, asyncio.Lock()):  # a sweep's jobs at once
+            url = _known_upload(ctx.conn, digest) or _UPLOADED.get(digest)
+            if url is None:
+                url = _UPLOADED[digest] = await _call(client.upload, Path(path))
+        params[name] = url
+        inputs[name] = {"path": path, "sha256": digest, "url": url}
+    ctx.conn.execute("UPDATE generations SET params = ?, inputs = ?, updated_at = ? WHERE id = ?",
+                     (json.dumps(params, sort_keys=True), json.dumps(inputs), time.time(), g.id))
+    return generations.get(ctx.conn, g.id)
+
+
 async def _run(ctx: JobContext, client: fal.Fal, g: generations.Generation) -> dict[str, Any]:
     conn = ctx.conn
     if not g.request_id:
+        g = await _upload_inputs(ctx, client, g)
         if ctx.cancelled.is_set():
             set_status(conn, g.id, "cancelled", finished_at=time.time())
             raise asyncio.CancelledError

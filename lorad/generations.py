@@ -10,6 +10,7 @@ import sqlite3
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from . import endpoints, jobs, loras
@@ -47,6 +48,7 @@ class Generation:
     job_id: int | None = None
     created_at: float = 0.0
     dataset_id: int | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)  # param -> {path, sha256, url}
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Generation:
@@ -56,7 +58,7 @@ class Generation:
                    d["parent_id"], d["request_id"], json.loads(d["urls"] or "{}"),
                    d["output_path"], json.loads(d["checks"] or "{}"), d["inference_time"],
                    d["cost"], d["error"], d["prompt"], d["job_id"], d["created_at"],
-                   d["dataset_id"])
+                   d["dataset_id"], json.loads(d["inputs"] or "{}"))
 
 
 _SLOT = re.compile(r"\[([A-Za-z][\w ]*?)(\?)?\]")
@@ -109,6 +111,23 @@ def dataset_defaults(conn: sqlite3.Connection, name: str | None) -> DatasetDefau
                            list(d.settings.get("eval_prompts", [])), template)
 
 
+LOCAL = "file://"  # a parameter value naming a local file the job uploads before submitting
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def local_files(files: dict[str, str | Path] | None) -> dict[str, str]:
+    """`--image PATH` and the like: checked now, uploaded by the job, sent as fal URLs."""
+    out = {}
+    for name, path in (files or {}).items():
+        p = Path(path).expanduser().resolve()
+        if not p.is_file():
+            raise GenerationError(f"{path}: no such file")
+        if p.suffix.lower() not in IMAGE_SUFFIXES:
+            raise GenerationError(f"{path}: use a {'/'.join(IMAGE_SUFFIXES)} image")
+        out[name] = LOCAL + str(p)
+    return out
+
+
 def build_params(endpoint: endpoints.Endpoint, prompt: str, lora: loras.Lora | None,
                  scale: float, seed: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     params: dict[str, Any] = {"prompt": prompt, "seed": seed, **(extra or {})}
@@ -126,12 +145,15 @@ def build_params(endpoint: endpoints.Endpoint, prompt: str, lora: loras.Lora | N
 def create(conn: sqlite3.Connection, endpoint_id: str, prompt: str, *, lora: str | None = None,
            scale: float = 1.0, seed: int, extra: dict[str, Any] | None = None,
            sweep_id: str | None = None, parent_id: int | None = None,
-           submit: bool = True, dataset: str | None = None) -> int:
-    """A generation; with `dataset`, its default negative prompt applies unless given."""
+           submit: bool = True, dataset: str | None = None,
+           files: dict[str, str | Path] | None = None) -> int:
+    """A generation; with `dataset`, its default negative prompt applies unless given.
+    `files` maps parameters to local images (image-to-video's `image_url`)."""
     endpoint = endpoints.get(endpoint_id)
     lo = loras.get(conn, lora) if lora else None
     defaults = dataset_defaults(conn, dataset)
-    params = build_params(endpoint, prompt, lo, scale, seed, defaults.apply(endpoint, extra))
+    extra = {**defaults.apply(endpoint, extra), **local_files(files)}
+    params = build_params(endpoint, prompt, lo, scale, seed, extra)
     now = time.time()
     cur = conn.execute(
         "INSERT INTO generations (parent_id, sweep_id, lora_id, checkpoint_id, endpoint, params,"
@@ -212,12 +234,13 @@ def retake(conn: sqlite3.Connection, gen_id: int, *, seed: int | None = None,
     now = time.time()
     cur = conn.execute(
         "INSERT INTO generations (parent_id, sweep_id, lora_id, checkpoint_id, endpoint, params,"
-        " scale, seed, status, prompt, cost, dataset_id, created_at, updated_at) VALUES"
-        " (?,?,?,?,?,?,?,?,'draft',?,?,?,?,?)",
+        " scale, seed, status, prompt, cost, dataset_id, inputs, created_at, updated_at)"
+        " VALUES (?,?,?,?,?,?,?,?,'draft',?,?,?,?,?,?)",
         (g.id, g.sweep_id, g.lora_id, g.checkpoint_id, g.endpoint, json.dumps(params,
                                                                            sort_keys=True),
          scale if scale is not None else g.scale, params["seed"], g.prompt,
-         endpoints.get(g.endpoint).price(params), g.dataset_id, now, now))
+         endpoints.get(g.endpoint).price(params), g.dataset_id, json.dumps(g.inputs), now,
+         now))
     queue(conn, cur.lastrowid)
     return cur.lastrowid
 
@@ -229,11 +252,13 @@ class SweepPlan:
     cells: list[dict[str, Any]]
     cost: float
     dataset: str | None = None
+    files: dict[str, str | Path] = field(default_factory=dict)
 
 
 def plan_sweep(conn: sqlite3.Connection, endpoint_id: str, *, lora_names: list[str],
                scales: list[float], prompts: list[str], seeds: list[int],
-               extra: dict[str, Any] | None = None, dataset: str | None = None) -> SweepPlan:
+               extra: dict[str, Any] | None = None, dataset: str | None = None,
+               files: dict[str, str | Path] | None = None) -> SweepPlan:
     """The grid, validated and priced; nothing is submitted. With `dataset`, no prompts means
     its eval prompts, and its negative prompt applies unless given."""
     endpoint = endpoints.get(endpoint_id)
@@ -242,14 +267,14 @@ def plan_sweep(conn: sqlite3.Connection, endpoint_id: str, *, lora_names: list[s
     if not prompts:
         raise GenerationError("no prompts: give --prompt, or add eval prompts to the dataset "
                               "(`lorad dataset rules NAME --eval-prompt ...`)")
-    extra = defaults.apply(endpoint, extra)
+    extra = {**defaults.apply(endpoint, extra), **local_files(files)}
     cells = []
     for name, scale, prompt, seed in itertools.product(lora_names, scales, prompts, seeds):
         params = build_params(endpoint, prompt, loras.get(conn, name), scale, seed, extra)
         cells.append({"lora": name, "scale": scale, "prompt": prompt, "seed": seed,
                       "cost": endpoint.price(params)})
     return SweepPlan(uuid.uuid4().hex[:10], endpoint_id, cells,
-                     round(sum(c["cost"] for c in cells), 6), dataset)
+                     round(sum(c["cost"] for c in cells), 6), dataset, dict(files or {}))
 
 
 def submit_sweep(conn: sqlite3.Connection, plan: SweepPlan, *, budget: float | None,
@@ -263,7 +288,8 @@ def submit_sweep(conn: sqlite3.Connection, plan: SweepPlan, *, budget: float | N
         for c in plan.cells:
             ids.append(create(conn, plan.endpoint_id, c["prompt"], lora=c["lora"],
                               scale=c["scale"], seed=c["seed"], extra=extra,
-                              sweep_id=plan.sweep_id, dataset=plan.dataset))
+                              sweep_id=plan.sweep_id, dataset=plan.dataset,
+                              files=plan.files))
     return ids
 
 

@@ -10,12 +10,15 @@ import subprocess
 
 import httpx
 import pytest
-from fal_double import FLUX, WAN21_I2V, WAN22_I2V, WAN22_T2V, Latency, fal_double
+from fal_double import FLUX, WAN21_I2V, WAN22_I2V, WAN22_T2V, Latency, fal_double, media
 
 from lorad import handlers
 from lorad.errors import LoradError
 from lorad.fal import (
+    CDN_URL,
     QUEUE_URL,
+    REST_URL,
+    UPLOAD_LIMIT,
     Fal,
     FalAuthError,
     FalDownloadError,
@@ -28,6 +31,7 @@ from lorad.fal import (
     app_path,
     safe_name,
     should_retry,
+    upload_name,
 )
 
 KEY = "fal_SECRET_9c1e:77b2a4f0d3e5c6b8"
@@ -39,7 +43,7 @@ WAN = {"prompt": "a corgi surfing", "num_frames": 17, "resolution": "480p", "see
 @pytest.fixture
 def fal(monkeypatch):
     monkeypatch.setenv("FAL_KEY", KEY)
-    for name in ("FAL_QUEUE_URL", "FAL_QUEUE_RUN_HOST", "FAL_RUN_HOST"):
+    for name in ("FAL_QUEUE_URL", "FAL_QUEUE_RUN_HOST", "FAL_RUN_HOST", "FAL_REST_URL"):
         monkeypatch.delenv(name, raising=False)
     with fal_double(key=KEY, latency=Latency(queue_polls=1, run_polls=1)) as double:
         yield double
@@ -511,3 +515,208 @@ def test_the_key_never_shows(fal, client, caplog):
     assert "[redacted]" in str(errors[0]) and "[redacted]" in str(errors[1])
     assert KEY not in repr(client) and KEY not in caplog.text and "retrying" in caplog.text
     assert isinstance(errors[2], LoradError) and handlers.is_transient(errors[2])
+
+
+# -- uploads -----------------------------------------------------------------------------------------------
+
+TOKEN_PATH = "/storage/auth/token?storage_type=fal-cdn-v3"
+
+
+@pytest.fixture
+def png(tmp_path):
+    path = tmp_path / "start image.png"
+    path.write_bytes(media()["image"])
+    return path
+
+
+def test_upload_a_start_image(fal, client, png, tmp_path):
+    url = client.upload(png)
+    assert url.startswith(f"{fal.url}/files/") and url.endswith("_start_image.png")
+    served = httpx.get(url)
+    assert served.content == png.read_bytes() and served.headers["content-type"] == "image/png"
+    assert client.download(url, tmp_path / "back", max_bytes=10**6).read_bytes() == png.read_bytes()
+
+    token_call, upload_call = fal.requests[:2]
+    assert (token_call.method, token_call.path, token_call.body) == ("POST", TOKEN_PATH, {})
+    assert token_call.authorized and token_call.status == 200
+    assert (upload_call.method, upload_call.path, upload_call.status) == ("POST", "/files/upload", 200)
+    assert upload_call.body == png.read_bytes() and not upload_call.authorized
+    (token,) = fal.tokens
+    assert upload_call.headers["authorization"] == f"Bearer {token}"
+    assert upload_call.headers["content-type"] == "image/png"
+    assert upload_call.headers["x-fal-file-name"] == "start_image.png"
+    assert KEY not in json.dumps(upload_call.headers) and fal.uploads == [url.rsplit("/", 1)[1]]
+
+
+def test_the_storage_token_is_cached(fal, client, png, tmp_path):
+    other = tmp_path / "clip.bin"
+    other.write_bytes(b"\x00\x01 not an image")
+    first, second = client.upload(png), client.upload(other)
+    assert first != second and len(fal.uploads) == 2
+    assert len(fal.calls("POST", "/storage/auth/token")) == 1
+    bearers = {r.headers["authorization"] for r in fal.calls("POST", "/files/upload")}
+    assert len(bearers) == 1 and fal.calls("POST", "/files/upload")[1].headers["content-type"] == \
+        "application/octet-stream"
+    assert httpx.get(second).content == other.read_bytes()
+
+    fal.token_ttl = 30  # expires within the client's margin: fetched anew for each upload
+    with Fal(fal.url) as c:
+        c.upload(png)
+        c.upload(png)
+    assert len(fal.calls("POST", "/storage/auth/token")) == 3
+
+
+def test_a_revoked_token_is_replaced_once(fal, client, png):
+    client.upload(png)
+    fal.tokens.clear()
+    assert client.upload(png).startswith(fal.url)
+    assert statuses(fal, "POST", "/files/upload") == [200, 401, 200]
+    assert len(fal.calls("POST", "/storage/auth/token")) == 2
+    fal.fail_next(401, 2, match="POST /files/upload")
+    with pytest.raises(FalError, match="fal's CDN refused a fresh storage token for the upload of "
+                                       "start_image.png .fal answered 401"):
+        client.upload(png)
+    assert len(fal.uploads) == 2
+
+
+def test_upload_retries(fal, client, png, sleeps):
+    fal.fail_next(429, 2, match="/storage/auth/token")
+    fal.fail_next(503, 1, match="POST /files/upload")  # nginx: the ingress
+    fal.drop_next(1, match="POST /files/upload")
+    url = client.upload(png)
+    assert statuses(fal, "POST", "/storage/auth/token") == [429, 429, 200]
+    assert statuses(fal, "POST", "/files/upload") == [0, 503, 200] and len(sleeps) == 4
+    assert httpx.get(url).content == png.read_bytes() and len(fal.uploads) == 1
+    fal.fail_next(503, 1, ingress=False, match="POST /files/upload")  # a server's own 503: not retried
+    with pytest.raises(FalTransient, match="fal failed on upload of start_image.png"):
+        client.upload(png)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_key_fails_before_any_upload(fal, monkeypatch, png, status):
+    if status == 401:
+        monkeypatch.setenv("FAL_KEY", "fal_WRONG_0000:1111")
+    else:
+        fal.fail_next(403, match="/storage/auth/token")
+    with Fal(fal.url) as c, pytest.raises(FalAuthError, match=f"FAL_KEY is missing or invalid.*{status}"):
+        c.upload(png)
+    assert [r.path for r in fal.requests] == [TOKEN_PATH] and fal.uploads == []
+
+
+def test_too_big_or_missing_files_are_refused_before_any_request(fal, client, tmp_path):
+    big = tmp_path / "huge.png"
+    with big.open("wb") as f:
+        f.truncate(101 * 2**20)  # sparse
+    with pytest.raises(FalError, match=rf"huge.png to fal: it is {101 * 2**20} bytes, over the "
+                                       rf"{UPLOAD_LIMIT}-byte \(100 MiB\) limit"):
+        client.upload(big)
+    with pytest.raises(FalError, match="No such file"):
+        client.upload(tmp_path / "nope.png")
+    with pytest.raises(FalError, match="not a regular file"):
+        client.upload(tmp_path)
+    assert fal.requests == []
+
+
+def test_odd_storage_answers(fal, client, png):
+    fal.fail_next(200, match="/storage/auth/token", body={"token": "", "token_type": "Bearer"})
+    with pytest.raises(FalError, match="without a usable token"):
+        client.upload(png)
+    fal.fail_next(200, match="/storage/auth/token", body={"token": "tok_0123456789abcdef",
+                                                              "base_url": "ftp://x.test"})
+    with pytest.raises(FalError, match="unusable base_url 'ftp://x.test'"):
+        client.upload(png)
+    fal.fail_next(200, match="/storage/auth/token", body="<html>portal</html>")
+    with pytest.raises(FalTransient, match="not a JSON object"):
+        client.upload(png)
+    fal.fail_next(200, match="POST /files/upload", body={"access_url": "file:///etc/passwd"})
+    with pytest.raises(FalError, match="no usable access_url .file:///etc/passwd"):
+        client.upload(png)
+    assert fal.uploads == []
+
+
+def test_uploads_against_fal_itself(monkeypatch, png, sleeps):
+    """Real hosts (mocked): the key goes to the REST API, the token to the CDN, each only there."""
+    monkeypatch.setenv("FAL_KEY", KEY)
+    for name in ("FAL_QUEUE_URL", "FAL_QUEUE_RUN_HOST", "FAL_RUN_HOST", "FAL_REST_URL"):
+        monkeypatch.delenv(name, raising=False)
+    seen, cdn = [], {}
+
+    def answer(request):
+        seen.append(request)
+        if request.url.path == "/storage/auth/token":
+            return httpx.Response(200, json={"token": "tok_SECRET_51f2", "token_type": "Bearer",
+                                             "expires_at": "2999-01-01T00:00:00Z", **cdn})
+        return httpx.Response(200, json={"access_url": "https://v3.fal.media/files/zebra/x_start.png"})
+
+    with Fal(transport=httpx.MockTransport(answer), sleep=sleeps.append) as c:
+        assert (c.queue_url, c.rest_url) == (QUEUE_URL, REST_URL)
+        assert c.upload(png) == "https://v3.fal.media/files/zebra/x_start.png"
+        token_request, upload_request = seen
+        assert str(token_request.url) == f"{REST_URL}/storage/auth/token?storage_type=fal-cdn-v3"
+        assert token_request.headers["authorization"] == f"Key {KEY}" and token_request.content == b"{}"
+        assert str(upload_request.url) == f"{CDN_URL}/files/upload"
+        assert upload_request.headers["authorization"] == "Bearer tok_SECRET_51f2"
+        assert upload_request.content == png.read_bytes()
+
+    cdn["base_url"] = "http://cdn.test"  # plain http, though the key went over https
+    with Fal(transport=httpx.MockTransport(answer)) as c, pytest.raises(FalError, match="plain-http CDN"):
+        c.upload(png)
+    assert not any(r.url.host == "cdn.test" for r in seen)
+
+
+def test_rest_url_sources(fal, monkeypatch):
+    def rest(*args, **kw):
+        with Fal(*args, **kw) as c:
+            return c.rest_url
+
+    assert rest() == REST_URL == "https://rest.fal.ai"
+    assert rest(queue_url=QUEUE_URL + "/") == REST_URL
+    assert rest(fal.url) == rest(queue_url=fal.url + "/") == fal.url  # one double serves everything
+    monkeypatch.setenv("FAL_RUN_HOST", "fal.example")  # fal_client's host names: its REST host too
+    assert rest() == REST_URL
+    monkeypatch.setenv("FAL_QUEUE_URL", fal.url)
+    assert rest() == fal.url
+    monkeypatch.setenv("FAL_REST_URL", "http://rest.test/")
+    assert rest() == rest(fal.url) == "http://rest.test"
+    assert rest(fal.url, rest_url="http://r2.test") == "http://r2.test"
+    with Fal(fal.url, rest_url="http://r2.test") as c:  # the key goes to those two origins only
+        with pytest.raises(FalError, match="refusing to send FAL_KEY to http://evil.test for the probe"):
+            c._send("GET", "http://evil.test/x", what="probe")
+    assert not any(r.auth_sent for r in fal.requests)
+
+
+def test_the_key_and_token_never_show(fal, client, png, caplog):
+    caplog.set_level(logging.DEBUG)
+    client.upload(png)
+    (token,) = fal.tokens
+    errors = []
+    for status, n, error in [(500, 1, FalTransient), (429, 10, FalTransient), (401, 2, FalError),
+                             (400, 1, FalError)]:
+        fal.fail_next(status, n, match="POST /files/upload", body={"detail": f"token {token} key {KEY}"})
+        with pytest.raises(error, match=f"fal answered {status}") as info:
+            client.upload(png)
+        errors.append(info.value)
+    fal.drop_next(10, match="POST /files/upload")
+    with pytest.raises(FalTransient, match="fal unreachable for upload") as info:
+        client.upload(png)
+    errors.append(info.value)
+    fal.fail_next(400, match="/storage/auth/token", body={"detail": f"no {KEY}"})
+    with Fal(fal.url) as fresh, pytest.raises(FalError, match="fal refused storage token request") as info:
+        fresh.upload(png)
+    errors.append(info.value)
+    assert len(errors) == 6
+    for exc in errors:
+        assert "[redacted]" in str(exc) or isinstance(exc, FalTransient) and "unreachable" in str(exc)
+        for secret in (KEY, *fal.tokens):
+            assert secret not in str(exc) and secret not in repr(exc.args)
+            assert exc.__cause__ is None or secret not in repr(exc.__cause__)
+    assert "retrying" in caplog.text and "uploaded start_image.png" in caplog.text
+    for secret in [KEY, *fal.tokens]:
+        assert secret not in caplog.text and secret not in repr(client)
+
+
+def test_upload_name():
+    assert upload_name("/x/start image.png") == "start_image.png"
+    assert upload_name("日本.PNG") == "upload.PNG"
+    assert upload_name("../.hidden") == "hidden"
+    assert upload_name("a\r\nX-Evil: 1.tar.gz") == "a_X-Evil_1.tar.gz"

@@ -339,3 +339,45 @@ def test_retrying_a_failed_generation_collects_its_request(ws, conn, fal, truck,
     run_jobs(ws)
     assert generations.get(conn, gen_id).status == "completed"
     assert fal.submits[WAN22] == 1
+
+
+def test_image_to_video_uploads_the_local_start_image_once(ws, conn, fal, truck, tmp_path):
+    from fal_double import media
+
+    start = tmp_path / "start frame.png"
+    start.write_bytes(media()["image"])
+    i2v = "fal-ai/wan/v2.2-a14b/image-to-video/lora"
+    plan = generations.plan_sweep(conn, i2v, lora_names=["truck-e8"], scales=[0.6, 1.0],
+                                  prompts=["TRK, parked"], seeds=[1],
+                                  extra={"num_frames": 17}, files={"image_url": start})
+    ids = generations.submit_sweep(conn, plan, budget=None, extra={"num_frames": 17})
+    run_jobs(ws)
+    gens = [generations.get(conn, i) for i in ids]
+    assert {g.status for g in gens} == {"completed"}
+    assert len(fal.uploads) == 1  # the same file goes up once for the whole sweep
+    url = gens[0].params["image_url"]
+    assert all(g.params["image_url"] == url for g in gens) and url.startswith(fal.url)
+    assert {r.body["image_url"] for r in fal.calls("POST", i2v)} == {url}
+    assert gens[1].inputs["image_url"]["path"] == str(start)
+    assert len(gens[1].inputs["image_url"]["sha256"]) == 64
+    import httpx
+
+    assert httpx.get(url).content == start.read_bytes()
+
+
+def test_a_start_image_gone_before_upload_fails_that_generation_clearly(ws, conn, fal, truck,
+                                                                       tmp_path):
+    from fal_double import media
+
+    start = tmp_path / "start.png"
+    start.write_bytes(media()["image"])
+    gen_id = gen(conn, endpoint="fal-ai/wan/v2.2-a14b/image-to-video/lora",
+                 files={"image_url": start})
+    start.unlink()
+    run_jobs(ws)
+    g = generations.get(conn, gen_id)
+    assert g.status == "failed" and "is not there any more" in g.error
+    assert fal.submits == {} and fal.uploads == []
+    with pytest.raises(generations.GenerationError, match="no such file"):
+        gen(conn, endpoint="fal-ai/wan/v2.2-a14b/image-to-video/lora",
+            files={"image_url": start})

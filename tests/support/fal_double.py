@@ -16,15 +16,23 @@ Queue (needs `Authorization: Key <key>`, else 401):
                                          Before COMPLETED: 400 (UNVERIFIED what fal does).
   PUT  …/requests/{id}/cancel            202 CANCELLATION_REQUESTED; 400 ALREADY_COMPLETED; 404 NOT_FOUND.
   "…" is owner/app, or the full endpoint id (fal's per-model OpenAPI lists that form too).
-Files (no auth, like fal's CDN): GET /files/{name}: real tiny mp4s made with ffmpeg (a moving test
-pattern and a static single colour) and a png for flux-lora.
+  POST /storage/auth/token?storage_type=fal-cdn-v3
+                                         body {}: 200 {"token", "token_type": "Bearer", "base_url": the
+                                         double's URL, "expires_at": ISO datetime `token_ttl` s ahead}.
+Files (no key, like fal's CDN): GET /files/{name}: real tiny mp4s made with ffmpeg (a moving test
+pattern and a static single colour), a png for flux-lora, and whatever was uploaded.
+  POST /files/upload                     raw bytes; needs `Authorization: Bearer <a token issued above>`
+                                         (else 401) and X-Fal-File-Name (else 400); stores them with their
+                                         Content-Type under a fresh name: 200 {"access_url": …/files/{name}}.
 
 A request answers IN_QUEUE for `queue_polls` status polls and `queue_seconds`, then IN_PROGRESS for
 `run_polls` polls and `run_seconds`, then COMPLETED. :meth:`plan_next` shapes the next submission's
 outcome (error, output kind, content type, file name, chunked serving). Faults: :meth:`fail_next`
 (429 plain, 502/503/504 from the nginx ingress or from a runner, any status), :meth:`drop_next`
 (close the connection without an answer, optionally after handling the request). `requests` logs
-every request; `submits` counts accepted submissions per endpoint.
+every request (with its headers; an upload's body as bytes); `submits` counts accepted submissions per
+endpoint, `uploads` lists the names uploaded files are served under, `tokens` holds the storage tokens
+the CDN accepts (clear it to revoke them).
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ import contextlib
 import functools
 import itertools
 import json
+import re
+import secrets
 import subprocess
 import tempfile
 import threading
@@ -41,6 +51,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -228,6 +239,7 @@ class Recorded:
     authorized: bool
     auth_sent: bool  # any Authorization header at all
     status: int = 0  # 0: connection dropped
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -249,6 +261,9 @@ class FalDouble:
         self.submits: collections.Counter[str] = collections.Counter()
         self.jobs: dict[str, FakeRequest] = {}
         self.files: dict[str, tuple[bytes, str, bool]] = {}  # name -> (data, content type, chunked)
+        self.tokens: set[str] = set()  # storage tokens the CDN accepts
+        self.token_ttl = 3600.0  # s from issue to a token's expires_at
+        self.uploads: list[str] = []  # file names of accepted uploads, in order
         self.lock = threading.RLock()
         self._plans: list[Plan] = []
         self._faults: list[_Fault] = []
@@ -292,6 +307,31 @@ class FalDouble:
     def calls(self, method: str | None = None, contains: str = "") -> list[Recorded]:
         with self.lock:
             return [r for r in self.requests if (method is None or r.method == method) and contains in r.path]
+
+    # -- storage ------------------------------------------------------------------------------------------
+
+    def _storage_token(self, query: dict[str, list[str]]) -> tuple[int, Any]:
+        kind = (query.get("storage_type") or [""])[0]
+        if kind != "fal-cdn-v3":
+            return 400, {"detail": f"Unsupported storage type {kind!r}"}
+        token = secrets.token_urlsafe(24)
+        self.tokens.add(token)
+        expires = datetime.now(UTC) + timedelta(seconds=self.token_ttl)
+        return 200, {"token": token, "token_type": "Bearer", "base_url": self.url_base,
+                     "expires_at": expires.isoformat()}
+
+    def _upload(self, headers: dict[str, str], data: bytes) -> tuple[int, Any]:
+        """POST /files/upload: `headers` with lower-case names."""
+        auth = headers.get("authorization", "")
+        if not auth.startswith("Bearer ") or auth.removeprefix("Bearer ") not in self.tokens:
+            return 401, {"detail": "Invalid or expired token"}
+        name = headers.get("x-fal-file-name", "")
+        if not name:
+            return 400, {"detail": "Missing X-Fal-File-Name header"}
+        stored = f"{uuid.uuid4().hex[:12]}_{re.sub(r'[^A-Za-z0-9._-]+', '_', name)[:100]}"
+        self.files[stored] = (data, headers.get("content-type") or "application/octet-stream", False)
+        self.uploads.append(stored)
+        return 200, {"access_url": f"{self.url_base}/files/{stored}"}
 
     # -- queue --------------------------------------------------------------------------------------------
 
@@ -409,6 +449,9 @@ class FalDouble:
     def route(self, method: str, target: str, body: Any) -> tuple[int, Any, dict[str, str]]:
         split = urlsplit(target)
         parts = [p for p in split.path.split("/") if p]
+        if method == "POST" and parts == ["storage", "auth", "token"]:
+            status, payload = self._storage_token(parse_qs(split.query))
+            return status, payload, {}
         if method == "POST":
             status, payload = self._submit("/".join(parts), body)
             return status, payload, {}
@@ -446,38 +489,44 @@ def _handler(double: FalDouble) -> type[BaseHTTPRequestHandler]:
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
+            uploading = self.command == "POST" and urlsplit(self.path).path == "/files/upload"
             try:
-                body = json.loads(raw) if raw else None
+                body = raw if uploading else json.loads(raw) if raw else None
             except ValueError:
                 body = raw.decode("utf-8", "replace")
             authorized = self.headers.get("Authorization") == f"Key {double.key}"
+            headers = {name.lower(): value for name, value in self.headers.items()}
             record = Recorded(time.monotonic(), self.command, self.path, body, authorized,
-                              "Authorization" in self.headers)
+                              "Authorization" in self.headers, headers=headers)
             what = f"{self.command} {self.path}"
             with double.lock:
                 double.requests.append(record)
                 drop = next((d for d in double._drops if d[1] is None or d[1] in what), None)
                 if drop is not None:
                     double._drops.remove(drop)
-                    if drop[0] and authorized:
+                    if drop[0] and uploading:
+                        double._upload(headers, raw)
+                    elif drop[0] and authorized:
                         double.route(self.command, self.path, body)
                     self.close_connection = True
                     return
                 fault = next((f for f in double._faults if f.match is None or f.match in what), None)
                 if fault is not None:
                     double._faults.remove(fault)
-                    status, payload, headers = double.fault(fault)
+                    status, payload, answer = double.fault(fault)
+                elif uploading:
+                    (status, payload), answer = double._upload(headers, raw), {}
                 elif self.path.startswith("/files/"):
                     record.status = self._file(self.path.removeprefix("/files/").split("?")[0])
                     return
                 elif not self.headers.get("Authorization", "").startswith("Key "):
-                    status, payload, headers = 401, {"detail": "Missing authorization header"}, {}
+                    status, payload, answer = 401, {"detail": "Missing authorization header"}, {}
                 elif not authorized:
-                    status, payload, headers = 401, {"detail": "Invalid API key"}, {}
+                    status, payload, answer = 401, {"detail": "Invalid API key"}, {}
                 else:
-                    status, payload, headers = double.route(self.command, self.path, body)
+                    status, payload, answer = double.route(self.command, self.path, body)
                 record.status = status
-            self._send(status, payload, headers)
+            self._send(status, payload, answer)
 
         def _file(self, name: str) -> int:
             entry = double.files.get(name)
