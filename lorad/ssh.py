@@ -236,6 +236,8 @@ class Shell:
                 if r not in remote_hashes or remote_hashes[r] != local_hashes[str(p)]]
         if not todo:
             return 0
+        dirs = sorted({posixpath_dirname(r) for _p, r in todo})
+        self.run("mkdir -p -- " + " ".join(shlex.quote(d) for d in dirs))  # either way in
         # hash the new files while they travel: the checksum costs no extra wall time
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             pending = pool.submit(lambda: {str(p): sha256_file(p) for p, _r in todo
@@ -282,8 +284,6 @@ class Shell:
             known = Path(tmp) / "known_hosts"
             host = ep.host if ep.port == 22 else f"[{ep.host}]:{ep.port}"
             known.write_text(f"{host} {self.host_key}\n")
-            dirs = sorted({posixpath_dirname(r) for _p, r in files})
-            self.run("mkdir -p -- " + " ".join(shlex.quote(d) for d in dirs))
             quoted = " ".join(shlex.quote(r + ".part") for _p, r in files)
             _c, out, _e = self.run(f"for f in {quoted}; do [ -f \"$f\" ] && echo \"$f\"; done; "
                                    "true", check=False)

@@ -309,3 +309,20 @@ def test_upload_tree_resumes_skips_and_verifies_with_openssh(server, tmp_path):
                 hashlib.sha256(blob).digest()
         assert not list((server.root / "tree").glob("*.part"))
         assert shell.upload_tree(pairs) == 0  # identical files are not sent again
+
+
+def test_upload_tree_without_the_sftp_binary_makes_the_folders_too(server, tmp_path,
+                                                                   monkeypatch):
+    """The paramiko fallback (no local `sftp`) used to fail on a folder the pod lacked."""
+    import shutil
+
+    from lorad.ssh import Endpoint, Shell
+
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "sftp"
+                        else real_which(name, *a, **k))
+    (tmp_path / "clip.mp4").write_bytes(b"x" * 5000)
+    remote = server.root / "new" / "deeper" / "clip.mp4"
+    with Shell(Endpoint(server.host, server.port, server.user, str(server.key_file))) as shell:
+        assert shell.upload_tree([(tmp_path / "clip.mp4", str(remote))]) == 1
+    assert remote.read_bytes() == b"x" * 5000
