@@ -137,6 +137,7 @@ class LogParser:
     def __init__(self, offset: int = 0) -> None:
         self.offset = offset
         self._pending = b""
+        self._shown_tail = b""
 
     def feed(self, data: bytes) -> list:
         buf = self._pending + data
@@ -149,6 +150,15 @@ class LogParser:
                 events.extend(events_in(line))
         self.offset += start  # the unfinished tail is read again after a reconnect
         self._pending = buf[start:]
+        # tqdm ends a bar only when it draws the next one, a whole step later: a tail that is
+        # already a complete bar is reported now (its step's loss is stored again, same value,
+        # when the line ends)
+        tail = self._pending
+        if tail and tail != self._shown_tail and tail.rstrip().endswith(b"]"):
+            self._shown_tail = tail
+            event = _event(tail.decode("utf-8", errors="replace"))
+            if isinstance(event, Progress):
+                events.append(event)
         return events
 
 
