@@ -30,8 +30,9 @@ encrypted and decrypted here, and the pod-side checksums run here too.
    time the line carrying that step's final loss was written. It is split into the wait for the line's
    end (tqdm ends a bar line only when it draws the next one) and lorad's part (poll, SSH read, parse,
    SQLite). A trigger in the temp workspace's database also keeps every insert, to time when a step
-   first appears at all. `--tail` adds a second run with a parser that also takes a finished-looking bar
-   at the end of the data (not what lorad does), to show what that wait costs.
+   first appears at all; a step's latency counts from its final line's writing to the first insert
+   carrying that final value. The baseline, run the same way in the same run, is the parser as it was
+   before it reported a finished bar at once (`LineEndParser`: each bar waits for the next to end it).
 """
 
 from __future__ import annotations
@@ -316,31 +317,11 @@ def upload_table(times: dict[str, list[float]], mb: int, files: int, repeat: int
 
 # ---- 2. progress latency --------------------------------------------------------------------------
 
-class TailParser(trainlog.LogParser):
-    """lorad's parser, plus: a finished-looking bar at the end of the data (a complete meter ending
-    in `]`) is reported at once instead of when the next bar ends it; it is not reported again when
-    it ends (so `loss_points.at` keeps the first time). Offsets are unchanged."""
+class LineEndParser(trainlog.LogParser):
+    """The baseline: lorad's parser as it was, reporting a bar only once tqdm ends its line (when
+    it draws the next bar, a step later)."""
 
-    def __init__(self, offset: int = 0) -> None:
-        super().__init__(offset)
-        self._early = b""
-
-    def feed(self, data: bytes) -> list:
-        head = self._pending + data
-        events = super().feed(data)
-        if self._early:
-            end = re.search(rb"[\r\n]", head)
-            if end and head[:end.start()] == self._early:  # the early bar just ended
-                events = events[len(trainlog.events_in(self._early.decode("utf-8", errors="replace"))):]
-                self._early = b""
-        tail = self._pending
-        if tail and tail != self._early and tail.rstrip().endswith(b"]"):
-            early = [e for e in trainlog.events_in(tail.decode("utf-8", errors="replace"))
-                     if isinstance(e, trainlog.Progress)]
-            if early:
-                events += early
-                self._early = tail
-        return events
+    report_finished_tail = False
 
 
 @dataclass
@@ -443,7 +424,7 @@ def measure_latency(server: SshServer, work: Path, steps: int, step_seconds: flo
     server.configure_double(mode="slow", step_seconds=step_seconds)
     original = trainlog.LogParser
     if tail:
-        trainlog.LogParser = TailParser  # lorad.training builds its parser as trainlog.LogParser(...)
+        trainlog.LogParser = LineEndParser  # lorad.training builds it as trainlog.LogParser(...)
     start = time.perf_counter()
     try:
         run_jobs(ws, timeout=120 + 3 * steps * step_seconds)
@@ -453,11 +434,16 @@ def measure_latency(server: SshServer, work: Path, steps: int, step_seconds: flo
     wall = time.perf_counter() - start
     conn = ws.connect()
     run = runs.get_by_id(conn, run_id)
-    stored = dict(conn.execute("SELECT step, at FROM loss_points WHERE run_id = ?", (run_id,)).fetchall())
-    inserts: dict[int, list[float]] = {}
-    for step, at in conn.execute("SELECT step, at FROM bench_points WHERE run_id = ? ORDER BY rowid",
-                                 (run_id,)):
-        inserts.setdefault(step, []).append(at)
+    final_loss = dict(conn.execute("SELECT step, avr_loss FROM loss_points WHERE run_id = ?",
+                                   (run_id,)).fetchall())
+    inserts: dict[int, list[tuple[float, float | None]]] = {}
+    for step, loss, at in conn.execute("SELECT step, avr_loss, at FROM bench_points WHERE run_id = ?"
+                                       " ORDER BY rowid", (run_id,)):
+        inserts.setdefault(step, []).append((at, loss))
+    # when the step's final value was first stored (a finished bar may be stored before its line
+    # ends, and stored again when it does)
+    stored = {step: next(at for at, loss in inserts[step] if repr(loss) == repr(final_loss[step]))
+              for step in final_loss if step in inserts}
     conn.close()
     problems = []
     if run.state != "succeeded":
@@ -483,10 +469,10 @@ def measure_latency(server: SshServer, work: Path, steps: int, step_seconds: flo
         final.append(stored[step] - written(last))
         line_end.append(written(last + 1) - written(last))
         lorad_part.append(stored[step] - written(last + 1))
-        shown.append(inserts[step][0] - written(bars[0][0]))
+        shown.append(inserts[step][0][0] - written(bars[0][0]))
     if len(final) != steps:
         problems.append(f"latency measured for {len(final)} of {steps} steps")
-    label = "lorad as it is" if not tail else "with TailParser (not lorad)"
+    label = "lorad" if not tail else "baseline: bars read at their line's end"
     return Latency(label, tail, steps, step_seconds, poll, final, line_end, lorad_part, shown, wall, problems)
 
 
@@ -506,7 +492,7 @@ def latency_table(results: list[Latency]) -> list[str]:
              f"{first.poll_seconds:g} (lorad's default); one run each)"]
     for result in results:
         rows = [(f"{result.label}: point stored - its line written", result.final)]
-        if not result.tail:  # with TailParser a point is often stored before its line ends
+        if result.tail:  # the baseline waits for the line's end; lorad often stores before it
             rows += [("  = the line's end (the next bar) written - the line written", result.line_end),
                      ("  + lorad: the line's end written - point stored", result.lorad_part)]
         rows.append(("  step first stored (any loss) - its first line written", result.shown))
@@ -518,6 +504,11 @@ def latency_table(results: list[Latency]) -> list[str]:
             lines.append(f"{label:{width}}{statistics.median(values) if values else math.nan:8.3f}"
                          f"{pct(values, 95):8.3f}{max(values, default=math.nan):8.3f}{note}")
         lines.append(f"  (run wall time {result.wall:.1f} s, uploading and caching stages included)")
+    base = next((r for r in results if r.tail), None)
+    if base is not None and base.final and first.final:
+        median = statistics.median(first.final) / statistics.median(base.final)
+        lines.append(f"lorad / baseline: median {median:.2f}, "
+                     f"p95 {pct(first.final, 95) / pct(base.final, 95):.2f}")
     return lines
 
 
@@ -565,8 +556,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=200, help="training steps of the latency run (200)")
     parser.add_argument("--step-seconds", type=float, default=0.1, help="the double's step time (0.1)")
     parser.add_argument("--repeat", type=int, default=2, help="runs of each upload; best kept (2)")
-    parser.add_argument("--tail", action="store_true",
-                        help="a second latency run with a parser that takes an unended bar at once")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="skip the latency baseline run (the parser as it was)")
     parser.add_argument("--skip-upload", action="store_true", help="only measure the latency")
     parser.add_argument("--skip-latency", action="store_true", help="only measure the upload")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir and print its path")
@@ -590,8 +581,8 @@ def run(args: argparse.Namespace, work: Path) -> list[str]:
             lines += ["", *upload_table(uploads.times, args.mb, args.files, args.repeat)]
         if not args.skip_latency:
             results = []
-            for tail in (False, True) if args.tail else (False,):
-                print(f"timing progress latency ({'TailParser' if tail else 'lorad'}): a {args.steps}-step "
+            for tail in (False,) if args.no_baseline else (False, True):
+                print(f"timing progress latency ({'baseline' if tail else 'lorad'}): a {args.steps}-step "
                       f"run at {args.step_seconds:g} s/step", flush=True)
                 results.append(measure_latency(server, work / ("latency-tail" if tail else "latency"),
                                                args.steps, args.step_seconds, tail))

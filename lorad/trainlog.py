@@ -134,6 +134,8 @@ class LogParser:
     neither loses nor repeats an event. (A step's loss is stored under its step number, the
     last value winning, so the bar printing a step twice gives one point.)"""
 
+    report_finished_tail = True  # bench/training.py turns it off for its baseline
+
     def __init__(self, offset: int = 0) -> None:
         self.offset = offset
         self._pending = b""
@@ -154,7 +156,8 @@ class LogParser:
         # already a complete bar is reported now (its step's loss is stored again, same value,
         # when the line ends)
         tail = self._pending
-        if tail and tail != self._shown_tail and tail.rstrip().endswith(b"]"):
+        if self.report_finished_tail and tail and tail != self._shown_tail \
+                and tail.rstrip().endswith(b"]"):
             self._shown_tail = tail
             event = _event(tail.decode("utf-8", errors="replace"))
             if isinstance(event, Progress):
