@@ -128,6 +128,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
     from . import daemon
 
     ws = _ws(args)
+    ws.connect().close()  # bring the schema up to date before any screen reads it
     if not args.no_daemon:
         daemon.ensure_running(ws)
     from tui.app import LoradApp

@@ -135,3 +135,20 @@ async def test_a_read_landing_after_the_screen_closed_is_dropped(ws):
         data = screen.load(ws.connect())
     with app._context():
         screen._deliver(data)  # the widgets are gone: without the guard this raises NoMatches
+
+
+def test_lorad_tui_upgrades_an_older_database_before_the_screens_read_it(tmp_path,
+                                                                         monkeypatch):
+    """Screens open the store without migrating; `lorad tui` after an upgrade must migrate
+    first (seen by hand: a workspace from before migration 007 crashed the Generations screen)."""
+    from lorad import cli, store, workspace
+
+    shipped = store.migration_files()
+    monkeypatch.setattr(store, "migration_files", lambda: shipped[:-1])
+    ws = workspace.init(tmp_path / "old")  # a database one migration behind
+    monkeypatch.setattr(store, "migration_files", lambda: shipped)
+    seen = []
+    monkeypatch.setattr(LoradApp, "run", lambda self: seen.append(
+        store.schema_version(store.connect(ws.db_path, migrate=False))))
+    assert cli.main(["-w", str(ws.root), "tui", "--no-daemon"]) == 0
+    assert seen == [shipped[-1][0]]

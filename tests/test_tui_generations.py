@@ -108,3 +108,45 @@ def test_filter_words():
         assert matches(row, query), query
     for query in ("blue", "scale:0.8", "verdict:retake", "status:failed", "ckpt:000008"):
         assert not matches(row, query), query
+
+
+async def test_v_shows_the_sweep_as_a_lora_by_scale_grid(ws, conn, gens, tmp_path):
+    from fal_double import media
+
+    from tui.screens.sweep_grid import SweepGridScreen
+
+    loras.add(conn, "truck-v2", "https://hf.example/t2.safetensors", expert="high")
+    plan = generations.plan_sweep(conn, WAN22, lora_names=["truck-v1", "truck-v2"],
+                                  scales=[1.0, 0.6], prompts=["TRK, a", "TRK, b"], seeds=[5])
+    ids = generations.submit_sweep(conn, plan, budget=None)
+    video = tmp_path / "gen.mp4"
+    video.write_bytes(media()["motion"])
+    from lorad import media as media_mod
+
+    media_mod.filmstrip(video, video.with_suffix(".strip.jpg"))
+    conn.execute(f"UPDATE generations SET status = 'completed', output_path = ? WHERE id IN"
+                 f" ({','.join(map(str, ids))})", (str(video),))
+    ratings.rate(conn, ids[0], stars=5, verdict="approve")
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(170, 50)) as pilot:
+        screen = await open_gens(app, pilot)
+        table = screen.query_one(RowList)
+        await until(pilot, lambda: len(table.rows) == 11)
+        await pilot.press("v")  # on a generation outside any sweep: says what to do
+        await until(pilot, lambda: any("the grid shows a sweep" in str(n.message)
+                                       for n in app._notifications),
+                    message=f"hint {[str(n.message) for n in app._notifications]} "
+                            f"{table.current_key} {app.screen}")
+        await pilot.press("end", "v")
+        await until(pilot, lambda: isinstance(app.screen, SweepGridScreen), message="grid")
+        grid = app.screen
+        assert len(grid.pages) == 2 and grid.pages[grid.index].prompt == "TRK, b"
+        page = grid.pages[0]
+        assert page.loras == ["truck-v1", "truck-v2"] and page.scales == [0.6, 1.0]
+        assert len(grid.query(".grid-cell")) == 4 and len(grid.images) == 8
+        await pilot.press("]")
+        await until(pilot, lambda: grid.index == 0, message="next page")
+        labels = " ".join(str(s.render()) for s in grid.query(".grid-cell Static"))
+        assert "★★★★★ approve" in labels and "truck-v2 @ 0.6" in labels
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, GenerationsScreen), message="back")

@@ -19,6 +19,7 @@ from lorad import generations, player, ratings
 from ..widgets.filmstrip import Filmstrip, load_image
 from ..widgets.rowlist import Column, RowList
 from .base import StoreScreen
+from .sweep_grid import SweepGridScreen, pages_of
 
 COLUMNS = [Column("", 1), Column("id", 5, "right"), Column("sweep", 10), Column("lora", 16),
            Column("scale", 5, "right"), Column("seed", 10, "right"), Column("status", 10),
@@ -83,7 +84,8 @@ class GenerationsScreen(StoreScreen):
         "Test generations of your LoRAs, grouped by sweep. Rate with 1-5, a approve, n needs "
         "review, t toggles checklist tags; r retakes with a new seed (linked to the original). "
         "Automatic checks flag outputs with the wrong size, fps or frames and frozen videos "
-        "before you look. Mark several with m and press c to compare their filmstrips. f cycles "
+        "before you look. Mark several with m and press c to compare their filmstrips; v shows "
+        "the sweep as a grid (LoRA x scale) for one prompt and seed. f cycles "
         "quick filters; / filters by lora:, ckpt:, scale:, sweep:, status:, verdict: or words. "
         "Ratings are never overwritten; checkpoints are ranked from them (`lorad rate rank`)."
     )
@@ -97,6 +99,7 @@ class GenerationsScreen(StoreScreen):
         Binding("space", "play", "Play"),
         Binding("m", "mark", "Mark"),
         Binding("c", "compare", "Compare"),
+        Binding("v", "grid", "Sweep grid"),
         Binding("f", "cycle_filter", "Filter"),
         Binding("slash", "search", "Search"),
         Binding("x", "cancel", "Cancel request", show=False),
@@ -297,6 +300,25 @@ class GenerationsScreen(StoreScreen):
         images = [(x, load_image(filmstrip_of(x.gen)) if filmstrip_of(x.gen) else None)
                   for x in chosen]
         self.app.call_from_thread(self.app.push_screen, CompareScreen(images))
+
+    def action_grid(self) -> None:
+        x = self.current()
+        if x is None or not x.gen.sweep_id:
+            self.notify("the grid shows a sweep: move to a generation of one (`lorad sweep`)")
+            return
+        rows = [r for r in (self.data.rows if self.data else [])
+                if r.gen.sweep_id == x.gen.sweep_id]
+        self._grid(x, rows)
+
+    @work(thread=True, exclusive=True, group="gen-grid")
+    def _grid(self, x: GenRow, rows: list[GenRow]) -> None:
+        pages = pages_of(rows)
+        images = {r.gen.id: load_image(filmstrip_of(r.gen)) for r in rows
+                  if filmstrip_of(r.gen)}
+        start = next((i for i, p in enumerate(pages)
+                      if (p.prompt, p.seed) == ((x.gen.prompt or ""), x.gen.seed)), 0)
+        self.app.call_from_thread(self.app.push_screen,
+                                  SweepGridScreen(x.gen.sweep_id, pages, images, start))
 
     def action_cycle_filter(self) -> None:
         self.filter_index = (self.filter_index + 1) % len(self.FILTERS)
