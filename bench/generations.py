@@ -89,7 +89,8 @@ lease_seconds = 6
 @dataclass
 class Cpu:
     own: float  # utime + stime of the process, seconds
-    children: float  # cutime + cstime: waited-for children (ffprobe, ffmpeg)
+    children: float  # child processes: waited-for (cutime + cstime) and live ones (the media
+    # pool's workers, with the ffprobe/ffmpeg they ran)
     main: float  # utime + stime of the main thread (the event loop)
 
 
@@ -129,11 +130,34 @@ class Result:
 
 # ---- /proc readings ---------------------------------------------------------------------------
 
+def children_of(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def tree_cpu(pid: int) -> float:
+    """utime+stime+cutime+cstime of a live process and, recursively, its live children (the
+    media pool's workers live as long as the daemon, so their ffmpeg time is not yet in the
+    daemon's cutime)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    total = sum(int(x) for x in fields[11:15]) / TICK
+    return total + sum(tree_cpu(c) for c in children_of(pid))
+
+
 def proc_cpu(pid: int) -> Cpu:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     main = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
-    return Cpu((utime + stime) / TICK, (cutime + cstime) / TICK,
+    live = sum(tree_cpu(c) for c in children_of(pid))
+    return Cpu((utime + stime) / TICK, (cutime + cstime) / TICK + live,
                (int(main[11]) + int(main[12])) / TICK)
 
 
