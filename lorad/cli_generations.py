@@ -35,6 +35,17 @@ def _files(args) -> dict:
     return files
 
 
+def _warn_private(conn, names: list[str]) -> None:
+    import sys
+
+    from . import loras
+
+    for name in dict.fromkeys(names):
+        warning = loras.get(conn, name).warning
+        if warning:
+            print(f"lorad: warning: {warning}", file=sys.stderr)
+
+
 def cmd_lora(args: argparse.Namespace) -> int:
     from . import loras
 
@@ -88,6 +99,7 @@ def cmd_gen(args: argparse.Namespace) -> int:
                                   scale=args.scale, seed=s, extra=_extra(args),
                                   dataset=args.dataset, files=_files(args))
                for prompt in prompts for s in seeds]
+        _warn_private(conn, [args.lora] if args.lora else [])
         daemon.nudge(ws)
         cost = sum(generations.get(conn, i).cost or 0 for i in ids)
         print(f"{len(ids)} generation(s) queued (ids {', '.join(map(str, ids))}), about "
@@ -114,6 +126,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if not args.yes:
             print("add --yes to submit")
             return EXIT_OK
+        _warn_private(conn, args.lora)
         generations.submit_sweep(conn, plan, budget=args.budget, extra=_extra(args))
         daemon.nudge(ws)
         print("submitted; rate them in the Generations screen (4)")

@@ -27,11 +27,21 @@ class Lora:
     created_at: float
     files: dict[str, str] = field(default_factory=dict)
     dataset_version_id: int | None = None
+    private: bool = False  # in a private Hub repo: fal probably cannot download it
+
+    @property
+    def warning(self) -> str | None:
+        if self.private:
+            return (f"{self.name} is in a private Hub repo ({self.repo}); fal probably cannot "
+                    "download it (unverified). If its generations fail to load the LoRA, "
+                    "publish it to a public repo.")
+        return None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Lora:
         data = dict(row)
         data["files"] = json.loads(data["files"] or "{}")
+        data["private"] = bool(data.get("private"))
         return cls(**data)
 
 

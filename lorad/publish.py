@@ -309,7 +309,7 @@ def check_name(name: str) -> str:
 
 
 def record(conn: sqlite3.Connection, src: Source, published: Published, *, name: str,
-           convert: bool) -> loras.Lora:
+           convert: bool, private: bool = False) -> loras.Lora:
     """Put (or refresh) the LoRA in the registry; its URL is the file services should load."""
     native = f"{name}.safetensors"
     preferred = f"{name}{CONVERTED_SUFFIX}.safetensors" if convert else native
@@ -321,11 +321,13 @@ def record(conn: sqlite3.Connection, src: Source, published: Published, *, name:
                      (published.files[preferred], published.repo, json.dumps(weights),
                       src.trigger, src.base_model, src.expert, src.checkpoint_id,
                       src.dataset_version_id, existing["id"]))
-        return loras.get(conn, name)
-    return loras.add(conn, name, published.files[preferred], trigger=src.trigger,
-                     base_model=src.base_model, expert=src.expert, repo=published.repo,
-                     checkpoint_id=src.checkpoint_id, files=weights,
-                     dataset_version_id=src.dataset_version_id)
+    else:
+        loras.add(conn, name, published.files[preferred], trigger=src.trigger,
+                  base_model=src.base_model, expert=src.expert, repo=published.repo,
+                  checkpoint_id=src.checkpoint_id, files=weights,
+                  dataset_version_id=src.dataset_version_id)
+    conn.execute("UPDATE loras SET private = ? WHERE name = ?", (int(private), name))
+    return loras.get(conn, name)
 
 
 def enqueue(conn: sqlite3.Connection, ref: str, repo: str, *, private: bool = False,
@@ -366,6 +368,6 @@ async def run(ctx: JobContext) -> dict[str, Any]:
     finally:
         await asyncio.to_thread(shutil.rmtree, folder, True)
     ctx.on_success(lambda conn: record(conn, src, published, name=p["name"],
-                                       convert=p["convert"]))
+                                       convert=p["convert"], private=p["private"]))
     return {"repo": published.repo, "commit_url": published.commit_url,
             "revision": published.revision, "files": published.files}

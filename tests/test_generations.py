@@ -112,3 +112,12 @@ def test_gen_fill_uses_the_dataset_template_with_its_trigger(ws, conn, lora, cap
                      "--fill", "color=dark green", "--fill", "setting=in a field",
                      "--seed", "1"]) == 0
     assert generations.list_all(conn)[-1].prompt == "TRK, dark green pickup parked in a field"
+
+
+def test_generating_with_a_private_lora_warns(ws, conn, lora, capsys):
+    from lorad import cli
+
+    conn.execute("UPDATE loras SET private = 1, repo = 'me/truck' WHERE name = 'truck-v1'")
+    assert cli.main(["-w", str(ws.root), "gen", "TRK", "--lora", "truck-v1", "--seed", "1"]) == 0
+    assert "private Hub repo (me/truck); fal probably cannot download it" in \
+        capsys.readouterr().err

@@ -97,6 +97,7 @@ def test_publish_uploads_both_formats_card_and_best_sample_and_registers(
 
     lora = loras.get(conn, "truck-000004")
     assert lora.repo == "me/truck-lora" and lora.trigger == "TRK" and lora.expert == "high"
+    assert lora.private and "fal probably cannot download it" in lora.warning
     assert lora.base_model == "Wan-AI/Wan2.2-T2V-A14B" and lora.checkpoint_id == 1
     assert lora.url.endswith("/truck-000004-diffusers.safetensors")
     assert f"/resolve/{job.result['revision']}/" in lora.url  # pinned to the commit
@@ -115,6 +116,7 @@ def test_no_convert_uploads_only_the_native_file(ws, conn, hub, checkpoint):
     run_jobs(ws)
     assert "plain-diffusers.safetensors" not in hub.repos["me/plain"].files
     assert loras.get(conn, "plain").url.endswith("/plain.safetensors")
+    assert loras.get(conn, "plain").warning is None
     assert not hub.repos["me/plain"].private
 
 
