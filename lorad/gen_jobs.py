@@ -81,8 +81,13 @@ def _output_dir(ws) -> Path:
 
 def finish_output(path: Path, asked: dict[str, Any]) -> dict[str, Any]:
     """Checks and a filmstrip for a downloaded output (runs in a worker thread)."""
-    checks = outputcheck.check(path, asked)
-    media.filmstrip(path, path.with_suffix(".strip.jpg"))
+    try:
+        facts = media.probe(path)  # once, for the checks and the filmstrip
+    except media.MediaError:
+        facts = None
+    checks = outputcheck.check(path, asked, probe=facts)
+    if facts is not None:
+        media.filmstrip(path, path.with_suffix(".strip.jpg"), facts)
     return checks
 
 

@@ -304,12 +304,13 @@ async def convert(src_path: Path, src: Probe, profile: Profile, p: Plan, out_med
     return Converted(stdout[: p.frames * aw * ah], p.frames)
 
 
-def filmstrip(src: Path, out: Path) -> Path | None:
-    """First, middle and last frame of a finished video side by side (for review screens)."""
+def filmstrip(src: Path, out: Path, facts: Probe | None = None) -> Path | None:
+    """First, middle and last frame of a finished video side by side (for review screens).
+    Pass the file's probe as `facts` if you have it."""
     import subprocess
 
     try:
-        probe_ = probe(src)
+        probe_ = facts or probe(src)
     except MediaError:
         return None
     if probe_.kind == "image":

@@ -13,10 +13,10 @@ STATIC_MAD = 0.3  # mean abs frame difference (0-255) below which a clip counts 
 ASPECTS = {"9:16": 9 / 16, "16:9": 16 / 9, "1:1": 1.0}
 
 
-def check(path: Path, asked: dict[str, Any]) -> dict[str, Any]:
-    """Facts and problems; `problems` empty means it passed."""
+def check(path: Path, asked: dict[str, Any], probe: media.Probe | None = None) -> dict[str, Any]:
+    """Facts and problems; `problems` empty means it passed. Pass `probe` if you have it."""
     try:
-        probe = media.probe(path)
+        probe = probe or media.probe(path)
     except media.MediaError as exc:
         return {"ok": False, "problems": [f"unreadable output: {exc}"]}
     facts: dict[str, Any] = {"width": probe.width, "height": probe.height, "fps": probe.fps,
@@ -37,7 +37,7 @@ def check(path: Path, asked: dict[str, Any]) -> dict[str, Any]:
         if want_frames and probe.frames and not asked.get("num_interpolated_frames") \
                 and abs(probe.frames - want_frames) > 1:
             problems.append(f"{probe.frames} frames, {want_frames} asked")
-        mad = frame_difference(path)
+        mad = frame_difference(path, probe=probe)
         facts["motion"] = mad
         if mad is not None and mad < STATIC_MAD:
             problems.append(f"frozen: the picture barely changes (mean frame difference "
@@ -47,13 +47,14 @@ def check(path: Path, asked: dict[str, Any]) -> dict[str, Any]:
     return facts
 
 
-def frame_difference(path: Path, width: int = 64) -> float | None:
+def frame_difference(path: Path, width: int = 64, probe: media.Probe | None = None
+                     ) -> float | None:
     out = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-vf",
                           f"scale={width}:-2,format=gray", "-f", "rawvideo", "-"],
                          capture_output=True, check=False)
     if out.returncode != 0 or not out.stdout:
         return None
-    probe = media.probe(path)
+    probe = probe or media.probe(path)
     height = int(round(width * probe.height / probe.width / 2)) * 2
     frames = analysis.frames_from_bytes(out.stdout, width, height)
     mad, _cls, _s, _g = analysis.motion(frames)
