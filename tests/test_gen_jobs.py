@@ -256,33 +256,6 @@ def test_daemon_stopped_with_requests_in_flight_hands_them_to_the_next_one(
     assert fal.submits[WAN22] == 3
 
 
-def _serve_until(ws, condition, *, grace: float | None = None, monkeypatch=None):
-    """Run a daemon in this process until `condition(conn)` holds, then stop it."""
-    import asyncio
-
-    from lorad import daemon, handlers
-
-    if grace is not None:
-        monkeypatch.setattr(daemon, "SHUTDOWN_GRACE", grace)
-    handlers.load_modules()
-
-    async def main():
-        d = daemon.Daemon(ws)
-        task = asyncio.create_task(d.serve())
-        c = ws.connect()
-        try:
-            deadline = asyncio.get_running_loop().time() + 30
-            while not condition(c):
-                assert asyncio.get_running_loop().time() < deadline, "condition never held"
-                await asyncio.sleep(0.02)
-        finally:
-            c.close()
-            d.request_stop()
-            await task
-
-    asyncio.run(main())
-
-
 def test_a_stop_during_a_slow_submit_still_records_the_request(ws, conn, fal, truck,
                                                               monkeypatch):
     """fal accepted the request but its answer is slow: stopping the daemon must wait for it
@@ -300,7 +273,10 @@ def test_a_stop_during_a_slow_submit_still_records_the_request(ws, conn, fal, tr
 
     monkeypatch.setattr(fal_mod.Fal, "submit", slow_answer)
     gen_id = gen(conn)
-    _serve_until(ws, lambda c: fal.submits[WAN22] == 1, grace=0.1, monkeypatch=monkeypatch)
+    from lorad import daemon
+
+    monkeypatch.setattr(daemon, "SHUTDOWN_GRACE", 0.1)  # cut the submit short
+    run_jobs(ws, until=lambda c: fal.submits[WAN22] == 1)
     g = generations.get(conn, gen_id)
     assert g.request_id and jobs.get(conn, g.job_id).state == "queued"
     monkeypatch.setattr(fal_mod.Fal, "submit", real)
@@ -313,7 +289,7 @@ def test_cancelling_a_handed_back_generation_cancels_it_on_fal(ws, conn, fal, tr
                                                                monkeypatch):
     fal.latency = Latency(queue_polls=10**9)
     gen_id = gen(conn)
-    _serve_until(ws, lambda c: generations.get(c, gen_id).request_id)
+    run_jobs(ws, until=lambda c: generations.get(c, gen_id).request_id)
     g = generations.get(conn, gen_id)
     assert g.status == "submitted" and jobs.get(conn, g.job_id).state == "queued"
     assert generations.cancel_job(conn, g.job_id) == "cancelling"  # `lorad jobs cancel` too
@@ -327,7 +303,7 @@ def test_cancelling_a_handed_back_generation_cancels_it_on_fal(ws, conn, fal, tr
 def test_retrying_a_failed_generation_collects_its_request(ws, conn, fal, truck, monkeypatch):
     fal.latency = Latency(queue_polls=10**9)
     gen_id = gen(conn)
-    _serve_until(ws, lambda c: generations.get(c, gen_id).request_id)
+    run_jobs(ws, until=lambda c: generations.get(c, gen_id).request_id)
     monkeypatch.delenv("FAL_KEY")
     run_jobs(ws)
     g = generations.get(conn, gen_id)

@@ -17,8 +17,9 @@ def wait_for(condition, timeout: float = 20.0, interval: float = 0.02, message: 
         time.sleep(interval)
 
 
-def run_jobs(ws, timeout: float = 180.0) -> None:
-    """Run the daemon's job loop in this process until no job is queued or running."""
+def run_jobs(ws, timeout: float = 180.0, until=None) -> None:
+    """Run the daemon's job loop in this process until no job is queued or running (or, with
+    `until`, until `until(conn)` holds), then stop it as SIGTERM would."""
     import asyncio
 
     from lorad import daemon, handlers, jobs
@@ -33,7 +34,7 @@ def run_jobs(ws, timeout: float = 180.0) -> None:
         try:
             while True:
                 counts = jobs.counts_by_state(conn)
-                if not counts["queued"] and not counts["running"]:
+                if until(conn) if until else not counts["queued"] and not counts["running"]:
                     break
                 if task.done():
                     task.result()
