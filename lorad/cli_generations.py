@@ -127,7 +127,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print("add --yes to submit")
             return EXIT_OK
         _warn_private(conn, args.lora)
-        generations.submit_sweep(conn, plan, budget=args.budget, extra=_extra(args))
+        generations.submit_sweep(conn, plan, budget=args.budget)
         daemon.nudge(ws)
         print("submitted; rate them in the Generations screen (4)")
         return EXIT_OK

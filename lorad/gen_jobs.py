@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import fal, generations, logs, media, outputcheck
+from . import fal, generations, media, outputcheck
 from .handlers import JobContext, PermanentError, is_transient, periodic, register
 from .ssh import sha256_file
 
@@ -52,19 +52,11 @@ def output_url(result: dict[str, Any]) -> str:
     raise fal.FalError(f"fal's result has no video or image URL (keys: {', '.join(sorted(result))})")
 
 
-def set_status(conn: sqlite3.Connection, gen_id: int, status: str, **fields: Any) -> None:
-    if fields.get("error"):
-        fields["error"] = logs.redact(str(fields["error"]))
-    cols = {"status": status, "updated_at": time.time(), **fields}
-    conn.execute(f"UPDATE generations SET {', '.join(f'{k} = ?' for k in cols)} WHERE id = ?",
-                 (*cols.values(), gen_id))
-
-
 def record_submitted(conn: sqlite3.Connection, gen_id: int, sub: fal.Submitted) -> None:
     urls = {"status_url": sub.status_url, "response_url": sub.response_url,
             "cancel_url": sub.cancel_url}
-    set_status(conn, gen_id, "submitted", request_id=sub.request_id, urls=json.dumps(urls),
-               submitted_at=time.time(), error=None)
+    generations.set_status(conn, gen_id, "submitted", request_id=sub.request_id,
+                           urls=json.dumps(urls), submitted_at=time.time(), error=None)
 
 
 def _request(g: generations.Generation) -> dict[str, Any]:
@@ -80,7 +72,7 @@ def _output_dir(ws) -> Path:
 
 
 def finish_output(path: Path, asked: dict[str, Any]) -> dict[str, Any]:
-    """Checks and a filmstrip for a downloaded output (runs in a worker thread)."""
+    """Checks and a filmstrip for a downloaded output (runs in the media process pool)."""
     try:
         facts = media.probe(path)  # once, for the checks and the filmstrip
     except media.MediaError:
@@ -89,6 +81,13 @@ def finish_output(path: Path, asked: dict[str, Any]) -> dict[str, Any]:
     if facts is not None:
         media.filmstrip(path, path.with_suffix(".strip.jpg"), facts)
     return checks
+
+
+async def _cancel_on_fal(ctx: JobContext, client: fal.Fal, g: generations.Generation) -> None:
+    outcome = await _call(client.cancel, _request(g))
+    log.info("generation %d: cancel asked of fal: %s", g.id, outcome)
+    generations.set_status(ctx.conn, g.id, "cancelled", finished_at=time.time(),
+                           error=f"cancelled by you (fal: {outcome})")
 
 
 async def _poll(ctx: JobContext, client: fal.Fal, g: generations.Generation) -> fal.Status:
@@ -101,7 +100,7 @@ async def _poll(ctx: JobContext, client: fal.Fal, g: generations.Generation) -> 
             return status
         state = "in_progress" if status.state == "IN_PROGRESS" else "submitted"
         if state != shown:
-            set_status(ctx.conn, g.id, state)
+            generations.set_status(ctx.conn, g.id, state)
             shown = state
         if status.state == "IN_QUEUE":
             ahead = status.queue_position
@@ -110,10 +109,7 @@ async def _poll(ctx: JobContext, client: fal.Fal, g: generations.Generation) -> 
             ctx.progress(None, "generating on fal")
         await ctx.pause(delay)
         if ctx.cancelled.is_set():
-            outcome = await _call(client.cancel, _request(g))
-            log.info("generation %d: cancel asked of fal: %s", g.id, outcome)
-            set_status(ctx.conn, g.id, "cancelled", finished_at=time.time(),
-                       error=f"cancelled by you (fal: {outcome})")
+            await _cancel_on_fal(ctx, client, g)
             raise asyncio.CancelledError
         if ctx.stopping.is_set():  # the request stays on fal; the next daemon resumes polling
             raise asyncio.CancelledError
@@ -137,10 +133,7 @@ async def _submit(ctx: JobContext, client: fal.Fal, g: generations.Generation) -
         except Exception:  # noqa: BLE001 - nothing was submitted: nothing to undo
             raise asyncio.CancelledError from None
         if ctx.cancelled.is_set():
-            g = generations.get(ctx.conn, g.id)
-            outcome = await _call(client.cancel, _request(g))
-            set_status(ctx.conn, g.id, "cancelled", finished_at=time.time(),
-                       error=f"cancelled by you (fal: {outcome})")
+            await _cancel_on_fal(ctx, client, generations.get(ctx.conn, g.id))
         raise
 
 
@@ -191,7 +184,7 @@ async def _run(ctx: JobContext, client: fal.Fal, g: generations.Generation) -> d
     if not g.request_id:
         g = await _upload_inputs(ctx, client, g)
         if ctx.cancelled.is_set():
-            set_status(conn, g.id, "cancelled", finished_at=time.time())
+            generations.set_status(conn, g.id, "cancelled", finished_at=time.time())
             raise asyncio.CancelledError
         ctx.progress(None, f"submitting to {g.endpoint}", force=True)
         await _submit(ctx, client, g)
@@ -210,8 +203,8 @@ async def _run(ctx: JobContext, client: fal.Fal, g: generations.Generation) -> d
     url = output_url(result)
     max_bytes = int(ctx.ws.config()["generations"]["max_output_mb"]) * 1_000_000
     ctx.progress(None, "downloading the output", force=True)
-    path = await _call(client.download, url, _output_dir(ctx.ws),
-                                   max_bytes=max_bytes, stem=f"gen-{g.id:06d}")
+    path = await _call(client.download, url, _output_dir(ctx.ws), max_bytes=max_bytes,
+                       stem=f"gen-{g.id:06d}")
     checks = await ctx.in_process(finish_output, path, g.params)  # ffmpeg: shares the cores
     metrics = status.metrics or {}
     inference = metrics.get("inference_time")
@@ -220,8 +213,9 @@ async def _run(ctx: JobContext, client: fal.Fal, g: generations.Generation) -> d
 
     def record(c: sqlite3.Connection) -> None:
         now = time.time()
-        set_status(c, g.id, "completed", output_path=str(path), checks=json.dumps(checks),
-                   inference_time=inference, finished_at=now, seed=seed, error=None)
+        generations.set_status(c, g.id, "completed", output_path=str(path),
+                               checks=json.dumps(checks), inference_time=inference,
+                               finished_at=now, seed=seed, error=None)
         if g.cost:
             c.execute("INSERT INTO cost_entries (kind, generation_id, amount, detail, at)"
                       " VALUES ('generation', ?, ?, ?, ?)",
@@ -245,7 +239,7 @@ async def run(ctx: JobContext) -> dict[str, Any]:
             message += (f"; request {g.request_id} is still on fal: with the key exported, "
                         f"`lorad jobs retry {ctx.job.id}` collects it (fal keeps results for "
                         "minutes to an hour)")
-        set_status(conn, g.id, "failed", error=message, finished_at=time.time())
+        generations.set_status(conn, g.id, "failed", error=message, finished_at=time.time())
         raise fal.FalAuthError(message) from None
     try:
         return await _run(ctx, client, g)
@@ -254,8 +248,8 @@ async def run(ctx: JobContext) -> dict[str, Any]:
     except Exception as exc:
         last_try = ctx.job.attempts >= ctx.job.max_attempts
         if not is_transient(exc) or last_try:
-            set_status(conn, g.id, "failed", error=str(exc), finished_at=time.time())
-        elif not isinstance(exc, PermanentError):
+            generations.set_status(conn, g.id, "failed", error=str(exc), finished_at=time.time())
+        else:
             log.info("generation %d: %s (will retry)", g.id, exc)
         raise
     finally:
@@ -272,5 +266,6 @@ def settle_generations(conn: sqlite3.Connection) -> None:
         " AND j.state IN ('failed', 'cancelled', 'succeeded')").fetchall()
     for row in rows:
         status = "cancelled" if row["state"] == "cancelled" else "failed"
-        set_status(conn, row["id"], status, finished_at=time.time(),
-                   error=row["error"] or f"its job ended ({row['state']}) without a result")
+        generations.set_status(
+            conn, row["id"], status, finished_at=time.time(),
+            error=row["error"] or f"its job ended ({row['state']}) without a result")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import endpoints, jobs, loras
+from . import endpoints, jobs, logs, loras
 from .errors import LoradError
 from .store import transaction
 
@@ -154,24 +154,39 @@ def create(conn: sqlite3.Connection, endpoint_id: str, prompt: str, *, lora: str
     defaults = dataset_defaults(conn, dataset)
     extra = {**defaults.apply(endpoint, extra), **local_files(files)}
     params = build_params(endpoint, prompt, lo, scale, seed, extra)
-    now = time.time()
-    cur = conn.execute(
-        "INSERT INTO generations (parent_id, sweep_id, lora_id, checkpoint_id, endpoint, params,"
-        " scale, seed, status, prompt, cost, dataset_id, created_at, updated_at) VALUES"
-        " (?,?,?,?,?,?,?,?,'draft',?,?,?,?,?)",
-        (parent_id, sweep_id, lo.id if lo else None, lo.checkpoint_id if lo else None,
-         endpoint_id, json.dumps(params, sort_keys=True), scale if lo else None, seed, prompt,
-         endpoint.price(params), defaults.dataset_id, now, now))
-    gen_id = cur.lastrowid
+    gen_id = _insert(conn, parent_id=parent_id, sweep_id=sweep_id,
+                     lora_id=lo.id if lo else None,
+                     checkpoint_id=lo.checkpoint_id if lo else None, endpoint=endpoint_id,
+                     params=params, scale=scale if lo else None, seed=seed, prompt=prompt,
+                     cost=endpoint.price(params), dataset_id=defaults.dataset_id)
     if submit:
         queue(conn, gen_id)
     return gen_id
 
 
+def _insert(conn: sqlite3.Connection, **cols: Any) -> int:
+    """A new draft generation; dict columns are stored as JSON."""
+    now = time.time()
+    cols = {k: json.dumps(v, sort_keys=True) if isinstance(v, dict) else v
+            for k, v in cols.items()}
+    cols.update(status="draft", created_at=now, updated_at=now)
+    cur = conn.execute(f"INSERT INTO generations ({', '.join(cols)}) VALUES"
+                       f" ({', '.join('?' * len(cols))})", tuple(cols.values()))
+    return cur.lastrowid
+
+
+def set_status(conn: sqlite3.Connection, gen_id: int, status: str, **fields: Any) -> None:
+    """A status change, with any other columns; an error text is redacted of secrets."""
+    if fields.get("error"):
+        fields["error"] = logs.redact(str(fields["error"]))
+    cols = {"status": status, "updated_at": time.time(), **fields}
+    conn.execute(f"UPDATE generations SET {', '.join(f'{k} = ?' for k in cols)} WHERE id = ?",
+                 (*cols.values(), gen_id))
+
+
 def queue(conn: sqlite3.Connection, gen_id: int) -> int:
     job_id = jobs.enqueue(conn, JOB_KIND, {"generation_id": gen_id}, max_attempts=20)
-    conn.execute("UPDATE generations SET job_id = ?, status = 'queued', updated_at = ? WHERE"
-                 " id = ?", (job_id, time.time(), gen_id))
+    set_status(conn, gen_id, "queued", job_id=job_id)
     return job_id
 
 
@@ -196,8 +211,7 @@ def cancel(conn: sqlite3.Connection, gen_id: int) -> str:
         return "cancelling"
     outcome = jobs.request_cancel(conn, g.job_id)
     if outcome == "cancelled":
-        conn.execute("UPDATE generations SET status = 'cancelled', finished_at = ?, updated_at = ?"
-                     " WHERE id = ?", (time.time(), time.time(), g.id))
+        set_status(conn, g.id, "cancelled", finished_at=time.time())
     return outcome
 
 
@@ -231,18 +245,13 @@ def retake(conn: sqlite3.Connection, gen_id: int, *, seed: int | None = None,
     problems = endpoints.get(g.endpoint).validate(params)
     if problems:
         raise GenerationError("; ".join(problems))
-    now = time.time()
-    cur = conn.execute(
-        "INSERT INTO generations (parent_id, sweep_id, lora_id, checkpoint_id, endpoint, params,"
-        " scale, seed, status, prompt, cost, dataset_id, inputs, created_at, updated_at)"
-        " VALUES (?,?,?,?,?,?,?,?,'draft',?,?,?,?,?,?)",
-        (g.id, g.sweep_id, g.lora_id, g.checkpoint_id, g.endpoint, json.dumps(params,
-                                                                           sort_keys=True),
-         scale if scale is not None else g.scale, params["seed"], g.prompt,
-         endpoints.get(g.endpoint).price(params), g.dataset_id, json.dumps(g.inputs), now,
-         now))
-    queue(conn, cur.lastrowid)
-    return cur.lastrowid
+    gen_id = _insert(conn, parent_id=g.id, sweep_id=g.sweep_id, lora_id=g.lora_id,
+                     checkpoint_id=g.checkpoint_id, endpoint=g.endpoint, params=params,
+                     scale=scale if scale is not None else g.scale, seed=params["seed"],
+                     prompt=g.prompt, cost=endpoints.get(g.endpoint).price(params),
+                     dataset_id=g.dataset_id, inputs=g.inputs)
+    queue(conn, gen_id)
+    return gen_id
 
 
 @dataclass
@@ -252,7 +261,7 @@ class SweepPlan:
     cells: list[dict[str, Any]]
     cost: float
     dataset: str | None = None
-    files: dict[str, str | Path] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # resolved: defaults, local files
 
 
 def plan_sweep(conn: sqlite3.Connection, endpoint_id: str, *, lora_names: list[str],
@@ -274,11 +283,12 @@ def plan_sweep(conn: sqlite3.Connection, endpoint_id: str, *, lora_names: list[s
         cells.append({"lora": name, "scale": scale, "prompt": prompt, "seed": seed,
                       "cost": endpoint.price(params)})
     return SweepPlan(uuid.uuid4().hex[:10], endpoint_id, cells,
-                     round(sum(c["cost"] for c in cells), 6), dataset, dict(files or {}))
+                     round(sum(c["cost"] for c in cells), 6), dataset, extra)
 
 
-def submit_sweep(conn: sqlite3.Connection, plan: SweepPlan, *, budget: float | None,
-                 extra: dict[str, Any] | None = None) -> list[int]:
+def submit_sweep(conn: sqlite3.Connection, plan: SweepPlan, *, budget: float | None
+                 ) -> list[int]:
+    """Create and queue the planned generations, exactly as planned and priced."""
     if budget is not None and plan.cost > budget:
         raise GenerationError(f"this sweep costs about ${plan.cost:.2f} ({len(plan.cells)} "
                               f"generations), over the ${budget:.2f} budget: fewer scales, "
@@ -287,9 +297,8 @@ def submit_sweep(conn: sqlite3.Connection, plan: SweepPlan, *, budget: float | N
     with transaction(conn):
         for c in plan.cells:
             ids.append(create(conn, plan.endpoint_id, c["prompt"], lora=c["lora"],
-                              scale=c["scale"], seed=c["seed"], extra=extra,
-                              sweep_id=plan.sweep_id, dataset=plan.dataset,
-                              files=plan.files))
+                              scale=c["scale"], seed=c["seed"], extra=plan.extra,
+                              sweep_id=plan.sweep_id, dataset=plan.dataset))
     return ids
 
 

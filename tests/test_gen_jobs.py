@@ -53,7 +53,7 @@ def test_a_sweep_runs_end_to_end(ws, conn, fal, truck):
     plan = generations.plan_sweep(conn, WAN22, lora_names=["truck-e4", "truck-e8"],
                                   scales=[0.6, 1.0], prompts=["TRK, a parked truck"],
                                   seeds=[11, 12], extra={"num_frames": 17})
-    ids = generations.submit_sweep(conn, plan, budget=10.0, extra={"num_frames": 17})
+    ids = generations.submit_sweep(conn, plan, budget=10.0)
     run_jobs(ws)
     gens = generations.list_all(conn, sweep_id=plan.sweep_id)
     assert [g.id for g in gens] == ids
@@ -326,7 +326,7 @@ def test_image_to_video_uploads_the_local_start_image_once(ws, conn, fal, truck,
     plan = generations.plan_sweep(conn, i2v, lora_names=["truck-e8"], scales=[0.6, 1.0],
                                   prompts=["TRK, parked"], seeds=[1],
                                   extra={"num_frames": 17}, files={"image_url": start})
-    ids = generations.submit_sweep(conn, plan, budget=None, extra={"num_frames": 17})
+    ids = generations.submit_sweep(conn, plan, budget=None)
     run_jobs(ws)
     gens = [generations.get(conn, i) for i in ids]
     assert {g.status for g in gens} == {"completed"}
