@@ -258,28 +258,35 @@ def test_daemon_stopped_with_requests_in_flight_hands_them_to_the_next_one(
 
 def test_a_stop_during_a_slow_submit_still_records_the_request(ws, conn, fal, truck,
                                                               monkeypatch):
-    """fal accepted the request but its answer is slow: stopping the daemon must wait for it
-    and keep the id, or the next daemon pays for the same generation again."""
-    import time as _time
+    """fal accepted the request but its answer is still on the way when the daemon's shutdown
+    grace runs out and it interrupts the job: the job must wait for the answer and keep the
+    id, or the next daemon pays for the same generation again."""
+    import threading
 
+    from lorad import daemon
     from lorad import fal as fal_mod
 
-    real = fal_mod.Fal.submit
+    real_submit, real_release = fal_mod.Fal.submit, jobs.release
+    answer = threading.Event()
 
-    def slow_answer(self, *args, **kwargs):
-        out = real(self, *args, **kwargs)
-        _time.sleep(1.0)  # the answer travels slowly (a fake network delay, not a sync)
+    def answer_held_back(self, *args, **kwargs):
+        out = real_submit(self, *args, **kwargs)  # fal has it (and bills it)
+        assert answer.wait(30), "the daemon never interrupted the job"
         return out
 
-    monkeypatch.setattr(fal_mod.Fal, "submit", slow_answer)
-    gen_id = gen(conn)
-    from lorad import daemon
+    def release_then_answer(*args, **kwargs):  # _shutdown: the job was just interrupted
+        real_release(*args, **kwargs)
+        answer.set()
 
-    monkeypatch.setattr(daemon, "SHUTDOWN_GRACE", 0.1)  # cut the submit short
+    monkeypatch.setattr(fal_mod.Fal, "submit", answer_held_back)
+    monkeypatch.setattr(jobs, "release", release_then_answer)
+    monkeypatch.setattr(daemon, "SHUTDOWN_GRACE", 0)
+    gen_id = gen(conn)
     run_jobs(ws, until=lambda c: fal.submits[WAN22] == 1)
+    assert answer.is_set()  # the answer came only after the interruption
     g = generations.get(conn, gen_id)
     assert g.request_id and jobs.get(conn, g.job_id).state == "queued"
-    monkeypatch.setattr(fal_mod.Fal, "submit", real)
+    monkeypatch.setattr(fal_mod.Fal, "submit", real_submit)
     run_jobs(ws)
     assert generations.get(conn, gen_id).status == "completed"
     assert fal.submits[WAN22] == 1
