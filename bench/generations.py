@@ -56,11 +56,9 @@ import os
 import platform
 import random
 import resource
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +66,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "support")]
 
+from benchrun import problem_lines, run_in_tempdir  # noqa: E402
 from fal_double import Latency, fal_double  # noqa: E402
 
 from lorad import daemon, gen_jobs, generations, loras, workspace  # noqa: E402
@@ -370,7 +369,7 @@ def run_config(args: argparse.Namespace, work: Path, index: int, inflight: int,
             idle_rss = proc_kb(proc.pid, "VmRSS") / 1024
             cpu0, bench0 = proc_cpu(proc.pid), self_cpu()
             t0 = time.perf_counter()
-            ids = generations.submit_sweep(conn, plan, budget=None, extra=extra)
+            ids = generations.submit_sweep(conn, plan, budget=None)
             daemon.nudge(ws)  # as `lorad gen sweep` does
             children = wait_done(conn, len(ids), proc, timeout=args.timeout or 4 * bound + 120,
                                  look=args.look)
@@ -557,23 +556,12 @@ def run(args: argparse.Namespace, work: Path) -> list[str]:
     for r in results:
         lines += details(r, model)
     problems = [p for r in results for p in r.problems]
-    if problems:
-        lines += ["PROBLEMS:", *(f"  {p}" for p in problems[:40])]
+    lines += problem_lines(problems, 40)
     return lines
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="lorad-bench-gen-"))
-    try:
-        lines = run(args, work)
-        print("\n".join(lines))
-        return 1 if "PROBLEMS:" in lines else 0
-    finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    return run_in_tempdir(run, parse_args(argv), "lorad-bench-gen-")
 
 
 if __name__ == "__main__":

@@ -31,14 +31,14 @@ import argparse
 import asyncio
 import os
 import platform
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from benchrun import problem_lines, run_in_tempdir
 
 from lorad import analysis, clips, daemon, datasets, ingest, jobs, media, profiles, workspace
 
@@ -337,8 +337,7 @@ def run(args: argparse.Namespace, work: Path) -> list[str]:
         "",
         *lorad_details(lorad_run, ws_cfg),
     ]
-    if lorad_run.problems:
-        lines += ["PROBLEMS:", *(f"  {p}" for p in lorad_run.problems)]
+    lines += problem_lines(lorad_run.problems)
     if args.phases:
         print("timing lorad steps one by one", flush=True)
         lines += ["", *phase_lines(time_phases(paths, work / "phases"), n, baseline_s)]
@@ -346,17 +345,7 @@ def run(args: argparse.Namespace, work: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="lorad-bench-"))
-    try:
-        lines = run(args, work)
-        print("\n".join(lines))
-        return 1 if any(line == "PROBLEMS:" for line in lines) else 0
-    finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    return run_in_tempdir(run, parse_args(argv), "lorad-bench-")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +57,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "support")]
 
 import paramiko  # noqa: E402
+from benchrun import problem_lines, run_in_tempdir  # noqa: E402
 from helpers import run_jobs  # noqa: E402
 from sshd import SshServer, start_sshd  # noqa: E402
 
@@ -588,23 +588,12 @@ def run(args: argparse.Namespace, work: Path) -> list[str]:
                                                args.steps, args.step_seconds, tail))
             lines += ["", *latency_table(results)]
             problems = [p for result in results for p in result.problems]
-            if problems:
-                lines += ["PROBLEMS:", *(f"  {p}" for p in problems)]
+            lines += problem_lines(problems)
     return lines
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="lorad-bench-training-"))
-    try:
-        lines = run(args, work)
-        print("\n".join(lines))
-        return 1 if "PROBLEMS:" in lines else 0
-    finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    return run_in_tempdir(run, parse_args(argv), "lorad-bench-training-")
 
 
 if __name__ == "__main__":
