@@ -48,18 +48,26 @@ class Lora:
 def add(conn: sqlite3.Connection, name: str, url: str, *, trigger: str | None = None,
         base_model: str | None = None, expert: str | None = None, repo: str | None = None,
         checkpoint_id: int | None = None, files: dict[str, str] | None = None,
-        dataset_version_id: int | None = None) -> Lora:
+        dataset_version_id: int | None = None, private: bool = False,
+        replace: bool = False) -> Lora:
+    """Register a LoRA; `replace` overwrites one of that name (published again: everything
+    about it is what was published now)."""
     if expert not in (None, "high", "low", "both"):
         raise LoraError("expert is high, low or both (Wan 2.2)")
     if not url.startswith(("https://", "http://")):
         raise LoraError(f"{url!r}: a LoRA URL must be http(s) (services download it)")
+    cols = {"checkpoint_id": checkpoint_id, "url": url, "repo": repo, "trigger": trigger,
+            "base_model": base_model, "expert": expert, "files": json.dumps(files or {}),
+            "dataset_version_id": dataset_version_id, "private": int(private)}
     if conn.execute("SELECT 1 FROM loras WHERE name = ?", (name,)).fetchone():
-        raise LoraError(f"a LoRA named {name!r} exists already")
-    conn.execute(
-        "INSERT INTO loras (name, checkpoint_id, url, repo, trigger, base_model, expert, files,"
-        " dataset_version_id, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-        (name, checkpoint_id, url, repo, trigger, base_model, expert,
-         json.dumps(files or {}), dataset_version_id, time.time()))
+        if not replace:
+            raise LoraError(f"a LoRA named {name!r} exists already")
+        conn.execute(f"UPDATE loras SET {', '.join(f'{k} = ?' for k in cols)} WHERE name = ?",
+                     (*cols.values(), name))
+    else:
+        cols.update(name=name, created_at=time.time())
+        conn.execute(f"INSERT INTO loras ({', '.join(cols)}) VALUES"
+                     f" ({', '.join('?' * len(cols))})", tuple(cols.values()))
     return get(conn, name)
 
 

@@ -314,20 +314,10 @@ def record(conn: sqlite3.Connection, src: Source, published: Published, *, name:
     native = f"{name}.safetensors"
     preferred = f"{name}{CONVERTED_SUFFIX}.safetensors" if convert else native
     weights = {k: v for k, v in published.files.items() if k.endswith(".safetensors")}
-    existing = conn.execute("SELECT id FROM loras WHERE name = ?", (name,)).fetchone()
-    if existing:  # published again: everything about it is what was published now
-        conn.execute("UPDATE loras SET url = ?, repo = ?, files = ?, trigger = ?, base_model = ?,"
-                     " expert = ?, checkpoint_id = ?, dataset_version_id = ? WHERE id = ?",
-                     (published.files[preferred], published.repo, json.dumps(weights),
-                      src.trigger, src.base_model, src.expert, src.checkpoint_id,
-                      src.dataset_version_id, existing["id"]))
-    else:
-        loras.add(conn, name, published.files[preferred], trigger=src.trigger,
-                  base_model=src.base_model, expert=src.expert, repo=published.repo,
-                  checkpoint_id=src.checkpoint_id, files=weights,
-                  dataset_version_id=src.dataset_version_id)
-    conn.execute("UPDATE loras SET private = ? WHERE name = ?", (int(private), name))
-    return loras.get(conn, name)
+    return loras.add(conn, name, published.files[preferred], trigger=src.trigger,
+                     base_model=src.base_model, expert=src.expert, repo=published.repo,
+                     checkpoint_id=src.checkpoint_id, files=weights,
+                     dataset_version_id=src.dataset_version_id, private=private, replace=True)
 
 
 def enqueue(conn: sqlite3.Connection, ref: str, repo: str, *, private: bool = False,
