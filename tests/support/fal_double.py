@@ -49,7 +49,6 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
@@ -565,13 +564,7 @@ def _handler(double: FalDouble) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@contextlib.contextmanager
 def fal_double(key: str = "fal_test_key_0123:abcdef", latency: Latency | None = None,
-               result_ttl: float = 3600.0) -> Iterator[FalDouble]:
+               result_ttl: float = 3600.0) -> contextlib.AbstractContextManager[FalDouble]:
     """A running double on 127.0.0.1; `latency` sets how long each request queues and runs."""
-    double = FalDouble(key, latency, result_ttl)
-    double.start_server()
-    try:
-        yield double
-    finally:
-        double.stop_server()
+    return loopback.running(FalDouble(key, latency, result_ttl))

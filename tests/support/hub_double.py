@@ -40,7 +40,6 @@ import itertools
 import json
 import re
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -422,12 +421,7 @@ def _handler(double: HubDouble) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@contextlib.contextmanager
-def hub_double(token: str = "hf_test_token_0123456789", initial_commit: bool = False) -> Iterator[HubDouble]:
+def hub_double(token: str = "hf_test_token_0123456789", initial_commit: bool = False
+               ) -> contextlib.AbstractContextManager[HubDouble]:
     """A running double on 127.0.0.1 that accepts `token` (as `authorization: Bearer <token>`)."""
-    double = HubDouble(token, initial_commit)
-    double.start_server()
-    try:
-        yield double
-    finally:
-        double.stop_server()
+    return loopback.running(HubDouble(token, initial_commit))

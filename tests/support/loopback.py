@@ -3,9 +3,13 @@ sends every method to one `_serve`, and a server running on a free port in a thr
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
+
+D = TypeVar("D")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -56,3 +60,13 @@ class Server:
         self.httpd.shutdown()
         self.httpd.server_close()
         self._thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def running(double: D) -> Iterator[D]:
+    """A double (with start_server/stop_server) serving for the length of a `with` block."""
+    double.start_server()
+    try:
+        yield double
+    finally:
+        double.stop_server()

@@ -23,7 +23,7 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -335,14 +335,9 @@ def _handler(double: RunPodDouble) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@contextlib.contextmanager
 def runpod_double(api_key: str = "rp_test_key_0123456789", start_polls: int = 2,
-                  ssh_port: Callable[[FakePod], int] | None = None) -> Iterator[RunPodDouble]:
+                  ssh_port: Callable[[FakePod], int] | None = None
+                  ) -> contextlib.AbstractContextManager[RunPodDouble]:
     """A running double on 127.0.0.1; `start_polls`: GETs answered STARTING after each start;
     `ssh_port(pod)` picks the public SSH port on every start (default 34001, 34002, ...)."""
-    double = RunPodDouble(api_key, start_polls, ssh_port)
-    double.start_server()
-    try:
-        yield double
-    finally:
-        double.stop_server()
+    return loopback.running(RunPodDouble(api_key, start_polls, ssh_port))
