@@ -22,19 +22,20 @@ def gens(conn):
     return ids
 
 
-async def open_gens(app, pilot):
+async def open_gens(app, pilot, rows: int):
+    """Go to the Generations screen and wait for its `rows` rows; (screen, its list)."""
     await pilot.press("ctrl+p")
     await pilot.press(*"Go to Generations", "enter")
     await until(pilot, lambda: isinstance(app.screen, GenerationsScreen), message="screen")
-    return app.screen
+    table = app.screen.query_one(RowList)
+    await until(pilot, lambda: len(table.rows) == rows, message=f"{rows} rows")
+    return app.screen, table
 
 
 async def test_rate_approve_retake_tag(ws, conn, gens):
     app = LoradApp(ws, refresh_interval=0.05)
     async with app.run_test(size=(170, 45)) as pilot:
-        screen = await open_gens(app, pilot)
-        table = screen.query_one(RowList)
-        await until(pilot, lambda: len(table.rows) == 3)
+        screen, table = await open_gens(app, pilot, rows=3)
         await pilot.press("4")
         await until(pilot, lambda: (ratings.current(conn, gens[0]) or ratings.Rating(
             0, None, None, (), None, 0)).stars == 4, message="stars")
@@ -55,9 +56,7 @@ async def test_filter_unrated_and_compare(ws, conn, gens):
     ratings.rate(conn, gens[0], stars=5)
     app = LoradApp(ws, refresh_interval=0.05)
     async with app.run_test(size=(170, 45)) as pilot:
-        screen = await open_gens(app, pilot)
-        table = screen.query_one(RowList)
-        await until(pilot, lambda: len(table.rows) == 3)
+        screen, table = await open_gens(app, pilot, rows=3)
         await pilot.press("f")  # unrated
         await until(pilot, lambda: [table.key_of(r) for r in table.rows] == gens[1:])
         await pilot.press("m", "m", "c")
@@ -69,9 +68,7 @@ async def test_x_cancels_a_queued_generation(ws, conn, gens):
     conn.execute("UPDATE generations SET status = 'queued' WHERE id = ?", (gens[0],))
     app = LoradApp(ws, refresh_interval=0.05)
     async with app.run_test(size=(170, 45)) as pilot:
-        screen = await open_gens(app, pilot)
-        table = screen.query_one(RowList)
-        await until(pilot, lambda: len(table.rows) == 3)
+        screen, table = await open_gens(app, pilot, rows=3)
         await pilot.press("x")
         await until(pilot, lambda: generations.get(conn, gens[0]).status == "cancelled",
                     message="cancelled")
@@ -85,9 +82,7 @@ async def test_slash_filters_by_scale_and_status(ws, conn, gens):
     conn.execute("UPDATE generations SET status = 'failed' WHERE id = ?", (gens[2],))
     app = LoradApp(ws, refresh_interval=0.05)
     async with app.run_test(size=(170, 45)) as pilot:
-        screen = await open_gens(app, pilot)
-        table = screen.query_one(RowList)
-        await until(pilot, lambda: len(table.rows) == 3)
+        screen, table = await open_gens(app, pilot, rows=3)
         await pilot.press("slash", *"scale:0.8", "enter")
         await until(pilot, lambda: [x.gen.id for x in screen.data.rows] == [gens[1]],
                     message="scale filter")
@@ -129,9 +124,7 @@ async def test_v_shows_the_sweep_as_a_lora_by_scale_grid(ws, conn, gens, tmp_pat
     ratings.rate(conn, ids[0], stars=5, verdict="approve")
     app = LoradApp(ws, refresh_interval=0.05)
     async with app.run_test(size=(170, 50)) as pilot:
-        screen = await open_gens(app, pilot)
-        table = screen.query_one(RowList)
-        await until(pilot, lambda: len(table.rows) == 11)
+        screen, table = await open_gens(app, pilot, rows=11)
         await pilot.press("v")  # on a generation outside any sweep: says what to do
         await until(pilot, lambda: any("the grid shows a sweep" in str(n.message)
                                        for n in app._notifications),
