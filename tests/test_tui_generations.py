@@ -99,9 +99,11 @@ def test_filter_words():
     g = generations.Generation(1, WAN22, {}, "completed", scale=0.6, sweep_id="abc123",
                                prompt="TRK, a red truck")
     row = GenRow(g, "truck-e4", ratings.Rating(1, 4, "approve", (), None, 0), "truck-000004")
-    for query in ("red", "ckpt:000004 scale:0.6", "sweep:abc verdict:approve", "lora:e4"):
+    for query in ("red", "ckpt:000004 scale:0.6", "scale:.60", "sweep:abc verdict:approve",
+                  "lora:e4"):
         assert matches(row, query), query
-    for query in ("blue", "scale:0.8", "verdict:retake", "status:failed", "ckpt:000008"):
+    for query in ("blue", "scale:0.8", "scale:x", "verdict:retake", "status:failed",
+                  "ckpt:000008"):
         assert not matches(row, query), query
 
 

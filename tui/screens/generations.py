@@ -59,8 +59,7 @@ def matches(row: GenRow, query: str) -> bool:
             return False
         elif key == "ckpt" and value not in row.checkpoint.lower():
             return False
-        elif key == "scale" and (g.scale is None or f"{g.scale:g}" != value.lstrip("0") and
-                                 f"{g.scale:g}" != value):
+        elif key == "scale" and not _same_number(value, g.scale):
             return False
         elif key == "sweep" and not (g.sweep_id or "").startswith(value):
             return False
@@ -69,6 +68,13 @@ def matches(row: GenRow, query: str) -> bool:
         elif key == "verdict" and (r is None or (r.verdict or "") != value):
             return False
     return True
+
+
+def _same_number(text: str, value: float | None) -> bool:
+    try:
+        return value is not None and abs(float(text) - value) < 1e-9
+    except ValueError:
+        return False
 
 
 def filmstrip_of(gen: generations.Generation) -> Path | None:
