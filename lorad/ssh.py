@@ -61,6 +61,14 @@ class _Accept(paramiko.MissingHostKeyPolicy):
 Progress = Callable[[int, int], None]
 
 
+# what a broken connection looks like from paramiko's SFTP client
+SFTP_ERRORS = (OSError, paramiko.SSHException, EOFError)
+
+
+def _missing(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno == 2  # FileNotFoundError included
+
+
 class Shell:
     def __init__(self, endpoint: Endpoint, pinned_host_key: str | None = None,
                  timeout: float = 15.0) -> None:
@@ -124,7 +132,7 @@ class Shell:
                 # a wide window keeps pipelined writes flowing on fast links
                 self._sftp = paramiko.SFTPClient.from_transport(
                     self.client.get_transport(), window_size=WINDOW, max_packet_size=PACKET)
-            except (OSError, paramiko.SSHException, EOFError) as exc:
+            except SFTP_ERRORS as exc:
                 raise SshUnavailable(f"{self.endpoint}: SFTP failed ({exc})") from None
         return self._sftp
 
@@ -146,10 +154,8 @@ class Shell:
     def size(self, path: str) -> int | None:
         try:
             return self.sftp.stat(path).st_size
-        except FileNotFoundError:
-            return None
-        except (OSError, paramiko.SSHException, EOFError) as exc:
-            if isinstance(exc, OSError) and exc.errno == 2:
+        except SFTP_ERRORS as exc:
+            if _missing(exc):
                 return None
             raise SshUnavailable(f"{self.endpoint}: {exc}") from None
 
@@ -169,18 +175,18 @@ class Shell:
             with self.sftp.open(path, "rb") as fh:
                 fh.seek(offset)
                 return fh.read(limit)
-        except FileNotFoundError:
-            return b""
-        except (OSError, paramiko.SSHException, EOFError) as exc:
-            if isinstance(exc, OSError) and exc.errno == 2:
+        except SFTP_ERRORS as exc:
+            if _missing(exc):
                 return b""
             raise SshUnavailable(f"{self.endpoint}: reading {path} failed ({exc})") from None
 
     def listdir(self, path: str) -> list[str]:
         try:
             return sorted(self.sftp.listdir(path))
-        except FileNotFoundError:
-            return []
+        except SFTP_ERRORS as exc:
+            if _missing(exc):
+                return []
+            raise SshUnavailable(f"{self.endpoint}: listing {path} failed ({exc})") from None
 
     def mkdirs(self, path: str) -> None:
         self.run(f"mkdir -p -- {shlex.quote(path)}")
@@ -209,7 +215,7 @@ class Shell:
                     done += len(chunk)
                     if progress:
                         progress(done, local_size)
-        except (OSError, paramiko.SSHException, EOFError) as exc:
+        except SFTP_ERRORS as exc:
             raise SshUnavailable(f"{self.endpoint}: upload of {local.name} broke at {done} "
                                  f"bytes ({exc}); it resumes from there") from None
         local_hash = digest.hexdigest()
@@ -327,7 +333,7 @@ class Shell:
                     done += len(chunk)
                     if progress:
                         progress(done, total)
-        except (OSError, paramiko.SSHException, EOFError) as exc:
+        except SFTP_ERRORS as exc:
             raise SshUnavailable(f"{self.endpoint}: download of {remote} broke at {done} bytes "
                                  f"({exc}); it resumes from there") from None
         digest = sha256_file(part)

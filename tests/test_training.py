@@ -326,3 +326,19 @@ def test_upload_tree_without_the_sftp_binary_makes_the_folders_too(server, tmp_p
     with Shell(Endpoint(server.host, server.port, server.user, str(server.key_file))) as shell:
         assert shell.upload_tree([(tmp_path / "clip.mp4", str(remote))]) == 1
     assert remote.read_bytes() == b"x" * 5000
+
+
+def test_sftp_reads_on_a_dropped_connection_are_retryable_not_fatal(server):
+    """CI caught a run failing for good when the connection dropped while its samples were
+    listed: listdir let paramiko's SSHException through instead of SshUnavailable."""
+    from lorad.ssh import Endpoint, Shell, SshUnavailable
+
+    with Shell(Endpoint(server.host, server.port, server.user, str(server.key_file))) as shell:
+        assert shell.listdir(str(server.root / "no such folder")) == []
+        assert shell.size(str(server.root / "no such file")) is None
+        server.drop_connections()
+        for call in (lambda: shell.listdir(str(server.root)),
+                     lambda: shell.size(str(server.root)),
+                     lambda: shell.read_from(str(server.root / "x"), 0)):
+            with pytest.raises(SshUnavailable):
+                call()
