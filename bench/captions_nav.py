@@ -21,7 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lorad import datasets, workspace  # noqa: E402
+from lorad.core import workspace  # noqa: E402
+from lorad.media import datasets
 
 
 def make_workspace(root: Path, n: int):

@@ -30,7 +30,7 @@ compressed share of timer work; the idle rate (CPU of the started daemon with no
 printed so the timer part can be judged.
 
 Measured per configuration (in-flight caps from --inflight; the first is the baseline, measured
-in the same run, and a cap equal to gen_jobs.MAX_IN_FLIGHT is the default config, no override):
+in the same run, and a cap equal to gen_job.MAX_IN_FLIGHT is the default config, no override):
 wall time from submit_sweep until every generation is completed/failed/cancelled (DB polled every
 --look s), generations per minute, HTTP requests the double saw per generation (all, and status
 polls), daemon CPU from /proc/<pid>/stat (utime+stime of the daemon itself; ffprobe/ffmpeg it ran
@@ -69,7 +69,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "support")]
 from benchrun import problem_lines, run_in_tempdir  # noqa: E402
 from fal_double import Latency, fal_double  # noqa: E402
 
-from lorad import daemon, gen_jobs, generations, loras, workspace  # noqa: E402
+from lorad.core import daemon, workspace  # noqa: E402
+from lorad.generation import gen_job, generations, loras  # noqa: E402
 
 ENDPOINT = "fal-ai/wan/v2.2-a14b/text-to-video/lora"
 PROMPT = "TRK, a parked truck at golden hour, phone camera"
@@ -192,13 +193,13 @@ def draw_latencies(n: int, seed: int, queue: tuple[float, float],
 
 
 def model_polls(latency: float, first: float, cap: float) -> int:
-    """Status polls gen_jobs._poll sends for a request done `latency` s after its submit, with
+    """Status polls gen_job._poll sends for a request done `latency` s after its submit, with
     no overhead: one right after the submit, then after each delay (x1.5 up to the cap), the last
     one seeing COMPLETED."""
     t, delay, polls = 0.0, first, 1
     while t < latency:
         t += delay
-        delay = min(delay * gen_jobs.POLL_GROWTH, cap)
+        delay = min(delay * gen_job.POLL_GROWTH, cap)
         polls += 1
     return polls
 
@@ -251,7 +252,7 @@ def lateness(recorded, first: float, cap: float) -> float:
         delay = first
         for a, b in zip(ts, ts[1:], strict=False):
             late.append(b - a - delay)
-            delay = min(delay * gen_jobs.POLL_GROWTH, cap)
+            delay = min(delay * gen_job.POLL_GROWTH, cap)
     return sum(late) / len(late) if late else 0.0
 
 
@@ -260,7 +261,7 @@ def lateness(recorded, first: float, cap: float) -> float:
 def config_text(scale: float, inflight: int, poll_seconds: float, poll_max: float) -> str:
     text = FAST_CONFIG + (f"\n[generations]\npoll_seconds = {poll_seconds * scale!r}\n"
                           f"poll_max_seconds = {poll_max * scale!r}\n")
-    if inflight != gen_jobs.MAX_IN_FLIGHT:
+    if inflight != gen_job.MAX_IN_FLIGHT:
         text += f'\n[daemon.concurrency]\n"gen.run" = {inflight}\n'
     return text
 
@@ -339,7 +340,7 @@ def inflight_profile(conn) -> tuple[int, float]:
 def run_config(args: argparse.Namespace, work: Path, index: int, inflight: int,
                latencies: dict[int, tuple[float, float]]) -> Result:
     n, scale = args.count, args.scale
-    label = f"in-flight {inflight}" + (" (default)" if inflight == gen_jobs.MAX_IN_FLIGHT else "")
+    label = f"in-flight {inflight}" + (" (default)" if inflight == gen_job.MAX_IN_FLIGHT else "")
     print(f"running {label}: {n} generations", flush=True)
     ws = workspace.init(work / f"ws-{index}")
     ws.config_path.write_text(config_text(scale, inflight, args.poll_seconds, args.poll_max))
@@ -499,7 +500,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--count", type=int, default=200, help="generations per configuration")
     parser.add_argument("--scale", type=float, default=0.02,
                         help="multiplies fal latencies and the poll schedule (default 0.02)")
-    parser.add_argument("--inflight", default=f"{gen_jobs.MAX_IN_FLIGHT},32",
+    parser.add_argument("--inflight", default=f"{gen_job.MAX_IN_FLIGHT},32",
                         help="comma-separated gen.run in-flight caps; the first is the baseline")
     parser.add_argument("--queue", default="0,60", help="unscaled fal queue time range, s")
     parser.add_argument("--run", default="60,180", help="unscaled fal run time range, s")
@@ -542,7 +543,7 @@ def run(args: argparse.Namespace, work: Path) -> list[str]:
         f"fal latency (unscaled): queue U({args.queue}) s, run U({args.run}) s, means {mean_q:.0f} +"
         f" {mean_r:.0f} s, seed {args.seed}; scale {args.scale:g} -> mean"
         f" {(mean_q + mean_r) * args.scale:.2f} s per generation;"
-        f" poll {args.poll_seconds:g} s x{gen_jobs.POLL_GROWTH:g} to"
+        f" poll {args.poll_seconds:g} s x{gen_job.POLL_GROWTH:g} to"
         f" {args.poll_max:g} s (scaled {args.poll_seconds * args.scale:g} to"
         f" {args.poll_max * args.scale:g} s)",
         f"unscaled equivalent of the bound: {results[0].bound / args.scale / 60:.0f} min at"

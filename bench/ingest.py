@@ -16,7 +16,7 @@ Then it times three ways of turning those clips into Wan 2.1 480p portrait train
 (b) baseline: what users did before lorad, one plain ffmpeg transcode per clip, sequentially, to
     the same size, fps, frame count and encoder settings.
 (c) floor: decode only, sequentially, of the same part of each clip lorad reads (the read window
-    comes from `lorad.media.plan`), i.e. the least any tool must do to look at the frames.
+    comes from `lorad.media.convert.plan`), i.e. the least any tool must do to look at the frames.
 
 lorad/baseline says what lorad's bookkeeping and extras cost (or its parallelism saves);
 lorad/floor says how far it is from the decoding bound. Files sit in the page cache for all
@@ -40,7 +40,8 @@ from pathlib import Path
 
 from benchrun import problem_lines, run_in_tempdir
 
-from lorad import analysis, clips, daemon, datasets, ingest, jobs, media, profiles, workspace
+from lorad.core import daemon, jobs, workspace
+from lorad.media import analysis, clips, convert, datasets, ingest, profiles
 
 PROFILE = "wan21-t2v-480p-portrait"
 POLL = 0.05  # seconds between looks at the jobs table
@@ -121,7 +122,7 @@ def read_windows(paths: list[Path]) -> dict[Path, float]:
     profile = profiles.get(PROFILE)
     windows = {}
     for path in paths:
-        plan = media.plan(media.probe(path), profile)
+        plan = convert.plan(convert.probe(path), profile)
         windows[path] = plan.read_seconds if plan.read_seconds is not None else 0.0
     return windows
 
@@ -229,12 +230,12 @@ def time_phases(paths: list[Path], out_dir: Path) -> dict[str, float]:
     totals = dict.fromkeys(("hash", "probe+plan", "convert (1 ffmpeg)", "analyse"), 0.0)
     for path in paths:
         totals["hash"] += _lap(lambda p=path: ingest.hash_file(p))
-        totals["probe+plan"] += _lap(lambda p=path: media.plan(media.probe(p), profile))
-        probe = media.probe(path)
-        plan = media.plan(probe, profile)
+        totals["probe+plan"] += _lap(lambda p=path: convert.plan(convert.probe(p), profile))
+        probe = convert.probe(path)
+        plan = convert.plan(probe, profile)
         out = out_dir / f"{path.stem}.mp4", out_dir / f"{path.stem}.jpg"
         t = time.perf_counter()
-        converted = asyncio.run(media.convert(path, probe, profile, plan, *out))
+        converted = asyncio.run(convert.convert(path, probe, profile, plan, *out))
         totals["convert (1 ffmpeg)"] += time.perf_counter() - t
         totals["analyse"] += _lap(lambda c=converted, s=plan.analysis_size:
                                   analysis.analyse(c.analysis_frames, *s))
@@ -330,7 +331,8 @@ def run(args: argparse.Namespace, work: Path) -> list[str]:
         f"lorad ingest benchmark: {n} clips {WIDTH}x{HEIGHT} {RATE} fps H.264 ~15 Mbit/s + AAC,"
         f" {spread[0]:.1f}-{spread[-1]:.1f} s -> {PROFILE} ({profile.summary()})",
         *machine_info(),
-        f"read window (floor -t, from media.plan): {min(windows.values()):.3f}-{max(windows.values()):.3f} s;"
+        f"read window (floor -t, from convert.plan):"
+        f" {min(windows.values()):.3f}-{max(windows.values()):.3f} s;"
         f" best of {args.repeat} run(s); warm page cache",
         "",
         *table(n, lorad_run.seconds, baseline_s, floor_s),

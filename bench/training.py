@@ -61,7 +61,11 @@ from benchrun import problem_lines, run_in_tempdir  # noqa: E402
 from helpers import run_jobs  # noqa: E402
 from sshd import SshServer, start_sshd  # noqa: E402
 
-from lorad import captions, datasets, export, pods, profiles, runs, ssh, trainlog, workspace  # noqa: E402
+from lorad.captions import versions  # noqa: E402
+from lorad.core import workspace  # noqa: E402
+from lorad.datasets import export  # noqa: E402
+from lorad.media import datasets, profiles  # noqa: E402
+from lorad.training import pods, runs, ssh, trainlog  # noqa: E402
 
 PROFILE = "wan21-t2v-480p-portrait"
 CLIPS = 10  # clips in the latency run's dataset: one epoch is CLIPS steps
@@ -362,7 +366,7 @@ def make_run(server: SshServer, work: Path, steps: int, name: str) -> tuple[work
             " (?,?,?,'approved',480,848,16,41,?,?,?,'[]',?,?)",
             (dataset.id, f"/src/clip{n}.mp4", f"clip{n}", str(media), f"hash-{n}", profile.fingerprint(),
              now, now))
-        captions.set_caption(conn, cur.lastrowid, f"TRK, truck number {n} parked in a field")
+        versions.set_caption(conn, cur.lastrowid, f"TRK, truck number {n} parked in a field")
     dataset = datasets.get(conn, "bench")
     plan = export.plan(conn, dataset, profile,
                        export.Options(remote_root=str(server.root / "datasets" / f"{name}-bench")))
@@ -424,7 +428,7 @@ def measure_latency(server: SshServer, work: Path, steps: int, step_seconds: flo
     server.configure_double(mode="slow", step_seconds=step_seconds)
     original = trainlog.LogParser
     if tail:
-        trainlog.LogParser = LineEndParser  # lorad.training builds it as trainlog.LogParser(...)
+        trainlog.LogParser = LineEndParser  # lorad.training.train_job builds it as trainlog.LogParser(...)
     start = time.perf_counter()
     try:
         run_jobs(ws, timeout=120 + 3 * steps * step_seconds)

@@ -23,7 +23,7 @@ lease_seconds = 6
 
 @pytest.fixture
 def ws(tmp_path):
-    from lorad import workspace
+    from lorad.core import workspace
 
     w = workspace.init(tmp_path / "ws")
     w.config_path.write_text(FAST_CONFIG)
@@ -51,7 +51,7 @@ class DaemonProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> subprocess.Popen:
-        from lorad import daemon
+        from lorad.core import daemon
 
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lorad", "-w", str(self.ws.root), "daemon", "run"],

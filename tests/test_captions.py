@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from lorad import bulk, caption_import, captions, datasets, lint
+from lorad.captions import bulk, imports, lint, versions
+from lorad.media import datasets
 
 
 def add_clip(conn, dataset_id: int, name: str, *, source: str | None = None,
@@ -31,17 +32,17 @@ def ds(conn):
 def test_every_change_is_a_version_and_undo_walks_back(conn, ds):
     clip = add_clip(conn, ds.id, "a")
     for text in ("one", "two", "three"):
-        captions.set_caption(conn, clip, text)
-    assert captions.set_caption(conn, clip, "three ") is None  # unchanged: no new version
-    assert captions.undo(conn, clip).text == "two"
-    assert captions.undo(conn, clip).text == "one"
-    assert captions.undo(conn, clip).text == ""
-    assert captions.undo(conn, clip) is None
-    texts = [v.text for v in captions.history(conn, clip)]
+        versions.set_caption(conn, clip, text)
+    assert versions.set_caption(conn, clip, "three ") is None  # unchanged: no new version
+    assert versions.undo(conn, clip).text == "two"
+    assert versions.undo(conn, clip).text == "one"
+    assert versions.undo(conn, clip).text == ""
+    assert versions.undo(conn, clip) is None
+    texts = [v.text for v in versions.history(conn, clip)]
     assert texts == ["one", "two", "three", "two", "one", ""]  # nothing lost
-    captions.set_caption(conn, clip, "four")
-    assert captions.undo(conn, clip).text == ""
-    assert captions.current(conn, clip).source == "undo"
+    versions.set_caption(conn, clip, "four")
+    assert versions.undo(conn, clip).text == ""
+    assert versions.current(conn, clip).source == "undo"
 
 
 LINT_CASES = [
@@ -86,24 +87,24 @@ def test_identical_captions_across_clips_are_flagged():
 
 def test_bulk_replace_previews_then_applies_as_one_undoable_batch(conn, ds):
     a, b, c = (add_clip(conn, ds.id, n) for n in "abc")
-    captions.set_caption(conn, a, "TRUCKUGC, red truck, cinematic light")
-    captions.set_caption(conn, b, "TRUCKUGC, blue truck, cinematic light")
-    captions.set_caption(conn, c, "TRUCKUGC, green truck, soft light")
+    versions.set_caption(conn, a, "TRUCKUGC, red truck, cinematic light")
+    versions.set_caption(conn, b, "TRUCKUGC, blue truck, cinematic light")
+    versions.set_caption(conn, c, "TRUCKUGC, green truck, soft light")
     changes = bulk.replace(conn, ds, "cinematic light", "natural light")
     assert [ch.clip_id for ch in changes] == [a, b]
-    assert captions.current(conn, a).text.endswith("cinematic light")  # preview wrote nothing
+    assert versions.current(conn, a).text.endswith("cinematic light")  # preview wrote nothing
     batch = bulk.apply(conn, changes)
-    assert captions.current(conn, a).text == "TRUCKUGC, red truck, natural light"
-    captions.set_caption(conn, b, "TRUCKUGC, blue truck edited by hand")
-    undone, kept = captions.undo_batch(conn, batch)
+    assert versions.current(conn, a).text == "TRUCKUGC, red truck, natural light"
+    versions.set_caption(conn, b, "TRUCKUGC, blue truck edited by hand")
+    undone, kept = versions.undo_batch(conn, batch)
     assert (undone, kept) == (1, 1)
-    assert captions.current(conn, a).text == "TRUCKUGC, red truck, cinematic light"
-    assert captions.current(conn, b).text == "TRUCKUGC, blue truck edited by hand"
+    assert versions.current(conn, a).text == "TRUCKUGC, red truck, cinematic light"
+    assert versions.current(conn, b).text == "TRUCKUGC, blue truck edited by hand"
 
 
 def test_bulk_regex_prepend_append_trigger_and_template(conn, ds):
     a, b = add_clip(conn, ds.id, "a"), add_clip(conn, ds.id, "b")
-    captions.set_caption(conn, a, "TRUCKUGC, red Ford F-150 parked")
+    versions.set_caption(conn, a, "TRUCKUGC, red Ford F-150 parked")
     changes = bulk.replace(conn, ds, r"(\w+) Ford", r"Ford \1", regex=True)
     assert changes[0].new == "TRUCKUGC, Ford red F-150 parked"
     with pytest.raises(bulk.BulkError, match="bad regular expression"):
@@ -122,20 +123,20 @@ def test_import_sidecars_json_list_and_jsonl(conn, ds, tmp_path):
     src.mkdir()
     ids = {n: add_clip(conn, ds.id, f"{n}-1234", source=str(src / f"{n}.mp4")) for n in "abc"}
     (src / "a.txt").write_text("TRUCKUGC, from a sidecar\n")
-    report = caption_import.auto(conn, ds, None)
-    assert report.imported == 1 and captions.current(conn, ids["a"]).source == "import"
+    report = imports.auto(conn, ds, None)
+    assert report.imported == 1 and versions.current(conn, ids["a"]).source == "import"
     listing = tmp_path / "dataset.json"
     listing.write_text(json.dumps([{"video": str(src / "b.mp4"), "caption": "TRUCKUGC, json b",
                                     "fps": 16}, {"video": "nowhere.mp4", "caption": "x"}]))
-    report = caption_import.auto(conn, ds, listing)
+    report = imports.auto(conn, ds, listing)
     assert report.imported == 1 and report.unmatched == ["nowhere.mp4"]
-    assert captions.current(conn, ids["b"]).text == "TRUCKUGC, json b"
+    assert versions.current(conn, ids["b"]).text == "TRUCKUGC, json b"
     meta = tmp_path / "meta.jsonl"
     meta.write_text('{"video_path": "raw/c.mp4", "caption": "TRUCKUGC, jsonl c"}\n\nnot json\n')
-    report = caption_import.auto(conn, ds, meta)
+    report = imports.auto(conn, ds, meta)
     assert report.imported == 1 and len(report.problems) == 1
-    assert captions.current(conn, ids["c"]).text == "TRUCKUGC, jsonl c"
+    assert versions.current(conn, ids["c"]).text == "TRUCKUGC, jsonl c"
     # importing the same again changes nothing, and a whole import undoes in one step
-    assert caption_import.auto(conn, ds, meta).imported == 0
-    captions.undo_batch(conn, captions.last_batch(conn, ds.id))
-    assert captions.current(conn, ids["c"]).text == ""
+    assert imports.auto(conn, ds, meta).imported == 0
+    versions.undo_batch(conn, versions.last_batch(conn, ds.id))
+    assert versions.current(conn, ids["c"]).text == ""

@@ -60,7 +60,8 @@ def test_profiles_lists_builtins_and_config(ws, capsys):
 def test_rules_bulk_check_and_export_from_the_cli(ws, conn, capsys, tmp_path):
     from test_captions import add_clip
 
-    from lorad import captions, datasets, profiles
+    from lorad.captions import versions
+    from lorad.media import datasets, profiles
 
     d = datasets.create(conn, "t", "wan21-t2v-480p-portrait", trigger="TRK")
     fp = profiles.get("wan21-t2v-480p-portrait").fingerprint()
@@ -74,14 +75,14 @@ def test_rules_bulk_check_and_export_from_the_cli(ws, conn, capsys, tmp_path):
                        "[color] truck parked in a field, static shot", "--ban", "drone")
     assert json.loads(out)["caption_rules"]["banned_words"] == ["drone"]
     code, out, _ = run(ws, capsys, "captions", "bulk", "t", "template")
-    assert "2 caption(s) would change" in out and captions.current(conn, ids[0]) is None
+    assert "2 caption(s) would change" in out and versions.current(conn, ids[0]) is None
     run(ws, capsys, "captions", "bulk", "t", "--apply", "template")
     code, out, _ = run(ws, capsys, "dataset", "check", "t")
     assert code == 1 and "unfilled placeholder [color]" in out
     code, out, _ = run(ws, capsys, "dataset", "export", "t")
     assert code == 1 and "export stopped" in out
     run(ws, capsys, "captions", "bulk", "t", "--apply", "replace", "[color]", "red")
-    captions.set_caption(conn, ids[1], "TRK, blue truck parked in a field, static shot")
+    versions.set_caption(conn, ids[1], "TRK, blue truck parked in a field, static shot")
     code, out, _ = run(ws, capsys, "dataset", "export", "t", "--json")
     assert code == 0, out
     result = json.loads(out[out.index("{"):])

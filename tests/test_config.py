@@ -1,6 +1,6 @@
 import pytest
 
-from lorad import config, workspace
+from lorad.core import config, workspace
 
 
 def write(tmp_path, text):

@@ -9,7 +9,7 @@ import pytest
 from conftest import daemon_env
 from helpers import wait_for
 
-from lorad import daemon, jobs
+from lorad.core import daemon, jobs
 
 
 def states(conn, ids):

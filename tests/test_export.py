@@ -9,7 +9,9 @@ import pytest
 from musubi_schema import assert_valid
 from test_captions import add_clip
 
-from lorad import captions, datasets, export, musubi, preflight, profiles
+from lorad.captions import versions
+from lorad.datasets import export, musubi, preflight
+from lorad.media import datasets, profiles
 
 PROFILE = profiles.get("wan21-t2v-480p-portrait")
 
@@ -29,7 +31,7 @@ def ready(conn, tmp_path):
         clip = add_clip(conn, d.id, f"clip{n}-abcd", media=str(media))
         conn.execute("UPDATE clips SET profile_fingerprint = ? WHERE id = ?",
                      (PROFILE.fingerprint(), clip))
-        captions.set_caption(conn, clip, f"TRUCKUGC, {color} pickup truck parked in a dry field, "
+        versions.set_caption(conn, clip, f"TRUCKUGC, {color} pickup truck parked in a dry field, "
                                          "static shot")
         ids.append(clip)
     return datasets.get(conn, "trucks"), ids
@@ -67,10 +69,10 @@ def test_export_is_deterministic_and_musubi_valid(conn, ready, tmp_path):
 def test_one_changed_caption_gives_a_new_hash(conn, ready):
     d, ids = ready
     before = export.plan(conn, d, PROFILE).content_hash
-    captions.set_caption(conn, ids[0], "TRUCKUGC, red pickup truck parked by a fence, static shot")
+    versions.set_caption(conn, ids[0], "TRUCKUGC, red pickup truck parked by a fence, static shot")
     after = export.plan(conn, d, PROFILE).content_hash
     assert before != after
-    captions.undo(conn, ids[0])  # back to the same content: back to the same hash
+    versions.undo(conn, ids[0])  # back to the same content: back to the same hash
     assert export.plan(conn, d, PROFILE).content_hash == before
 
 
@@ -115,9 +117,9 @@ def test_preflight_catches_each_mistake(conn, ready, breakage, expected):
     elif breakage == "collision":
         conn.execute("UPDATE clips SET name = 'CLIP0-ABCD' WHERE id = ?", (ids[1],))
     elif breakage == "no_caption":
-        captions.set_caption(conn, ids[0], "")
+        versions.set_caption(conn, ids[0], "")
     elif breakage == "placeholder":
-        captions.set_caption(conn, ids[0], "TRUCKUGC, [color] pickup truck parked in a field")
+        versions.set_caption(conn, ids[0], "TRUCKUGC, [color] pickup truck parked in a field")
     elif breakage == "fps":
         conn.execute("UPDATE clips SET fps = 24 WHERE id = ?", (ids[0],))
     elif breakage == "prompt":

@@ -12,9 +12,9 @@ import httpx
 import pytest
 from fal_double import FLUX, WAN21_I2V, WAN22_I2V, WAN22_T2V, Latency, fal_double, media
 
-from lorad import handlers
-from lorad.errors import LoradError
-from lorad.fal import (
+from lorad.core import handlers
+from lorad.core.errors import LoradError
+from lorad.generation.fal import (
     CDN_URL,
     QUEUE_URL,
     REST_URL,

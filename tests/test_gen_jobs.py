@@ -10,7 +10,8 @@ import pytest
 from fal_double import Latency, fal_double
 from helpers import run_jobs, wait_for
 
-from lorad import generations, jobs, loras, ratings
+from lorad.core import jobs
+from lorad.generation import generations, loras, ratings
 
 WAN22 = "fal-ai/wan/v2.2-a14b/text-to-video/lora"
 FLUX = "fal-ai/flux-lora"
@@ -176,7 +177,7 @@ def test_runner_503_is_left_to_the_job_backoff_not_the_client(ws, conn, fal, tru
 
 
 def test_expired_result_fails_with_advice(ws, conn, fal, truck, monkeypatch):
-    from lorad import fal as fal_mod
+    from lorad.generation import fal as fal_mod
 
     real = fal_mod.Fal.result
 
@@ -263,8 +264,8 @@ def test_a_stop_during_a_slow_submit_still_records_the_request(ws, conn, fal, tr
     id, or the next daemon pays for the same generation again."""
     import threading
 
-    from lorad import daemon
-    from lorad import fal as fal_mod
+    from lorad.core import daemon
+    from lorad.generation import fal as fal_mod
 
     real_submit, real_release = fal_mod.Fal.submit, jobs.release
     answer = threading.Event()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lorad import endpoints, generations, jobs, loras
+from lorad.core import jobs
+from lorad.generation import endpoints, generations, loras
 
 WAN22 = "fal-ai/wan/v2.2-a14b/text-to-video/lora"
 
@@ -63,7 +64,8 @@ def test_every_endpoint_has_a_price():
 
 
 def test_dataset_card_gives_negative_prompt_and_eval_prompts(ws, conn, lora, capsys):
-    from lorad import cli, datasets
+    from lorad import cli
+    from lorad.media import datasets
 
     conn.execute("INSERT INTO datasets (name, profile, trigger, created_at) VALUES"
                  " ('truck', 'wan22-14b-720p', 'TRK', 0)")

@@ -9,7 +9,8 @@ import pytest
 from helpers import run_jobs
 from media_factory import ffprobe, make_audio, make_image, make_video
 
-from lorad import analysis, clips, datasets, jobs, profiles
+from lorad.core import jobs
+from lorad.media import analysis, clips, datasets, profiles
 
 PORTRAIT = "wan21-t2v-480p-portrait"
 
@@ -57,7 +58,7 @@ def sources(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def ingested(sources, tmp_path_factory):
-    from lorad import workspace
+    from lorad.core import workspace
 
     ws = workspace.init(tmp_path_factory.mktemp("ws") / "ws")
     ws.config_path.write_text("[daemon]\npoll_interval = 0.05\n")
@@ -218,7 +219,7 @@ def test_orientation_match_swaps_for_portrait_sources():
 
 
 def test_custom_profile_from_config_is_validated(ws):
-    from lorad.config import ConfigError
+    from lorad.core.config import ConfigError
 
     ws.config_path.write_text('[profiles.mine]\nbase = "wan22-14b-720p"\nframes = 42\n')
     with pytest.raises(ConfigError, match=r"lorad.toml:\d+: profiles.mine.frames must be 4n\+1"):

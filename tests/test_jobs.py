@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from lorad import jobs
+from lorad.core import jobs
 
 
 def test_claim_is_exclusive_and_ordered(conn):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 
-from lorad import loraconvert
-from lorad.loraconvert import Tensor
+from lorad.publish import loraconvert
+from lorad.publish.loraconvert import Tensor
 
 
 def lora_file(path, dtype="F32", rank=4, alpha=2.0):

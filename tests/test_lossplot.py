@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import math
 
-from lorad.lossplot import downsample, ema
+from lorad.training.lossplot import downsample, ema
 
 
 def test_downsample_keeps_spikes_and_bounds_the_size():

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from lorad import ratings
+from lorad.generation import ratings
 
 
 def gen(conn, checkpoint_id=None):
@@ -53,7 +53,7 @@ def test_rank_checkpoints_by_current_ratings(conn):
 
 
 def test_loras_added_by_url_rank_too(conn):
-    from lorad import generations, loras
+    from lorad.generation import generations, loras
 
     for name in ("theirs", "mine"):
         loras.add(conn, name, f"https://hf.example/{name}.safetensors")

@@ -9,9 +9,9 @@ import httpx
 import pytest
 from runpod_double import runpod_double
 
-from lorad import handlers
-from lorad.errors import LoradError
-from lorad.runpod import (
+from lorad.core import handlers
+from lorad.core.errors import LoradError
+from lorad.training.runpod import (
     API_URL,
     RunPod,
     RunPodAuthError,

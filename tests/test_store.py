@@ -2,7 +2,7 @@ import sqlite3
 
 import pytest
 
-from lorad import store
+from lorad.core import store
 
 
 def test_migrations_apply_on_empty_database(tmp_path):

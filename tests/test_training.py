@@ -11,7 +11,10 @@ from helpers import run_jobs, wait_for
 from sshd import start_sshd
 from test_captions import add_clip
 
-from lorad import captions, datasets, export, pods, profiles, runs
+from lorad.captions import versions
+from lorad.datasets import export
+from lorad.media import datasets, profiles
+from lorad.training import pods, runs
 
 PROFILE = profiles.get("wan21-t2v-480p-portrait")
 
@@ -35,7 +38,7 @@ def setup(ws, conn, server, tmp_path):
         clip = add_clip(conn, d.id, f"clip{n}-{tmp_path.name[-6:]}", media=str(media))
         conn.execute("UPDATE clips SET profile_fingerprint = ? WHERE id = ?",
                      (PROFILE.fingerprint(), clip))
-        captions.set_caption(conn, clip, f"TRK, truck number {n} parked in a field")
+        versions.set_caption(conn, clip, f"TRK, truck number {n} parked in a field")
     datasets.update_settings(conn, d.id, eval_prompts=["TRK, a white truck parked on gravel"])
     d = datasets.get(conn, d.name)
     remote_root = server.root / "datasets" / d.name
@@ -239,14 +242,15 @@ def test_runpod_pod_is_started_for_the_run_and_stopped_when_idle(ws, conn, serve
 
 
 def test_reconcile_follows_a_running_run_whose_job_died(ws, conn, server, setup):
-    from lorad import jobs, training
+    from lorad.core import jobs
+    from lorad.training import train_job
 
     run = make_run(conn, setup, name="orphan")
     job = runs.get_by_id(conn, run.id).job_id
     conn.execute("UPDATE jobs SET state = 'failed', error = 'pod unreachable' WHERE id = ?",
                  (job,))
     runs.update(conn, run.id, state="running")
-    training.reconcile(conn)
+    train_job.reconcile(conn)
     new_job = runs.get_by_id(conn, run.id).job_id
     assert new_job != job and jobs.get(conn, new_job).state == "queued"
     run_jobs(ws, timeout=120)
@@ -257,7 +261,7 @@ def test_upload_resumes_from_the_part_without_resending(server, tmp_path):
     import hashlib
     import os
 
-    from lorad.ssh import Endpoint, Shell
+    from lorad.training.ssh import Endpoint, Shell
 
     data = os.urandom(3 * (1 << 20) + 12345)
     local = tmp_path / "clip.mp4"
@@ -293,7 +297,7 @@ def test_upload_tree_resumes_skips_and_verifies_with_openssh(server, tmp_path):
     import hashlib
     import os
 
-    from lorad.ssh import Endpoint, Shell
+    from lorad.training.ssh import Endpoint, Shell
 
     data = {name: os.urandom((1 << 20) + n) for n, name in enumerate(["a b.mp4", "c.txt"])}
     pairs = []
@@ -316,7 +320,7 @@ def test_upload_tree_without_the_sftp_binary_makes_the_folders_too(server, tmp_p
     """The paramiko fallback (no local `sftp`) used to fail on a folder the pod lacked."""
     import shutil
 
-    from lorad.ssh import Endpoint, Shell
+    from lorad.training.ssh import Endpoint, Shell
 
     real_which = shutil.which
     monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "sftp"
@@ -331,7 +335,7 @@ def test_upload_tree_without_the_sftp_binary_makes_the_folders_too(server, tmp_p
 def test_sftp_reads_on_a_dropped_connection_are_retryable_not_fatal(server):
     """CI caught a run failing for good when the connection dropped while its samples were
     listed: listdir let paramiko's SSHException through instead of SshUnavailable."""
-    from lorad.ssh import Endpoint, Shell, SshUnavailable
+    from lorad.training.ssh import Endpoint, Shell, SshUnavailable
 
     with Shell(Endpoint(server.host, server.port, server.user, str(server.key_file))) as shell:
         assert shell.listdir(str(server.root / "no such folder")) == []

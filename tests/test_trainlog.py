@@ -6,7 +6,16 @@ import math
 
 import pytest
 
-from lorad.trainlog import Checkpoint, Epoch, Failure, LogParser, ModelSaved, Progress, TotalSteps, parse_line
+from lorad.training.trainlog import (
+    Checkpoint,
+    Epoch,
+    Failure,
+    LogParser,
+    ModelSaved,
+    Progress,
+    TotalSteps,
+    parse_line,
+)
 
 LOG = (
     "accelerator device: cuda\n"

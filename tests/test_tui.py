@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from helpers import pilot_until as until
 
-from lorad import jobs
+from lorad.core import jobs
 from tui.app import LoradApp
 from tui.screens.clips import ClipsScreen
 from tui.screens.help import HelpScreen, binding_rows
@@ -141,7 +141,8 @@ def test_lorad_tui_upgrades_an_older_database_before_the_screens_read_it(tmp_pat
                                                                          monkeypatch):
     """Screens open the store without migrating; `lorad tui` after an upgrade must migrate
     first (seen by hand: a workspace from before migration 007 crashed the Generations screen)."""
-    from lorad import cli, store, workspace
+    from lorad import cli
+    from lorad.core import store, workspace
 
     shipped = store.migration_files()
     monkeypatch.setattr(store, "migration_files", lambda: shipped[:-1])

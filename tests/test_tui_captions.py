@@ -6,7 +6,8 @@ import pytest
 from helpers import pilot_until as until
 from test_captions import add_clip
 
-from lorad import captions, clips, datasets
+from lorad.captions import versions
+from lorad.media import clips, datasets
 from tui.app import LoradApp
 from tui.screens.captions import CaptionEditor, CaptionsScreen
 from tui.widgets.rowlist import RowList
@@ -26,7 +27,7 @@ async def open_captions(app, pilot):
 
 
 def text_of(conn, clip_id):
-    v = captions.current(conn, clip_id)
+    v = versions.current(conn, clip_id)
     return v.text if v else ""
 
 
@@ -65,8 +66,8 @@ async def test_edit_type_leave_autosaves_and_lint_follows_typing(ws, conn, ds):
 
 async def test_undo_version_and_review_keys(ws, conn, ds):
     a = add_clip(conn, ds.id, "a", state="ready")
-    captions.set_caption(conn, a, "TRUCKUGC, first version of the caption")
-    captions.set_caption(conn, a, "TRUCKUGC, second version of the caption")
+    versions.set_caption(conn, a, "TRUCKUGC, first version of the caption")
+    versions.set_caption(conn, a, "TRUCKUGC, second version of the caption")
     app = LoradApp(ws, refresh_interval=0.05)
     async with app.run_test(size=(160, 45)) as pilot:
         screen = await open_captions(app, pilot)
@@ -81,9 +82,9 @@ async def test_undo_version_and_review_keys(ws, conn, ds):
 
 async def test_jump_to_lint_error_and_uncaptioned(ws, conn, ds):
     ids = [add_clip(conn, ds.id, n, state="ready") for n in "abcd"]
-    captions.set_caption(conn, ids[0], "TRUCKUGC, a fine caption for this clip")
-    captions.set_caption(conn, ids[1], "TRUCKUGC, a fine caption for that clip")
-    captions.set_caption(conn, ids[2], "TRUCKUGC, [color] truck in a field somewhere")
+    versions.set_caption(conn, ids[0], "TRUCKUGC, a fine caption for this clip")
+    versions.set_caption(conn, ids[1], "TRUCKUGC, a fine caption for that clip")
+    versions.set_caption(conn, ids[2], "TRUCKUGC, [color] truck in a field somewhere")
     app = LoradApp(ws, refresh_interval=0.05)
     async with app.run_test(size=(160, 45)) as pilot:
         screen = await open_captions(app, pilot)
@@ -118,7 +119,7 @@ async def test_moving_through_a_thousand_clips_shows_each_caption(ws, conn, ds):
 async def test_suggestions_come_from_phrases_in_the_dataset(ws, conn, ds):
     a = add_clip(conn, ds.id, "a", state="ready")
     add_clip(conn, ds.id, "b", state="ready")
-    captions.set_caption(conn, a, "TRUCKUGC, golden hour backlight, phone camera quality")
+    versions.set_caption(conn, a, "TRUCKUGC, golden hour backlight, phone camera quality")
     app = LoradApp(ws, refresh_interval=0.05)
     async with app.run_test(size=(160, 45)) as pilot:
         screen = await open_captions(app, pilot)
@@ -136,7 +137,7 @@ async def test_history_key_shows_every_version(ws, conn, ds):
 
     a = add_clip(conn, ds.id, "a", state="ready")
     for text in ("TRUCKUGC, version one here", "TRUCKUGC, version two here"):
-        captions.set_caption(conn, a, text)
+        versions.set_caption(conn, a, text)
     app = LoradApp(ws, refresh_interval=0.05)
     async with app.run_test(size=(160, 45)) as pilot:
         screen = await open_captions(app, pilot)

@@ -8,7 +8,7 @@ import time
 import pytest
 from helpers import pilot_until as until
 
-from lorad import clips, datasets
+from lorad.media import clips, datasets
 from tui.app import LoradApp
 from tui.screens.clips import ClipsScreen
 from tui.widgets.rowlist import RowList

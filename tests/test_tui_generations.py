@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from helpers import pilot_until as until
 
-from lorad import generations, jobs, loras, ratings
+from lorad.core import jobs
+from lorad.generation import generations, loras, ratings
 from tui.app import LoradApp
 from tui.screens.generations import CompareScreen, GenerationsScreen
 from tui.widgets.rowlist import RowList
@@ -118,7 +119,7 @@ async def test_v_shows_the_sweep_as_a_lora_by_scale_grid(ws, conn, gens, tmp_pat
     ids = generations.submit_sweep(conn, plan, budget=None)
     video = tmp_path / "gen.mp4"
     video.write_bytes(media()["motion"])
-    from lorad import media as media_mod
+    from lorad.media import convert as media_mod
 
     media_mod.filmstrip(video, video.with_suffix(".strip.jpg"))
     conn.execute(f"UPDATE generations SET status = 'completed', output_path = ? WHERE id IN"

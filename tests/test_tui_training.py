@@ -7,7 +7,9 @@ import time
 import pytest
 from helpers import pilot_until as until
 
-from lorad import jobs, pods, ratings, runs
+from lorad.core import jobs
+from lorad.generation import ratings
+from lorad.training import pods, runs
 from tui.app import LoradApp
 from tui.screens.pods import PodsScreen
 from tui.screens.training import TrainingScreen
@@ -87,13 +89,13 @@ async def test_shift_p_publishes_the_best_rated_local_checkpoint(ws, conn, run, 
                  " created_at) VALUES (?, '/o/truck-000002.safetensors',"
                  " 'truck-000002.safetensors', 2, 'local', '/y', 0)", (run.id,))
     published = []
-    import lorad.publish
+    import lorad.publish.publishing
 
     def fake_enqueue(conn, ref, repo, **kw):  # the job itself is tested in test_publish
         published.append((ref, repo, kw))
         return 1
 
-    monkeypatch.setattr(lorad.publish, "enqueue", fake_enqueue)
+    monkeypatch.setattr(lorad.publish.publishing, "enqueue", fake_enqueue)
     app = LoradApp(ws, refresh_interval=0.05)
     async with app.run_test(size=(160, 45)) as pilot:
         await pilot.press("3")

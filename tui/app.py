@@ -9,8 +9,8 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from lorad import daemon, fmt
-from lorad.workspace import Workspace
+from lorad.core import daemon, fmt
+from lorad.core.workspace import Workspace
 
 from .screens.base import StoreScreen
 from .screens.captions import CaptionsScreen

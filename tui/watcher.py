@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from lorad import daemon, store
-from lorad.workspace import Workspace
+from lorad.core import daemon, store
+from lorad.core.workspace import Workspace
 
 
 @dataclass

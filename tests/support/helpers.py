@@ -22,7 +22,7 @@ def run_jobs(ws, timeout: float = 180.0, until=None) -> None:
     `until`, until `until(conn)` holds), then stop it as SIGTERM would."""
     import asyncio
 
-    from lorad import daemon, handlers, jobs
+    from lorad.core import daemon, handlers, jobs
 
     handlers.load_modules()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from lorad.handlers import PermanentError, TransientError, register
+from lorad.core.handlers import PermanentError, TransientError, register
 
 
 def _record_effect(job_id: int):

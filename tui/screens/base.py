@@ -9,7 +9,7 @@ from textual.screen import Screen
 from textual.widgets import Input
 from textual.worker import get_current_worker
 
-from lorad import daemon, store
+from lorad.core import daemon, store
 
 
 class StoreScreen(Screen):

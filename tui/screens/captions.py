@@ -21,7 +21,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Header, Input, Static, TextArea
 
-from lorad import captions, clips, datasets, lint
+from lorad.captions import lint, versions
+from lorad.media import clips, datasets
 
 from ..widgets.filmstrip import Filmstrip, load_image
 from ..widgets.rowlist import Column, RowList
@@ -85,7 +86,7 @@ class HistoryScreen(ModalScreen[None]):
 
     BINDINGS = [Binding("escape,q,h", "dismiss", "Close")]
 
-    def __init__(self, name: str, versions: list[captions.CaptionVersion]) -> None:
+    def __init__(self, name: str, versions: list[versions.CaptionVersion]) -> None:
         super().__init__()
         self.clip_name = name
         self.versions = versions
@@ -178,7 +179,7 @@ class CaptionsScreen(DatasetScreen):
         if dataset is None:
             return CaptionsData(None, lint.Rules(), [])
         rules = lint.Rules.from_dataset(dataset.trigger, dataset.settings)
-        current = captions.current_texts(conn, dataset.id)
+        current = versions.current_texts(conn, dataset.id)
         base = conn.execute(
             "SELECT id, name, state, filmstrip_path, width, height, frames, fps, flags FROM clips"
             " WHERE dataset_id = ? AND duplicate_of IS NULL AND state != 'error' ORDER BY id",
@@ -325,7 +326,7 @@ class CaptionsScreen(DatasetScreen):
         row = self.by_id.get(clip_id)
         if row is not None and text.strip() != row.text.strip():
             row.text = text.strip()  # shown at once; the store write follows in a worker
-            self.write(captions.set_caption, clip_id, text)
+            self.write(versions.set_caption, clip_id, text)
 
     def action_leave(self) -> None:
         if self.close_filter():
@@ -371,7 +372,7 @@ class CaptionsScreen(DatasetScreen):
     def action_undo_version(self) -> None:
         row = self.current_row()
         if row is not None and self.editing_id is None:
-            self.write(captions.undo, row.id, done_message="went back one caption version")
+            self.write(versions.undo, row.id, done_message="went back one caption version")
 
     def action_history(self) -> None:
         row = self.current_row()
@@ -382,10 +383,10 @@ class CaptionsScreen(DatasetScreen):
     def _load_history(self, clip_id: int, name: str) -> None:
         conn = self.app.ws.connect()
         try:
-            versions = captions.history(conn, clip_id)
+            past = versions.history(conn, clip_id)
         finally:
             conn.close()
-        self.app.call_from_thread(self.app.push_screen, HistoryScreen(name, versions))
+        self.app.call_from_thread(self.app.push_screen, HistoryScreen(name, past))
 
     def action_review(self, state: str) -> None:
         row = self.current_row()

@@ -12,7 +12,8 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Footer, Header, Static
 
-from lorad import fmt, generations, jobs
+from lorad.core import fmt, jobs
+from lorad.generation import generations
 
 from .base import StoreScreen
 

@@ -11,7 +11,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, Static
 
-from lorad import fmt, pod_jobs, pods
+from lorad.core import fmt
+from lorad.training import pod_jobs, pods
 
 from ..widgets.rowlist import Column, RowList
 from .base import StoreScreen

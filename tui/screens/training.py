@@ -15,8 +15,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Header, RichLog, Static
 from textual_plotext import PlotextPlot
 
-from lorad import fmt, jobs, lossplot, pods, publish, ratings, runs
-from lorad.trainlog import readable
+from lorad.core import fmt, jobs
+from lorad.generation import ratings
+from lorad.publish import publishing
+from lorad.training import lossplot, pods, runs
+from lorad.training.trainlog import readable
 
 from ..widgets.rowlist import Column, RowList
 from .base import StoreScreen
@@ -247,7 +250,7 @@ class TrainingScreen(StoreScreen):
     def _publish(self, request: PublishRequest | None) -> None:
         if request is None:
             return
-        self.write(lambda conn: publish.enqueue(
+        self.write(lambda conn: publishing.enqueue(
             conn, str(request.checkpoint_id), request.repo, private=request.private,
             convert=request.convert, name=request.name or None),
             done_message=f"publishing to {request.repo} (Jobs screen: 0)")
@@ -259,10 +262,10 @@ class TrainingScreen(StoreScreen):
 
     @work(thread=True, exclusive=True, group="training-log")
     def _fetch_log(self, run: runs.Run) -> None:
-        from lorad import training
+        from lorad.training import train_job
 
         try:
-            text = training.full_log(self.app.ws, run)
+            text = train_job.full_log(self.app.ws, run)
         except Exception as exc:  # noqa: BLE001 - shown to the user
             self.app.call_from_thread(self.notify, f"cannot read the log: {exc}",
                                       severity="error")

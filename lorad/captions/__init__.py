@@ -1,0 +1,1 @@
+"""Caption versions, lint, bulk edits and imports."""

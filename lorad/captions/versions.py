@@ -1,0 +1,149 @@
+"""Caption history: every change is a new version; nothing is overwritten or deleted.
+
+A clip's caption is its newest version. Undo writes a new version holding the text of the
+version before the current one (following `prev_id`), so undo can go back step by step and the
+history still shows everything that was ever written.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from lorad.core.errors import LoradError
+from lorad.core.store import transaction
+
+SOURCES = ("typed", "template", "bulk", "import", "auto", "undo")
+
+
+class CaptionError(LoradError):
+    pass
+
+
+@dataclass(frozen=True)
+class CaptionVersion:
+    id: int
+    clip_id: int
+    text: str
+    source: str
+    batch_id: str | None
+    prev_id: int | None
+    created_at: float
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> CaptionVersion:
+        return cls(row["id"], row["clip_id"], row["text"], row["source"], row["batch_id"],
+                   row["prev_id"], row["created_at"])
+
+
+_COLUMNS = "id, clip_id, text, source, batch_id, prev_id, created_at"
+
+
+def current(conn: sqlite3.Connection, clip_id: int) -> CaptionVersion | None:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM caption_versions WHERE clip_id = ? ORDER BY id"
+                       " DESC LIMIT 1", (clip_id,)).fetchone()
+    return CaptionVersion.from_row(row) if row else None
+
+
+def current_texts(conn: sqlite3.Connection, dataset_id: int) -> dict[int, CaptionVersion]:
+    """The current version of every captioned clip of a dataset, in one query."""
+    rows = conn.execute(
+        f"SELECT {', '.join('v.' + c.strip() for c in _COLUMNS.split(','))} FROM caption_versions"
+        " v JOIN (SELECT clip_id, MAX(caption_versions.id) AS id FROM caption_versions JOIN clips"
+        " ON clips.id = caption_versions.clip_id WHERE clips.dataset_id = ? GROUP BY clip_id) m"
+        " ON m.id = v.id", (dataset_id,))
+    return {r["clip_id"]: CaptionVersion.from_row(r) for r in rows}
+
+
+def history(conn: sqlite3.Connection, clip_id: int) -> list[CaptionVersion]:
+    """Every version of a clip's caption, oldest first."""
+    return [CaptionVersion.from_row(r) for r in conn.execute(
+        f"SELECT {_COLUMNS} FROM caption_versions WHERE clip_id = ? ORDER BY id", (clip_id,))]
+
+
+def _insert(conn: sqlite3.Connection, clip_id: int, text: str, source: str,
+            batch_id: str | None, prev_id: int | None) -> int:
+    cur = conn.execute(
+        "INSERT INTO caption_versions (clip_id, text, source, batch_id, prev_id, created_at)"
+        " VALUES (?,?,?,?,?,?)", (clip_id, text, source, batch_id, prev_id, time.time()))
+    return cur.lastrowid
+
+
+def set_caption(conn: sqlite3.Connection, clip_id: int, text: str, *, source: str = "typed",
+                batch_id: str | None = None) -> int | None:
+    """Record a new version; returns its id, or None when the text did not change."""
+    if source not in SOURCES:
+        raise CaptionError(f"caption source must be one of {', '.join(SOURCES)}")
+    text = text.strip()
+    with transaction(conn):
+        now = current(conn, clip_id)
+        if now is not None and now.text == text:
+            return None
+        if now is None and not conn.execute("SELECT 1 FROM clips WHERE id = ?",
+                                            (clip_id,)).fetchone():
+            raise CaptionError(f"no clip with id {clip_id}")
+        return _insert(conn, clip_id, text, source, batch_id, now.id if now else None)
+
+
+def undo(conn: sqlite3.Connection, clip_id: int) -> CaptionVersion | None:
+    """Go back one version. Returns the restored version, or None if there is nothing to undo."""
+    with transaction(conn):
+        now = current(conn, clip_id)
+        if now is None or now.prev_id is None:
+            if now is not None and now.text:
+                # the first version: undo goes back to "no caption" (an empty version)
+                new_id = _insert(conn, clip_id, "", "undo", None, None)
+                return CaptionVersion(new_id, clip_id, "", "undo", None, None, time.time())
+            return None
+        before = conn.execute(f"SELECT {_COLUMNS} FROM caption_versions WHERE id = ?",
+                              (now.prev_id,)).fetchone()
+        before = CaptionVersion.from_row(before)
+        new_id = _insert(conn, clip_id, before.text, "undo", None, before.prev_id)
+        return CaptionVersion(new_id, clip_id, before.text, "undo", None, before.prev_id,
+                              time.time())
+
+
+def new_batch_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def set_many(conn: sqlite3.Connection, changes: Iterable[tuple[int, str]], *, source: str,
+             batch_id: str | None = None) -> tuple[str, int]:
+    """Apply many changes as one batch (one undo). Returns (batch id, versions written)."""
+    batch_id = batch_id or new_batch_id()
+    written = 0
+    with transaction(conn):
+        for clip_id, text in changes:
+            if set_caption(conn, clip_id, text, source=source, batch_id=batch_id) is not None:
+                written += 1
+    return batch_id, written
+
+
+def undo_batch(conn: sqlite3.Connection, batch_id: str) -> tuple[int, int]:
+    """Undo a whole bulk edit. Clips edited again after the batch keep their newer caption.
+    Returns (undone, kept because edited since)."""
+    undone = kept = 0
+    with transaction(conn):
+        clip_ids = [r[0] for r in conn.execute(
+            "SELECT DISTINCT clip_id FROM caption_versions WHERE batch_id = ?", (batch_id,))]
+        if not clip_ids:
+            raise CaptionError(f"no bulk edit with id {batch_id}")
+        for clip_id in clip_ids:
+            now = current(conn, clip_id)
+            if now is not None and now.batch_id == batch_id:
+                undo(conn, clip_id)
+                undone += 1
+            else:
+                kept += 1
+    return undone, kept
+
+
+def last_batch(conn: sqlite3.Connection, dataset_id: int) -> str | None:
+    row = conn.execute(
+        "SELECT v.batch_id FROM caption_versions v JOIN clips c ON c.id = v.clip_id WHERE"
+        " c.dataset_id = ? AND v.batch_id IS NOT NULL ORDER BY v.id DESC LIMIT 1",
+        (dataset_id,)).fetchone()
+    return row[0] if row else None

@@ -1,0 +1,1 @@
+"""The floor everything stands on: store, jobs and daemon, config, workspace, errors, logs."""

@@ -1,0 +1,209 @@
+"""Workspace configuration: `lorad.toml`, parsed with tomllib and validated at load.
+
+The schema is data (:data:`SCHEMA`): every key with its type and default. An unknown key or a
+wrong type is a :class:`ConfigError` naming the key, the file and the line, so a typo never
+silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lorad.core.errors import LoradError
+
+# section -> key -> (type or tuple of types, default)
+SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
+    "workspace": {
+        "name": (str, ""),
+        "media_dir": (str, "media"),
+        "downloads_dir": (str, "downloads"),
+    },
+    "daemon": {
+        "max_concurrent": (int, 4),
+        "media_workers": (int, 0),  # 0: one per core
+        "lease_seconds": (int, 60),
+        "poll_interval": ((int, float), 0.5),
+        "retry_base_seconds": ((int, float), 2.0),
+        "retry_max_seconds": ((int, float), 300.0),
+        "max_attempts": (int, 5),
+        "log_max_bytes": (int, 5_000_000),
+        "log_backups": (int, 3),
+    },
+    "tui": {
+        "refresh_interval": ((int, float), 0.25),
+        "player": (str, "auto"),
+    },
+    "training": {
+        "poll_seconds": ((int, float), 1.0),  # remote log reads while a stage runs
+        "reconnect_budget_seconds": ((int, float), 900.0),
+        "runpod_poll_seconds": ((int, float), 5.0),
+        "runpod_start_timeout_seconds": ((int, float), 900.0),
+    },
+    "generations": {
+        "queue_url": (str, ""),  # empty: fal's queue (or $FAL_QUEUE_URL)
+        "poll_seconds": ((int, float), 2.0),  # first status poll; grows x1.5 to poll_max_seconds
+        "poll_max_seconds": ((int, float), 10.0),  # fal keeps results only minutes: stay well under
+        "max_output_mb": (int, 500),  # refuse larger downloads
+    },
+    "publish": {
+        "endpoint": (str, ""),  # empty: https://huggingface.co (or $HF_ENDPOINT)
+    },
+    "ingest": {
+        "near_duplicate_distance": (int, 10),  # max Hamming distance of 192-bit dHashes
+        "scene_threshold": ((int, float), 0.3),  # ffmpeg scene score that starts a new shot
+        "min_shot_seconds": ((int, float), 1.0),
+    },
+}
+
+# Named model profiles under [profiles.NAME]; values checked again by lorad.media.profiles.
+PROFILE_KEYS: dict[str, Any] = {
+    "base": str, "media": str, "width": int, "height": int, "fps": (int, float),
+    "frames": int, "min_frames": int, "max_frames": int, "crop": str, "orientation": str,
+    "codec": str, "crf": int, "preset": str, "pix_fmt": str, "audio": bool, "description": str,
+}
+
+# Per-kind job concurrency lives under [daemon.concurrency]: kind -> int.
+_FREE_TABLES = {("daemon", "concurrency"): int}
+
+
+class ConfigError(LoradError):
+    """A config problem, phrased so a person can fix it: file, line, key, what was expected."""
+
+
+@dataclass
+class Config:
+    path: Path | None
+    values: dict[str, dict[str, Any]]
+    concurrency: dict[str, int] = field(default_factory=dict)
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lines: dict[str, int] = field(default_factory=dict)  # "profiles.x.key" -> line, for errors
+
+    def __getitem__(self, section: str) -> dict[str, Any]:
+        return self.values[section]
+
+
+def defaults() -> dict[str, dict[str, Any]]:
+    return {s: {k: d for k, (_t, d) in keys.items()} for s, keys in SCHEMA.items()}
+
+
+def load(path: Path | None) -> Config:
+    """Read and validate `lorad.toml`; a missing file gives the defaults."""
+    values = defaults()
+    concurrency: dict[str, int] = {}
+    profiles: dict[str, dict[str, Any]] = {}
+    lines: dict[str, int] = {}
+    if path is None or not path.exists():
+        return Config(path, values, concurrency)
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    for section, table in data.items():
+        where = _locate(text, section, None)
+        if section == "profiles" and isinstance(table, dict):
+            profiles = _load_profiles(path, text, table, lines)
+            continue
+        if section not in SCHEMA:
+            raise ConfigError(
+                f"{path}:{where}: unknown section [{section}] "
+                f"(known: {', '.join(sorted([*SCHEMA, 'profiles']))})"
+            )
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}:{where}: '{section}' must be a table [{section}]")
+        for key, value in table.items():
+            line = _locate(text, section, key)
+            free = _FREE_TABLES.get((section, key))
+            if free is not None:
+                if not isinstance(value, dict):
+                    raise ConfigError(f"{path}:{line}: {section}.{key} must be a table")
+                for sub, subval in value.items():
+                    if not _is(subval, free):
+                        raise ConfigError(
+                            f"{path}:{_locate(text, f'{section}.{key}', sub)}: "
+                            f"{section}.{key}.{sub} must be {_tname(free)}, "
+                            f"got {type(subval).__name__}"
+                        )
+                    if subval < 1:
+                        raise ConfigError(
+                            f"{path}:{_locate(text, f'{section}.{key}', sub)}: "
+                            f"{section}.{key}.{sub} must be 1 or more (0 would leave those "
+                            "jobs queued forever)")
+                    concurrency[sub] = subval
+                continue
+            if key not in SCHEMA[section]:
+                raise ConfigError(
+                    f"{path}:{line}: unknown key '{section}.{key}' "
+                    f"(known in [{section}]: {', '.join(sorted(SCHEMA[section]))})"
+                )
+            expected, _default = SCHEMA[section][key]
+            if not _is(value, expected):
+                raise ConfigError(
+                    f"{path}:{line}: {section}.{key} must be {_tname(expected)}, "
+                    f"got {type(value).__name__} {value!r}"
+                )
+            values[section][key] = value
+    return Config(path, values, concurrency, profiles, lines)
+
+
+def _load_profiles(path: Path, text: str, table: dict, lines: dict[str, int]) -> dict:
+    profiles: dict[str, dict[str, Any]] = {}
+    for name, keys in table.items():
+        where = _locate(text, f"profiles.{name}", None)
+        if not isinstance(keys, dict):
+            raise ConfigError(f"{path}:{where}: profiles.{name} must be a table [profiles.{name}]")
+        for key, value in keys.items():
+            line = _locate(text, f"profiles.{name}", key)
+            lines[f"profiles.{name}.{key}"] = line
+            if key not in PROFILE_KEYS:
+                raise ConfigError(
+                    f"{path}:{line}: unknown key 'profiles.{name}.{key}' "
+                    f"(known: {', '.join(sorted(PROFILE_KEYS))})")
+            if not _is(value, PROFILE_KEYS[key]):
+                raise ConfigError(
+                    f"{path}:{line}: profiles.{name}.{key} must be {_tname(PROFILE_KEYS[key])}, "
+                    f"got {type(value).__name__} {value!r}")
+        lines[f"profiles.{name}"] = where
+        profiles[name] = dict(keys)
+    return profiles
+
+
+def _is(value: Any, expected: Any) -> bool:
+    types = expected if isinstance(expected, tuple) else (expected,)
+    if isinstance(value, bool) and bool not in types:
+        return False  # TOML true is not a number
+    return isinstance(value, types)
+
+
+def _tname(expected: Any) -> str:
+    types = expected if isinstance(expected, tuple) else (expected,)
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+def _locate(text: str, section: str, key: str | None) -> int:
+    """Best-effort line number of a key (tomllib gives values, not positions)."""
+    current = None
+    header = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]")
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = header.match(line)
+        if match:
+            current = match.group(1).replace('"', "").replace(" ", "")
+            if key is None and current == section:
+                return number
+            continue
+        if key is not None and current == section:
+            if re.match(rf'^\s*"?{re.escape(key)}"?\s*=', line):
+                return number
+    return 1
+
+
+def env_secret(name: str) -> str | None:
+    """Secrets come only from the environment, never from config or the database."""
+    value = os.environ.get(name)
+    return value or None

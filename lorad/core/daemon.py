@@ -1,0 +1,360 @@
+"""The daemon: one per workspace, runs durable jobs on an asyncio loop.
+
+Single instance is enforced by an OS lock (flock) on `.lorad/daemon.lock`, which the kernel
+releases when the process dies however it dies; the pid written inside is only for display.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import fcntl
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from lorad.core import handlers, jobs, logs
+from lorad.core.errors import LoradError
+from lorad.core.workspace import Workspace
+
+log = logging.getLogger("lorad.core.daemon")
+
+SHUTDOWN_GRACE = 20.0  # seconds running jobs get to finish after SIGTERM
+CANCEL_GRACE = 10.0  # seconds a handler gets to honour ctx.cancelled before it is interrupted
+REQUEUE_EVERY = 5.0
+RECONCILE_EVERY = 60.0
+
+
+class DaemonError(LoradError):
+    pass
+
+
+@dataclass
+class DaemonStatus:
+    running: bool
+    pid: int | None = None
+    started_at: float | None = None
+
+    @property
+    def uptime(self) -> float | None:
+        return time.time() - self.started_at if self.running and self.started_at else None
+
+
+class Lock:
+    """Hold the workspace's daemon lock for the life of the process."""
+
+    def __init__(self, ws: Workspace):
+        self.path = ws.lock_path
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            info = _read_lock_info(self.path)
+            raise DaemonError(
+                f"a daemon is already running for this workspace (pid {info.get('pid', '?')})"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "started_at": time.time()}).encode())
+        os.fsync(fd)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _read_lock_info(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+
+
+def status(ws: Workspace) -> DaemonStatus:
+    """Running means the lock is held by someone: try to take it without blocking."""
+    if not ws.lock_path.exists():
+        return DaemonStatus(False)
+    fd = os.open(ws.lock_path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            info = _read_lock_info(ws.lock_path)
+            return DaemonStatus(True, info.get("pid"), info.get("started_at"))
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return DaemonStatus(False)
+    finally:
+        os.close(fd)
+
+
+def nudge(ws: Workspace) -> bool:
+    """Tell a running daemon that new jobs wait, so it claims them now instead of at its next
+    poll. Best effort: the daemon polls anyway."""
+    st = status(ws)
+    if not st.running or not st.pid:
+        return False
+    try:
+        os.kill(st.pid, signal.SIGUSR1)
+    except OSError:
+        return False
+    return True
+
+
+def start(ws: Workspace, *, wait: float = 15.0, env: dict[str, str] | None = None) -> DaemonStatus:
+    """Start `lorad daemon run` detached from this terminal and wait until it holds the lock."""
+    current = status(ws)
+    if current.running:
+        raise DaemonError(f"a daemon is already running for this workspace (pid {current.pid})")
+    ws.state_dir.mkdir(parents=True, exist_ok=True)
+    out = open(ws.state_dir / "daemon.out", "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lorad", "--workspace", str(ws.root), "daemon", "run"],
+        stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+        env=env, cwd=ws.root,
+    )
+    out.close()
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        current = status(ws)
+        if current.running and current.pid == proc.pid:
+            return current
+        if proc.poll() is not None:
+            raise DaemonError(f"the daemon exited at start (code {proc.returncode}); see "
+                              f"{ws.state_dir / 'daemon.out'} and {ws.log_path}")
+        time.sleep(0.05)
+    raise DaemonError(f"the daemon did not come up within {wait:.0f} s; see {ws.log_path}")
+
+
+def stop(ws: Workspace, *, wait: float = SHUTDOWN_GRACE + 10) -> bool:
+    """SIGTERM the daemon and wait for it to release the lock. False if none was running."""
+    current = status(ws)
+    if not current.running or not current.pid:
+        return False
+    try:
+        os.kill(current.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if not status(ws).running:
+            return True
+        time.sleep(0.05)
+    raise DaemonError(f"the daemon (pid {current.pid}) did not stop within {wait:.0f} s")
+
+
+def ensure_running(ws: Workspace) -> DaemonStatus:
+    current = status(ws)
+    return current if current.running else start(ws)
+
+
+class Daemon:
+    """The job loop. `serve()` returns when `request_stop()` was called and jobs are settled."""
+
+    def __init__(self, ws: Workspace):
+        self.ws = ws
+        self.cfg = ws.config()["daemon"]
+        self.concurrency = ws.config().concurrency
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.conn = ws.connect()
+        self.running: dict[int, tuple[asyncio.Task, handlers.JobContext]] = {}
+        self.stopping = asyncio.Event()
+        self.wakeup = asyncio.Event()
+        self.process_pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+    def request_stop(self) -> None:
+        log.info("stop requested: no new jobs will be claimed")
+        self.stopping.set()
+        self.wakeup.set()
+
+    def _pool(self) -> concurrent.futures.ProcessPoolExecutor:
+        if self.process_pool is None:
+            workers = self.cfg["media_workers"] or os.cpu_count() or 1
+            # spawn, not fork: a forked child would inherit the lock's descriptor and keep the
+            # workspace locked after the daemon died.
+            self.process_pool = concurrent.futures.ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("spawn"))
+        return self.process_pool
+
+    def _working(self) -> int:
+        """Running jobs that take a max_concurrent slot (waiting handlers do not)."""
+        registry = handlers.registered()
+        return sum(1 for _task, ctx in self.running.values() if not registry[ctx.job.kind].waits)
+
+    def _claimable_kinds(self) -> list[str]:
+        busy: dict[str, int] = {}
+        for _task, ctx in self.running.values():
+            busy[ctx.job.kind] = busy.get(ctx.job.kind, 0) + 1
+        slots_free = self._working() < self.cfg["max_concurrent"]
+        kinds = []
+        for kind, handler in handlers.registered().items():
+            limit = self.concurrency.get(kind, handler.concurrency)
+            if (slots_free or handler.waits) and (limit is None or busy.get(kind, 0) < limit):
+                kinds.append(kind)
+        return kinds
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        n = jobs.requeue_orphans(self.conn, self.owner, all_others=True)
+        if n:
+            log.info("requeued %d job(s) left running by a previous daemon", n)
+        last_requeue = time.monotonic()
+        self._reconcile()
+        last_reconcile = time.monotonic()
+        while not self.stopping.is_set():
+            if time.monotonic() - last_reconcile > RECONCILE_EVERY:
+                self._reconcile()
+                last_reconcile = time.monotonic()
+            while not self.stopping.is_set():
+                kinds = self._claimable_kinds()
+                job = jobs.claim(self.conn, self.owner, kinds, self.cfg["lease_seconds"])
+                if job is None:
+                    break
+                wants_pool = handlers.registered()[job.kind].process_pool
+                ctx = handlers.JobContext(job, self.conn, self.owner, loop,
+                                          process_pool=self._pool() if wants_pool else None,
+                                          ws=self.ws, stopping=self.stopping)
+                if job.cancel_requested:  # asked while it waited (a released job, say)
+                    ctx.cancelled.set()
+                task = asyncio.create_task(self._run(ctx), name=f"job-{job.id}")
+                self.running[job.id] = (task, ctx)
+            if time.monotonic() - last_requeue > REQUEUE_EVERY:
+                jobs.requeue_orphans(self.conn, self.owner)
+                last_requeue = time.monotonic()
+            self.wakeup.clear()
+            try:
+                await asyncio.wait_for(self.wakeup.wait(), self.cfg["poll_interval"])
+            except TimeoutError:
+                pass
+        await self._shutdown()
+
+    def _reconcile(self) -> None:
+        for check in handlers.periodic_checks():
+            try:
+                check(self.conn)
+            except Exception:  # noqa: BLE001 - a failing check must not stop the daemon
+                log.exception("periodic check %s failed", check.__name__)
+
+    async def _shutdown(self) -> None:
+        if self.running:
+            log.info("waiting up to %.0f s for %d running job(s)", SHUTDOWN_GRACE,
+                     len(self.running))
+            tasks = [t for t, _ in self.running.values()]
+            await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE)
+        leftover = list(self.running.items())
+        for job_id, (task, _ctx) in leftover:
+            task.cancel()
+            jobs.release(self.conn, job_id, self.owner)
+            log.info("job %d released back to the queue", job_id)
+        await asyncio.gather(*(task for _id, (task, _ctx) in leftover), return_exceptions=True)
+        if self.process_pool is not None:
+            self.process_pool.shutdown(wait=True, cancel_futures=True)
+        self.conn.close()
+        log.info("daemon stopped")
+
+    async def _run(self, ctx: handlers.JobContext) -> None:
+        job = ctx.job
+        handler = handlers.registered()[job.kind]
+        heartbeat = asyncio.create_task(self._heartbeat(ctx, asyncio.current_task()))
+        log.info("job %d (%s) started, attempt %d", job.id, job.kind, job.attempts)
+        try:
+            result = await handler.fn(ctx)
+        except asyncio.CancelledError:
+            if ctx.cancelled.is_set():
+                jobs.mark_cancelled(self.conn, job.id, self.owner)
+                log.info("job %d cancelled", job.id)
+            elif self.stopping.is_set():
+                jobs.release(self.conn, job.id, self.owner)  # the next daemon resumes it
+                log.info("job %d released back to the queue", job.id)
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
+            transient = handlers.is_transient(exc)
+            message = logs.redact(str(exc) or exc.__class__.__name__)
+            if not isinstance(exc, (handlers.TransientError, handlers.PermanentError)):
+                log.error("job %d (%s) raised:\n%s", job.id, job.kind, traceback.format_exc())
+                if not transient:
+                    message = f"{exc.__class__.__name__}: {message} (details in {self.ws.log_path})"
+            state = jobs.fail(self.conn, job.id, self.owner, message, transient=transient,
+                              retry_base=self.cfg["retry_base_seconds"],
+                              retry_cap=self.cfg["retry_max_seconds"])
+            log.info("job %d %s: %s", job.id, "will retry" if state == "queued" else state, message)
+        else:
+            effects = ctx._on_success
+
+            def apply(conn):
+                for fn in effects:
+                    fn(conn)
+
+            if jobs.succeed(self.conn, job.id, self.owner, result, also=apply):
+                log.info("job %d succeeded", job.id)
+            else:
+                log.warning("job %d finished but its lease was lost; result discarded", job.id)
+        finally:
+            heartbeat.cancel()
+            self.running.pop(job.id, None)
+            self.wakeup.set()
+
+    async def _heartbeat(self, ctx: handlers.JobContext, task: asyncio.Task | None) -> None:
+        """Renew the lease and watch for a cancel request while the job runs."""
+        lease = self.cfg["lease_seconds"]
+        last_renew = time.monotonic()
+        cancel_seen_at = None
+        while True:
+            await asyncio.sleep(min(1.0, lease / 3))
+            if time.monotonic() - last_renew >= lease / 3:
+                if not jobs.renew(self.conn, ctx.job.id, self.owner, lease):
+                    log.warning("job %d lost its lease; stopping it", ctx.job.id)
+                    if task:
+                        task.cancel()
+                    return
+                last_renew = time.monotonic()
+            if cancel_seen_at is None and jobs.cancel_requested(self.conn, ctx.job.id):
+                cancel_seen_at = time.monotonic()
+                ctx.cancelled.set()
+            if cancel_seen_at is not None and time.monotonic() - cancel_seen_at > CANCEL_GRACE:
+                if task:
+                    task.cancel()
+                return
+
+
+def run_foreground(ws: Workspace, *, verbose: bool = False) -> int:
+    """`lorad daemon run`: hold the lock, serve until SIGTERM/SIGINT, exit 0."""
+    # A nudge (SIGUSR1) may come as soon as the lock is visible; its default action would kill
+    # us before the event loop installs the real handler, so ignore it until then.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    lock = Lock(ws)
+    lock.acquire()
+    cfg = ws.config()["daemon"]
+    logs.setup(ws.log_path, max_bytes=cfg["log_max_bytes"], backups=cfg["log_backups"],
+               also_stderr=verbose)
+    try:
+        loaded = handlers.load_modules()
+        log.info("daemon pid %d started for %s (handler modules: %s)", os.getpid(), ws.root,
+                 ", ".join(loaded) or "built-in only")
+        daemon = Daemon(ws)
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, daemon.request_stop)
+            loop.add_signal_handler(signal.SIGUSR1, daemon.wakeup.set)  # see nudge()
+            await daemon.serve()
+
+        asyncio.run(main())
+    finally:
+        lock.release()
+    return 0

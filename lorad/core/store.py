@@ -1,0 +1,149 @@
+"""The SQLite store: one database per workspace, WAL, foreign keys, numbered migrations.
+
+Every process (daemon, CLI, TUI) opens its own connection with :func:`connect`. Transactions are
+kept short; writers wait on the busy timeout instead of failing.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+from lorad.core.errors import LoradError
+
+BUSY_TIMEOUT_MS = 10_000
+_MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+
+
+class StoreError(LoradError):
+    """The database cannot be used as it is (too new, corrupt, migration failed)."""
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    """(number, name, sql) for every migration shipped with lorad, in order."""
+    found = []
+    for entry in resources.files("lorad_migrations").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def connect(path: Path | str, *, migrate: bool = True) -> sqlite3.Connection:
+    """Open the workspace database, applying pending migrations.
+
+    Autocommit mode (isolation_level=None): callers group writes with :func:`transaction`.
+    """
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                           check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    if migrate:
+        apply_migrations(conn)
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection, *, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+    """A short write transaction. IMMEDIATE takes the write lock up front, so read-then-write
+    sequences (claiming a job) cannot race another process. Inside another transaction it
+    becomes a savepoint, so domain functions compose into one atomic change."""
+    if conn.in_transaction:
+        name = f"sp_{id(conn)}_{_depth(conn)}"
+        conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute(f"ROLLBACK TO {name}")
+            conn.execute(f"RELEASE {name}")
+            raise
+        conn.execute(f"RELEASE {name}")
+        return
+    conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+_SAVEPOINTS: dict[int, int] = {}
+
+
+def _depth(conn: sqlite3.Connection) -> int:
+    _SAVEPOINTS[id(conn)] = _SAVEPOINTS.get(id(conn), 0) + 1
+    return _SAVEPOINTS[id(conn)]
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+    )
+    row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+    return row[0] or 0
+
+
+def apply_migrations(conn: sqlite3.Connection) -> list[str]:
+    """Apply every migration newer than the database, each in its own transaction.
+
+    Returns the names applied. A database newer than this code is refused: running old code on
+    it could silently drop data the newer code relies on.
+    """
+    migrations = migration_files()
+    known = migrations[-1][0] if migrations else 0
+    with transaction(conn):
+        current = schema_version(conn)
+    if current > known:
+        raise StoreError(
+            f"this database is at schema version {current}, but this lorad only knows up to "
+            f"{known}; upgrade lorad (pip install -U lorad) before opening it"
+        )
+    applied = []
+    for number, name, sql in migrations:
+        if number <= current:
+            continue
+        try:
+            with transaction(conn):
+                for statement in _split_sql(sql):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (number, name, time.time()),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"migration {name} failed: {exc}") from exc
+        applied.append(name)
+    return applied
+
+
+def _split_sql(sql: str) -> Iterator[str]:
+    """Split a migration into statements (executescript would commit our transaction)."""
+    buffer = ""
+    for line in sql.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statement = buffer.strip()
+            if statement and not all(
+                ln.strip().startswith("--") or not ln.strip() for ln in statement.splitlines()
+            ):
+                yield statement
+            buffer = ""
+    if buffer.strip() and not all(
+        ln.strip().startswith("--") or not ln.strip() for ln in buffer.splitlines()
+    ):
+        yield buffer.strip()
+
+
+def data_version(conn: sqlite3.Connection) -> int:
+    """Changes when another connection commits: the cheap signal the TUI polls."""
+    return conn.execute("PRAGMA data_version").fetchone()[0]

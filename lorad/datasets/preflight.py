@@ -1,0 +1,109 @@
+"""Preflight: every mistake that would make musubi-tuner fail late (or train on the wrong
+thing), found before a GPU is rented. Each finding names the clip and says the fix."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from lorad.captions import lint
+from lorad.datasets import export, musubi
+from lorad.media import datasets, profiles
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: str  # error | warning
+    message: str
+    clip_id: int | None = None
+    clip_name: str | None = None
+
+    def line(self) -> str:
+        where = f"clip {self.clip_id} ({self.clip_name}): " if self.clip_id else ""
+        return f"{self.severity}: {where}{self.message}"
+
+
+@dataclass
+class Report:
+    findings: list[Finding]
+    items: int  # training items per epoch musubi-tuner will make
+    batches: int
+    clips: int
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def items_per_epoch(frames: list[int | None], entry: dict) -> int:
+    """What `head` / `full` extraction yields: one item per (clip, target) the clip can fill."""
+    if "image_directory" in entry or "image_jsonl_file" in entry:
+        return len(frames) * entry.get("num_repeats", 1)
+    targets = entry.get("target_frames", [1])
+    if entry.get("frame_extraction") == "full":
+        n = sum(1 for f in frames if f and f >= min(targets))
+    else:
+        n = sum(1 for f in frames for t in targets if f and f >= t)
+    return n * entry.get("num_repeats", 1)
+
+
+def check(conn: sqlite3.Connection, dataset: datasets.Dataset, profile: profiles.Profile,
+          options: export.Options = export.Options()) -> Report:
+    p = export.plan(conn, dataset, profile, options)
+    findings: list[Finding] = []
+
+    def add(severity: str, message: str, item: export.Item | None = None) -> None:
+        findings.append(Finding(severity, message, item.clip_id if item else None,
+                                item.name if item else None))
+
+    if not p.items:
+        add("error", "no approved clips: approve clips in the Clips screen or with "
+                     "`lorad clips approve`")
+    rules = lint.Rules.from_dataset(dataset.trigger, dataset.settings)
+    texts = {i.clip_id: i.caption for i in p.items}
+    linted = lint.lint_dataset(texts, rules)
+    targets = p.toml["datasets"][0].get("target_frames", [1]) if profile.media == "video" else [1]
+    for item in p.items:
+        for issue in linted.by_clip.get(item.clip_id, []):
+            add(issue.severity, issue.message, item)
+        if not item.media_path or not Path(item.media_path).exists():
+            add("error", "processed media is missing: reprocess the clip", item)
+        if profile.media == "video":
+            if not item.frames or item.frames < min(targets):
+                add("error", f"{item.frames or 0} frames is shorter than every target "
+                             f"({targets}); it would give no training items: reprocess or "
+                             "reject it", item)
+            if item.fps and abs(item.fps - profile.fps) > 1e-3:
+                add("error", f"clip is {item.fps:g} fps but the profile trains at "
+                             f"{profile.fps:g}: reprocess it", item)
+    fingerprints = {r[0]: r[1] for r in conn.execute(
+        "SELECT id, profile_fingerprint FROM clips WHERE dataset_id = ?", (dataset.id,))}
+    stale = [i for i in p.items if fingerprints.get(i.clip_id) != profile.fingerprint()]
+    for item in stale:
+        add("warning", f"made with an older version of profile {profile.name}: "
+                       f"`lorad clips reprocess {dataset.name} --stale`", item)
+    stems = Counter(Path(i.file).stem.lower() for i in p.items)
+    for item in p.items:
+        if stems[Path(item.file).stem.lower()] > 1:
+            add("error", f"file name {item.file} collides with another clip's (musubi caches by "
+                         "basename): rename one source", item)
+    for problem in musubi.check_config(p.toml) + (musubi.check_config(p.val_toml)
+                                                  if p.val_toml else []):
+        add("error", f"dataset.toml: {problem}")
+    for n, prompt in enumerate(dataset.settings.get("eval_prompts", [])):
+        if " --" in prompt:
+            add("error", f"eval prompt {n + 1} contains ' --', which musubi reads as an option: "
+                         "rephrase it")
+    train_frames = [i.frames for i in p.items if i.split == "train"]
+    n_items = items_per_epoch(train_frames, p.toml["datasets"][0])
+    if p.items and n_items == 0:
+        add("error", "0 training items per epoch: training would stop with 'No training items "
+                     "found'")
+    batches = -(-n_items // max(1, options.batch_size))
+    return Report(findings, n_items, batches, len(p.items))

@@ -1,0 +1,1 @@
+"""Generations, sweeps, ratings and the LoRA registry; generation services."""

@@ -1,0 +1,272 @@
+"""The `gen.run` job: one generation's life on fal's queue, from submit to a checked output.
+
+The request id and the three URLs fal returns are stored the moment the submit answers, so a
+daemon that dies while a request is in flight resumes polling it on restart instead of paying
+for it twice. The result is fetched as soon as the status says COMPLETED (fal keeps it only
+minutes), the output is downloaded under a name lorad chooses, probed, checked and given a
+filmstrip, and the generation's cost goes into the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import json
+import logging
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from lorad.core.handlers import JobContext, PermanentError, is_transient, periodic, register
+from lorad.generation import fal, generations
+from lorad.media import convert, outputcheck
+from lorad.training.ssh import sha256_file
+
+log = logging.getLogger(__name__)
+
+MAX_IN_FLIGHT = 8  # default; [daemon.concurrency] "gen.run" = N overrides it
+POLL_GROWTH = 1.5
+# fal calls block a thread for as long as fal_client's retries last (minutes in an outage):
+# they get threads of their own, so in-flight generations never starve other jobs' threads.
+_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="fal")
+
+
+async def _call(fn, *args, **kwargs):
+    return await asyncio.get_running_loop().run_in_executor(
+        _POOL, functools.partial(fn, *args, **kwargs))
+
+
+def output_url(result: dict[str, Any]) -> str:
+    """The file a result points at: a video, else the first image."""
+    video = result.get("video")
+    if isinstance(video, dict) and isinstance(video.get("url"), str):
+        return video["url"]
+    images = result.get("images")
+    if isinstance(images, list) and images and isinstance(images[0], dict) \
+            and isinstance(images[0].get("url"), str):
+        return images[0]["url"]
+    image = result.get("image")
+    if isinstance(image, dict) and isinstance(image.get("url"), str):
+        return image["url"]
+    raise fal.FalError(f"fal's result has no video or image URL (keys: {', '.join(sorted(result))})")
+
+
+def record_submitted(conn: sqlite3.Connection, gen_id: int, sub: fal.Submitted) -> None:
+    urls = {"status_url": sub.status_url, "response_url": sub.response_url,
+            "cancel_url": sub.cancel_url}
+    generations.set_status(conn, gen_id, "submitted", request_id=sub.request_id,
+                           urls=json.dumps(urls), submitted_at=time.time(), error=None)
+
+
+def _request(g: generations.Generation) -> dict[str, Any]:
+    return {**g.urls, "request_id": g.request_id or "", "endpoint_id": g.endpoint}
+
+
+def _client(ws) -> fal.Fal:
+    return fal.Fal(queue_url=ws.config()["generations"]["queue_url"] or None)
+
+
+def _output_dir(ws) -> Path:
+    return ws.downloads_dir() / "generations"
+
+
+def finish_output(path: Path, asked: dict[str, Any]) -> dict[str, Any]:
+    """Checks and a filmstrip for a downloaded output (runs in the media process pool)."""
+    try:
+        facts = convert.probe(path)  # once, for the checks and the filmstrip
+    except convert.MediaError:
+        facts = None
+    checks = outputcheck.check(path, asked, probe=facts)
+    if facts is not None:
+        convert.filmstrip(path, path.with_suffix(".strip.jpg"), facts)
+    return checks
+
+
+async def _cancel_on_fal(ctx: JobContext, client: fal.Fal, g: generations.Generation) -> None:
+    outcome = await _call(client.cancel, _request(g))
+    log.info("generation %d: cancel asked of fal: %s", g.id, outcome)
+    generations.set_status(ctx.conn, g.id, "cancelled", finished_at=time.time(),
+                           error=f"cancelled by you (fal: {outcome})")
+
+
+async def _poll(ctx: JobContext, client: fal.Fal, g: generations.Generation) -> fal.Status:
+    cfg = ctx.ws.config()["generations"]
+    delay = float(cfg["poll_seconds"])
+    shown = None
+    while True:
+        status = await _call(client.status, _request(g))
+        if status.done:
+            return status
+        state = "in_progress" if status.state == "IN_PROGRESS" else "submitted"
+        if state != shown:
+            generations.set_status(ctx.conn, g.id, state)
+            shown = state
+        if status.state == "IN_QUEUE":
+            ahead = status.queue_position
+            ctx.progress(None, "queued on fal" + (f", {ahead} ahead" if ahead else ""))
+        else:
+            ctx.progress(None, "generating on fal")
+        await ctx.pause(delay)
+        if ctx.cancelled.is_set():
+            await _cancel_on_fal(ctx, client, g)
+            raise asyncio.CancelledError
+        if ctx.stopping.is_set():  # the request stays on fal; the next daemon resumes polling
+            raise asyncio.CancelledError
+        delay = min(delay * POLL_GROWTH, float(cfg["poll_max_seconds"]))
+
+
+async def _submit(ctx: JobContext, client: fal.Fal, g: generations.Generation) -> None:
+    """Submit and record the request id, as one step nothing interrupts: a submit cut off after
+    fal accepted it would be paid for, lost, and sent again by the next attempt."""
+
+    async def submit_and_record() -> None:
+        sub = await _call(client.submit, g.endpoint, g.params)
+        record_submitted(ctx.conn, g.id, sub)
+
+    step = asyncio.ensure_future(submit_and_record())
+    try:
+        await asyncio.shield(step)
+    except asyncio.CancelledError:  # the daemon stops, or a cancel ran out of patience
+        try:
+            await step
+        except Exception:  # noqa: BLE001 - nothing was submitted: nothing to undo
+            raise asyncio.CancelledError from None
+        if ctx.cancelled.is_set():
+            await _cancel_on_fal(ctx, client, generations.get(ctx.conn, g.id))
+        raise
+
+
+_UPLOAD_LOCKS: dict[tuple[int, str], asyncio.Lock] = {}
+_UPLOADED: dict[str, str] = {}  # sha256 -> URL, until a generation row records it
+
+
+def _known_upload(conn: sqlite3.Connection, digest: str) -> str | None:
+    """The fal storage URL of a file already uploaded for another generation (a sweep's start
+    image goes up once)."""
+    for (inputs,) in conn.execute("SELECT inputs FROM generations WHERE inputs LIKE ?",
+                                  (f"%{digest}%",)):
+        for item in json.loads(inputs).values():
+            if item.get("sha256") == digest and item.get("url"):
+                return item["url"]
+    return None
+
+
+async def _upload_inputs(ctx: JobContext, client: fal.Fal,
+                         g: generations.Generation) -> generations.Generation:
+    """Local files named in the parameters (`--image`) go to fal's storage first; the
+    parameters then hold their URLs, and `inputs` which file each was."""
+    local = {k: v[len(generations.LOCAL):] for k, v in g.params.items()
+             if isinstance(v, str) and v.startswith(generations.LOCAL)}
+    if not local:
+        return g
+    params, inputs = dict(g.params), dict(g.inputs)
+    for name, path in local.items():
+        if not Path(path).is_file():
+            raise PermanentError(f"{name}: {path} is not there any more; put it back, or "
+                                 "generate again with another --image")
+        ctx.progress(None, f"uploading {Path(path).name} to fal", force=True)
+        digest = await _call(sha256_file, Path(path))
+        key = (id(asyncio.get_running_loop()), digest)  # a lock belongs to one event loop
+        async with _UPLOAD_LOCKS.setdefault(key, asyncio.Lock()):  # a sweep's jobs at once
+            url = _known_upload(ctx.conn, digest) or _UPLOADED.get(digest)
+            if url is None:
+                url = _UPLOADED[digest] = await _call(client.upload, Path(path))
+        params[name] = url
+        inputs[name] = {"path": path, "sha256": digest, "url": url}
+    ctx.conn.execute("UPDATE generations SET params = ?, inputs = ?, updated_at = ? WHERE id = ?",
+                     (json.dumps(params, sort_keys=True), json.dumps(inputs), time.time(), g.id))
+    return generations.get(ctx.conn, g.id)
+
+
+async def _run(ctx: JobContext, client: fal.Fal, g: generations.Generation) -> dict[str, Any]:
+    conn = ctx.conn
+    if not g.request_id:
+        g = await _upload_inputs(ctx, client, g)
+        if ctx.cancelled.is_set():
+            generations.set_status(conn, g.id, "cancelled", finished_at=time.time())
+            raise asyncio.CancelledError
+        ctx.progress(None, f"submitting to {g.endpoint}", force=True)
+        await _submit(ctx, client, g)
+        g = generations.get(conn, g.id)
+    status = await _poll(ctx, client, g)
+    if status.failed:
+        raise fal.FalRequestFailed(f"fal finished request {g.request_id} with an error: "
+                                   f"{status.error} ({status.error_type or 'no type'})",
+                                   status.error_type)
+    ctx.progress(None, "fetching the result", force=True)
+    try:
+        result = await _call(client.result, _request(g))
+    except fal.FalGone as exc:
+        raise fal.FalGone(f"{exc}. Retake it (r on the Generations screen) to generate it "
+                          "again") from None
+    url = output_url(result)
+    max_bytes = int(ctx.ws.config()["generations"]["max_output_mb"]) * 1_000_000
+    ctx.progress(None, "downloading the output", force=True)
+    path = await _call(client.download, url, _output_dir(ctx.ws), max_bytes=max_bytes,
+                       stem=f"gen-{g.id:06d}")
+    checks = await ctx.in_process(finish_output, path, g.params)  # ffmpeg: shares the cores
+    metrics = status.metrics or {}
+    inference = metrics.get("inference_time")
+    inference = float(inference) if isinstance(inference, (int, float)) else None
+    seed = result.get("seed") if isinstance(result.get("seed"), int) else g.seed
+
+    def record(c: sqlite3.Connection) -> None:
+        now = time.time()
+        generations.set_status(c, g.id, "completed", output_path=str(path),
+                               checks=json.dumps(checks), inference_time=inference,
+                               finished_at=now, seed=seed, error=None)
+        if g.cost:
+            c.execute("INSERT INTO cost_entries (kind, generation_id, amount, detail, at)"
+                      " VALUES ('generation', ?, ?, ?, ?)",
+                      (g.id, g.cost, f"{g.endpoint} request {g.request_id}", now))
+
+    ctx.on_success(record)
+    return {"generation_id": g.id, "output": str(path), "ok": checks.get("ok")}
+
+
+@register(generations.JOB_KIND, concurrency=MAX_IN_FLIGHT, waits=True, process_pool=True)
+async def run(ctx: JobContext) -> dict[str, Any]:
+    conn = ctx.conn
+    g = generations.get(conn, ctx.payload["generation_id"])
+    if g.status in ("completed", "cancelled"):  # a failed one is tried again (jobs retry)
+        return {"generation_id": g.id, "status": g.status}
+    try:
+        client = _client(ctx.ws)
+    except fal.FalError as exc:
+        message = str(exc)
+        if g.request_id:
+            message += (f"; request {g.request_id} is still on fal: with the key exported, "
+                        f"`lorad jobs retry {ctx.job.id}` collects it (fal keeps results for "
+                        "minutes to an hour)")
+        generations.set_status(conn, g.id, "failed", error=message, finished_at=time.time())
+        raise fal.FalAuthError(message) from None
+    try:
+        return await _run(ctx, client, g)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        last_try = ctx.job.attempts >= ctx.job.max_attempts
+        if not is_transient(exc) or last_try:
+            generations.set_status(conn, g.id, "failed", error=str(exc), finished_at=time.time())
+        else:
+            log.info("generation %d: %s (will retry)", g.id, exc)
+        raise
+    finally:
+        await _call(client.close)
+
+
+@periodic
+def settle_generations(conn: sqlite3.Connection) -> None:
+    """A generation whose job ended without it (cancelled while queued, failed by hand) takes
+    the job's end state, so nothing shows as in flight forever."""
+    rows = conn.execute(
+        "SELECT g.id, j.state, j.error FROM generations g JOIN jobs j ON j.id = g.job_id"
+        " WHERE g.status NOT IN ('completed', 'failed', 'cancelled', 'draft')"
+        " AND j.state IN ('failed', 'cancelled', 'succeeded')").fetchall()
+    for row in rows:
+        status = "cancelled" if row["state"] == "cancelled" else "failed"
+        generations.set_status(
+            conn, row["id"], status, finished_at=time.time(),
+            error=row["error"] or f"its job ended ({row['state']}) without a result")

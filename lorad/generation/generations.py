@@ -1,0 +1,308 @@
+"""Generations: requests to a generation service with a LoRA at a scale, their retakes, and
+sweeps (checkpoints x scales x prompts x seeds with fixed seeds, priced before submitting)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lorad.core import jobs, logs
+from lorad.core.errors import LoradError
+from lorad.core.store import transaction
+from lorad.generation import endpoints, loras
+
+JOB_KIND = "gen.run"
+DONE = ("completed", "failed", "cancelled")
+
+
+class GenerationError(LoradError):
+    pass
+
+
+@dataclass
+class Generation:
+    id: int
+    endpoint: str
+    params: dict[str, Any]
+    status: str
+    lora_id: int | None = None
+    checkpoint_id: int | None = None
+    scale: float | None = None
+    seed: int | None = None
+    sweep_id: str | None = None
+    parent_id: int | None = None
+    request_id: str | None = None
+    urls: dict[str, str] = field(default_factory=dict)
+    output_path: str | None = None
+    checks: dict[str, Any] = field(default_factory=dict)
+    inference_time: float | None = None
+    cost: float | None = None
+    error: str | None = None
+    prompt: str | None = None
+    job_id: int | None = None
+    created_at: float = 0.0
+    dataset_id: int | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)  # param -> {path, sha256, url}
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Generation:
+        d = dict(row)
+        return cls(d["id"], d["endpoint"], json.loads(d["params"] or "{}"), d["status"],
+                   d["lora_id"], d["checkpoint_id"], d["scale"], d["seed"], d["sweep_id"],
+                   d["parent_id"], d["request_id"], json.loads(d["urls"] or "{}"),
+                   d["output_path"], json.loads(d["checks"] or "{}"), d["inference_time"],
+                   d["cost"], d["error"], d["prompt"], d["job_id"], d["created_at"],
+                   d["dataset_id"], json.loads(d["inputs"] or "{}"))
+
+
+_SLOT = re.compile(r"\[([A-Za-z][\w ]*?)(\?)?\]")
+
+
+def fill_template(template: str, values: dict[str, str]) -> str:
+    """`TRK, [color] [year?] [make] parked [setting]` with values for the slots; an optional
+    slot (`?`) without a value disappears, a required one is an error naming what is missing."""
+    missing = [m.group(1) for m in _SLOT.finditer(template)
+               if not m.group(2) and m.group(1) not in values]
+    if missing:
+        raise GenerationError(f"the prompt template needs {', '.join(missing)}: add "
+                              + " ".join(f'--fill "{name}=..."' for name in missing))
+    unknown = set(values) - {m.group(1) for m in _SLOT.finditer(template)}
+    if unknown:
+        raise GenerationError(f"the prompt template has no slot {', '.join(sorted(unknown))} "
+                              f"(it is: {template})")
+    text = _SLOT.sub(lambda m: values.get(m.group(1), ""), template)
+    text = re.sub(r",(\s*,)+", ",", text)  # an empty optional slot between commas
+    return re.sub(r"\s+([,.])", r"\1", re.sub(r" {2,}", " ", text)).strip(" ,")
+
+
+@dataclass
+class DatasetDefaults:
+    """What a dataset's reference card says every generation of it should use."""
+
+    dataset_id: int | None = None
+    negative_prompt: str | None = None
+    eval_prompts: list[str] = field(default_factory=list)
+    prompt_template: str | None = None  # its own, else the caption template
+
+    def apply(self, endpoint: endpoints.Endpoint, extra: dict[str, Any] | None) -> dict[str, Any]:
+        extra = dict(extra or {})
+        if self.negative_prompt and "negative_prompt" in endpoint.params:
+            extra.setdefault("negative_prompt", self.negative_prompt)
+        return extra
+
+
+def dataset_defaults(conn: sqlite3.Connection, name: str | None) -> DatasetDefaults:
+    if not name:
+        return DatasetDefaults()
+    from lorad.media import datasets
+
+    d = datasets.get(conn, name)
+    rules = d.settings.get("caption_rules", {})
+    template = d.settings.get("prompt_template") or rules.get("template")
+    if template and d.trigger and d.trigger not in template:
+        template = f"{d.trigger}, {template}"
+    return DatasetDefaults(d.id, rules.get("negative_prompt"),
+                           list(d.settings.get("eval_prompts", [])), template)
+
+
+LOCAL = "file://"  # a parameter value naming a local file the job uploads before submitting
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def local_files(files: dict[str, str | Path] | None) -> dict[str, str]:
+    """`--image PATH` and the like: checked now, uploaded by the job, sent as fal URLs."""
+    out = {}
+    for name, path in (files or {}).items():
+        p = Path(path).expanduser().resolve()
+        if not p.is_file():
+            raise GenerationError(f"{path}: no such file")
+        if p.suffix.lower() not in IMAGE_SUFFIXES:
+            raise GenerationError(f"{path}: use a {'/'.join(IMAGE_SUFFIXES)} image")
+        out[name] = LOCAL + str(p)
+    return out
+
+
+def build_params(endpoint: endpoints.Endpoint, prompt: str, lora: loras.Lora | None,
+                 scale: float, seed: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    params: dict[str, Any] = {"prompt": prompt, "seed": seed, **(extra or {})}
+    if lora is not None:
+        weight: dict[str, Any] = {"path": lora.url, "scale": scale}
+        if endpoint.lora_transformer:
+            weight["transformer"] = lora.expert or "both"  # always explicit (default unverified)
+        params["loras"] = [weight]
+    problems = endpoint.validate(params)
+    if problems:
+        raise GenerationError("; ".join(problems))
+    return params
+
+
+def create(conn: sqlite3.Connection, endpoint_id: str, prompt: str, *, lora: str | None = None,
+           scale: float = 1.0, seed: int, extra: dict[str, Any] | None = None,
+           sweep_id: str | None = None, parent_id: int | None = None,
+           submit: bool = True, dataset: str | None = None,
+           files: dict[str, str | Path] | None = None) -> int:
+    """A generation; with `dataset`, its default negative prompt applies unless given.
+    `files` maps parameters to local images (image-to-video's `image_url`)."""
+    endpoint = endpoints.get(endpoint_id)
+    lo = loras.get(conn, lora) if lora else None
+    defaults = dataset_defaults(conn, dataset)
+    extra = {**defaults.apply(endpoint, extra), **local_files(files)}
+    params = build_params(endpoint, prompt, lo, scale, seed, extra)
+    gen_id = _insert(conn, parent_id=parent_id, sweep_id=sweep_id,
+                     lora_id=lo.id if lo else None,
+                     checkpoint_id=lo.checkpoint_id if lo else None, endpoint=endpoint_id,
+                     params=params, scale=scale if lo else None, seed=seed, prompt=prompt,
+                     cost=endpoint.price(params), dataset_id=defaults.dataset_id)
+    if submit:
+        queue(conn, gen_id)
+    return gen_id
+
+
+def _insert(conn: sqlite3.Connection, **cols: Any) -> int:
+    """A new draft generation; dict columns are stored as JSON."""
+    now = time.time()
+    cols = {k: json.dumps(v, sort_keys=True) if isinstance(v, dict) else v
+            for k, v in cols.items()}
+    cols.update(status="draft", created_at=now, updated_at=now)
+    cur = conn.execute(f"INSERT INTO generations ({', '.join(cols)}) VALUES"
+                       f" ({', '.join('?' * len(cols))})", tuple(cols.values()))
+    return cur.lastrowid
+
+
+def set_status(conn: sqlite3.Connection, gen_id: int, status: str, **fields: Any) -> None:
+    """A status change, with any other columns; an error text is redacted of secrets."""
+    if fields.get("error"):
+        fields["error"] = logs.redact(str(fields["error"]))
+    cols = {"status": status, "updated_at": time.time(), **fields}
+    conn.execute(f"UPDATE generations SET {', '.join(f'{k} = ?' for k in cols)} WHERE id = ?",
+                 (*cols.values(), gen_id))
+
+
+def queue(conn: sqlite3.Connection, gen_id: int) -> int:
+    job_id = jobs.enqueue(conn, JOB_KIND, {"generation_id": gen_id}, max_attempts=20)
+    set_status(conn, gen_id, "queued", job_id=job_id)
+    return job_id
+
+
+def get(conn: sqlite3.Connection, gen_id: int) -> Generation:
+    row = conn.execute("SELECT * FROM generations WHERE id = ?", (gen_id,)).fetchone()
+    if row is None:
+        raise GenerationError(f"no generation with id {gen_id}")
+    return Generation.from_row(row)
+
+
+def cancel(conn: sqlite3.Connection, gen_id: int) -> str:
+    """Cancel a queued generation at once; ask the daemon to cancel one in flight (on fal too).
+    Returns 'cancelled' or 'cancelling'."""
+    g = get(conn, gen_id)
+    if g.status in DONE or g.job_id is None:
+        raise GenerationError(f"generation {g.id} is {g.status}: nothing to cancel")
+    if g.request_id and jobs.get(conn, g.job_id).state == "queued":
+        # fal has the request (the job was handed back by a stopped daemon, or waits for a
+        # retry): the job must cancel it there, so it runs now, cancelled from the start
+        conn.execute("UPDATE jobs SET cancel_requested = 1, run_after = ?, updated_at = ?"
+                     " WHERE id = ?", (time.time(), time.time(), g.job_id))
+        return "cancelling"
+    outcome = jobs.request_cancel(conn, g.job_id)
+    if outcome == "cancelled":
+        set_status(conn, g.id, "cancelled", finished_at=time.time())
+    return outcome
+
+
+def cancel_job(conn: sqlite3.Connection, job_id: int) -> str:
+    """Cancel any job (`lorad jobs cancel`, the Jobs screen); a generation's goes through
+    :func:`cancel`, so a request already on fal is cancelled there too."""
+    job = jobs.get(conn, job_id)
+    gen_id = job.payload.get("generation_id") if job.kind == JOB_KIND else None
+    if gen_id is not None and job.state == "queued":
+        return cancel(conn, gen_id)
+    return jobs.request_cancel(conn, job_id)
+
+
+def list_all(conn: sqlite3.Connection, *, sweep_id: str | None = None) -> list[Generation]:
+    sql, args = "SELECT * FROM generations", []
+    if sweep_id:
+        sql += " WHERE sweep_id = ?"
+        args.append(sweep_id)
+    return [Generation.from_row(r) for r in conn.execute(sql + " ORDER BY id", args)]
+
+
+def retake(conn: sqlite3.Connection, gen_id: int, *, seed: int | None = None,
+           scale: float | None = None) -> int:
+    """Same parameters, a new seed (or a changed scale), linked to the original."""
+    g = get(conn, gen_id)
+    params = dict(g.params)
+    params["seed"] = seed if seed is not None else (g.seed or 0) + 1_000_003
+    if scale is not None:
+        for weight in params.get("loras", []):
+            weight["scale"] = scale
+    problems = endpoints.get(g.endpoint).validate(params)
+    if problems:
+        raise GenerationError("; ".join(problems))
+    gen_id = _insert(conn, parent_id=g.id, sweep_id=g.sweep_id, lora_id=g.lora_id,
+                     checkpoint_id=g.checkpoint_id, endpoint=g.endpoint, params=params,
+                     scale=scale if scale is not None else g.scale, seed=params["seed"],
+                     prompt=g.prompt, cost=endpoints.get(g.endpoint).price(params),
+                     dataset_id=g.dataset_id, inputs=g.inputs)
+    queue(conn, gen_id)
+    return gen_id
+
+
+@dataclass
+class SweepPlan:
+    sweep_id: str
+    endpoint_id: str
+    cells: list[dict[str, Any]]
+    cost: float
+    dataset: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # resolved: defaults, local files
+
+
+def plan_sweep(conn: sqlite3.Connection, endpoint_id: str, *, lora_names: list[str],
+               scales: list[float], prompts: list[str], seeds: list[int],
+               extra: dict[str, Any] | None = None, dataset: str | None = None,
+               files: dict[str, str | Path] | None = None) -> SweepPlan:
+    """The grid, validated and priced; nothing is submitted. With `dataset`, no prompts means
+    its eval prompts, and its negative prompt applies unless given."""
+    endpoint = endpoints.get(endpoint_id)
+    defaults = dataset_defaults(conn, dataset)
+    prompts = prompts or defaults.eval_prompts
+    if not prompts:
+        raise GenerationError("no prompts: give --prompt, or add eval prompts to the dataset "
+                              "(`lorad dataset rules NAME --eval-prompt ...`)")
+    extra = {**defaults.apply(endpoint, extra), **local_files(files)}
+    cells = []
+    for name, scale, prompt, seed in itertools.product(lora_names, scales, prompts, seeds):
+        params = build_params(endpoint, prompt, loras.get(conn, name), scale, seed, extra)
+        cells.append({"lora": name, "scale": scale, "prompt": prompt, "seed": seed,
+                      "cost": endpoint.price(params)})
+    return SweepPlan(uuid.uuid4().hex[:10], endpoint_id, cells,
+                     round(sum(c["cost"] for c in cells), 6), dataset, extra)
+
+
+def submit_sweep(conn: sqlite3.Connection, plan: SweepPlan, *, budget: float | None
+                 ) -> list[int]:
+    """Create and queue the planned generations, exactly as planned and priced."""
+    if budget is not None and plan.cost > budget:
+        raise GenerationError(f"this sweep costs about ${plan.cost:.2f} ({len(plan.cells)} "
+                              f"generations), over the ${budget:.2f} budget: fewer scales, "
+                              "prompts or seeds, or raise --budget")
+    ids = []
+    with transaction(conn):
+        for c in plan.cells:
+            ids.append(create(conn, plan.endpoint_id, c["prompt"], lora=c["lora"],
+                              scale=c["scale"], seed=c["seed"], extra=plan.extra,
+                              sweep_id=plan.sweep_id, dataset=plan.dataset))
+    return ids
+
+
+def spent(conn: sqlite3.Connection) -> float:
+    return conn.execute("SELECT IFNULL(SUM(amount), 0) FROM cost_entries WHERE kind ="
+                        " 'generation'").fetchone()[0]

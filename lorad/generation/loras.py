@@ -1,0 +1,109 @@
+"""The LoRA registry: every LoRA lorad knows, trained here (with lineage) or added by URL."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+
+from lorad.core.errors import LoradError
+
+
+class LoraError(LoradError):
+    pass
+
+
+@dataclass
+class Lora:
+    id: int
+    name: str
+    checkpoint_id: int | None
+    url: str | None
+    repo: str | None
+    trigger: str | None
+    base_model: str | None
+    expert: str | None
+    created_at: float
+    files: dict[str, str] = field(default_factory=dict)
+    dataset_version_id: int | None = None
+    private: bool = False  # in a private Hub repo: fal probably cannot download it
+
+    @property
+    def warning(self) -> str | None:
+        if self.private:
+            return (f"{self.name} is in a private Hub repo ({self.repo}); fal probably cannot "
+                    "download it (unverified). If its generations fail to load the LoRA, "
+                    "publish it to a public repo.")
+        return None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Lora:
+        data = dict(row)
+        data["files"] = json.loads(data["files"] or "{}")
+        data["private"] = bool(data.get("private"))
+        return cls(**data)
+
+
+def add(conn: sqlite3.Connection, name: str, url: str, *, trigger: str | None = None,
+        base_model: str | None = None, expert: str | None = None, repo: str | None = None,
+        checkpoint_id: int | None = None, files: dict[str, str] | None = None,
+        dataset_version_id: int | None = None, private: bool = False,
+        replace: bool = False) -> Lora:
+    """Register a LoRA; `replace` overwrites one of that name (published again: everything
+    about it is what was published now)."""
+    if expert not in (None, "high", "low", "both"):
+        raise LoraError("expert is high, low or both (Wan 2.2)")
+    if not url.startswith(("https://", "http://")):
+        raise LoraError(f"{url!r}: a LoRA URL must be http(s) (services download it)")
+    cols = {"checkpoint_id": checkpoint_id, "url": url, "repo": repo, "trigger": trigger,
+            "base_model": base_model, "expert": expert, "files": json.dumps(files or {}),
+            "dataset_version_id": dataset_version_id, "private": int(private)}
+    if conn.execute("SELECT 1 FROM loras WHERE name = ?", (name,)).fetchone():
+        if not replace:
+            raise LoraError(f"a LoRA named {name!r} exists already")
+        conn.execute(f"UPDATE loras SET {', '.join(f'{k} = ?' for k in cols)} WHERE name = ?",
+                     (*cols.values(), name))
+    else:
+        cols.update(name=name, created_at=time.time())
+        conn.execute(f"INSERT INTO loras ({', '.join(cols)}) VALUES"
+                     f" ({', '.join('?' * len(cols))})", tuple(cols.values()))
+    return get(conn, name)
+
+
+def get(conn: sqlite3.Connection, name: str) -> Lora:
+    row = conn.execute("SELECT * FROM loras WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        raise LoraError(f"no LoRA named {name!r}; `lorad lora list` shows them")
+    return Lora.from_row(row)
+
+
+def get_by_id(conn: sqlite3.Connection, lora_id: int) -> Lora:
+    row = conn.execute("SELECT * FROM loras WHERE id = ?", (lora_id,)).fetchone()
+    if row is None:
+        raise LoraError(f"no LoRA with id {lora_id}")
+    return Lora.from_row(row)
+
+
+def list_all(conn: sqlite3.Connection) -> list[Lora]:
+    return [Lora.from_row(r) for r in conn.execute("SELECT * FROM loras ORDER BY id")]
+
+
+def lineage(conn: sqlite3.Connection, lora: Lora) -> dict:
+    """checkpoint -> run -> dataset version, as far as known."""
+    out: dict = {"lora": lora.name, "url": lora.url}
+    if lora.checkpoint_id:
+        ck = conn.execute("SELECT * FROM checkpoints WHERE id = ?", (lora.checkpoint_id,)
+                          ).fetchone()
+        if ck:
+            out["checkpoint"] = {"name": ck["name"], "step": ck["step"], "epoch": ck["epoch"],
+                                 "sha256": ck["sha256"]}
+            run = conn.execute("SELECT name, dataset_version_id FROM runs WHERE id = ?",
+                               (ck["run_id"],)).fetchone()
+            if run:
+                out["run"] = run["name"]
+                dv = conn.execute("SELECT content_hash FROM dataset_versions WHERE id = ?",
+                                  (run["dataset_version_id"],)).fetchone()
+                if dv:
+                    out["dataset_version"] = dv["content_hash"]
+    return out

@@ -1,0 +1,312 @@
+"""Clips: one row per source file (or per shot of a long source) in a dataset.
+
+States: new (queued) -> processing -> ready -> approved | rejected, or error with one sentence
+saying what is wrong and what to do. Approve and reject are the user's review; reprocessing a
+reviewed clip keeps the review.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sqlite3
+import time
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lorad.core import jobs
+from lorad.core.errors import LoradError
+from lorad.core.store import transaction
+from lorad.media.datasets import Dataset
+
+VIDEO_EXT = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mts", ".m2ts", ".3gp", ".wmv",
+             ".flv", ".mpg", ".mpeg", ".ts", ".gif"}
+IMAGE_EXT = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".avif"}
+REVIEW_STATES = ("approved", "rejected")
+REVIEWABLE = ("ready", "approved", "rejected")
+MOTION_CLASSES = ("static", "slight", "moving", "panning")
+FLAGS = ("duplicate", "near_duplicate", "upscaled", "cropped", "letterboxed", "vfr", "hdr", *MOTION_CLASSES)
+INGEST_KIND = "clip.ingest"
+SPLIT_KIND = "clip.split"
+
+
+class ClipError(LoradError):
+    pass
+
+
+@dataclass
+class Clip:
+    id: int
+    dataset_id: int
+    name: str
+    source_path: str
+    state: str
+    source_range: tuple[float, float] | None = None
+    source_hash: str | None = None
+    duplicate_of: int | None = None
+    error: str | None = None
+    note: str | None = None
+    media_path: str | None = None
+    filmstrip_path: str | None = None
+    media_kind: str | None = None
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    frames: int | None = None
+    duration: float | None = None
+    motion: float | None = None
+    flags: list[str] = field(default_factory=list)
+    phash: str | None = None
+    probe: dict[str, Any] | None = None
+    analysis: dict[str, Any] | None = None
+    profile_fingerprint: str | None = None
+    job_id: int | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    reviewed_at: float | None = None
+    source_size: int | None = None
+    source_mtime: float | None = None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Clip:
+        data = dict(row)
+        data["flags"] = json.loads(data["flags"] or "[]")
+        for key in ("probe", "analysis"):
+            data[key] = json.loads(data[key]) if data[key] else None
+        data["source_range"] = tuple(json.loads(data["source_range"])) if data["source_range"] \
+            else None
+        return cls(**data)
+
+    @property
+    def motion_class(self) -> str | None:
+        return next((f for f in self.flags if f in MOTION_CLASSES), None)
+
+
+def slug(text: str) -> str:
+    """ASCII, lower case, [a-z0-9_-]: safe in any file system and in musubi's cache names."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    cleaned = re.sub(r"[^a-z0-9]+", "_", ascii_text.lower()).strip("_")
+    return cleaned[:48] or "clip"
+
+
+def clip_name(source_path: str, source_range: tuple[float, float] | None = None) -> str:
+    """A unique, stable output basename: readable stem plus a hash of where the clip comes from,
+    so two sources called `IMG_0001.MOV` in different folders never collide."""
+    key = source_path + (json.dumps(list(source_range)) if source_range else "")
+    stem = slug(Path(source_path).stem)
+    if source_range:
+        stem = f"{stem}_{int(source_range[0] * 1000):07d}"
+    return f"{stem}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+
+
+@dataclass
+class Scan:
+    files: list[Path]
+    ignored: list[Path]  # inside folders, not a media extension (captions, .DS_Store...)
+    missing: list[Path]
+
+
+def scan(paths: Iterable[Path]) -> Scan:
+    """Files to ingest: explicit files always (ffprobe decides), folders recursively by extension."""
+    files, ignored, missing = [], [], []
+    for path in paths:
+        path = Path(path).expanduser()
+        if path.is_dir():
+            for child in sorted(p for p in path.rglob("*") if p.is_file()):
+                if any(part.startswith(".") for part in child.relative_to(path).parts):
+                    continue
+                if child.suffix.lower() in VIDEO_EXT | IMAGE_EXT:
+                    files.append(child)
+                else:
+                    ignored.append(child)
+        elif path.is_file():
+            files.append(path)
+        else:
+            missing.append(path)
+    return Scan([f.resolve() for f in files], ignored, missing)
+
+
+@dataclass
+class AddReport:
+    queued: list[int] = field(default_factory=list)  # clip ids (or split job ids)
+    changed: list[int] = field(default_factory=list)  # known path, new content: processed again
+    skipped: list[str] = field(default_factory=list)  # already in the dataset, unchanged
+    ignored: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    split_jobs: list[int] = field(default_factory=list)
+
+
+def add(conn: sqlite3.Connection, dataset: Dataset, paths: Iterable[Path], *,
+        split_scenes: bool = False) -> AddReport:
+    """Queue ingest of every new or changed file; a second run over the same folder adds
+    nothing that is already there."""
+    found = scan(paths)
+    report = AddReport(ignored=[str(p) for p in found.ignored],
+                       missing=[str(p) for p in found.missing])
+    now = time.time()
+    with transaction(conn):
+        for path in found.files:
+            st = path.stat()
+            source = str(path)
+            if split_scenes:
+                if conn.execute("SELECT 1 FROM clips WHERE dataset_id = ? AND source_path = ?",
+                                (dataset.id, source)).fetchone():
+                    report.skipped.append(source)
+                    continue
+                report.split_jobs.append(jobs.enqueue(
+                    conn, SPLIT_KIND, {"dataset_id": dataset.id, "path": source}))
+                continue
+            row = conn.execute(
+                "SELECT id, source_size, source_mtime FROM clips WHERE dataset_id = ? AND "
+                "source_path = ? AND source_range IS NULL", (dataset.id, source)).fetchone()
+            if row is not None:
+                if row["source_size"] == st.st_size and row["source_mtime"] == st.st_mtime:
+                    report.skipped.append(source)
+                    continue
+                _queue_ingest(conn, row["id"])
+                report.changed.append(row["id"])
+                continue
+            clip_id = insert(conn, dataset.id, source, None, size=st.st_size, mtime=st.st_mtime,
+                             now=now)
+            report.queued.append(clip_id)
+    return report
+
+
+def insert(conn: sqlite3.Connection, dataset_id: int, source_path: str,
+           source_range: tuple[float, float] | None, *, size: int | None, mtime: float | None,
+           now: float | None = None, parent_job: int | None = None) -> int:
+    """Insert a clip in state `new` and queue its ingest job (call inside a transaction)."""
+    now = now or time.time()
+    cur = conn.execute(
+        "INSERT INTO clips (dataset_id, source_path, source_range, name, state, source_size,"
+        " source_mtime, created_at, updated_at) VALUES (?,?,?,?, 'new', ?,?,?,?)",
+        (dataset_id, source_path, json.dumps(list(source_range)) if source_range else None,
+         clip_name(source_path, source_range), size, mtime, now, now))
+    _queue_ingest(conn, cur.lastrowid, parent_job=parent_job)
+    return cur.lastrowid
+
+
+def _queue_ingest(conn: sqlite3.Connection, clip_id: int, parent_job: int | None = None) -> int:
+    job_id = jobs.enqueue(conn, INGEST_KIND, {"clip_id": clip_id}, parent_id=parent_job)
+    conn.execute("UPDATE clips SET job_id = ?, updated_at = ?, state = CASE WHEN state IN"
+                 " ('approved','rejected') THEN state ELSE 'new' END WHERE id = ?",
+                 (job_id, time.time(), clip_id))
+    return job_id
+
+
+def get(conn: sqlite3.Connection, clip_id: int) -> Clip:
+    row = conn.execute("SELECT * FROM clips WHERE id = ?", (clip_id,)).fetchone()
+    if row is None:
+        raise ClipError(f"no clip with id {clip_id}")
+    return Clip.from_row(row)
+
+
+def list_clips(conn: sqlite3.Connection, dataset_id: int, *, states: Iterable[str] | None = None,
+               flag: str | None = None, text: str | None = None) -> list[Clip]:
+    sql, args = _filtered("SELECT * FROM clips WHERE dataset_id = ?", dataset_id, states, flag,
+                          text)
+    return [Clip.from_row(r) for r in conn.execute(sql, args)]
+
+
+def _filtered(sql: str, dataset_id: int, states: Iterable[str] | None, flag: str | None,
+              text: str | None) -> tuple[str, list[Any]]:
+    """Add the state / flag / text filters shared by every clip listing."""
+    args: list[Any] = [dataset_id]
+    if states:
+        states = list(states)
+        sql += f" AND state IN ({','.join('?' * len(states))})"
+        args += states
+    if flag:
+        sql += " AND EXISTS (SELECT 1 FROM json_each(clips.flags) WHERE value = ?)"
+        args.append(flag)
+    if text:
+        sql += " AND (source_path LIKE ? OR name LIKE ? OR IFNULL(error,'') LIKE ?)"
+        args += [f"%{text}%"] * 3
+    sql += " ORDER BY id"
+    return sql, args
+
+
+def set_review(conn: sqlite3.Connection, clip_ids: Iterable[int], state: str) -> tuple[int, int]:
+    """Approve or reject clips (or put them back to ready). Returns (changed, not eligible):
+    clips still processing or in error cannot be reviewed."""
+    if state not in (*REVIEW_STATES, "ready"):
+        raise ClipError(f"review state must be approved, rejected or ready, not {state!r}")
+    ids = list(clip_ids)
+    now = time.time()
+    changed = 0
+    with transaction(conn):
+        for chunk in _chunks(ids, 500):
+            marks = ",".join("?" * len(chunk))
+            cur = conn.execute(
+                f"UPDATE clips SET state = ?, reviewed_at = ?, updated_at = ? WHERE id IN ({marks})"
+                f" AND state IN ('ready','approved','rejected')", (state, now, now, *chunk))
+            changed += cur.rowcount
+    return changed, len(ids) - changed
+
+
+def reprocess(conn: sqlite3.Connection, clip_ids: Iterable[int]) -> list[int]:
+    """Queue ingest again (after a profile change, or once a bad file was fixed)."""
+    queued = []
+    with transaction(conn):
+        for clip_id in clip_ids:
+            row = conn.execute("SELECT c.id, j.state FROM clips c LEFT JOIN jobs j ON j.id = "
+                               "c.job_id WHERE c.id = ?", (clip_id,)).fetchone()
+            if row is None:
+                raise ClipError(f"no clip with id {clip_id}")
+            if row["state"] in jobs.ACTIVE:
+                continue  # already queued or running
+            queued.append(_queue_ingest(conn, clip_id))
+    return queued
+
+
+def stale_ids(conn: sqlite3.Connection, dataset_id: int, fingerprint: str) -> list[int]:
+    """Clips made with another version of the profile (or never made)."""
+    return [r[0] for r in conn.execute(
+        "SELECT id FROM clips WHERE dataset_id = ? AND duplicate_of IS NULL AND"
+        " IFNULL(profile_fingerprint, '') != ?", (dataset_id, fingerprint))]
+
+
+def progress(conn: sqlite3.Connection, dataset_id: int) -> tuple[int, int]:
+    """(finished, total) clips, for ingest progress bars."""
+    row = conn.execute(
+        "SELECT SUM(state NOT IN ('new','processing')), COUNT(*) FROM clips WHERE dataset_id = ?",
+        (dataset_id,)).fetchone()
+    return int(row[0] or 0), int(row[1] or 0)
+
+
+def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+class ClipRow(tuple):
+    """A light row for long lists: no probe or analysis JSON (see `rows`)."""
+
+    __slots__ = ()
+    FIELDS = ("id", "name", "state", "frames", "fps", "width", "height", "motion", "flags",
+              "message", "duplicate_of")
+
+    def __getattr__(self, name: str):
+        try:
+            return self[ClipRow.FIELDS.index(name)]
+        except ValueError:
+            raise AttributeError(name) from None
+
+
+def rows(conn: sqlite3.Connection, dataset_id: int, *, states: Iterable[str] | None = None,
+         flag: str | None = None, text: str | None = None) -> list[ClipRow]:
+    """What a clip table shows, for thousands of clips in milliseconds."""
+    sql, args = _filtered(
+        "SELECT id, name, state, frames, fps, width, height, motion, flags,"
+        " COALESCE(error, note, ''), duplicate_of FROM clips WHERE dataset_id = ?", dataset_id,
+        states, flag, text)
+    out = []
+    for r in conn.execute(sql, args):
+        r = list(r)
+        r[8] = json.loads(r[8] or "[]")
+        out.append(ClipRow(r))
+    return out

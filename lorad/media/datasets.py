@@ -1,0 +1,86 @@
+"""Datasets: a named set of clips made for one model profile, with its caption rules."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from lorad.core.config import Config
+from lorad.core.errors import LoradError
+from lorad.media import profiles
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class DatasetError(LoradError):
+    pass
+
+
+@dataclass
+class Dataset:
+    id: int
+    name: str
+    profile: str
+    trigger: str | None
+    settings: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Dataset:
+        data = dict(row)
+        data["settings"] = json.loads(data["settings"] or "{}")
+        return cls(**data)
+
+
+def create(conn: sqlite3.Connection, name: str, profile: str, *, trigger: str | None = None,
+           config: Config | None = None) -> Dataset:
+    if not NAME_RE.match(name):
+        raise DatasetError(f"dataset name {name!r} must be letters, digits, '.', '_' or '-' "
+                           "(it names folders), at most 64 characters")
+    try:
+        profiles.get(profile, config)
+    except profiles.ProfileError as exc:
+        raise DatasetError(str(exc)) from None
+    if conn.execute("SELECT 1 FROM datasets WHERE name = ?", (name,)).fetchone():
+        raise DatasetError(f"a dataset named {name!r} exists already")
+    conn.execute(
+        "INSERT INTO datasets (name, profile, trigger, settings, created_at) VALUES (?,?,?,?,?)",
+        (name, profile, trigger, "{}", time.time()))
+    return get(conn, name)
+
+
+def get(conn: sqlite3.Connection, name: str) -> Dataset:
+    row = conn.execute("SELECT * FROM datasets WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        known = [r[0] for r in conn.execute("SELECT name FROM datasets ORDER BY name")]
+        hint = f"known: {', '.join(known)}" if known else "create one with `lorad dataset create`"
+        raise DatasetError(f"no dataset named {name!r} ({hint})")
+    return Dataset.from_row(row)
+
+
+def get_by_id(conn: sqlite3.Connection, dataset_id: int) -> Dataset:
+    row = conn.execute("SELECT * FROM datasets WHERE id = ?", (dataset_id,)).fetchone()
+    if row is None:
+        raise DatasetError(f"no dataset with id {dataset_id}")
+    return Dataset.from_row(row)
+
+
+def list_all(conn: sqlite3.Connection) -> list[Dataset]:
+    return [Dataset.from_row(r) for r in conn.execute("SELECT * FROM datasets ORDER BY name")]
+
+
+def clip_counts(conn: sqlite3.Connection, dataset_id: int) -> dict[str, int]:
+    return {state: n for state, n in conn.execute(
+        "SELECT state, COUNT(*) FROM clips WHERE dataset_id = ? GROUP BY state", (dataset_id,))}
+
+
+def update_settings(conn: sqlite3.Connection, dataset_id: int, **changes: Any) -> None:
+    row = conn.execute("SELECT settings FROM datasets WHERE id = ?", (dataset_id,)).fetchone()
+    settings = json.loads(row[0] or "{}")
+    settings.update(changes)
+    conn.execute("UPDATE datasets SET settings = ? WHERE id = ?",
+                 (json.dumps(settings, sort_keys=True), dataset_id))

@@ -1,0 +1,225 @@
+"""Ingest jobs: turn a source file into a training clip for its dataset's profile.
+
+`clip.ingest` hashes the source (exact duplicates are linked, not processed twice), probes it,
+plans the conversion, runs the single ffmpeg pass, analyses motion / bars / perceptual hash and
+records everything on the clip in the transaction that finishes the job. `clip.split` cuts a long
+source at scene changes and queues one ingest per shot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+from lorad.core.handlers import JobContext, PermanentError, register
+from lorad.media import analysis, clips, convert, datasets, profiles
+
+CORES = os.cpu_count() or 1
+
+
+def hash_file(path: Path) -> tuple[str, int, float]:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    st = path.stat()
+    return digest.hexdigest(), st.st_size, st.st_mtime
+
+
+def clip_paths(ctx: JobContext, dataset: datasets.Dataset, clip: clips.Clip,
+               kind: str) -> tuple[Path, Path]:
+    base = ctx.ws.media_dir() / dataset.name
+    ext = ".mp4" if kind == "video" else ".png"
+    return base / "clips" / f"{clip.name}{ext}", base / "filmstrips" / f"{clip.name}.jpg"
+
+
+def _mark(conn, clip_id: int, **values) -> None:
+    values["updated_at"] = time.time()
+    sets = ", ".join(f"{k} = ?" for k in values)
+    conn.execute(f"UPDATE clips SET {sets} WHERE id = ?", (*values.values(), clip_id))
+
+
+@register(clips.INGEST_KIND, concurrency=CORES)
+async def ingest(ctx: JobContext):
+    conn = ctx.conn
+    clip = clips.get(conn, ctx.payload["clip_id"])
+    dataset = datasets.get_by_id(conn, clip.dataset_id)
+    config = ctx.ws.config()
+    profile = profiles.get(dataset.profile, config)
+    if clip.state not in clips.REVIEW_STATES:
+        _mark(conn, clip.id, state="processing", error=None)
+    try:
+        return await _ingest(ctx, clip, dataset, profile, config)
+    except convert.MediaError as exc:
+        _mark(conn, clip.id, state="error", error=str(exc))
+        raise PermanentError(f"{Path(clip.source_path).name}: {exc}") from None
+
+
+async def _ingest(ctx: JobContext, clip: clips.Clip, dataset: datasets.Dataset,
+                  profile: profiles.Profile, config):
+    conn = ctx.conn
+    source = Path(clip.source_path)
+    if not source.exists():
+        raise convert.MediaError(f"the source file is gone ({source}); put it back, or reject "
+                               "this clip")
+    ctx.progress(0.05, "hashing source", force=True)
+    digest, size, mtime = await asyncio.to_thread(hash_file, source)
+    # Written and checked in one synchronous step on the daemon's loop, so of two identical
+    # files processed at once exactly one sees the other and becomes its duplicate.
+    _mark(conn, clip.id, source_hash=digest, source_size=size, source_mtime=mtime)
+    original = conn.execute(
+        "SELECT id, name, source_path FROM clips WHERE dataset_id = ? AND source_hash = ? AND"
+        " IFNULL(source_range, '') = IFNULL(?, '') AND id != ? AND duplicate_of IS NULL AND"
+        " state != 'error' ORDER BY id LIMIT 1",
+        (clip.dataset_id, digest, json.dumps(list(clip.source_range)) if clip.source_range else None,
+         clip.id)).fetchone()
+    if original is not None:
+        note = f"exact duplicate of clip {original['id']} ({original['source_path']})"
+
+        def link(c):
+            strip = c.execute("SELECT filmstrip_path FROM clips WHERE id = ?",
+                              (original["id"],)).fetchone()[0]
+            _mark(c, clip.id, state="rejected", duplicate_of=original["id"], note=note,
+                  flags=json.dumps(["duplicate"]), error=None, media_path=None,
+                  filmstrip_path=strip)
+
+        ctx.on_success(link)
+        return {"duplicate_of": original["id"]}
+
+    ctx.progress(0.15, "probing")
+    probe = await asyncio.to_thread(convert.probe, source)
+    plan = convert.plan(probe, profile, clip.source_range)
+    out_media, out_strip = clip_paths(ctx, dataset, clip, plan.media)
+    ctx.progress(0.25, f"converting to {plan.width}x{plan.height}, {plan.frames} frames",
+                 force=True)
+    converted = await convert.convert(source, probe, profile, plan, out_media, out_strip)
+    ctx.progress(0.85, "analysing motion and duplicates")
+    aw, ah = plan.analysis_size
+    facts = await asyncio.to_thread(analysis.analyse, converted.analysis_frames, aw, ah)
+    flags = list(plan.flags) + [facts.motion_class]
+    if facts.letterbox:
+        flags.append("letterboxed")
+    note = None
+    limit = config["ingest"]["near_duplicate_distance"]
+    for row in conn.execute(
+            "SELECT id, name, phash FROM clips WHERE dataset_id = ? AND phash IS NOT NULL AND"
+            " id != ? AND duplicate_of IS NULL AND state != 'error'", (clip.dataset_id, clip.id)):
+        distance = analysis.hamming(row["phash"], facts.dhash)
+        if distance <= limit:
+            flags.append("near_duplicate")
+            note = f"looks like clip {row['id']} ({row['name']}), distance {distance}"
+            break
+    duration = plan.frames / plan.fps if plan.fps else None
+
+    def record(c):
+        current = clips.get(c, clip.id).state  # the user may have reviewed it meanwhile
+        _mark(c, clip.id, state=current if current in clips.REVIEW_STATES else "ready",
+              error=None, note=note, duplicate_of=None, media_kind=plan.media,
+              media_path=str(out_media), filmstrip_path=str(out_strip), width=plan.width,
+              height=plan.height, fps=plan.fps, frames=plan.frames, duration=duration,
+              motion=facts.motion, flags=json.dumps(sorted(set(flags))), phash=facts.dhash,
+              probe=json.dumps(probe.as_dict()), analysis=json.dumps(facts.as_dict()),
+              profile_fingerprint=profile.fingerprint())
+
+    ctx.on_success(record)
+    ctx.progress(1.0, "done", force=True)
+    return {"clip_id": clip.id, "frames": plan.frames, "flags": sorted(set(flags))}
+
+
+# ---- scene splitting ------------------------------------------------------------------------
+
+SHOWINFO_TIME = re.compile(r"pts_time:\s*([0-9.]+)")
+
+
+async def scene_cuts(path: Path, threshold: float, duration: float | None,
+                     on_progress=None) -> list[float]:
+    """Times (s) where ffmpeg's scene score exceeds `threshold`, decoding a small copy."""
+    args = ["ffmpeg", "-hide_banner", "-nostdin", "-i", str(path), "-an", "-vf",
+            f"scale=160:-2,select='gt(scene,{threshold})',showinfo", "-f", "null", "-",
+            "-progress", "pipe:1", "-nostats"]
+    proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    cuts: list[float] = []
+    tail: list[str] = []
+
+    async def read_err():
+        async for raw in proc.stderr:
+            line = raw.decode(errors="replace")
+            if "showinfo" in line and "pts_time" in line:
+                match = SHOWINFO_TIME.search(line)
+                if match:
+                    cuts.append(float(match.group(1)))
+            else:
+                tail.append(line.strip())
+                del tail[:-5]
+
+    async def read_out():
+        async for raw in proc.stdout:
+            line = raw.decode(errors="replace").strip()
+            if line.startswith("out_time_us=") and duration and on_progress:
+                try:
+                    on_progress(min(1.0, int(line.split("=", 1)[1]) / 1e6 / duration))
+                except ValueError:
+                    pass
+
+    try:
+        await asyncio.gather(read_err(), read_out())
+        await proc.wait()
+    except asyncio.CancelledError:
+        proc.kill()
+        await proc.wait()
+        raise
+    if proc.returncode != 0:
+        raise convert.MediaError(f"scene detection failed: {tail[-1] if tail else proc.returncode}")
+    return cuts
+
+
+def shots(cuts: list[float], duration: float, min_seconds: float) -> list[tuple[float, float]]:
+    """Shot ranges between cuts; a cut closer than min_seconds to the previous one is ignored."""
+    bounds = [0.0]
+    for t in sorted(cuts):
+        if t - bounds[-1] >= min_seconds and duration - t >= min_seconds:
+            bounds.append(round(t, 3))
+    bounds.append(round(duration, 3))
+    return list(zip(bounds, bounds[1:], strict=False))
+
+
+@register(clips.SPLIT_KIND, concurrency=CORES)
+async def split(ctx: JobContext):
+    conn = ctx.conn
+    dataset = datasets.get_by_id(conn, ctx.payload["dataset_id"])
+    config = ctx.ws.config()
+    profile = profiles.get(dataset.profile, config)
+    path = Path(ctx.payload["path"])
+    try:
+        probe = await asyncio.to_thread(convert.probe, path)
+        if probe.kind != "video" or not probe.duration:
+            raise convert.MediaError("scene splitting needs a video with a known duration")
+        ctx.progress(0.0, "finding scene changes", force=True)
+        cuts = await scene_cuts(path, config["ingest"]["scene_threshold"], probe.duration,
+                                lambda f: ctx.progress(f * 0.95, "finding scene changes"))
+    except convert.MediaError as exc:
+        raise PermanentError(f"{path.name}: {exc}") from None
+    ranges = shots(cuts, probe.duration, config["ingest"]["min_shot_seconds"])
+    need = profile.frames_needed() / profile.fps if profile.fps else 0
+    usable = [r for r in ranges if r[1] - r[0] >= need]
+    too_short = len(ranges) - len(usable)
+    st = path.stat()
+
+    def create(c):
+        for start, end in usable:
+            exists = c.execute("SELECT 1 FROM clips WHERE dataset_id = ? AND source_path = ? AND"
+                               " source_range = ?", (dataset.id, str(path),
+                                                     json.dumps([start, end]))).fetchone()
+            if not exists:
+                clips.insert(c, dataset.id, str(path), (start, end), size=st.st_size,
+                             mtime=st.st_mtime, parent_job=ctx.job.id)
+
+    ctx.on_success(create)
+    return {"shots": len(ranges), "queued": len(usable), "too_short": too_short,
+            "cuts": [round(c, 3) for c in cuts]}

@@ -1,0 +1,61 @@
+"""Automatic checks of a generated output before a person looks: the size, fps, frame count and
+aspect asked for, and a frozen/static-video check (near-zero frame difference)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from lorad.media import analysis, convert
+
+STATIC_MAD = 0.3  # mean abs frame difference (0-255) below which a clip counts as frozen
+ASPECTS = {"9:16": 9 / 16, "16:9": 16 / 9, "1:1": 1.0}
+
+
+def check(path: Path, asked: dict[str, Any], probe: convert.Probe | None = None) -> dict[str, Any]:
+    """Facts and problems; `problems` empty means it passed. Pass `probe` if you have it."""
+    try:
+        probe = probe or convert.probe(path)
+    except convert.MediaError as exc:
+        return {"ok": False, "problems": [f"unreadable output: {exc}"]}
+    facts: dict[str, Any] = {"width": probe.width, "height": probe.height, "fps": probe.fps,
+                             "frames": probe.frames, "duration": probe.duration,
+                             "kind": probe.kind}
+    problems = []
+    aspect = asked.get("aspect_ratio")
+    if aspect in ASPECTS and probe.height:
+        actual = probe.width / probe.height
+        if abs(actual - ASPECTS[aspect]) / ASPECTS[aspect] > 0.03:
+            problems.append(f"aspect {probe.width}x{probe.height} is not the {aspect} asked")
+    if probe.kind == "video":
+        want_fps = asked.get("frames_per_second")
+        if want_fps and probe.fps and abs(probe.fps - want_fps) > 0.5 \
+                and not asked.get("num_interpolated_frames"):
+            problems.append(f"{probe.fps:g} fps, {want_fps} asked")
+        want_frames = asked.get("num_frames")
+        if want_frames and probe.frames and not asked.get("num_interpolated_frames") \
+                and abs(probe.frames - want_frames) > 1:
+            problems.append(f"{probe.frames} frames, {want_frames} asked")
+        mad = frame_difference(path, probe=probe)
+        facts["motion"] = mad
+        if mad is not None and mad < STATIC_MAD:
+            problems.append(f"frozen: the picture barely changes (mean frame difference "
+                            f"{mad:.2f}); probably a broken output")
+    facts["ok"] = not problems
+    facts["problems"] = problems
+    return facts
+
+
+def frame_difference(path: Path, width: int = 64, probe: convert.Probe | None = None
+                     ) -> float | None:
+    out = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-vf",
+                          f"scale={width}:-2,format=gray", "-f", "rawvideo", "-"],
+                         capture_output=True, check=False)
+    if out.returncode != 0 or not out.stdout:
+        return None
+    probe = probe or convert.probe(path)
+    height = int(round(width * probe.height / probe.width / 2)) * 2
+    frames = analysis.frames_from_bytes(out.stdout, width, height)
+    mad, _cls, _s, _g = analysis.motion(frames)
+    return round(mad, 3)

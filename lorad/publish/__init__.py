@@ -1,0 +1,1 @@
+"""Publishing checkpoints: the model card, the LoRA conversion, the Hub."""

@@ -1,0 +1,230 @@
+"""Pods: SSH hosts lorad trains on, either any host or a RunPod pod reached through its API."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from lorad.core.errors import LoradError
+from lorad.media.datasets import NAME_RE
+from lorad.training.ssh import Endpoint, Shell
+
+
+class PodError(LoradError):
+    pass
+
+
+@dataclass
+class Pod:
+    id: int
+    name: str
+    provider: str  # ssh | runpod
+    provider_id: str | None
+    ssh_user: str | None
+    ssh_host: str | None
+    ssh_port: int | None
+    key_file: str | None
+    host_key: str | None
+    state: str
+    cost_per_hour: float
+    policy: dict[str, Any] = field(default_factory=dict)
+    started_at: float | None = None
+    updated_at: float = 0.0
+    remote_dir: str = "/workspace/lorad"
+    info: dict[str, Any] = field(default_factory=dict)
+    last_seen: float | None = None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Pod:
+        data = dict(row)
+        data["policy"] = json.loads(data["policy"] or "{}")
+        data["info"] = json.loads(data["info"] or "{}")
+        return cls(**data)
+
+    def endpoint(self) -> Endpoint:
+        if not self.ssh_host or not self.ssh_port:
+            raise PodError(f"pod {self.name} has no SSH endpoint yet (is it running?)")
+        return Endpoint(self.ssh_host, self.ssh_port, self.ssh_user or "root", self.key_file)
+
+
+def add(conn: sqlite3.Connection, name: str, *, provider: str = "ssh", host: str | None = None,
+        port: int = 22, user: str = "root", key_file: str | None = None,
+        provider_id: str | None = None, remote_dir: str = "/workspace/lorad",
+        cost_per_hour: float = 0.0) -> Pod:
+    if not NAME_RE.match(name):
+        raise PodError(f"pod name {name!r}: letters, digits, '.', '_' or '-'")
+    if provider == "ssh" and not host:
+        raise PodError("an SSH pod needs --host (and --port, --user, --key)")
+    if provider == "runpod" and not provider_id:
+        raise PodError("a RunPod pod needs --runpod-id (the pod's id in RunPod)")
+    if conn.execute("SELECT 1 FROM pods WHERE name = ?", (name,)).fetchone():
+        raise PodError(f"a pod named {name!r} exists already")
+    policy = {"on_finish": "stop" if provider == "runpod" else "none",
+              "on_failure": "stop" if provider == "runpod" else "none",
+              "idle_minutes": 10}
+    conn.execute(
+        "INSERT INTO pods (name, provider, provider_id, ssh_user, ssh_host, ssh_port, key_file,"
+        " state, cost_per_hour, policy, remote_dir, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        (name, provider, provider_id, user, host, port if host else None, key_file,
+         "unknown", cost_per_hour, json.dumps(policy), remote_dir, time.time()))
+    return get(conn, name)
+
+
+def get(conn: sqlite3.Connection, name: str) -> Pod:
+    row = conn.execute("SELECT * FROM pods WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        known = [r[0] for r in conn.execute("SELECT name FROM pods ORDER BY name")]
+        raise PodError(f"no pod named {name!r}" + (f" (known: {', '.join(known)})" if known
+                                                    else "; add one with `lorad pod add`"))
+    return Pod.from_row(row)
+
+
+def get_by_id(conn: sqlite3.Connection, pod_id: int) -> Pod:
+    row = conn.execute("SELECT * FROM pods WHERE id = ?", (pod_id,)).fetchone()
+    if row is None:
+        raise PodError(f"no pod with id {pod_id}")
+    return Pod.from_row(row)
+
+
+def list_all(conn: sqlite3.Connection) -> list[Pod]:
+    return [Pod.from_row(r) for r in conn.execute("SELECT * FROM pods ORDER BY name")]
+
+
+def update(conn: sqlite3.Connection, pod_id: int, **values: Any) -> None:
+    for key in ("policy", "info"):
+        if key in values and not isinstance(values[key], str):
+            values[key] = json.dumps(values[key], sort_keys=True)
+    values["updated_at"] = time.time()
+    sets = ", ".join(f"{k} = ?" for k in values)
+    conn.execute(f"UPDATE pods SET {sets} WHERE id = ?", (*values.values(), pod_id))
+
+
+def open_shell(conn: sqlite3.Connection, pod: Pod) -> Shell:
+    """Connect, pinning the host key on the first connection after a (re)start.
+    Runs in a worker thread; `conn` must be usable from it (a fresh connection)."""
+    shell = Shell(pod.endpoint(), pod.host_key)
+    seen = shell.connect()
+    if pod.host_key is None:
+        update(conn, pod.id, host_key=seen)
+        pod.host_key = seen
+    update(conn, pod.id, last_seen=time.time())
+    return shell
+
+
+def trust(conn: sqlite3.Connection, name: str) -> None:
+    """Forget the pinned host key (after the user checked the pod was re-created)."""
+    update(conn, get(conn, name).id, host_key=None)
+
+
+CHECKS = [
+    # (name, command, what to do when it fails)
+    ("gpu", "nvidia-smi --query-gpu=name,memory.total --format=csv,noheader",
+     "no NVIDIA GPU visible: pick a GPU pod, or check the driver (nvidia-smi)"),
+    ("disk", "df -Pk {dir} | tail -1", "cannot read free disk space for {dir}"),
+    ("python", "python3 --version", "install Python 3.10+ on the pod"),
+    ("musubi", "test -f {musubi}/src/musubi_tuner/wan_train_network.py && echo found",
+     "musubi-tuner not found at {musubi}: git clone https://github.com/kohya-ss/musubi-tuner "
+     "{musubi} && pip install -e {musubi}"),
+    ("accelerate", "command -v accelerate", "install accelerate on the pod: pip install accelerate"),
+]
+
+
+def check(shell: Shell, remote_dir: str, musubi_dir: str, model_files: list[str]) -> list[dict]:
+    """What the pod has, each with a fix when missing."""
+    import shlex
+
+    results = []
+    for name, command, fix in CHECKS:
+        cmd = command.format(dir=shlex.quote(remote_dir.rsplit("/", 1)[0] or "/"),
+                             musubi=shlex.quote(musubi_dir))
+        code, out, err = shell.run(cmd, check=False)
+        ok = code == 0 and bool(out.strip())
+        detail = out.strip().splitlines()[0] if out.strip() else err.strip()[:200]
+        if name == "disk" and ok:
+            parts = detail.split()
+            free_gb = int(parts[3]) / 1024 / 1024
+            detail = f"{free_gb:.1f} GB free"
+            ok = free_gb >= 20
+            fix = "less than 20 GB free: models and caches need room; grow the volume"
+        results.append({"check": name, "ok": ok, "detail": detail,
+                        "fix": None if ok else fix.format(dir=remote_dir, musubi=musubi_dir)})
+    for path in model_files:
+        size = shell.size(path)
+        results.append({"check": f"model {path.rsplit('/', 1)[-1]}", "ok": bool(size),
+                        "detail": f"{(size or 0) / 1e9:.2f} GB" if size else "missing",
+                        "fix": None if size else f"download it to {path} (see docs/training.md)"})
+    return results
+
+
+# ---- provider: bring a pod up, stop it by policy ----------------------------------------------
+
+def bring_up(ws, pod_id: int, *, timeout: float = 900.0, poll: float = 5.0) -> Pod:
+    """Make sure the pod runs and its SSH endpoint is current (blocking: call in a thread).
+    A RunPod pod is started if needed; its endpoint is read fresh after every start (it
+    changes), and its host-key pin is cleared after a start (a new container, a new key)."""
+    conn = ws.connect()
+    try:
+        pod = get_by_id(conn, pod_id)
+        if pod.provider != "runpod":
+            update(conn, pod.id, state="running")
+            return get_by_id(conn, pod_id)
+        from lorad.training.runpod import RunPod
+
+        with RunPod() as api:
+            before = api.get_pod(pod.provider_id)
+            up = api.ensure_running(pod.provider_id, timeout=timeout, poll=poll)
+        restarted = not before.running
+        host, port = up.ssh
+        values: dict[str, Any] = {"state": "running", "ssh_host": host, "ssh_port": port,
+                                  "ssh_user": up.ssh_user, "cost_per_hour": up.cost_per_hr,
+                                  "info": {**pod.info, "gpu": f"{up.gpu_count}x {up.gpu_type}"}}
+        if restarted:
+            values.update(host_key=None, started_at=time.time())
+        elif pod.started_at is None:
+            values["started_at"] = time.time()
+        update(conn, pod.id, **values)
+        return get_by_id(conn, pod_id)
+    finally:
+        conn.close()
+
+
+def apply_policy(ws, pod_id: int, outcome: str) -> str:
+    """After a run ends (`finish` or `failure`): queue the pod's stop (or termination) after
+    its idle time, if its policy says so. The stop job checks again when it runs and leaves the
+    pod alone if another run has started or been queued meanwhile."""
+    from lorad.core import jobs
+    from lorad.training import pod_jobs
+
+    conn = ws.connect()
+    try:
+        pod = get_by_id(conn, pod_id)
+        action = pod.policy.get(f"on_{outcome}", "none")
+        if action == "none" or pod.provider != "runpod":
+            return "none"
+        delay = float(pod.policy.get("idle_minutes", 10)) * 60
+        jobs.enqueue(conn, pod_jobs.STOP, {"pod_id": pod.id, "if_idle": True,
+                                            "terminate": action == "terminate",
+                                            "reason": f"policy on_{outcome}"}, delay=delay)
+        return f"{action} queued in {delay / 60:.0f} min unless another run starts"
+    finally:
+        conn.close()
+
+
+def record_time(conn: sqlite3.Connection, pod: Pod, until: float, run_id: int | None = None
+                ) -> float:
+    """Book the pod's time since it started (or since the last booking) into the ledger."""
+    last = conn.execute("SELECT MAX(at) FROM cost_entries WHERE pod_id = ? AND kind ="
+                        " 'pod_time'", (pod.id,)).fetchone()[0]
+    since = max(x for x in (pod.started_at, last) if x is not None) if (pod.started_at or last) \
+        else None
+    if since is None or until <= since or not pod.cost_per_hour:
+        return 0.0
+    amount = (until - since) / 3600 * pod.cost_per_hour
+    conn.execute("INSERT INTO cost_entries (kind, pod_id, run_id, amount, detail, at) VALUES"
+                 " ('pod_time', ?, ?, ?, ?, ?)",
+                 (pod.id, run_id, amount, f"{(until - since) / 60:.1f} min at "
+                  f"${pod.cost_per_hour:.2f}/h", until))
+    return amount

@@ -1,0 +1,170 @@
+"""Runs: a dataset version trained on a pod with a training config; what the pod reported."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from lorad.core import jobs
+from lorad.core.errors import LoradError
+from lorad.core.store import transaction
+from lorad.media.datasets import NAME_RE
+from lorad.training import trainconfig
+
+ACTIVE = ("queued", "running")
+STAGES = ("upload", "latents", "text", "train", "done")
+JOB_KIND = "train.run"
+PULL_KIND = "checkpoint.pull"
+
+
+class RunError(LoradError):
+    pass
+
+
+@dataclass
+class Run:
+    id: int
+    name: str
+    dataset_version_id: int | None
+    pod_id: int | None
+    parent_run_id: int | None
+    config: dict[str, Any]
+    state: str
+    stage: str | None
+    step: int | None
+    total_steps: int | None
+    epoch: int | None
+    step_offset: int
+    log_offset: int
+    remote_pid: int | None
+    error: str | None
+    budget: float | None
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    remote_dir: str | None = None
+    output_name: str | None = None
+    job_id: int | None = None
+    avr_loss: float | None = None
+    rate: float | None = None
+    remaining: float | None = None
+    log_tail: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Run:
+        data = dict(row)
+        data["config"] = json.loads(data["config"] or "{}")
+        return cls(**data)
+
+    @property
+    def train_config(self) -> trainconfig.TrainConfig:
+        return trainconfig.TrainConfig.from_dict(self.config)
+
+
+def create(conn: sqlite3.Connection, name: str, dataset_version_id: int, pod_id: int,
+           config: dict[str, Any], *, budget: float | None = None,
+           parent_run_id: int | None = None, step_offset: int = 0) -> Run:
+    if not NAME_RE.match(name):
+        raise RunError(f"run name {name!r}: letters, digits, '.', '_' or '-'")
+    cfg = trainconfig.TrainConfig.from_dict(config)
+    trainconfig.check(cfg)  # refuse before anything is uploaded
+    if conn.execute("SELECT 1 FROM runs WHERE name = ?", (name,)).fetchone():
+        raise RunError(f"a run named {name!r} exists already")
+    cur = conn.execute(
+        "INSERT INTO runs (dataset_version_id, pod_id, parent_run_id, name, config, state,"
+        " budget, step_offset, output_name, created_at) VALUES (?,?,?,?,?,'created',?,?,?,?)",
+        (dataset_version_id, pod_id, parent_run_id, name, json.dumps(cfg.as_dict()), budget,
+         step_offset, name.replace(".", "_"), time.time()))
+    return get_by_id(conn, cur.lastrowid)
+
+
+def get(conn: sqlite3.Connection, name: str) -> Run:
+    row = conn.execute("SELECT * FROM runs WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        raise RunError(f"no run named {name!r}; `lorad train status` lists them")
+    return Run.from_row(row)
+
+
+def get_by_id(conn: sqlite3.Connection, run_id: int) -> Run:
+    row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is None:
+        raise RunError(f"no run with id {run_id}")
+    return Run.from_row(row)
+
+
+def list_all(conn: sqlite3.Connection) -> list[Run]:
+    return [Run.from_row(r) for r in conn.execute("SELECT * FROM runs ORDER BY id DESC")]
+
+
+def update(conn: sqlite3.Connection, run_id: int, **values: Any) -> None:
+    sets = ", ".join(f"{k} = ?" for k in values)
+    conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*values.values(), run_id))
+
+
+def start(conn: sqlite3.Connection, run_id: int) -> int:
+    """Queue the run's job (idempotent while one is active)."""
+    with transaction(conn):
+        run = get_by_id(conn, run_id)
+        if run.job_id:
+            job = jobs.get(conn, run.job_id)
+            if job.state in jobs.ACTIVE:
+                return job.id
+        if run.state in ("succeeded",):
+            raise RunError(f"run {run.name} has finished; start a new run or resume it")
+        job_id = jobs.enqueue(conn, JOB_KIND, {"run_id": run_id}, max_attempts=50)
+        update(conn, run_id, job_id=job_id, state="queued", error=None, ended_at=None)
+        return job_id
+
+
+def request_stop(conn: sqlite3.Connection, run_id: int) -> str:
+    run = get_by_id(conn, run_id)
+    if not run.job_id:
+        raise RunError(f"run {run.name} is not running")
+    return jobs.request_cancel(conn, run.job_id)
+
+
+def add_loss(conn: sqlite3.Connection, run: Run, step: int, avr_loss: float | None,
+             at: float) -> None:
+    """One point per step: the bar prints a step twice, the last value wins."""
+    conn.execute("INSERT OR REPLACE INTO loss_points (run_id, step, avr_loss, at) VALUES"
+                 " (?,?,?,?)", (run.id, step + run.step_offset, avr_loss, at))
+
+
+def loss_points(conn: sqlite3.Connection, run_id: int) -> list[tuple[int, float | None]]:
+    return [(r[0], r[1]) for r in conn.execute(
+        "SELECT step, avr_loss FROM loss_points WHERE run_id = ? ORDER BY step", (run_id,))]
+
+
+def resume(conn: sqlite3.Connection, name: str) -> Run:
+    """A failed or stopped run continues as a new run from the parent's last saved state: a new
+    output name (so no earlier checkpoint is overwritten) and a step offset (musubi restarts its
+    counters on --resume), resolved on the pod when the job starts."""
+    parent = get(conn, name)
+    if parent.state not in ("failed", "stopped"):
+        raise RunError(f"run {parent.name} is {parent.state}; only a failed or stopped run "
+                       "can be resumed")
+    if STAGES.index(parent.stage or "upload") < STAGES.index("train"):
+        start(conn, parent.id)  # it never reached training: simply go on where it stopped
+        return get_by_id(conn, parent.id)
+    n = conn.execute("SELECT COUNT(*) FROM runs WHERE parent_run_id = ?", (parent.id,)
+                     ).fetchone()[0] + 1
+    child = create(conn, f"{parent.name}-r{n}", parent.dataset_version_id, parent.pod_id,
+                   parent.config, budget=parent.budget, parent_run_id=parent.id)
+    update(conn, child.id, stage="train")
+    start(conn, child.id)
+    return get_by_id(conn, child.id)
+
+
+def chain(conn: sqlite3.Connection, run_id: int) -> list[Run]:
+    """The run and its ancestors, oldest first (a resumed run's loss continues its parent's)."""
+    out = []
+    current: int | None = run_id
+    while current is not None:
+        run = get_by_id(conn, current)
+        out.append(run)
+        current = run.parent_run_id
+    return out[::-1]
