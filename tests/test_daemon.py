@@ -76,6 +76,7 @@ def test_transient_errors_retry_and_permanent_errors_fail(ws, conn, daemon_proc)
     flaky = jobs.enqueue(conn, "test.flaky", {"failures": 2})
     broken = jobs.enqueue(conn, "test.broken")
     crash = jobs.enqueue(conn, "test.crash")
+    refused = jobs.enqueue(conn, "test.refused")
     daemon_proc.start()
     wait_for(lambda: jobs.get(conn, flaky).state == "succeeded", message="flaky job")
     assert jobs.get(conn, flaky).result == {"attempts": 3}
@@ -84,7 +85,13 @@ def test_transient_errors_retry_and_permanent_errors_fail(ws, conn, daemon_proc)
     assert (job.state, job.attempts) == ("failed", 1)
     assert job.error == "caption file missing: add clip_001.txt"
     assert "ValueError: unexpected" in jobs.get(conn, crash).error
-    assert "Traceback" in ws.log_path.read_text()
+    # any LoradError is a clean failure: its message as is, no retry, no traceback
+    wait_for(lambda: jobs.get(conn, refused).state == "failed")
+    log = ws.log_path.read_text()
+    assert "Traceback" in log and f"job {crash} (test.crash) raised" in log
+    job = jobs.get(conn, refused)
+    assert job.error == "the pod refused the key: check the pod's user and key file"
+    assert job.attempts == 1 and f"job {refused} (test.refused) raised" not in log
 
 
 def test_retry_after_failure_runs_again(ws, conn, daemon_proc):

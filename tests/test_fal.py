@@ -12,8 +12,7 @@ import httpx
 import pytest
 from fal_double import FLUX, WAN21_I2V, WAN22_I2V, WAN22_T2V, Latency, fal_double, media
 
-from lorad.core import handlers
-from lorad.core.errors import LoradError
+from lorad.core.errors import LoradError, PermanentError, is_transient
 from lorad.generation.fal import (
     CDN_URL,
     QUEUE_URL,
@@ -157,7 +156,7 @@ def test_completed_with_an_error_is_a_failure(fal, client, sleeps):
     sub = client.submit(WAN22_T2V, WAN)
     with pytest.raises(FalRequestFailed, match="failed: Runner disconnected") as info:
         client.wait(sub, interval=0.01)
-    assert info.value.error_type == "runner_disconnected" and isinstance(info.value, handlers.PermanentError)
+    assert info.value.error_type == "runner_disconnected" and isinstance(info.value, PermanentError)
     status = client.status(sub)
     assert status.state == "COMPLETED" and status.failed and status.error_type == "runner_disconnected"
     with pytest.raises(FalRequestFailed, match="fal answered 503: Runner disconnected") as info:
@@ -233,7 +232,7 @@ def test_422_names_the_fields(fal, client, sleeps):
     assert "loras.0.scale: " in message and "loras.0.transformer: " in message
     assert [name for name, _ in info.value.errors] == ["num_frames", "resolution", "loras.0.scale",
                                                        "loras.0.transformer"]
-    assert isinstance(info.value, handlers.PermanentError)
+    assert isinstance(info.value, PermanentError)
     assert len(fal.requests) == 1 and sleeps == [] and not fal.submits
 
 
@@ -268,7 +267,7 @@ def test_retries_stop_after_ten_tries(fal, client, sleeps):
     with pytest.raises(FalTransient, match=f"fal answered 429 to submit to {WAN22_T2V} 10 times") as info:
         client.submit(WAN22_T2V, WAN)
     assert len(fal.requests) == 10 and len(sleeps) == 9 and not fal.submits
-    assert handlers.is_transient(info.value) and not isinstance(info.value, handlers.PermanentError)
+    assert is_transient(info.value) and not isinstance(info.value, PermanentError)
     assert all(s <= 30 for s in sleeps) and sleeps[-1] >= 12.8  # 0.1 * 2**8 * 0.5
 
 
@@ -514,7 +513,7 @@ def test_the_key_never_shows(fal, client, caplog):
         assert exc.__cause__ is None or KEY not in repr(exc.__cause__)
     assert "[redacted]" in str(errors[0]) and "[redacted]" in str(errors[1])
     assert KEY not in repr(client) and KEY not in caplog.text and "retrying" in caplog.text
-    assert isinstance(errors[2], LoradError) and handlers.is_transient(errors[2])
+    assert isinstance(errors[2], LoradError) and is_transient(errors[2])
 
 
 # -- uploads -----------------------------------------------------------------------------------------------

@@ -9,8 +9,7 @@ import httpx
 import pytest
 from runpod_double import runpod_double
 
-from lorad.core import handlers
-from lorad.core.errors import LoradError
+from lorad.core.errors import LoradError, PermanentError, is_transient
 from lorad.training.runpod import (
     API_URL,
     RunPod,
@@ -97,7 +96,7 @@ def test_invalid_transition_is_a_409_with_the_allowed_actions(rp, client):
     with pytest.raises(RunPodConflict) as info:
         client.start("run")
     assert str(info.value) == "cannot start pod run: it is RUNNING (allowed now: stop, restart, terminate)"
-    assert info.value.status == "RUNNING" and isinstance(info.value, handlers.PermanentError)
+    assert info.value.status == "RUNNING" and isinstance(info.value, PermanentError)
     with pytest.raises(RunPodConflict, match="cannot stop pod off: it is EXITED"):
         client.stop("off")
     assert rp.pods["run"].status == "RUNNING"
@@ -158,8 +157,8 @@ def test_5xx_backs_off_then_gives_up_as_transient(rp, client, sleeps):
     with pytest.raises(RunPodTransient, match=r"server error \(503\) on GET /pods/p1 after 4 tries") as info:
         client.get_pod("p1")
     assert len(rp.requests) == 4 and sleeps == [0.5, 1.0, 2.0]
-    assert handlers.is_transient(info.value) and isinstance(info.value, LoradError)
-    assert not isinstance(info.value, handlers.PermanentError)
+    assert is_transient(info.value) and isinstance(info.value, LoradError)
+    assert not isinstance(info.value, PermanentError)
 
 
 def test_5xx_then_success(rp, client):
@@ -211,7 +210,7 @@ def test_bad_key_message(rp, monkeypatch):
     message = str(info.value)
     assert message.startswith("RUNPOD_API_KEY is missing or invalid (RunPod answered 401: invalid API key)")
     assert "rp_WRONG_key_987654" not in message and not rp.requests[0].authorized
-    assert isinstance(info.value, handlers.PermanentError) and isinstance(info.value, LoradError)
+    assert isinstance(info.value, PermanentError) and isinstance(info.value, LoradError)
 
 
 def test_forbidden_message(rp, client):

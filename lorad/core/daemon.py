@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lorad.core import handlers, jobs, logs
-from lorad.core.errors import LoradError
+from lorad.core.errors import LoradError, is_transient
 from lorad.core.workspace import Workspace
 
 log = logging.getLogger("lorad.core.daemon")
@@ -282,9 +282,9 @@ class Daemon:
                 jobs.release(self.conn, job.id, self.owner)  # the next daemon resumes it
                 log.info("job %d released back to the queue", job.id)
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
-            transient = handlers.is_transient(exc)
+            transient = is_transient(exc)
             message = logs.redact(str(exc) or exc.__class__.__name__)
-            if not isinstance(exc, (handlers.TransientError, handlers.PermanentError)):
+            if not isinstance(exc, LoradError):  # a bug or an unforeseen failure: keep the trace
                 log.error("job %d (%s) raised:\n%s", job.id, job.kind, traceback.format_exc())
                 if not transient:
                     message = f"{exc.__class__.__name__}: {message} (details in {self.ws.log_path})"

@@ -26,14 +26,6 @@ BUILTIN_MODULES: list[str] = [
 PLUGIN_ENV = "LORAD_HANDLER_MODULES"
 
 
-class TransientError(Exception):
-    """Retry later with backoff: the cause may go away by itself."""
-
-
-class PermanentError(Exception):
-    """Retrying will not help; the message tells the person what to fix."""
-
-
 HandlerFn = Callable[["JobContext"], Awaitable[Any]]
 
 
@@ -88,10 +80,6 @@ def load_modules() -> list[str]:
     for name in names:
         importlib.import_module(name)
     return names
-
-
-def is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, (TransientError, ConnectionError, TimeoutError))
 
 
 @dataclass

@@ -35,8 +35,7 @@ from typing import Any
 import httpx
 
 from lorad.core.config import env_secret
-from lorad.core.errors import LoradError
-from lorad.core.handlers import PermanentError, TransientError
+from lorad.core.errors import LoradError, PermanentError, TransientError
 
 QUEUE_URL = "https://queue.fal.run"
 KEY_ENV = "FAL_KEY"
@@ -62,7 +61,7 @@ _TOKEN_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 log = logging.getLogger("lorad.generation.fal")
 
 
-class FalError(LoradError, PermanentError):
+class FalError(PermanentError):
     """fal said no in a way retrying will not fix; the message says what to do."""
 
 
@@ -94,7 +93,7 @@ class FalDownloadError(FalError):
     """An output file is too large, of the wrong type, or at a URL lorad will not fetch."""
 
 
-class FalTransient(LoradError, TransientError):
+class FalTransient(TransientError):
     """fal unreachable, rate limited or failing: the daemon retries the job later."""
 
 

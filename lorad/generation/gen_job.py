@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lorad.core.handlers import JobContext, PermanentError, is_transient, periodic, register
+from lorad.core.errors import PermanentError, is_transient
+from lorad.core.handlers import JobContext, periodic, register
 from lorad.generation import fal, generations
 from lorad.media import convert, outputcheck
 from lorad.training.ssh import sha256_file

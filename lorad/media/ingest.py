@@ -16,7 +16,8 @@ import re
 import time
 from pathlib import Path
 
-from lorad.core.handlers import JobContext, PermanentError, register
+from lorad.core.errors import PermanentError
+from lorad.core.handlers import JobContext, register
 from lorad.media import analysis, clips, convert, datasets, profiles
 
 CORES = os.cpu_count() or 1

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lorad.core.config import env_secret
-from lorad.core.errors import LoradError
-from lorad.core.handlers import JobContext, PermanentError, TransientError, register
+from lorad.core.errors import LoradError, PermanentError, TransientError
+from lorad.core.handlers import JobContext, register
 from lorad.datasets.export import link_or_copy
 from lorad.generation import loras
 from lorad.publish import loraconvert
@@ -47,7 +47,7 @@ SETTINGS = [
 ]
 
 
-class PublishError(LoradError, PermanentError):
+class PublishError(LoradError):
     pass
 
 
@@ -262,11 +262,11 @@ class HubPublisher:
         return Published(repo, str(info.commit_url), revision, files)
 
 
-class PublishRefused(PublishError, PermanentError):
+class PublishRefused(PermanentError, PublishError):
     pass
 
 
-class PublishLater(PublishError, TransientError):
+class PublishLater(TransientError, PublishError):
     pass
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from lorad.core.handlers import JobContext, PermanentError, TransientError, register
+from lorad.core.errors import PermanentError, TransientError
+from lorad.core.handlers import JobContext, register
 from lorad.training import pods, runs
 from lorad.training.train_job import Session
 

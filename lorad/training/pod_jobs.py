@@ -6,7 +6,8 @@ import asyncio
 import time
 
 from lorad.core import jobs
-from lorad.core.handlers import JobContext, PermanentError, register
+from lorad.core.errors import PermanentError
+from lorad.core.handlers import JobContext, register
 from lorad.training import pods, runs
 
 START, STOP, CHECK = "pod.start", "pod.stop", "pod.check"

@@ -25,8 +25,7 @@ from urllib.parse import quote
 import httpx
 
 from lorad.core.config import env_secret
-from lorad.core.errors import LoradError
-from lorad.core.handlers import PermanentError, TransientError
+from lorad.core.errors import PermanentError, TransientError
 
 API_URL = "https://api.runpod.io/v2"
 URL_ENV = "RUNPOD_API_URL"  # points the client at a test double
@@ -40,7 +39,7 @@ _AFTER = {"start": (*STARTING_STATES, RUNNING), "stop": ("EXITED",), "terminate"
 log = logging.getLogger("lorad.training.runpod")
 
 
-class RunPodError(LoradError, PermanentError):
+class RunPodError(PermanentError):
     """RunPod said no in a way retrying will not fix; the message says what to do."""
 
 
@@ -65,7 +64,7 @@ class RunPodNoGpu(RunPodError):
     """The pod is running with fewer GPUs than expected (usually zero after a resume)."""
 
 
-class RunPodTransient(LoradError, TransientError):
+class RunPodTransient(TransientError):
     """Rate limited, RunPod failing or unreachable: the daemon retries the job later."""
 
     def __init__(self, message: str, retry_after: float | None = None):

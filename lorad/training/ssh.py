@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import shlex
+import socket
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,8 +17,7 @@ from pathlib import Path
 
 import paramiko
 
-from lorad.core.errors import LoradError
-from lorad.core.handlers import TransientError
+from lorad.core.errors import LoradError, TransientError
 
 CHUNK = 1 << 20
 WINDOW = 64 << 20
@@ -65,6 +65,22 @@ Progress = Callable[[int, int], None]
 SFTP_ERRORS = (OSError, paramiko.SSHException, EOFError)
 
 
+def unreachable_reason(exc: BaseException, timeout: float) -> str:
+    """Why a connection failed, as words a person can act on (not an exception's class)."""
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError) or isinstance(
+            exc, ConnectionRefusedError):
+        return "the connection was refused; is the pod running, and are the host and port right?"
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return f"no answer within {timeout:.0f} s; is the pod running and reachable from here?"
+    if isinstance(exc, socket.gaierror):
+        return "the host name is unknown; check the pod's host"
+    if isinstance(exc, (EOFError, ConnectionResetError)) or "Error reading SSH protocol banner" \
+            in str(exc):
+        return "the connection closed before SSH answered; the pod may still be starting"
+    text = str(exc).strip() or "the connection failed"
+    return text[0].lower() + text[1:]
+
+
 def _missing(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno == 2  # FileNotFoundError included
 
@@ -96,7 +112,7 @@ class Shell:
                               "key file") from None
         except (TimeoutError, OSError, paramiko.SSHException, EOFError) as exc:
             client.close()
-            raise SshUnavailable(f"{ep}: cannot connect ({exc.__class__.__name__}: {exc})") \
+            raise SshUnavailable(f"cannot reach {ep}: {unreachable_reason(exc, self.timeout)}") \
                 from None
         seen = key_line(client.get_transport().get_remote_server_key())
         if self.pinned and seen != self.pinned:

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from lorad.core import jobs, store
-from lorad.core.handlers import JobContext, PermanentError, TransientError, is_transient, periodic, register
+from lorad.core.errors import PermanentError, TransientError, is_transient
+from lorad.core.handlers import JobContext, periodic, register
 from lorad.training import pods, runs, trainconfig, trainlog
 from lorad.training.ssh import Shell, SshUnavailable
 

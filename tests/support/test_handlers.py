@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from lorad.core.handlers import PermanentError, TransientError, register
+from lorad.core.errors import LoradError, PermanentError, TransientError
+from lorad.core.handlers import register
 
 
 def _record_effect(job_id: int):
@@ -49,3 +50,13 @@ async def broken(ctx):
 @register("test.crash")
 async def crash(ctx):
     raise ValueError("unexpected")
+
+
+class _ClientRefused(LoradError):
+    """What a client of an outside system raises: a LoradError, neither transient nor marked
+    permanent."""
+
+
+@register("test.refused")
+async def refused(ctx):
+    raise _ClientRefused("the pod refused the key: check the pod's user and key file")
