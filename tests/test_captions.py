@@ -140,3 +140,21 @@ def test_import_sidecars_json_list_and_jsonl(conn, ds, tmp_path):
     assert imports.auto(conn, ds, meta).imported == 0
     versions.undo_batch(conn, versions.last_batch(conn, ds.id))
     assert versions.current(conn, ids["c"]).text == ""
+
+
+def test_the_cli_and_the_captions_screen_lint_the_same_clips(ws, conn, ds, capsys):
+    """One rule decides which clips get captions: not rejected, not in error, not duplicates
+    (the CLI used to lint rejected clips' siblings differently from the screen)."""
+    from lorad.captions import review
+    from lorad.cli import main
+
+    kept = add_clip(conn, ds.id, "kept", state="ready")
+    add_clip(conn, ds.id, "rejected", state="rejected")
+    add_clip(conn, ds.id, "broken", state="error")
+    dup = add_clip(conn, ds.id, "dup", state="ready")
+    conn.execute("UPDATE clips SET duplicate_of = ? WHERE id = ?", (kept, dup))
+    versions.set_caption(conn, kept, "TRUCKUGC, a white pickup parked on a gravel lot, dusk")
+    shown = [r.id for r in review.dataset_captions(conn, ds).rows]
+    assert shown == [kept]
+    assert main(["-w", str(ws.root), "captions", "lint", "trucks", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {}  # the uncaptioned others are not linted

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from lorad.captions import versions
 from lorad.core.errors import LoradError
-from lorad.media import datasets
+from lorad.media import clips, datasets
 
 
 class BulkError(LoradError):
@@ -25,9 +25,8 @@ class Change:
 def _texts(conn: sqlite3.Connection, dataset: datasets.Dataset,
            clip_ids: list[int] | None) -> dict[int, str]:
     current = versions.current_texts(conn, dataset.id)
-    ids = clip_ids if clip_ids is not None else [r[0] for r in conn.execute(
-        "SELECT id FROM clips WHERE dataset_id = ? AND duplicate_of IS NULL ORDER BY id",
-        (dataset.id,))]
+    ids = clip_ids if clip_ids is not None else [c.id for c in
+                                                  clips.captionable(conn, dataset.id)]
     return {i: current[i].text if i in current else "" for i in ids}
 
 

@@ -31,6 +31,11 @@ def bar(fraction: float | None, width: int = 10) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
+def percent(fraction: float | None) -> str:
+    """`  42%`, or blanks of the same width when unknown."""
+    return "    " if fraction is None else f"{fraction * 100:3.0f}%"
+
+
 def table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [len(h) for h in headers]
     for row in rows:

@@ -103,6 +103,14 @@ def counts_by_state(conn: sqlite3.Connection) -> dict[str, int]:
     return counts
 
 
+def active_count(conn: sqlite3.Connection, kinds: Iterable[str]) -> int:
+    """Jobs of these kinds still queued or running."""
+    kinds = list(kinds)
+    return conn.execute(
+        f"SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')"
+        f" AND kind IN ({','.join('?' * len(kinds))})", kinds).fetchone()[0]
+
+
 def claim(conn: sqlite3.Connection, owner: str, kinds: Iterable[str],
           lease_seconds: float) -> Job | None:
     """Atomically take the oldest claimable job of one of `kinds` for `owner`."""

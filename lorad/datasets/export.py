@@ -243,5 +243,16 @@ def record(conn: sqlite3.Connection, p: Plan, path: Path) -> int:
                         " = ?", (p.dataset.id, p.content_hash)).fetchone()[0]
 
 
+def find_version(conn: sqlite3.Connection, dataset: datasets.Dataset,
+                 ref: str | None = None) -> int | None:
+    """A dataset version's id: the newest, or the one whose id or hash prefix is `ref`."""
+    sql, params = "SELECT id FROM dataset_versions WHERE dataset_id = ?", [dataset.id]
+    if ref:
+        sql += " AND (content_hash LIKE ? OR CAST(id AS TEXT) = ?)"
+        params += [ref + "%", ref]
+    row = conn.execute(sql + " ORDER BY id DESC LIMIT 1", params).fetchone()
+    return row[0] if row else None
+
+
 def export_dir(root: Path, p: Plan) -> Path:
     return root / "exports" / p.dataset.name / f"v-{p.content_hash[:12]}"

@@ -303,6 +303,13 @@ def submit_sweep(conn: sqlite3.Connection, plan: SweepPlan, *, budget: float | N
     return ids
 
 
+def events(conn: sqlite3.Connection, gen_id: int) -> list[dict[str, Any]]:
+    """A generation's status history (written by triggers, migration 006)."""
+    return [dict(r) for r in conn.execute(
+        "SELECT status, detail, at FROM generation_events WHERE generation_id = ? ORDER BY id",
+        (gen_id,))]
+
+
 def spent(conn: sqlite3.Connection) -> float:
     return conn.execute("SELECT IFNULL(SUM(amount), 0) FROM cost_entries WHERE kind ="
                         " 'generation'").fetchone()[0]

@@ -278,6 +278,36 @@ def progress(conn: sqlite3.Connection, dataset_id: int) -> tuple[int, int]:
     return int(row[0] or 0), int(row[1] or 0)
 
 
+# Clips that get captions and are linted: every clip that can still be trained on.
+CAPTIONABLE_SQL = "duplicate_of IS NULL AND state NOT IN ('error', 'rejected')"
+
+
+@dataclass(frozen=True)
+class CaptionableClip:
+    id: int
+    name: str
+    state: str
+    filmstrip_path: str | None
+    facts: str
+
+
+def captionable(conn: sqlite3.Connection, dataset_id: int) -> list[CaptionableClip]:
+    """The clips of a dataset that get captions: not duplicates, not rejected, not in error."""
+    out = []
+    for r in conn.execute(
+            "SELECT id, name, state, filmstrip_path, width, height, frames, fps FROM clips"
+            f" WHERE dataset_id = ? AND {CAPTIONABLE_SQL} ORDER BY id", (dataset_id,)):
+        facts = (f"{r['width']}x{r['height']}, {r['frames']} frames at {r['fps'] or 0:g} fps"
+                 if r["frames"] else r["state"])
+        out.append(CaptionableClip(r["id"], r["name"], r["state"], r["filmstrip_path"], facts))
+    return out
+
+
+def ingest_pending(conn: sqlite3.Connection) -> int:
+    """Ingest and scene-split jobs not finished yet (of every dataset)."""
+    return jobs.active_count(conn, (INGEST_KIND, SPLIT_KIND))
+
+
 def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
     for i in range(0, len(items), size):
         yield items[i:i + size]

@@ -84,3 +84,7 @@ def update_settings(conn: sqlite3.Connection, dataset_id: int, **changes: Any) -
     settings.update(changes)
     conn.execute("UPDATE datasets SET settings = ? WHERE id = ?",
                  (json.dumps(settings, sort_keys=True), dataset_id))
+
+
+def set_trigger(conn: sqlite3.Connection, dataset_id: int, trigger: str | None) -> None:
+    conn.execute("UPDATE datasets SET trigger = ? WHERE id = ?", (trigger, dataset_id))

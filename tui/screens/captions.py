@@ -21,7 +21,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Header, Input, Static, TextArea
 
-from lorad.captions import lint, versions
+from lorad.captions import lint, review, versions
+from lorad.captions.review import CaptionRow, suggest
 from lorad.media import clips, datasets
 
 from ..widgets.filmstrip import Filmstrip, load_image
@@ -33,42 +34,11 @@ COLUMNS = [Column("id", 6, "right"), Column("name", 24), Column("state", 9),
 
 
 @dataclass
-class CaptionRow:
-    id: int
-    name: str
-    state: str
-    text: str
-    issues: list[lint.Issue]
-    filmstrip: str | None
-    facts: str
-
-
-@dataclass
 class CaptionsData:
     dataset: datasets.Dataset | None
     rules: lint.Rules
     rows: list[CaptionRow]
     phrases: Counter = field(default_factory=Counter)
-
-
-def phrases_of(texts: list[str]) -> Counter:
-    """Comma-separated phrases used in a dataset's captions: the completion vocabulary."""
-    counter: Counter = Counter()
-    for text in texts:
-        for part in text.split(","):
-            part = " ".join(part.split())
-            if 2 < len(part) < 80:
-                counter[part] += 1
-    return counter
-
-
-def suggest(prefix: str, phrases: Counter, limit: int = 3) -> list[str]:
-    prefix = prefix.lstrip().lower()
-    if len(prefix) < 2:
-        return []
-    hits = [p for p, _ in phrases.most_common() if p.lower().startswith(prefix)
-            and p.lower() != prefix]
-    return hits[:limit]
 
 
 def lint_badge(issues: list[lint.Issue]) -> Text:
@@ -178,22 +148,8 @@ class CaptionsScreen(DatasetScreen):
                        all_sets[0] if all_sets else None)
         if dataset is None:
             return CaptionsData(None, lint.Rules(), [])
-        rules = lint.Rules.from_dataset(dataset.trigger, dataset.settings)
-        current = versions.current_texts(conn, dataset.id)
-        base = conn.execute(
-            "SELECT id, name, state, filmstrip_path, width, height, frames, fps, flags FROM clips"
-            " WHERE dataset_id = ? AND duplicate_of IS NULL AND state != 'error' ORDER BY id",
-            (dataset.id,)).fetchall()
-        texts = {r["id"]: current[r["id"]].text if r["id"] in current else "" for r in base}
-        linted = lint.lint_dataset(texts, rules)
-        rows = []
-        for r in base:
-            facts = (f"{r['width']}x{r['height']}, {r['frames']} frames at {r['fps'] or 0:g} fps"
-                     if r["frames"] else r["state"])
-            rows.append(CaptionRow(r["id"], r["name"], r["state"], texts[r["id"]],
-                                   linted.by_clip[r["id"]], r["filmstrip_path"], facts))
-        rows = self._filtered(rows)
-        return CaptionsData(dataset, rules, rows, phrases_of(list(texts.values())))
+        view = review.dataset_captions(conn, dataset)
+        return CaptionsData(dataset, view.rules, self._filtered(view.rows), view.phrases)
 
     def _filtered(self, rows: list[CaptionRow]) -> list[CaptionRow]:
         words = []
@@ -201,7 +157,7 @@ class CaptionsScreen(DatasetScreen):
             if token.startswith("state:"):
                 rows = [r for r in rows if r.state == token[6:]]
             elif token == "lint:error":
-                rows = [r for r in rows if any(i.severity == "error" for i in r.issues)]
+                rows = [r for r in rows if r.has_error]
             elif token == "lint:warning":
                 rows = [r for r in rows if r.issues]
             elif token == "uncaptioned":
@@ -226,7 +182,7 @@ class CaptionsScreen(DatasetScreen):
         else:
             total = len(data.rows)
             done = sum(1 for r in data.rows if r.text.strip())
-            errors = sum(1 for r in data.rows if any(i.severity == "error" for i in r.issues))
+            errors = sum(1 for r in data.rows if r.has_error)
             trig = f"trigger {data.rules.trigger}" if data.rules.trigger else "no trigger set"
             shown = f"  [filter: {self.filter_text}]" if self.filter_text else ""
             summary.update(f"{data.dataset.name}: {done}/{total} captioned, {errors} with lint "
@@ -407,7 +363,7 @@ class CaptionsScreen(DatasetScreen):
         self.notify("none left")
 
     def action_next_lint(self) -> None:
-        self._jump(lambda r: any(i.severity == "error" for i in r.issues))
+        self._jump(lambda r: r.has_error)
 
     def action_next_uncaptioned(self) -> None:
         self._jump(lambda r: not r.text.strip())

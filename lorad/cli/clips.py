@@ -1,0 +1,143 @@
+"""`lorad clips add|list|approve|reject|reprocess`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from lorad.cli.common import EXIT_ERROR, EXIT_OK, CliError, opened, print_json
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("clips", help="add, list, review or reprocess a dataset's clips")
+    csub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    a = csub.add_parser("add", help="ingest files or folders (recursive); only new or changed "
+                                    "files are queued")
+    a.add_argument("dataset")
+    a.add_argument("paths", nargs="+", metavar="PATH")
+    a.add_argument("--split-scenes", action="store_true",
+                   help="cut long sources at scene changes; each shot becomes a clip")
+    a.add_argument("--wait", action="store_true",
+                   help="start the daemon if needed and show progress until ingest is done")
+    a = csub.add_parser("list", help="list clips")
+    a.add_argument("dataset")
+    a.add_argument("--state", action="append",
+                   choices=["new", "processing", "ready", "approved", "rejected", "error"])
+    a.add_argument("--flag", help="only clips with this flag (e.g. panning, near_duplicate)")
+    a.add_argument("--text", help="only clips whose path, name or error contains this")
+    a.add_argument("--json", action="store_true", help="output as JSON")
+    for name, text in (("approve", "approve clips for training"),
+                       ("reject", "reject clips (kept, never exported)")):
+        a = csub.add_parser(name, help=text)
+        a.add_argument("dataset")
+        a.add_argument("ids", nargs="+", type=int, metavar="ID")
+    a = csub.add_parser("reprocess", help="process clips again (after a profile change)")
+    a.add_argument("dataset")
+    a.add_argument("ids", nargs="*", type=int, metavar="ID")
+    a.add_argument("--stale", action="store_true", help="clips made with an older profile")
+    a.add_argument("--errors", action="store_true", help="clips in error")
+    a.add_argument("--all", action="store_true", help="every clip")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lorad.media import datasets
+
+    actions = {"add": add, "approve": review, "reject": review, "reprocess": reprocess,
+               "list": list_clips}
+    with opened(args) as (ws, conn):
+        return actions[args.action](args, ws, conn, datasets.get(conn, args.dataset))
+
+
+def add(args, ws, conn, d) -> int:
+    from lorad.core import daemon
+    from lorad.media import clips
+
+    report = clips.add(conn, d, [Path(p) for p in args.paths], split_scenes=args.split_scenes)
+    for path in report.missing:
+        print(f"not found: {path}", file=sys.stderr)
+    queued = len(report.queued) + len(report.changed)
+    parts = [f"{len(report.queued)} new", f"{len(report.changed)} changed",
+             f"{len(report.skipped)} already in {d.name}"]
+    if report.split_jobs:
+        parts.append(f"{len(report.split_jobs)} to split into shots")
+    if report.ignored:
+        parts.append(f"{len(report.ignored)} non-media files ignored")
+    print("queued: " + ", ".join(parts))
+    if queued or report.split_jobs:
+        daemon.nudge(ws)
+        if not daemon.status(ws).running:
+            print("the daemon is not running; start it with `lorad daemon start` "
+                  "(or use --wait, which starts it)")
+        if args.wait:
+            daemon.ensure_running(ws)
+            return wait_for_ingest(conn, d)
+    return EXIT_ERROR if report.missing else EXIT_OK
+
+
+def review(args, ws, conn, d) -> int:
+    from lorad.media import clips
+
+    state = "approved" if args.action == "approve" else "rejected"
+    changed, skipped = clips.set_review(conn, args.ids, state)
+    print(f"{changed} clip(s) {state}" + (f"; {skipped} not reviewable (processing, error or "
+                                         "unknown)" if skipped else ""))
+    return EXIT_OK
+
+
+def reprocess(args, ws, conn, d) -> int:
+    from lorad.core import daemon
+    from lorad.media import clips, profiles
+
+    ids = list(args.ids)
+    if args.stale:
+        ids += clips.stale_ids(conn, d.id, profiles.get(d.profile, ws.config()).fingerprint())
+    if args.errors:
+        ids += [c.id for c in clips.list_clips(conn, d.id, states=["error"])]
+    if args.all:
+        ids += [c.id for c in clips.list_clips(conn, d.id)]
+    if not ids:
+        raise CliError("name clip ids, or use --stale, --errors or --all")
+    queued = clips.reprocess(conn, sorted(set(ids)))
+    daemon.nudge(ws)
+    print(f"{len(queued)} clip(s) queued for processing")
+    return EXIT_OK
+
+
+def list_clips(args, ws, conn, d) -> int:
+    from lorad.core import fmt
+    from lorad.media import clips
+
+    listed = clips.list_clips(conn, d.id, states=args.state, flag=args.flag, text=args.text)
+    if args.json:
+        print_json([c.__dict__ for c in listed])
+        return EXIT_OK
+    rows = [[str(c.id), c.name, c.state, f"{c.frames or '-'}",
+             f"{c.width}x{c.height}" if c.width else "-", ",".join(c.flags),
+             (c.error or c.note or "")[:70]] for c in listed]
+    print(fmt.table(["ID", "NAME", "STATE", "FRAMES", "SIZE", "FLAGS", "MESSAGE"], rows)
+          if rows else "no clips")
+    return EXIT_OK
+
+
+def wait_for_ingest(conn, d) -> int:
+    """Show ingest progress until the dataset's ingest and split jobs are done."""
+    from lorad.core import fmt
+    from lorad.media import clips, datasets
+
+    tty = sys.stdout.isatty()
+    while True:
+        done, total = clips.progress(conn, d.id)
+        line = f"ingest {fmt.bar(done / total if total else 1, 30)} {done}/{total}"
+        print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
+        if not clips.ingest_pending(conn):
+            break
+        time.sleep(0.5 if tty else 2.0)
+    if tty:
+        print()
+    errors = datasets.clip_counts(conn, d.id).get("error", 0)
+    if errors:
+        print(f"{errors} clip(s) in error: `lorad clips list {d.name} --state error` says why")
+    return EXIT_OK

@@ -1,0 +1,86 @@
+"""`lorad gen`: queue generations with a LoRA (the daemon submits them)."""
+
+from __future__ import annotations
+
+import argparse
+import random
+
+from lorad.cli.common import EXIT_OK, CliError, key_values, opened
+
+DEFAULT_ENDPOINT = "fal-ai/wan/v2.2-a14b/text-to-video/lora"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("gen", help="generate with a LoRA on fal (queued; the daemon submits)")
+    p.add_argument("prompt", nargs="?", help="default: the --dataset's eval prompts")
+    p.add_argument("--dataset", help="use this dataset's negative prompt (and eval prompts)")
+    p.add_argument("--fill", action="append", metavar="SLOT=TEXT",
+                   help="fill the dataset's prompt template, e.g. --fill color=red")
+    p.add_argument("--lora")
+    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--seed", type=int, help="first seed (default: random)")
+    p.add_argument("--count", type=int, default=1)
+    request_options(p)
+    p.set_defaults(func=run)
+
+
+def request_options(p) -> None:
+    """What `gen` and `sweep` both send: endpoint, negative prompt, parameters, images."""
+    from lorad.generation.endpoints import ENDPOINTS
+
+    p.add_argument("--endpoint", default=DEFAULT_ENDPOINT, choices=sorted(ENDPOINTS))
+    p.add_argument("--negative", help="negative prompt")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="endpoint parameter, e.g. --param aspect_ratio=9:16")
+    p.add_argument("--image", metavar="PATH", help="image-to-video: a local start image "
+                                                   "(uploaded to fal's storage by the daemon)")
+    p.add_argument("--end-image", metavar="PATH", help="image-to-video: a local end image")
+
+
+def extra_params(args) -> dict:
+    extra = key_values(args.param, "--param")
+    if args.negative:
+        extra["negative_prompt"] = args.negative
+    return extra
+
+
+def local_files(args) -> dict:
+    """--image / --end-image: local images the job uploads before submitting."""
+    files = {}
+    if args.image:
+        files["image_url"] = args.image
+    if args.end_image:
+        files["end_image_url"] = args.end_image
+    return files
+
+
+def run(args: argparse.Namespace) -> int:
+    from lorad.cli.lora import warn_private
+    from lorad.core import daemon
+    from lorad.generation import generations
+
+    with opened(args) as (ws, conn):
+        defaults = generations.dataset_defaults(conn, args.dataset)
+        if args.fill:
+            template = args.prompt or defaults.prompt_template
+            if not template:
+                raise CliError("--fill needs a template: a PROMPT with [slots], or --dataset D "
+                               "with one (`lorad dataset rules D --prompt-template ...`)")
+            values = dict(item.partition("=")[::2] for item in args.fill)
+            prompts = [generations.fill_template(template, values)]
+        else:
+            prompts = [args.prompt] if args.prompt else defaults.eval_prompts
+        if not prompts:
+            raise CliError("give a PROMPT, or --dataset D with eval prompts "
+                           "(`lorad dataset rules D --eval-prompt ...`)")
+        seeds = [args.seed + i if args.seed is not None else random.randrange(2**31)
+                 for i in range(args.count)]
+        ids = [generations.create(conn, args.endpoint, prompt, lora=args.lora, scale=args.scale,
+                                  seed=s, extra=extra_params(args), dataset=args.dataset,
+                                  files=local_files(args))
+               for prompt in prompts for s in seeds]
+        warn_private(conn, [args.lora] if args.lora else [])
+        daemon.nudge(ws)
+        cost = sum(generations.get(conn, i).cost or 0 for i in ids)
+    print(f"{len(ids)} generation(s) queued (ids {', '.join(map(str, ids))}), about ${cost:.2f}")
+    return EXIT_OK
