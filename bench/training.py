@@ -32,7 +32,7 @@ encrypted and decrypted here, and the pod-side checksums run here too.
    SQLite). A trigger in the temp workspace's database also keeps every insert, to time when a step
    first appears at all; a step's latency counts from its final line's writing to the first insert
    carrying that final value. The baseline, run the same way in the same run, is the parser as it was
-   before it reported a finished bar at once (`LineEndParser`: each bar waits for the next to end it).
+   before it reported a finished bar at once (`line_end_parser`: each bar waits for the next to end it).
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ from lorad.captions import versions  # noqa: E402
 from lorad.core import workspace  # noqa: E402
 from lorad.datasets import export  # noqa: E402
 from lorad.media import datasets, profiles  # noqa: E402
-from lorad.training import pods, runs, ssh, trainlog  # noqa: E402
+from lorad.training import logparse, pods, runs, ssh  # noqa: E402
+from lorad.training.trainers import musubi  # noqa: E402
 
 PROFILE = "wan21-t2v-480p-portrait"
 CLIPS = 10  # clips in the latency run's dataset: one epoch is CLIPS steps
@@ -321,11 +322,10 @@ def upload_table(times: dict[str, list[float]], mb: int, files: int, repeat: int
 
 # ---- 2. progress latency --------------------------------------------------------------------------
 
-class LineEndParser(trainlog.LogParser):
+def line_end_parser(self, offset: int = 0) -> logparse.LineParser:
     """The baseline: lorad's parser as it was, reporting a bar only once tqdm ends its line (when
     it draws the next bar, a step later)."""
-
-    report_finished_tail = False
+    return musubi.log.parser(offset, report_finished_tail=False)
 
 
 @dataclass
@@ -414,8 +414,8 @@ def progress_lines(log: bytes) -> dict[int, list[tuple[int, float | None]]]:
     for m in re.finditer(rb"[\r\n]", log):
         line = log[start:m.start()].decode("utf-8", errors="replace")
         start = m.end()
-        for event in trainlog.events_in(line) if line else []:
-            if isinstance(event, trainlog.Progress) and event.step > 0:
+        for event in musubi.log.events_in(line) if line else []:
+            if isinstance(event, logparse.Progress) and event.step > 0:
                 found.setdefault(event.step, []).append((m.start(), event.avr_loss))
     return found
 
@@ -426,14 +426,14 @@ def measure_latency(server: SshServer, work: Path, steps: int, step_seconds: flo
     ws, run_id, writes = make_run(server, work, steps, name)
     poll = ws.config()["training"]["poll_seconds"]
     server.configure_double(mode="slow", step_seconds=step_seconds)
-    original = trainlog.LogParser
+    original = musubi.Musubi.parser
     if tail:
-        trainlog.LogParser = LineEndParser  # lorad.training.train_job builds it as trainlog.LogParser(...)
+        musubi.Musubi.parser = line_end_parser  # the train job asks the trainer for its parser
     start = time.perf_counter()
     try:
         run_jobs(ws, timeout=120 + 3 * steps * step_seconds)
     finally:
-        trainlog.LogParser = original
+        musubi.Musubi.parser = original
         server.configure_double()
     wall = time.perf_counter() - start
     conn = ws.connect()

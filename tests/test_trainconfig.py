@@ -7,7 +7,8 @@ import shlex
 
 import pytest
 
-from lorad.training.trainconfig import TrainConfig, TrainConfigError, stage_commands, validate
+from lorad.training.trainers import TrainConfigError
+from lorad.training.trainers.musubi.config import TrainConfig, stage_commands, validate
 
 BASE = dict(dit="/m/wan2.1_t2v_14B_bf16.safetensors", vae="/m/Wan2.1_VAE.pth",
             t5="/m/models_t5_umt5-xxl-enc-bf16.pth")

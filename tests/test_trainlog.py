@@ -6,16 +6,16 @@ import math
 
 import pytest
 
-from lorad.training.trainlog import (
+from lorad.training.logparse import (
     Checkpoint,
     Epoch,
     Failure,
-    LogParser,
     ModelSaved,
     Progress,
     TotalSteps,
-    parse_line,
 )
+from lorad.training.trainers.musubi.log import parse_line
+from lorad.training.trainers.musubi.log import parser as musubi_parser
 
 LOG = (
     "accelerator device: cuda\n"
@@ -36,7 +36,7 @@ LOG = (
 
 
 def events_of(chunks) -> list:
-    parser = LogParser()
+    parser = musubi_parser()
     out = []
     for chunk in chunks:
         out += parser.feed(chunk)
@@ -82,9 +82,9 @@ def test_restart_at_the_saved_offset_neither_loses_nor_repeats():
     data = LOG.encode()
     whole = settled(events_of([data]))
     for cut in range(0, len(data), 37):
-        first = LogParser()
+        first = musubi_parser()
         got = first.feed(data[:cut])
-        second = LogParser(first.offset)  # a new connection reads from the saved offset
+        second = musubi_parser(first.offset)  # a new connection reads from the saved offset
         got += second.feed(data[first.offset:])
         assert settled(got) == whole, cut
 
@@ -107,7 +107,7 @@ def test_unrelated_lines_are_ignored():
 def test_traceback_glued_to_the_last_bar_is_found():
     line = "steps:  50%|█████     | 5/10 [00:01<00:01,  4.00it/s, avr_loss=0.111]Traceback " \
            "(most recent call last):"
-    events = LogParser().feed((line + "\n").encode())
+    events = musubi_parser().feed((line + "\n").encode())
     assert [type(e).__name__ for e in events] == ["Progress", "Failure"]
     assert events[1].kind == "traceback"
 
@@ -115,7 +115,7 @@ def test_traceback_glued_to_the_last_bar_is_found():
 def test_a_finished_bar_is_reported_before_the_next_one_ends_it():
     """tqdm ends a bar's line only when it draws the next (a step later): waiting for that
     would make the loss a whole step late."""
-    parser = LogParser()
+    parser = musubi_parser()
     bar = "steps:  17%|█▋        | 16/96 [06:59<34:59, 26.24s/it, avr_loss=0.078]"
     assert parser.feed(("\r" + bar[:40]).encode()) == []  # half a bar: nothing yet
     events = parser.feed(bar[40:].encode())

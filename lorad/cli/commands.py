@@ -22,14 +22,15 @@ from lorad.cli import (
     rate,
     sweep,
     train,
+    trainers,
     tui,
     workspace,
 )
 from lorad.cli.common import EXIT_ERROR, EXIT_OK
 
 # in the order `lorad --help` lists them
-NOUNS = [workspace, daemon, jobs, profiles, dataset, clips, captions, pod, train, lora, gen,
-         gens, sweep, rate, publish, tui]
+NOUNS = [workspace, daemon, jobs, profiles, dataset, clips, captions, pod, trainers, train, lora,
+         gen, gens, sweep, rate, publish, tui]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lorad.cli.common import EXIT_ERROR, EXIT_OK, opened, print_json
+from lorad.cli.common import EXIT_ERROR, EXIT_OK, key_values, opened, print_json
 
 
 def add_parser(sub) -> None:
@@ -23,9 +23,13 @@ def add_parser(sub) -> None:
     a.add_argument("--cost-per-hour", type=float, default=0.0, help="for SSH hosts you pay for")
     a = psub.add_parser("list", help="pods with state, cost and host key")
     a.add_argument("--json", action="store_true")
-    a = psub.add_parser("check", help="GPU, disk, Python, musubi-tuner, model files")
+    a = psub.add_parser("check", help="GPU, disk, Python, the trainer, model files")
     a.add_argument("name")
-    a.add_argument("--musubi-dir", default="/workspace/musubi-tuner")
+    a.add_argument("--trainer", default="musubi", help="the trainer to check for (default "
+                                                       "musubi; `lorad trainers` lists them)")
+    a.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a trainer option that says where things are, e.g. musubi_dir=/opt/m")
+    a.add_argument("--musubi-dir", help="musubi-tuner's folder (= --set musubi_dir=DIR)")
     a.add_argument("--model", action="append", help="a model file the run needs (repeatable)")
     a.add_argument("--json", action="store_true")
     a = psub.add_parser("trust", help="forget the pinned host key (after re-creating a pod)")
@@ -63,8 +67,12 @@ def check(args, ws, conn) -> int:
     from lorad.training import pods
 
     pod = pods.get(conn, args.name)
+    options = key_values(args.set, "--set")
+    if args.musubi_dir:
+        options["musubi_dir"] = args.musubi_dir
+    checks = pods.checks_for(args.trainer, options)
     with pods.open_shell(conn, pod) as shell:
-        results = pods.check(shell, pod.remote_dir, args.musubi_dir, args.model or [])
+        results = pods.check(shell, pod.remote_dir, checks, args.model or [])
     pods.update(conn, pod.id, info={r["check"]: r["detail"] for r in results})
     if args.json:
         print_json(results)

@@ -19,6 +19,8 @@ def add_parser(sub) -> None:
     a.add_argument("--dataset", required=True)
     a.add_argument("--version", help="dataset version id or hash prefix (default: the newest)")
     a.add_argument("--pod", required=True)
+    a.add_argument("--trainer", default="musubi", help="which trainer runs it (default musubi; "
+                                                       "`lorad trainers` lists them)")
     a.add_argument("--config", help="TOML or JSON file of training options ([training] table)")
     a.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="a training option, e.g. --set task=t2v-14B --set network_dim=32")
@@ -28,7 +30,8 @@ def add_parser(sub) -> None:
         tsub.add_parser(name, help=text).add_argument("name")
     a = tsub.add_parser("log", help="the run's log from the pod (progress bars collapsed)")
     a.add_argument("name")
-    a.add_argument("--stage", default="train", choices=["latents", "text", "train"])
+    a.add_argument("--stage", help="which stage's log (default: the training stage; musubi's "
+                                   "are latents, text, train)")
     a.add_argument("--tail", action="store_true", help="only the last lines lorad kept")
     a.add_argument("--all-progress", action="store_true", help="every progress-bar update")
     a = tsub.add_parser("status", help="runs with stage, step, loss and ETA")
@@ -68,7 +71,8 @@ def start(args, ws, conn) -> int:
                        + (f" matching {args.version}" if args.version else "")
                        + f": `lorad dataset export {d.name}` first")
     pod = pods.get(conn, args.pod)
-    r = runs.create(conn, args.name, version, pod.id, config_from(args), budget=args.budget)
+    r = runs.create(conn, args.name, version, pod.id, config_from(args), trainer=args.trainer,
+                    budget=args.budget)
     job = runs.start(conn, r.id)
     daemon.nudge(ws)
     print(f"run {r.name} queued (job {job}); follow it with `lorad train status {r.name}` or "
@@ -102,7 +106,7 @@ def resume(args, ws, conn) -> int:
 
 def show_log(args, ws, conn) -> int:
     from lorad.training import runs, train_job
-    from lorad.training.trainlog import readable
+    from lorad.training.logparse import readable
 
     r = runs.get(conn, args.name)
     if args.tail or not r.remote_dir:

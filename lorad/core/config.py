@@ -7,7 +7,6 @@ silently falls back to a default.
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -201,9 +200,3 @@ def _locate(text: str, section: str, key: str | None) -> int:
             if re.match(rf'^\s*"?{re.escape(key)}"?\s*=', line):
                 return number
     return 1
-
-
-def env_secret(name: str) -> str | None:
-    """Secrets come only from the environment, never from config or the database."""
-    value = os.environ.get(name)
-    return value or None

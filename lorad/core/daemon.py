@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from lorad.core import handlers, jobs, logs
+from lorad.core import handlers, jobs, logs, plugins
 from lorad.core.errors import LoradError, is_transient
 from lorad.core.workspace import Workspace
 
@@ -342,9 +342,9 @@ def run_foreground(ws: Workspace, *, verbose: bool = False) -> int:
     logs.setup(ws.log_path, max_bytes=cfg["log_max_bytes"], backups=cfg["log_backups"],
                also_stderr=verbose)
     try:
-        loaded = handlers.load_modules()
-        log.info("daemon pid %d started for %s (handler modules: %s)", os.getpid(), ws.root,
-                 ", ".join(loaded) or "built-in only")
+        loaded = plugins.load_all()  # job kinds, and every implementation they may ask for
+        log.info("daemon pid %d started for %s (plugin modules: %s)", os.getpid(), ws.root,
+                 ", ".join(loaded))
         daemon = Daemon(ws)
 
         async def main() -> None:

@@ -9,22 +9,13 @@ failures a person must fix; the message is what the person reads.
 from __future__ import annotations
 
 import asyncio
-import importlib
-import os
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lorad.core import jobs
-
-# Domain modules that register handlers, imported by the daemon.
-BUILTIN_MODULES: list[str] = [
-    "lorad.media.ingest", "lorad.training.train_job", "lorad.training.checkpoints",
-    "lorad.training.pod_jobs", "lorad.generation.gen_job", "lorad.publish.publishing"]
-PLUGIN_ENV = "LORAD_HANDLER_MODULES"
-
+from lorad.core import jobs, plugins
 
 HandlerFn = Callable[["JobContext"], Awaitable[Any]]
 
@@ -74,12 +65,8 @@ def registered() -> dict[str, Handler]:
 
 
 def load_modules() -> list[str]:
-    """Import the built-in handler modules and any named in LORAD_HANDLER_MODULES."""
-    names = list(BUILTIN_MODULES)
-    names += [n.strip() for n in os.environ.get(PLUGIN_ENV, "").split(",") if n.strip()]
-    for name in names:
-        importlib.import_module(name)
-    return names
+    """Import every module that registers job kinds (see lorad.core.plugins)."""
+    return plugins.load("jobs")
 
 
 @dataclass

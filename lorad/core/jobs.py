@@ -111,6 +111,13 @@ def active_count(conn: sqlite3.Connection, kinds: Iterable[str]) -> int:
         f" AND kind IN ({','.join('?' * len(kinds))})", kinds).fetchone()[0]
 
 
+def active_with(conn: sqlite3.Connection, kind: str, key: str, value: Any) -> list[int]:
+    """Ids of queued or running jobs of `kind` whose payload has `key` = `value`."""
+    return [r[0] for r in conn.execute(
+        "SELECT id FROM jobs WHERE kind = ? AND state IN ('queued', 'running')"
+        " AND json_extract(payload, ?) = ? ORDER BY id", (kind, f"$.{key}", value))]
+
+
 def claim(conn: sqlite3.Connection, owner: str, kinds: Iterable[str],
           lease_seconds: float) -> Job | None:
     """Atomically take the oldest claimable job of one of `kinds` for `owner`."""

@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
-import os
 from pathlib import Path
 
-SECRET_ENV = ("FAL_KEY", "RUNPOD_API_KEY", "HF_TOKEN")
+from lorad.core import secrets
 
 
 class RedactSecrets(logging.Filter):
     """Replace the value of any secret environment variable wherever it appears in a record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        secrets = [v for v in (os.environ.get(n) for n in SECRET_ENV) if v and len(v) >= 4]
-        if secrets:
+        values = secrets.values()
+        if values:
             message = record.getMessage()
             if record.exc_info and not record.exc_text:
                 record.exc_text = logging.Formatter().formatException(record.exc_info)
-            for value in secrets:
+            for value in values:
                 message = message.replace(value, "[redacted]")
                 if record.exc_text:
                     record.exc_text = record.exc_text.replace(value, "[redacted]")
@@ -28,10 +27,7 @@ class RedactSecrets(logging.Filter):
 
 
 def redact(text: str) -> str:
-    for value in (os.environ.get(n) for n in SECRET_ENV):
-        if value and len(value) >= 4:
-            text = text.replace(value, "[redacted]")
-    return text
+    return secrets.redact(text)
 
 
 def setup(path: Path, *, max_bytes: int, backups: int, also_stderr: bool = False) -> None:

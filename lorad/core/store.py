@@ -14,6 +14,9 @@ from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
+import sqlite_utils
+import sqlite_utils.db
+
 from lorad.core.errors import LoradError
 
 BUSY_TIMEOUT_MS = 10_000
@@ -142,6 +145,14 @@ def _split_sql(sql: str) -> Iterator[str]:
         ln.strip().startswith("--") or not ln.strip() for ln in buffer.splitlines()
     ):
         yield buffer.strip()
+
+
+def table(conn: sqlite3.Connection, name: str) -> sqlite_utils.db.Table:
+    """sqlite-utils' table API on one of lorad's connections, for inserts, updates and upserts
+    by primary key (lists and dicts are stored as JSON). Inside a `transaction` its writes
+    become part of it (sqlite-utils nests them in savepoints)."""
+    return sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False
+                                 ).table(name)
 
 
 def data_version(conn: sqlite3.Connection) -> int:

@@ -243,6 +243,35 @@ def record(conn: sqlite3.Connection, p: Plan, path: Path) -> int:
                         " = ?", (p.dataset.id, p.content_hash)).fetchone()[0]
 
 
+@dataclass(frozen=True)
+class DatasetVersion:
+    id: int
+    dataset_id: int
+    content_hash: str
+    manifest: dict[str, Any]
+    export_path: str | None
+    created_at: float
+
+    @property
+    def remote_root(self) -> str:
+        """Where the version's folder goes on the pod."""
+        return self.manifest["remote_root"]
+
+    @property
+    def clip_count(self) -> int | None:
+        clips = self.manifest.get("clips")
+        return len(clips) if isinstance(clips, (list, dict)) else None
+
+
+def get_version(conn: sqlite3.Connection, version_id: int) -> DatasetVersion:
+    row = conn.execute("SELECT * FROM dataset_versions WHERE id = ?", (version_id,)).fetchone()
+    if row is None:
+        raise ExportError(f"no dataset version with id {version_id}")
+    data = dict(row)
+    data["manifest"] = json.loads(data["manifest"] or "{}")
+    return DatasetVersion(**data)
+
+
 def find_version(conn: sqlite3.Connection, dataset: datasets.Dataset,
                  ref: str | None = None) -> int | None:
     """A dataset version's id: the newest, or the one whose id or hash prefix is `ref`."""

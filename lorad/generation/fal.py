@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 
-from lorad.core.config import env_secret
+from lorad.core import secrets
 from lorad.core.errors import LoradError, PermanentError, TransientError
 
 QUEUE_URL = "https://queue.fal.run"
@@ -228,7 +228,7 @@ class Fal:
     def __init__(self, base_url: str | None = None, *, queue_url: str | None = None,
                  rest_url: str | None = None, timeout: float = 120.0, max_attempts: int = MAX_ATTEMPTS,
                  sleep: Callable[[float], None] = time.sleep, transport: httpx.BaseTransport | None = None):
-        key = env_secret(KEY_ENV)
+        key = secrets.get(KEY_ENV)
         if key is None:
             raise FalAuthError(f"{KEY_ENV} is not set: create a key at https://fal.ai/dashboard/keys "
                                f"and export {KEY_ENV}")

@@ -89,6 +89,16 @@ def list_all(conn: sqlite3.Connection) -> list[Lora]:
     return [Lora.from_row(r) for r in conn.execute("SELECT * FROM loras ORDER BY id")]
 
 
+def last_repo(conn: sqlite3.Connection, checkpoint_ids: list[int]) -> str | None:
+    """The Hub repo any of these checkpoints was last published to."""
+    if not checkpoint_ids:
+        return None
+    row = conn.execute(
+        f"SELECT repo FROM loras WHERE checkpoint_id IN ({','.join('?' * len(checkpoint_ids))})"
+        " AND repo IS NOT NULL ORDER BY id DESC LIMIT 1", checkpoint_ids).fetchone()
+    return row[0] if row else None
+
+
 def lineage(conn: sqlite3.Connection, lora: Lora) -> dict:
     """checkpoint -> run -> dataset version, as far as known."""
     out: dict = {"lora": lora.name, "url": lora.url}

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from lorad.core.config import env_secret
+from lorad.core import secrets
 from lorad.core.errors import LoradError, PermanentError, TransientError
 from lorad.core.handlers import JobContext, register
 from lorad.datasets.export import link_or_copy
@@ -85,34 +85,22 @@ class Source:
         return BASE_MODELS.get(self.task or "")
 
 
-def find_checkpoint(conn: sqlite3.Connection, ref: str) -> sqlite3.Row | None:
-    """A checkpoint by id, file name, name without .safetensors, or local path."""
-    if ref.isdigit():
-        return conn.execute("SELECT * FROM checkpoints WHERE id = ?", (int(ref),)).fetchone()
-    for candidate in (ref, f"{ref}.safetensors"):
-        row = conn.execute("SELECT * FROM checkpoints WHERE name = ? OR local_path = ? ORDER BY"
-                           " id DESC", (candidate, str(Path(candidate).resolve()))).fetchone()
-        if row:
-            return row
-    return None
-
-
 def source(conn: sqlite3.Connection, ref: str) -> Source:
     """Resolve CHECKPOINT (a known checkpoint, or any local .safetensors file) with lineage."""
     from lorad.training import checkpoints
 
-    row = find_checkpoint(conn, ref)
-    if row is None:
+    ck = checkpoints.find(conn, ref)
+    if ck is None:
         path = Path(ref).expanduser()
         if not path.is_file():
             raise PublishError(f"{ref!r} is neither a checkpoint lorad knows (`lorad rate rank` "
                                "and the Training screen list them) nor a .safetensors file")
         return Source(path.resolve(), metadata=checkpoints.verify(path))
-    if not row["local_path"] or not Path(row["local_path"]).is_file():
-        raise PublishError(f"checkpoint {row['name'] or row['id']} is not on this machine yet: "
+    if not ck.local_path or not Path(ck.local_path).is_file():
+        raise PublishError(f"checkpoint {ck.name or ck.id} is not on this machine yet: "
                            "pull it first (p on the Training screen)")
-    src = Source(Path(row["local_path"]), row["id"], json.loads(row["metadata"] or "{}"))
-    run = conn.execute("SELECT * FROM runs WHERE id = ?", (row["run_id"],)).fetchone()
+    src = Source(Path(ck.local_path), ck.id, ck.metadata)
+    run = conn.execute("SELECT * FROM runs WHERE id = ?", (ck.run_id,)).fetchone()
     if run:
         config = json.loads(run["config"] or "{}")
         src.run, src.task, src.expert = run["name"], config.get("task"), config.get("expert")
@@ -125,7 +113,7 @@ def source(conn: sqlite3.Connection, ref: str) -> Source:
             src.dataset_hash, src.trigger = dv["content_hash"], dv["trigger"]
             clips = manifest.get("clips")
             src.clips = len(clips) if isinstance(clips, (list, dict)) else None
-    src.samples = best_samples(conn, row["id"])
+    src.samples = best_samples(conn, ck.id)
     return src
 
 
@@ -236,7 +224,7 @@ class HubPublisher:
     """Hugging Face Hub via huggingface_hub; `endpoint` None means the library's default."""
 
     def __init__(self, endpoint: str | None = None):
-        token = env_secret(TOKEN_ENV)
+        token = secrets.get(TOKEN_ENV)
         if token is None:
             raise PublishError(f"{TOKEN_ENV} is not set: create a write token at "
                                f"https://huggingface.co/settings/tokens and export {TOKEN_ENV}")

@@ -1,20 +1,134 @@
-"""Checkpoints: pulled from the pod once complete, verified (safetensors header and metadata,
-SHA-256 against the pod's), and recorded with their step, epoch and training metadata."""
+"""Checkpoints: the LoRA files a run saves, found in its log, pulled from the pod once complete
+and verified (safetensors header and metadata, SHA-256 against the pod's)."""
 
 from __future__ import annotations
 
 import json
 import posixpath
+import sqlite3
 import struct
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from safetensors import safe_open
 
-from lorad.core.errors import PermanentError, TransientError
-from lorad.core.handlers import JobContext, register
-from lorad.training import pods, runs
-from lorad.training.train_job import Session
+from lorad.core import jobs, store
+from lorad.core.errors import LoradError, PermanentError
+
+PULL_KIND = "checkpoint.pull"
+PULL_ATTEMPTS = 20  # a checkpoint still being written is retried until it is whole
+
+
+class CheckpointError(LoradError):
+    pass
+
+
+@dataclass
+class Checkpoint:
+    id: int
+    run_id: int | None
+    remote_path: str | None
+    local_path: str | None
+    step: int | None
+    epoch: int | None
+    sha256: str | None
+    size: int | None
+    state: str  # remote | local
+    created_at: float
+    name: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Checkpoint:
+        data = dict(row)
+        data["metadata"] = json.loads(data["metadata"] or "{}")
+        return cls(**data)
+
+    @property
+    def label(self) -> str:
+        return self.name or f"checkpoint {self.id}"
+
+
+def record(conn: sqlite3.Connection, run_id: int, remote_path: str, *, step: int | None = None,
+           epoch: int | None = None) -> int | None:
+    """A checkpoint the trainer said it saved; its pull is queued. None if already known."""
+    cur = conn.execute(
+        "INSERT OR IGNORE INTO checkpoints (run_id, remote_path, name, step, epoch, state,"
+        " created_at) VALUES (?,?,?,?,?,'remote',?)",
+        (run_id, remote_path, posixpath.basename(remote_path), step, epoch, time.time()))
+    if not cur.rowcount:
+        return None
+    queue_pull(conn, cur.lastrowid)
+    return cur.lastrowid
+
+
+def get(conn: sqlite3.Connection, checkpoint_id: int) -> Checkpoint:
+    row = conn.execute("SELECT * FROM checkpoints WHERE id = ?", (checkpoint_id,)).fetchone()
+    if row is None:
+        raise CheckpointError(f"no checkpoint with id {checkpoint_id}")
+    return Checkpoint.from_row(row)
+
+
+def find(conn: sqlite3.Connection, ref: str) -> Checkpoint | None:
+    """A checkpoint by id, file name, name without .safetensors, or local path."""
+    if ref.isdigit():
+        row = conn.execute("SELECT * FROM checkpoints WHERE id = ?", (int(ref),)).fetchone()
+        return Checkpoint.from_row(row) if row else None
+    for candidate in (ref, f"{ref}.safetensors"):
+        row = conn.execute("SELECT * FROM checkpoints WHERE name = ? OR local_path = ? ORDER BY"
+                           " id DESC", (candidate, str(Path(candidate).resolve()))).fetchone()
+        if row:
+            return Checkpoint.from_row(row)
+    return None
+
+
+def for_run(conn: sqlite3.Connection, run_id: int) -> list[Checkpoint]:
+    return [Checkpoint.from_row(r) for r in conn.execute(
+        "SELECT * FROM checkpoints WHERE run_id = ? ORDER BY id", (run_id,))]
+
+
+def names(conn: sqlite3.Connection) -> dict[int, str]:
+    """Every checkpoint's name by id (for lists that show where a generation came from)."""
+    return {r[0]: r[1] or "" for r in conn.execute("SELECT id, name FROM checkpoints")}
+
+
+def queue_pull(conn: sqlite3.Connection, checkpoint_id: int) -> int:
+    """Queue the checkpoint's pull, unless one is queued or running already."""
+    active = jobs.active_with(conn, PULL_KIND, "checkpoint_id", checkpoint_id)
+    if active:
+        return active[0]
+    return jobs.enqueue(conn, PULL_KIND, {"checkpoint_id": checkpoint_id},
+                        max_attempts=PULL_ATTEMPTS)
+
+
+def pull_missing(conn: sqlite3.Connection, run_id: int) -> int:
+    """Queue the pull of every checkpoint of the run not on this machine; returns how many."""
+    with store.transaction(conn):
+        missing = [c.id for c in for_run(conn, run_id) if c.state != "local"]
+        for checkpoint_id in missing:
+            queue_pull(conn, checkpoint_id)
+    return len(missing)
+
+
+def pulls_pending(conn: sqlite3.Connection, run_ids: list[int]) -> int:
+    """Pulls not finished yet of these runs' checkpoints (a pod's stop waits for them)."""
+    if not run_ids:
+        return 0
+    marks = ",".join("?" * len(run_ids))
+    return conn.execute(
+        "SELECT COUNT(*) FROM jobs j JOIN checkpoints c ON c.id = json_extract(j.payload,"
+        f" '$.checkpoint_id') WHERE j.kind = ? AND j.state IN ('queued', 'running')"
+        f" AND c.run_id IN ({marks})", (PULL_KIND, *run_ids)).fetchone()[0]
+
+
+def mark_pulled(conn: sqlite3.Connection, checkpoint_id: int, local: Path, sha256: str,
+                metadata: dict[str, str], *, step: int | None, epoch: int | None) -> None:
+    store.table(conn, "checkpoints").update(checkpoint_id, {
+        "local_path": str(local), "sha256": sha256, "size": local.stat().st_size,
+        "metadata": json.dumps(metadata, sort_keys=True), "step": step, "epoch": epoch,
+        "state": "local"})
 
 
 def expected_size(header_bytes: bytes) -> int | None:
@@ -34,7 +148,7 @@ def expected_size(header_bytes: bytes) -> int | None:
     return 8 + n + end
 
 
-def verify(path: Path) -> dict:
+def verify(path: Path) -> dict[str, Any]:
     """Open with the safetensors library; returns the metadata (all strings)."""
     try:
         with safe_open(str(path), framework="numpy") as fh:
@@ -46,44 +160,3 @@ def verify(path: Path) -> dict:
     except Exception as exc:  # noqa: BLE001 - any parse failure means a broken file
         raise PermanentError(f"{path.name} is not a valid safetensors file: {exc}") from None
     return metadata
-
-
-@register(runs.PULL_KIND, concurrency=2)
-async def pull(ctx: JobContext):
-    conn = ctx.conn
-    row = conn.execute("SELECT * FROM checkpoints WHERE id = ?",
-                       (ctx.payload["checkpoint_id"],)).fetchone()
-    run = runs.get_by_id(conn, row["run_id"])
-    pod = pods.get_by_id(conn, run.pod_id)
-    session = Session(ctx.ws, pod.id, ctx)
-    remote = row["remote_path"]
-    try:
-        head = await session.call("read_from", remote, 0, 1 << 20)
-        size = await session.call("size", remote)
-        want = expected_size(head)
-        if want is None or size is None or size < want:
-            raise TransientError(f"{posixpath.basename(remote)} is still being written")
-        local = ctx.ws.downloads_dir() / run.name / posixpath.basename(remote)
-
-        def report(done, total):
-            ctx.progress(done / total if total else None, f"pulling {local.name}")
-
-        digest = await session.call("download", remote, local, report)
-    finally:
-        await session.close()
-    metadata = verify(local)
-    step = row["step"]
-    epoch = row["epoch"]
-    if step is None and metadata.get("ss_steps", "").isdigit():
-        step = int(metadata["ss_steps"])
-    if epoch is None and metadata.get("ss_epoch", "").isdigit():
-        epoch = int(metadata["ss_epoch"])
-
-    def record(c):
-        c.execute("UPDATE checkpoints SET local_path = ?, sha256 = ?, size = ?, metadata = ?,"
-                  " step = ?, epoch = ?, state = 'local' WHERE id = ?",
-                  (str(local), digest, local.stat().st_size, json.dumps(metadata, sort_keys=True),
-                   step, epoch, row["id"]))
-
-    ctx.on_success(record)
-    return {"checkpoint": local.name, "sha256": digest, "at": time.time()}

@@ -8,7 +8,7 @@ import time
 from lorad.core import jobs
 from lorad.core.errors import PermanentError
 from lorad.core.handlers import JobContext, register
-from lorad.training import pods, runs
+from lorad.training import checkpoints, pods, runs, trainers
 
 START, STOP, CHECK = "pod.start", "pod.stop", "pod.check"
 
@@ -32,14 +32,10 @@ async def start(ctx: JobContext):
 async def stop(ctx: JobContext):
     conn = ctx.conn
     pod = pods.get_by_id(conn, ctx.payload["pod_id"])
-    busy = conn.execute("SELECT name FROM runs WHERE pod_id = ? AND state IN ('queued',"
-                        "'running')", (pod.id,)).fetchall()
+    busy = [r.name for r in runs.on_pod(conn, pod.id, active=True)]
     if busy and ctx.payload.get("if_idle"):
-        return {"kept": pod.name, "because": [r[0] for r in busy]}
-    pulls = conn.execute(
-        "SELECT COUNT(*) FROM jobs j JOIN checkpoints c ON c.id = json_extract(j.payload,"
-        " '$.checkpoint_id') JOIN runs r ON r.id = c.run_id WHERE j.kind = ? AND j.state IN"
-        " ('queued','running') AND r.pod_id = ?", (runs.PULL_KIND, pod.id)).fetchone()[0]
+        return {"kept": pod.name, "because": busy}
+    pulls = checkpoints.pulls_pending(conn, [r.id for r in runs.on_pod(conn, pod.id)])
     if pulls and ctx.payload.get("if_idle"):
         # checkpoints are still coming down: look again shortly
         jobs.enqueue(conn, STOP, dict(ctx.payload), delay=2.0)
@@ -47,7 +43,7 @@ async def stop(ctx: JobContext):
     if pod.state in ("stopped", "terminated") and ctx.payload.get("if_idle"):
         return {"already": pod.state}
     if busy and not ctx.payload.get("force"):
-        raise PermanentError(f"pod {pod.name} runs {', '.join(r[0] for r in busy)}: stop the "
+        raise PermanentError(f"pod {pod.name} runs {', '.join(busy)}: stop the "
                              "run first (or stop the pod with --force)")
     if pod.provider != "runpod":
         raise PermanentError(f"pod {pod.name} is a plain SSH host: lorad cannot power it off")
@@ -76,14 +72,16 @@ async def stop(ctx: JobContext):
 async def check(ctx: JobContext):
     conn = ctx.conn
     pod = pods.get_by_id(conn, ctx.payload["pod_id"])
+    options = dict(ctx.payload.get("options", {}))
+    if "musubi_dir" in ctx.payload:  # queued before trainers had options
+        options["musubi_dir"] = ctx.payload["musubi_dir"]
+    checks = pods.checks_for(ctx.payload.get("trainer", trainers.DEFAULT), options)
 
     def do_check():
         c = ctx.ws.connect()
         try:
             with pods.open_shell(c, pod) as shell:
-                return pods.check(shell, pod.remote_dir,
-                                  ctx.payload.get("musubi_dir", "/workspace/musubi-tuner"),
-                                  ctx.payload.get("models", []))
+                return pods.check(shell, pod.remote_dir, checks, ctx.payload.get("models", []))
         finally:
             c.close()
 

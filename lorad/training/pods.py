@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -10,7 +11,9 @@ from typing import Any
 
 from lorad.core.errors import LoradError
 from lorad.media.datasets import NAME_RE
+from lorad.training import trainers
 from lorad.training.ssh import Endpoint, Shell
+from lorad.training.trainers import PodCheck
 
 
 class PodError(LoradError):
@@ -119,38 +122,38 @@ def trust(conn: sqlite3.Connection, name: str) -> None:
     update(conn, get(conn, name).id, host_key=None)
 
 
-CHECKS = [
-    # (name, command, what to do when it fails)
-    ("gpu", "nvidia-smi --query-gpu=name,memory.total --format=csv,noheader",
-     "no NVIDIA GPU visible: pick a GPU pod, or check the driver (nvidia-smi)"),
-    ("disk", "df -Pk {dir} | tail -1", "cannot read free disk space for {dir}"),
-    ("python", "python3 --version", "install Python 3.10+ on the pod"),
-    ("musubi", "test -f {musubi}/src/musubi_tuner/wan_train_network.py && echo found",
-     "musubi-tuner not found at {musubi}: git clone https://github.com/kohya-ss/musubi-tuner "
-     "{musubi} && pip install -e {musubi}"),
-    ("accelerate", "command -v accelerate", "install accelerate on the pod: pip install accelerate"),
+# What every trainer needs; each trainer adds its own (Trainer.pod_checks).
+BASE_CHECKS = [
+    PodCheck("gpu", "nvidia-smi --query-gpu=name,memory.total --format=csv,noheader",
+             "no NVIDIA GPU visible: pick a GPU pod, or check the driver (nvidia-smi)"),
+    PodCheck("disk", "df -Pk {dir} | tail -1", "cannot read free disk space for {dir}"),
+    PodCheck("python", "python3 --version", "install Python 3.10+ on the pod"),
 ]
+MIN_FREE_GB = 20
 
 
-def check(shell: Shell, remote_dir: str, musubi_dir: str, model_files: list[str]) -> list[dict]:
+def checks_for(trainer: str = trainers.DEFAULT, options: dict[str, Any] | None = None
+               ) -> list[PodCheck]:
+    """The checks a pod must pass to run this trainer with these options."""
+    return BASE_CHECKS + trainers.get(trainer).pod_checks(options or {})
+
+
+def check(shell: Shell, remote_dir: str, checks: list[PodCheck], model_files: list[str]
+          ) -> list[dict]:
     """What the pod has, each with a fix when missing."""
-    import shlex
-
+    parent = shlex.quote(remote_dir.rsplit("/", 1)[0] or "/")
     results = []
-    for name, command, fix in CHECKS:
-        cmd = command.format(dir=shlex.quote(remote_dir.rsplit("/", 1)[0] or "/"),
-                             musubi=shlex.quote(musubi_dir))
-        code, out, err = shell.run(cmd, check=False)
+    for c in checks:
+        code, out, err = shell.run(c.command.replace("{dir}", parent), check=False)
         ok = code == 0 and bool(out.strip())
         detail = out.strip().splitlines()[0] if out.strip() else err.strip()[:200]
-        if name == "disk" and ok:
-            parts = detail.split()
-            free_gb = int(parts[3]) / 1024 / 1024
+        fix = c.fix.replace("{dir}", remote_dir)
+        if c.name == "disk" and ok:
+            free_gb = int(detail.split()[3]) / 1024 / 1024
             detail = f"{free_gb:.1f} GB free"
-            ok = free_gb >= 20
-            fix = "less than 20 GB free: models and caches need room; grow the volume"
-        results.append({"check": name, "ok": ok, "detail": detail,
-                        "fix": None if ok else fix.format(dir=remote_dir, musubi=musubi_dir)})
+            ok = free_gb >= MIN_FREE_GB
+            fix = f"less than {MIN_FREE_GB} GB free: models and caches need room; grow the volume"
+        results.append({"check": c.name, "ok": ok, "detail": detail, "fix": None if ok else fix})
     for path in model_files:
         size = shell.size(path)
         results.append({"check": f"model {path.rsplit('/', 1)[-1]}", "ok": bool(size),

@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 import httpx
 
-from lorad.core.config import env_secret
+from lorad.core import secrets
 from lorad.core.errors import PermanentError, TransientError
 
 API_URL = "https://api.runpod.io/v2"
@@ -179,7 +179,7 @@ class RunPod:
                  backoff: float = 1.0, max_wait: float = 30.0,
                  sleep: Callable[[float], None] = time.sleep,
                  transport: httpx.BaseTransport | None = None):
-        key = env_secret(KEY_ENV)
+        key = secrets.get(KEY_ENV)
         if key is None:
             raise RunPodAuthError(
                 f"{KEY_ENV} is not set: create an API key in the RunPod console (Settings → API Keys) "

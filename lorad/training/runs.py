@@ -1,23 +1,23 @@
-"""Runs: a dataset version trained on a pod with a training config; what the pod reported."""
+"""Runs: a dataset version trained on a pod by a trainer with its config; what the pod reported,
+and what the run cost."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from lorad.core import jobs
+from lorad.core import jobs, store
 from lorad.core.errors import LoradError
 from lorad.core.store import transaction
 from lorad.media.datasets import NAME_RE
-from lorad.training import trainconfig
+from lorad.training import pods, trainers
 
 ACTIVE = ("queued", "running")
-STAGES = ("upload", "latents", "text", "train", "done")
+ENDED = ("succeeded", "failed", "stopped")
 JOB_KIND = "train.run"
-PULL_KIND = "checkpoint.pull"
 
 
 class RunError(LoradError):
@@ -52,7 +52,8 @@ class Run:
     rate: float | None = None
     remaining: float | None = None
     log_tail: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    trainer: str = trainers.DEFAULT
+    resume_from: str | None = None  # the saved state a resumed run continues from
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Run:
@@ -61,25 +62,31 @@ class Run:
         return cls(**data)
 
     @property
-    def train_config(self) -> trainconfig.TrainConfig:
-        return trainconfig.TrainConfig.from_dict(self.config)
+    def trainer_impl(self) -> trainers.Trainer:
+        return trainers.get(self.trainer)
+
+    @property
+    def train_config(self) -> Any:
+        """The trainer's own config object for this run."""
+        return self.trainer_impl.load_config(self.config)
 
 
 def create(conn: sqlite3.Connection, name: str, dataset_version_id: int, pod_id: int,
-           config: dict[str, Any], *, budget: float | None = None,
-           parent_run_id: int | None = None, step_offset: int = 0) -> Run:
+           config: dict[str, Any], *, trainer: str = trainers.DEFAULT,
+           budget: float | None = None, parent_run_id: int | None = None,
+           step_offset: int = 0) -> Run:
     if not NAME_RE.match(name):
         raise RunError(f"run name {name!r}: letters, digits, '.', '_' or '-'")
-    cfg = trainconfig.TrainConfig.from_dict(config)
-    trainconfig.check(cfg)  # refuse before anything is uploaded
+    impl = trainers.get(trainer)
+    cfg = impl.load_config(config)  # refuse before anything is uploaded
     if conn.execute("SELECT 1 FROM runs WHERE name = ?", (name,)).fetchone():
         raise RunError(f"a run named {name!r} exists already")
-    cur = conn.execute(
-        "INSERT INTO runs (dataset_version_id, pod_id, parent_run_id, name, config, state,"
-        " budget, step_offset, output_name, created_at) VALUES (?,?,?,?,?,'created',?,?,?,?)",
-        (dataset_version_id, pod_id, parent_run_id, name, json.dumps(cfg.as_dict()), budget,
-         step_offset, name.replace(".", "_"), time.time()))
-    return get_by_id(conn, cur.lastrowid)
+    row = {"dataset_version_id": dataset_version_id, "pod_id": pod_id,
+           "parent_run_id": parent_run_id, "name": name, "trainer": trainer,
+           "config": json.dumps(impl.config_dict(cfg)), "state": "created", "budget": budget,
+           "step_offset": step_offset, "output_name": name.replace(".", "_"),
+           "created_at": time.time()}
+    return get_by_id(conn, store.table(conn, "runs").insert(row).last_pk)
 
 
 def get(conn: sqlite3.Connection, name: str) -> Run:
@@ -100,9 +107,16 @@ def list_all(conn: sqlite3.Connection) -> list[Run]:
     return [Run.from_row(r) for r in conn.execute("SELECT * FROM runs ORDER BY id DESC")]
 
 
+def on_pod(conn: sqlite3.Connection, pod_id: int, *, active: bool = False) -> list[Run]:
+    """The pod's runs (only those queued or running, with `active`)."""
+    sql = "SELECT * FROM runs WHERE pod_id = ?"
+    if active:
+        sql += " AND state IN ('queued', 'running')"
+    return [Run.from_row(r) for r in conn.execute(sql + " ORDER BY id", (pod_id,))]
+
+
 def update(conn: sqlite3.Connection, run_id: int, **values: Any) -> None:
-    sets = ", ".join(f"{k} = ?" for k in values)
-    conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*values.values(), run_id))
+    store.table(conn, "runs").update(run_id, values)
 
 
 def start(conn: sqlite3.Connection, run_id: int) -> int:
@@ -118,6 +132,15 @@ def start(conn: sqlite3.Connection, run_id: int) -> int:
         job_id = jobs.enqueue(conn, JOB_KIND, {"run_id": run_id}, max_attempts=50)
         update(conn, run_id, job_id=job_id, state="queued", error=None, ended_at=None)
         return job_id
+
+
+def unfollowed(conn: sqlite3.Connection) -> list[Run]:
+    """Runs shown queued or running whose job is not (it failed while the pod was unreachable,
+    or was cancelled behind the run's back)."""
+    return [Run.from_row(r) for r in conn.execute(
+        "SELECT r.* FROM runs r LEFT JOIN jobs j ON j.id = r.job_id"
+        " WHERE r.state IN ('queued', 'running')"
+        " AND (j.state IS NULL OR j.state NOT IN ('queued', 'running'))")]
 
 
 def request_stop(conn: sqlite3.Connection, run_id: int) -> str:
@@ -139,22 +162,46 @@ def loss_points(conn: sqlite3.Connection, run_id: int) -> list[tuple[int, float 
         "SELECT step, avr_loss FROM loss_points WHERE run_id = ? ORDER BY step", (run_id,))]
 
 
+@dataclass(frozen=True)
+class RunCost:
+    spent: float  # the pod's time since the run started, at its rate
+    projected: float | None  # at the end, from the trainer's ETA, while it runs
+    per_hour: float
+
+
+def cost(conn: sqlite3.Connection, run: Run, now: float | None = None) -> RunCost:
+    """What the run cost on its pod: the one rule the budget, the Training screen and the CLI
+    use."""
+    pod = pods.get_by_id(conn, run.pod_id) if run.pod_id else None
+    rate = pod.cost_per_hour if pod else 0.0
+    if not run.started_at or not rate:
+        return RunCost(0.0, None, rate)
+    end = run.ended_at or (now or time.time())
+    spent = max(0.0, end - run.started_at) / 3600 * rate
+    projected = None
+    if run.state == "running" and run.remaining:
+        projected = spent + run.remaining / 3600 * rate
+    return RunCost(spent, projected, rate)
+
+
 def resume(conn: sqlite3.Connection, name: str) -> Run:
     """A failed or stopped run continues as a new run from the parent's last saved state: a new
-    output name (so no earlier checkpoint is overwritten) and a step offset (musubi restarts its
-    counters on --resume), resolved on the pod when the job starts."""
+    output name (so no earlier checkpoint is overwritten) and a step offset (trainers restart
+    their counters on resume), resolved on the pod when the job starts."""
     parent = get(conn, name)
     if parent.state not in ("failed", "stopped"):
         raise RunError(f"run {parent.name} is {parent.state}; only a failed or stopped run "
                        "can be resumed")
-    if STAGES.index(parent.stage or "upload") < STAGES.index("train"):
+    train_stage = parent.trainer_impl.train_stage
+    if parent.stage not in (train_stage, "done"):
         start(conn, parent.id)  # it never reached training: simply go on where it stopped
         return get_by_id(conn, parent.id)
     n = conn.execute("SELECT COUNT(*) FROM runs WHERE parent_run_id = ?", (parent.id,)
                      ).fetchone()[0] + 1
     child = create(conn, f"{parent.name}-r{n}", parent.dataset_version_id, parent.pod_id,
-                   parent.config, budget=parent.budget, parent_run_id=parent.id)
-    update(conn, child.id, stage="train")
+                   parent.config, trainer=parent.trainer, budget=parent.budget,
+                   parent_run_id=parent.id)
+    update(conn, child.id, stage=train_stage)
     start(conn, child.id)
     return get_by_id(conn, child.id)
 

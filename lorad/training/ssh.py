@@ -368,7 +368,8 @@ class Shell:
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in
                            {"PYTHONUNBUFFERED": "1", **(env or {})}.items())
         q_exit = shlex.quote(exit_file)
-        inner = (f"export {exports}; {command} > {shlex.quote(log)} 2>&1 < /dev/null; "
+        # the command may be a list (`a && b`): the subshell sends all of it to the log
+        inner = (f"export {exports}; ( {command}\n) > {shlex.quote(log)} 2>&1 < /dev/null; "
                  f"echo $? > {q_exit}.tmp && mv {q_exit}.tmp {q_exit}")
         # One command per line: `a && b &` would background the whole list in a subshell that
         # holds the SSH channel open until training ends, and $! would name that subshell.

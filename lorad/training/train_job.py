@@ -1,89 +1,45 @@
-"""The `train.run` job: upload a dataset version, run musubi-tuner's three stages detached on the
-pod, and follow the training log until the end, surviving dropped connections and daemon
-restarts.
+"""The `train.run` job: upload a dataset version, run the trainer's stages detached on the pod,
+and follow the training log until the end, surviving dropped connections and daemon restarts.
 
-Everything the job needs to continue is in the run row (stage, remote pid, log offset), so a
-new attempt of the job (after a crash, or a reconnect budget spent) picks up where the last one
-stopped: a stage whose exit file exists is done, a live pid is followed, otherwise the stage is
-started.
+The job knows no trainer: the run's trainer (``lorad.training.trainers``) gives the stages, reads
+the log and names checkpoints and saved states. Everything the job needs to continue is in the
+run row (stage, remote pid, log offset), so a new attempt of the job (after a crash, or a
+reconnect budget spent) picks up where the last one stopped: a stage whose exit file exists is
+done, a live pid is followed, otherwise the stage is started.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import posixpath
 import time
 from pathlib import Path
 
-from lorad.core import jobs, store
+from lorad.core import store
 from lorad.core.errors import PermanentError, TransientError, is_transient
 from lorad.core.handlers import JobContext, periodic, register
-from lorad.training import pods, runs, trainconfig, trainlog
-from lorad.training.ssh import Shell, SshUnavailable
+from lorad.datasets import export
+from lorad.training import checkpoints, logparse, pods, runs
+from lorad.training.session import Session
+from lorad.training.trainers import RunPaths, Stage, Trainer
 
-log = logging.getLogger("lorad.training.train_job")
+log = logging.getLogger(__name__)
 
 TAIL_LINES = 30
+UPLOAD_SHARE = 0.1  # of the progress bar: upload, then the stages before training
+SETUP_SHARE = 0.1
 
 
-def remote_layout(run: runs.Run, pod: pods.Pod, manifest: dict) -> dict[str, str]:
-    root = manifest["remote_root"]
+def remote_paths(run: runs.Run, pod: pods.Pod, dataset_root: str) -> RunPaths:
     run_dir = posixpath.join(pod.remote_dir, "runs", run.name)
-    return {"dataset": root, "run": run_dir, "output": posixpath.join(run_dir, "output"),
-            "logs": posixpath.join(run_dir, "logs"),
-            "toml": posixpath.join(root, "dataset.toml"),
-            "prompts": posixpath.join(root, "sample_prompts.txt")}
+    return RunPaths(dataset=dataset_root, run=run_dir, output=posixpath.join(run_dir, "output"),
+                    logs=posixpath.join(run_dir, "logs"), output_name=run.output_name or run.name)
 
 
-def stage_files(layout: dict[str, str], stage: str) -> tuple[str, str]:
-    return (posixpath.join(layout["logs"], f"{stage}.log"),
-            posixpath.join(layout["logs"], f"{stage}.exit"))
-
-
-class Session:
-    """A shell that reconnects with backoff; SSH work runs in a thread, off the event loop."""
-
-    def __init__(self, ws, pod_id: int, ctx: JobContext) -> None:
-        self.ws = ws
-        self.pod_id = pod_id
-        self.ctx = ctx
-        self.shell: Shell | None = None
-        settings = ws.config()["training"]
-        self.poll_seconds = settings["poll_seconds"]
-        self.reconnect_budget = settings["reconnect_budget_seconds"]
-
-    def _open(self) -> Shell:
-        conn = self.ws.connect()
-        try:
-            return pods.open_shell(conn, pods.get_by_id(conn, self.pod_id))
-        finally:
-            conn.close()
-
-    async def call(self, fn_name: str, *args, **kw):
-        delay, spent = 1.0, 0.0
-        while True:
-            try:
-                if self.shell is None:
-                    self.shell = await asyncio.to_thread(self._open)
-                return await asyncio.to_thread(getattr(self.shell, fn_name), *args, **kw)
-            except SshUnavailable as exc:
-                if self.shell is not None:
-                    await asyncio.to_thread(self.shell.close)
-                    self.shell = None
-                if spent >= self.reconnect_budget:
-                    raise TransientError(f"pod unreachable for {spent:.0f} s: {exc}") from None
-                self.ctx.progress(None, f"connection lost, reconnecting in {delay:.0f} s: {exc}",
-                                  force=True)
-                await asyncio.sleep(delay)
-                spent += delay
-                delay = min(delay * 2, 30.0)
-
-    async def close(self) -> None:
-        if self.shell is not None:
-            await asyncio.to_thread(self.shell.close)
-            self.shell = None
+def stage_files(paths: RunPaths, stage: str) -> tuple[str, str]:
+    return (posixpath.join(paths.logs, f"{stage}.log"),
+            posixpath.join(paths.logs, f"{stage}.exit"))
 
 
 @register(runs.JOB_KIND, concurrency=8)
@@ -91,16 +47,14 @@ async def train_run(ctx: JobContext):
     conn = ctx.conn
     run = runs.get_by_id(conn, ctx.payload["run_id"])
     pod = pods.get_by_id(conn, run.pod_id)
-    version = conn.execute("SELECT manifest, export_path FROM dataset_versions WHERE id = ?",
-                           (run.dataset_version_id,)).fetchone()
-    if version is None or not version["export_path"]:
+    version = export.get_version(conn, run.dataset_version_id)
+    if not version.export_path:
         raise PermanentError(f"run {run.name}: its dataset version has no export folder; run "
                              "`lorad dataset export` first")
-    manifest = json.loads(version["manifest"])
-    layout = remote_layout(run, pod, manifest)
-    cfg = run.train_config
+    trainer = run.trainer_impl
+    paths = remote_paths(run, pod, version.remote_root)
     runs.update(conn, run.id, state="running", started_at=run.started_at or time.time(),
-                remote_dir=layout["run"])
+                remote_dir=paths.run)
     ctx.progress(0.0, f"bringing up pod {pod.name}", force=True)
     settings = ctx.ws.config()["training"]
     await asyncio.to_thread(pods.bring_up, ctx.ws, pod.id,
@@ -109,27 +63,27 @@ async def train_run(ctx: JobContext):
     session = Session(ctx.ws, pod.id, ctx)
     outcome = "failure"
     try:
+        order = [s.name for s in trainer.stages(run.train_config, paths)]
         if run.stage in (None, "upload"):
             runs.update(conn, run.id, stage="upload")
-            await upload(ctx, session, Path(version["export_path"]), layout["dataset"])
-            runs.update(conn, run.id, stage="latents", remote_pid=None)
-        await session.call("mkdirs", layout["logs"])
-        if run.parent_run_id and run.stage == "train" and not run.remote_pid \
-                and "--resume" not in cfg.extra_args:
-            cfg = await resolve_resume(ctx, session, run, pod, manifest)
+            await upload(ctx, session, Path(version.export_path), paths.dataset)
+            runs.update(conn, run.id, stage=order[0], remote_pid=None)
+        await session.call("mkdirs", paths.logs)
+        run = runs.get_by_id(conn, run.id)
+        if run.parent_run_id and run.stage == trainer.train_stage and not run.remote_pid \
+                and not run.resume_from:
+            run = await resolve_resume(ctx, session, run, pod, trainer)
+        stages = trainer.stages(run.train_config, paths)
+        for n, stage in enumerate(stages):
             run = runs.get_by_id(conn, run.id)
-        commands = trainconfig.stage_commands(
-            cfg, dataset_config=layout["toml"], output_dir=layout["output"],
-            output_name=run.output_name, sample_prompts=layout["prompts"])
-        for stage in ("latents", "text", "train"):
-            run = runs.get_by_id(conn, run.id)
-            if STAGE_ORDER[run.stage] > STAGE_ORDER[stage]:
+            if run.stage == "done" or (run.stage in order and order.index(run.stage) > n):
                 continue
-            await run_stage(ctx, session, run, stage, commands[stage], layout, cfg)
-            runs.update(conn, run.id, stage=NEXT[stage], remote_pid=None,
-                        log_offset=0 if stage != "train" else runs.get_by_id(conn, run.id)
-                        .log_offset)
-        await pull_samples(ctx, session, run, layout)
+            await run_stage(ctx, session, run, stage, paths, trainer, n, len(stages))
+            training = stage.name == trainer.train_stage
+            runs.update(conn, run.id, stage=order[n + 1] if n + 1 < len(order) else "done",
+                        remote_pid=None,
+                        log_offset=runs.get_by_id(conn, run.id).log_offset if training else 0)
+        await pull_samples(ctx, session, run, trainer.sample_dir(paths))
         runs.update(conn, run.id, state="succeeded", ended_at=time.time(), stage="done")
         outcome = "finish"
         ctx.progress(1.0, "training finished", force=True)
@@ -160,59 +114,30 @@ def reconcile(conn) -> None:
     """A run shown queued or running must have a live job following it; otherwise (the job
     failed while the pod was unreachable, or was cancelled behind the run's back) queue a new
     one, which finds the remote process or its exit code and corrects the run."""
-    for row in conn.execute(
-            "SELECT r.id, r.name, j.state FROM runs r LEFT JOIN jobs j ON j.id = r.job_id"
-            " WHERE r.state IN ('queued','running')").fetchall():
-        if row["state"] not in jobs.ACTIVE:
-            log.info("run %s has no live job (job %s); following it again", row["name"],
-                     row["state"])
-            runs.start(conn, row["id"])
-
-
-STAGE_ORDER = {None: 0, "upload": 0, "latents": 1, "text": 2, "train": 3, "done": 4}
-NEXT = {"latents": "text", "text": "train", "train": "done"}
+    for run in runs.unfollowed(conn):
+        log.info("run %s has no live job; following it again", run.name)
+        runs.start(conn, run.id)
 
 
 async def resolve_resume(ctx: JobContext, session: Session, run: runs.Run, pod: pods.Pod,
-                         manifest: dict) -> trainconfig.TrainConfig:
-    """Find the parent's last saved state on the pod; continue from it with the remaining
-    epochs (or steps) and a step offset so the loss chart goes on at the right step."""
+                         trainer: Trainer) -> runs.Run:
+    """Find the parent's last saved state on the pod; the trainer says how to continue from it
+    (the rest of the schedule), and the step offset keeps the loss chart at the right step."""
     conn = ctx.conn
     parent = runs.get_by_id(conn, run.parent_run_id)
-    out = remote_layout(parent, pod, manifest)["output"]
+    version = export.get_version(conn, parent.dataset_version_id)
+    out = remote_paths(parent, pod, version.remote_root).output
     names = await session.call("listdir", out)
-    prefix = parent.output_name
-    states = []
-    for name in names:
-        if not name.endswith("-state") or not name.startswith(prefix + "-"):
-            continue
-        mark = name[len(prefix) + 1:-len("-state")]
-        if mark.startswith("step") and mark[4:].isdigit():
-            states.append((int(mark[4:]), "step", name))
-        elif mark.isdigit():
-            states.append((int(mark), "epoch", name))
-    if not states:
-        raise PermanentError(f"run {parent.name} saved no state on the pod ({out}); start a new "
-                             "run instead (save_state is on by default for new runs)")
-    cfg = parent.train_config
-    total = parent.total_steps or 0
-    epochs = cfg.max_train_epochs
-    steps_per_epoch = total // epochs if epochs and total else None
-    number, kind, name = max(states, key=lambda s: (s[0] * (steps_per_epoch or 1)
-                                                     if s[1] == "epoch" else s[0]))
-    if kind == "epoch":
-        done_steps = number * (steps_per_epoch or 0)
-        if epochs:
-            cfg.max_train_epochs = max(1, epochs - number)
-    else:
-        done_steps = number
-        if cfg.max_train_steps:
-            cfg.max_train_steps = max(1, cfg.max_train_steps - number)
-    cfg.extra_args = [*cfg.extra_args, "--resume", posixpath.join(out, name)]
-    offset = parent.step_offset + done_steps
-    runs.update(conn, run.id, config=json.dumps(cfg.as_dict()), step_offset=offset)
-    ctx.progress(0.2, f"resuming {parent.name} from {name} (step {offset})", force=True)
-    return cfg
+    plan = trainer.resume(parent.train_config, out, names, parent.output_name or parent.name,
+                          parent.total_steps)
+    if plan is None:
+        raise PermanentError(f"run {parent.name} saved no state {trainer.title} can resume from "
+                             f"on the pod ({out}); start a new run instead")
+    offset = parent.step_offset + plan.done_steps
+    runs.update(conn, run.id, config=plan.config, step_offset=offset, resume_from=plan.state)
+    ctx.progress(0.2, f"resuming {parent.name} from {posixpath.basename(plan.state)} (step "
+                      f"{offset})", force=True)
+    return runs.get_by_id(conn, run.id)
 
 
 async def upload(ctx: JobContext, session: Session, export_dir: Path, remote_root: str) -> None:
@@ -223,15 +148,16 @@ async def upload(ctx: JobContext, session: Session, export_dir: Path, remote_roo
     ctx.progress(0.01, f"uploading {len(pairs)} files", force=True)
 
     def report(done, total):
-        ctx.progress(min(0.99, done / total if total else 1) * 0.1, "uploading dataset")
+        ctx.progress(min(0.99, done / total if total else 1) * UPLOAD_SHARE, "uploading dataset")
 
     await session.call("upload_tree", pairs, report)
 
 
 async def pull_samples(ctx: JobContext, session: Session, run: runs.Run,
-                       layout: dict[str, str]) -> list[Path]:
-    """Sample videos/images the trainer wrote under output/sample/ come down with the run."""
-    remote = posixpath.join(layout["output"], "sample")
+                       remote: str | None) -> list[Path]:
+    """Sample videos/images the trainer wrote during training come down with the run."""
+    if remote is None:
+        return []
     local_dir = ctx.ws.downloads_dir() / run.name / "sample"
     pulled = []
     for name in await session.call("listdir", remote):
@@ -242,8 +168,10 @@ async def pull_samples(ctx: JobContext, session: Session, run: runs.Run,
     return pulled
 
 
-def full_log(ws, run: runs.Run, stage: str = "train", limit: int = 8 << 20) -> str:
-    """The whole remote log of a stage (blocking: CLI, or a TUI worker thread)."""
+def full_log(ws, run: runs.Run, stage: str | None = None, limit: int = 8 << 20) -> str:
+    """The whole remote log of a stage, by default the training one (blocking: CLI, or a TUI
+    worker thread)."""
+    stage = stage or run.trainer_impl.train_stage
     conn = ws.connect()
     try:
         pod = pods.get_by_id(conn, run.pod_id)
@@ -264,22 +192,21 @@ async def stop_remote(session: Session, run: runs.Run) -> None:
                         run.remote_pid)
 
 
-async def run_stage(ctx: JobContext, session: Session, run: runs.Run, stage: str, command: str,
-                    layout: dict[str, str], cfg: trainconfig.TrainConfig) -> None:
+async def run_stage(ctx: JobContext, session: Session, run: runs.Run, stage: Stage,
+                    paths: RunPaths, trainer: Trainer, index: int, count: int) -> None:
     conn = ctx.conn
-    log_path, exit_path = stage_files(layout, stage)
+    training = stage.name == trainer.train_stage
+    log_path, exit_path = stage_files(paths, stage.name)
     code = await session.call("exit_code", exit_path)
     if code is None and not (run.remote_pid and await session.call("alive", run.remote_pid)):
-        pid = await session.call("start_detached", cfg.musubi_dir, command, log=log_path,
-                                 exit_file=exit_path, env=cfg.env)
-        runs.update(conn, run.id, remote_pid=pid, stage=stage,
-                    log_offset=0 if stage == "train" else run.log_offset)
+        pid = await session.call("start_detached", stage.cwd, stage.command, log=log_path,
+                                 exit_file=exit_path, env=stage.env)
+        runs.update(conn, run.id, remote_pid=pid, stage=stage.name,
+                    log_offset=0 if training else run.log_offset)
         run = runs.get_by_id(conn, run.id)
-    label = {"latents": "caching latents", "text": "caching text encoder outputs",
-             "train": "training"}[stage]
-    base = {"latents": 0.1, "text": 0.15, "train": 0.2}[stage]
-    ctx.progress(base, label, force=True)
-    parser = trainlog.LogParser(run.log_offset if stage == "train" else 0)
+    base = UPLOAD_SHARE + SETUP_SHARE * (1 if training else index / max(1, count - 1))
+    ctx.progress(base, stage.label, force=True)
+    parser = trainer.parser(run.log_offset if training else 0)
     tail: list[str] = []
     offset = parser.offset  # bytes handed to the parser; it persists only complete lines
     while True:
@@ -289,10 +216,9 @@ async def run_stage(ctx: JobContext, session: Session, run: runs.Run, stage: str
             events = parser.feed(data)
             tail = (tail + data.decode("utf-8", errors="replace").replace("\r", "\n")
                     .splitlines())[-TAIL_LINES:]
-            if stage == "train":
-                await apply_events(ctx, session, run, events, layout, cfg)
-                runs.update(conn, run.id, log_offset=parser.offset,
-                            log_tail="\n".join(tail))
+            if training:
+                await apply_events(ctx, session, run, events, trainer, stage, base)
+                runs.update(conn, run.id, log_offset=parser.offset, log_tail="\n".join(tail))
         check_budget(conn, runs.get_by_id(conn, run.id))
         code = await session.call("exit_code", exit_path)
         if code is None and not await session.call("alive", runs.get_by_id(conn, run.id)
@@ -300,17 +226,19 @@ async def run_stage(ctx: JobContext, session: Session, run: runs.Run, stage: str
             # gone without writing its exit code: killed (OOM killer, a reboot, by hand)
             code = await session.call("exit_code", exit_path)  # it may have just finished
             if code is None:
-                raise PermanentError(f"{label}: the process on the pod is gone without an exit "
-                                     "code (killed?). Last lines:\n" + "\n".join(tail)[-1500:])
+                raise PermanentError(f"{stage.label}: the process on the pod is gone without "
+                                     "an exit code (killed?). Last lines:\n"
+                                     + "\n".join(tail)[-1500:])
         if code is not None:
             rest = await session.call("read_from", log_path, offset)
-            if rest and stage == "train":
-                await apply_events(ctx, session, run, parser.feed(rest), layout, cfg)
+            if rest and training:
+                await apply_events(ctx, session, run, parser.feed(rest), trainer, stage, base)
                 runs.update(conn, run.id, log_offset=parser.offset)
             if code != 0:
                 text = "\n".join(tail)
-                reason = failure_reason(text) or f"exit code {code}"
-                raise PermanentError(f"{label} failed: {reason}. Last lines:\n{text[-1500:]}")
+                reason = trainer.failure_reason(text) or f"exit code {code}"
+                raise PermanentError(f"{stage.label} failed: {reason}. Last lines:\n"
+                                     f"{text[-1500:]}")
             return
         try:
             await asyncio.wait_for(ctx.cancelled.wait(), session.poll_seconds)
@@ -320,15 +248,8 @@ async def run_stage(ctx: JobContext, session: Session, run: runs.Run, stage: str
             raise asyncio.CancelledError
 
 
-def cost_so_far(conn, run: runs.Run) -> float:
-    pod = pods.get_by_id(conn, run.pod_id)
-    if not run.started_at or not pod.cost_per_hour:
-        return 0.0
-    return (time.time() - run.started_at) / 3600 * pod.cost_per_hour
-
-
 def check_budget(conn, run: runs.Run) -> None:
-    if run.budget is not None and cost_so_far(conn, run) > run.budget:
+    if run.budget is not None and runs.cost(conn, run).spent > run.budget:
         raise BudgetExceeded(f"budget ${run.budget:.2f} reached: the run was stopped (raise it "
                              f"with a new run, or resume with `lorad train resume {run.name}`)")
 
@@ -337,65 +258,37 @@ class BudgetExceeded(PermanentError):
     pass
 
 
-def failure_reason(text: str) -> str | None:
-    if trainlog.OOM in text:
-        return "CUDA out of memory (lower resolution or frames, add blocks_to_swap or fp8_base)"
-    if "No training items found" in text:
-        return "no training items: every clip is shorter than the target frames, or caches " \
-               "are missing"
-    if "Traceback (most recent call last)" in text:
-        last = [line for line in text.splitlines() if line.strip()][-1]
-        return f"the trainer crashed: {last.strip()}"
-    return None
-
-
 async def apply_events(ctx: JobContext, session: Session, run: runs.Run, events: list,
-                       layout: dict[str, str], cfg: trainconfig.TrainConfig) -> None:
+                       trainer: Trainer, stage: Stage, base: float) -> None:
     conn = ctx.conn
     now = time.time()
-    last: trainlog.Progress | None = None
+    last: logparse.Progress | None = None
+    nan_step = None
     with store.transaction(conn):
         for event in events:
-            if isinstance(event, trainlog.Progress):
+            if isinstance(event, logparse.Progress):
                 if event.step > 0:
                     runs.add_loss(conn, run, event.step, event.avr_loss, now)
                 last = event
-                if trainlog.is_nan(event.avr_loss) and not cfg.env.get("LORAD_ALLOW_NAN"):
+                if logparse.is_nan(event.avr_loss) and not stage.env.get("LORAD_ALLOW_NAN"):
                     nan_step = event.step
                     break
-            elif isinstance(event, trainlog.TotalSteps):
+            elif isinstance(event, logparse.TotalSteps):
                 runs.update(conn, run.id, total_steps=event.total)
-            elif isinstance(event, trainlog.Epoch):
+            elif isinstance(event, logparse.Epoch):
                 runs.update(conn, run.id, epoch=event.epoch)
-            elif isinstance(event, trainlog.Checkpoint):
-                record_checkpoint(conn, run, event.path)
-        else:
-            nan_step = None
+            elif isinstance(event, logparse.Checkpoint):
+                step, epoch = trainer.checkpoint_mark(posixpath.basename(event.path))
+                checkpoints.record(conn, run.id, event.path, step=step, epoch=epoch)
         if last is not None:
             runs.update(conn, run.id, step=last.step, total_steps=last.total,
-                        avr_loss=None if trainlog.is_nan(last.avr_loss) else last.avr_loss,
+                        avr_loss=None if logparse.is_nan(last.avr_loss) else last.avr_loss,
                         rate=last.rate, remaining=last.remaining)
     if last is not None and last.total:
-        ctx.progress(0.2 + 0.8 * last.step / last.total,
+        ctx.progress(base + (1 - base) * last.step / last.total,
                      f"step {last.step}/{last.total}, loss {last.avr_loss}")
     if nan_step is not None:
         await stop_remote(session, runs.get_by_id(conn, run.id))
         raise PermanentError(f"loss became NaN at step {nan_step}: training stopped (lower the "
                              "learning rate, or check the dataset for broken clips)")
 
-
-def record_checkpoint(conn, run: runs.Run, remote_path: str) -> None:
-    name = posixpath.basename(remote_path)
-    step = epoch = None
-    stem = name.removesuffix(".safetensors")
-    tail = stem.rsplit("-", 1)[-1]
-    if tail.startswith("step") and tail[4:].isdigit():
-        step = int(tail[4:])
-    elif tail.isdigit():
-        epoch = int(tail)
-    cur = conn.execute(
-        "INSERT OR IGNORE INTO checkpoints (run_id, remote_path, name, step, epoch, state,"
-        " created_at) VALUES (?,?,?,?,?,'remote',?)",
-        (run.id, remote_path, name, step, epoch, time.time()))
-    if cur.rowcount:
-        jobs.enqueue(conn, runs.PULL_KIND, {"checkpoint_id": cur.lastrowid}, max_attempts=20)

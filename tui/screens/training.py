@@ -3,7 +3,6 @@ the last lines of its log."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from rich.text import Text
@@ -15,11 +14,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Header, RichLog, Static
 from textual_plotext import PlotextPlot
 
-from lorad.core import fmt, jobs
-from lorad.generation import ratings
+from lorad.core import fmt
+from lorad.generation import loras, ratings
 from lorad.publish import publishing
-from lorad.training import lossplot, pods, runs
-from lorad.training.trainlog import readable
+from lorad.training import checkpoints, lossplot, pods, runs
+from lorad.training.logparse import readable
 
 from ..widgets.rowlist import Column, RowList
 from .base import StoreScreen
@@ -65,23 +64,12 @@ def load_detail(conn, run: runs.Run, buckets: int) -> RunDetail:
     smoothed = lossplot.ema(values, alpha=0.05)
     sx, _sl, sh = lossplot.downsample(steps, smoothed, buckets)
     pod = pods.get_by_id(conn, run.pod_id) if run.pod_id else None
-    cost = projected = 0.0
-    if pod and run.started_at and pod.cost_per_hour:
-        end = run.ended_at or time.time()
-        cost = (end - run.started_at) / 3600 * pod.cost_per_hour
-        if run.state == "running" and run.remaining:
-            projected = cost + run.remaining / 3600 * pod.cost_per_hour
-    ckpts = [dict(c) for c in conn.execute(
-        "SELECT id, name, state, step, epoch, size FROM checkpoints WHERE run_id = ?"
-        " ORDER BY id", (run.id,))]
+    cost = runs.cost(conn, run)
     ranks = {r.id: r for r in ratings.rank_checkpoints(conn, run.id)}
-    for c in ckpts:
-        c["rank"] = ranks.get(c["id"])
-    repo = conn.execute("SELECT l.repo FROM loras l JOIN checkpoints c ON c.id ="
-                        " l.checkpoint_id WHERE c.run_id = ? AND l.repo IS NOT NULL"
-                        " ORDER BY l.id DESC LIMIT 1", (run.id,)).fetchone()
-    return RunDetail(run, xs, lows, highs, sx, sh, len(steps), ckpts, pod, cost,
-                     projected or None, repo[0] if repo else "")
+    ckpts = [{**c.__dict__, "rank": ranks.get(c.id)} for c in checkpoints.for_run(conn, run.id)]
+    repo = loras.last_repo(conn, [c["id"] for c in ckpts])
+    return RunDetail(run, xs, lows, highs, sx, sh, len(steps), ckpts, pod, cost.spent,
+                     cost.projected, repo or "")
 
 
 def rank_label(rank: ratings.Rank | None) -> str:
@@ -228,12 +216,7 @@ class TrainingScreen(StoreScreen):
         if run is None:
             return
 
-        def queue(conn, run_id=run.id):
-            for (ck,) in conn.execute("SELECT id FROM checkpoints WHERE run_id = ? AND state !="
-                                      " 'local'", (run_id,)).fetchall():
-                jobs.enqueue(conn, runs.PULL_KIND, {"checkpoint_id": ck})
-
-        self.write(queue, done_message="checkpoint pulls queued")
+        self.write(checkpoints.pull_missing, run.id, done_message="checkpoint pulls queued")
 
     def action_publish(self) -> None:
         d = self.data.detail if self.data else None

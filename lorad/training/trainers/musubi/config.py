@@ -1,4 +1,4 @@
-"""A run's training configuration and the three musubi-tuner stages built from it.
+"""musubi-tuner's training options for Wan 2.1/2.2, and the command lines of its three stages.
 
 Every argument the reference says must always be passed is passed (attention flag, optimizer,
 output dir and name, network module, dim and alpha, mixed precision), invalid combinations are
@@ -11,7 +11,7 @@ import shlex
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from lorad.core.errors import LoradError
+from lorad.training.trainers import TrainConfigError
 
 TASKS = ("t2v-14B", "t2v-1.3B", "i2v-14B", "t2i-14B", "flf2v-14B", "t2v-A14B", "i2v-A14B")
 WAN22 = ("t2v-A14B", "i2v-A14B")
@@ -25,10 +25,6 @@ PRECISIONS = ("bf16", "fp16", "no")
 SCRIPTS = {"latents": "src/musubi_tuner/wan_cache_latents.py",
            "text": "src/musubi_tuner/wan_cache_text_encoder_outputs.py",
            "train": "src/musubi_tuner/wan_train_network.py"}
-
-
-class TrainConfigError(LoradError):
-    pass
 
 
 @dataclass

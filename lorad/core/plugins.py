@@ -1,0 +1,120 @@
+"""Where lorad's implementations come from, and the registries they join.
+
+An implementation (a job kind, a trainer, a pod provider, a generation service, a publisher)
+is a module that registers itself when imported. :func:`load` imports, once per group:
+
+- the built-in modules of the group (:data:`BUILTIN`),
+- the modules of installed packages' entry points in the group (``lorad.trainers``,
+  ``lorad.pod_providers``, ``lorad.generation_services``, ``lorad.publishers``, ``lorad.jobs``),
+  as harlequin finds its adapters,
+- every module named in ``$LORAD_PLUGINS`` (comma-separated; tests use it).
+
+A :class:`Registry` loads its group before it answers, so asking for a trainer by name works
+from the CLI, the TUI and the daemon alike. The modules are named here as strings, never
+imported by name, so the floors below an implementation stay free of it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from collections.abc import Callable, Iterable
+from importlib.metadata import entry_points
+from typing import Generic, TypeVar
+
+from lorad.core.errors import LoradError
+
+BUILTIN: dict[str, list[str]] = {
+    "jobs": ["lorad.media.ingest", "lorad.training.train_job", "lorad.training.pull_job",
+             "lorad.training.pod_jobs", "lorad.generation.gen_job", "lorad.publish.publishing"],
+    "trainers": ["lorad.training.trainers.musubi"],
+    "pod_providers": [],
+    "generation_services": [],
+    "publishers": [],
+}
+ENV = "LORAD_PLUGINS"
+LEGACY_ENV = "LORAD_HANDLER_MODULES"  # the earlier name, still read
+
+_loaded: dict[str, list[str]] = {}
+_lock = threading.RLock()
+
+
+class PluginError(LoradError):
+    """A plugin module cannot be loaded, or a name is not registered."""
+
+
+def env_modules() -> list[str]:
+    names = []
+    for var in (ENV, LEGACY_ENV):
+        names += [n.strip() for n in os.environ.get(var, "").split(",") if n.strip()]
+    return list(dict.fromkeys(names))
+
+
+def load(group: str) -> list[str]:
+    """Import the group's implementations; returns the module names. The built-in and entry
+    point modules are looked up once; $LORAD_PLUGINS is read every time (importing a module
+    already imported costs a dictionary lookup)."""
+    with _lock:
+        if group not in _loaded:
+            names = list(BUILTIN.get(group, []))
+            names += [ep.value.split(":")[0] for ep in entry_points(group=f"lorad.{group}")]
+            _import(names)
+            _loaded[group] = names
+        extra = env_modules()
+        _import(extra)
+        return list(dict.fromkeys(_loaded[group] + extra))
+
+
+def _import(names: list[str]) -> None:
+    for name in dict.fromkeys(names):
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise PluginError(f"cannot load lorad plugin module {name!r}: {exc}") from exc
+
+
+def load_all() -> list[str]:
+    return [name for group in BUILTIN for name in load(group)]
+
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Named implementations of one interface; ``register`` is the one line an implementation
+    module adds."""
+
+    def __init__(self, group: str, noun: str) -> None:
+        self.group = group
+        self.noun = noun
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str, item: T) -> T:
+        from lorad.core import secrets
+
+        self._items[name] = item
+        secrets.declare(*getattr(item, "secrets", ()))
+        return item
+
+    def get(self, name: str) -> T:
+        load(self.group)
+        try:
+            return self._items[name]
+        except KeyError:
+            known = ", ".join(sorted(self._items)) or "none"
+            raise PluginError(f"unknown {self.noun} {name!r} (known: {known})") from None
+
+    def names(self) -> list[str]:
+        load(self.group)
+        return sorted(self._items)
+
+    def items(self) -> Iterable[tuple[str, T]]:
+        load(self.group)
+        return sorted(self._items.items())
+
+    def decorator(self, name: str) -> Callable[[T], T]:
+        def decorate(item: T) -> T:
+            return self.register(name, item)
+
+        return decorate

@@ -1,0 +1,42 @@
+"""Secrets: read only from the environment, never stored, never logged.
+
+Each implementation of an outside system declares the names of the secrets it reads (its
+``secrets`` attribute; the registry declares them here when it registers the implementation),
+and :func:`redact` removes their values from any text bound for a log, a job's error or the
+store.
+"""
+
+from __future__ import annotations
+
+import os
+
+MIN_LENGTH = 4  # shorter values would redact ordinary words
+
+_declared: set[str] = set()
+
+
+def declare(*names: str) -> None:
+    _declared.update(names)
+
+
+def declared() -> list[str]:
+    """Every secret name of the implementations loaded (all of them, loaded on first use)."""
+    from lorad.core import plugins
+
+    plugins.load_all()
+    return sorted(_declared)
+
+
+def get(name: str) -> str | None:
+    """A secret from the environment; an empty value counts as unset."""
+    return os.environ.get(name) or None
+
+
+def values() -> list[str]:
+    return [v for v in (get(n) for n in declared()) if v and len(v) >= MIN_LENGTH]
+
+
+def redact(text: str) -> str:
+    for value in values():
+        text = text.replace(value, "[redacted]")
+    return text

@@ -1,0 +1,132 @@
+"""The Trainer interface: what lorad needs to know about a trainer to run it on a pod.
+
+A trainer validates its config, lists the stages a run goes through (each a shell command run
+detached on the pod), reads its own log (steps, loss, epochs, checkpoints, failures), names its
+checkpoints and saved states, says what a pod needs, and how a stopped run resumes. The
+training job (``lorad.training.train_job``) loops over the stages and knows nothing else of
+any trainer.
+
+Adding one: a module that defines a class with these members and registers an instance with
+``TRAINERS.register(name, instance)``; list the module in ``lorad.core.plugins.BUILTIN``
+(or an entry point in the ``lorad.trainers`` group). ``musubi`` is the worked example;
+``tests/support/echo_trainer.py`` the smallest one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from lorad.core.errors import LoradError
+from lorad.core.plugins import Registry
+from lorad.training.logparse import LineParser
+
+
+class TrainConfigError(LoradError):
+    """A training config a trainer cannot run; the message names every problem."""
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where a run's things are on the pod."""
+
+    dataset: str  # the exported dataset version's folder
+    run: str  # this run's folder
+    output: str  # where checkpoints and saved states go
+    logs: str  # one .log and one .exit file per stage
+    output_name: str  # the stem of the run's checkpoint files
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of a run: a shell command (every piece quoted) run detached in `cwd`."""
+
+    name: str
+    label: str  # what the progress line says while it runs: "caching latents"
+    command: str
+    cwd: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PodCheck:
+    """A command that prints something when the pod has what the trainer needs."""
+
+    name: str
+    command: str
+    fix: str  # what to do when it prints nothing or fails
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    """How a new run continues a stopped one from a state the stopped one saved."""
+
+    config: dict[str, Any]  # the new run's config: the rest of the schedule, the state to load
+    done_steps: int  # steps the saved state had done (the new run's loss continues there)
+    state: str  # the saved state, on the pod
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a trained LoRA is for, for model cards and generation services."""
+
+    base_model: str | None  # the Hub id of the base model
+    media: str = "video"  # video | image | audio
+    expert: str | None = None  # Wan 2.2: high | low | both
+    tags: tuple[str, ...] = ()
+
+
+class Trainer(Protocol):
+    name: str  # the registry key; runs record it
+    title: str  # "musubi-tuner (Wan 2.1/2.2)"
+    dataset_format: str | None  # the export format its stages read (None: any folder)
+    train_stage: str  # the stage whose log carries steps, loss and checkpoints
+    secrets: tuple[str, ...]  # environment variables it reads on this machine, if any
+
+    def load_config(self, data: dict[str, Any]) -> Any:
+        """The trainer's config from stored options; raises TrainConfigError naming every
+        problem, before anything is uploaded."""
+        ...
+
+    def config_dict(self, config: Any) -> dict[str, Any]: ...
+
+    def stages(self, config: Any, paths: RunPaths) -> list[Stage]:
+        """The run's stages in order; the last one is usually `train_stage`."""
+        ...
+
+    def parser(self, offset: int = 0) -> LineParser:
+        """A parser of `train_stage`'s log, starting at byte `offset`."""
+        ...
+
+    def failure_reason(self, log_tail: str) -> str | None:
+        """Why a stage failed, in words, from its last lines (None: no idea)."""
+        ...
+
+    def checkpoint_mark(self, file_name: str) -> tuple[int | None, int | None]:
+        """(step, epoch) a checkpoint's file name says, either may be None."""
+        ...
+
+    def sample_dir(self, paths: RunPaths) -> str | None:
+        """Where the trainer writes sample outputs during training, if it does."""
+        ...
+
+    def pod_checks(self, options: dict[str, Any]) -> list[PodCheck]:
+        """What the pod needs for this trainer (besides a GPU, disk and Python), from its
+        options as given (they need not be a complete config)."""
+        ...
+
+    def resume(self, config: Any, output_dir: str, files: list[str], output_name: str,
+               total_steps: int | None) -> ResumePlan | None:
+        """How to continue a stopped run from the states it saved (`files` are the names in
+        its output folder); None when this trainer cannot resume."""
+        ...
+
+    def model_info(self, config: Any) -> ModelInfo: ...
+
+
+TRAINERS: Registry[Trainer] = Registry("trainers", "trainer")
+DEFAULT = "musubi"
+
+
+def get(name: str) -> Trainer:
+    return TRAINERS.get(name)

@@ -1,0 +1,135 @@
+"""musubi-tuner (kohya-ss/musubi-tuner) training Wan 2.1/2.2 LoRAs: cache latents, cache text
+encoder outputs, train, each a script of its `src/musubi_tuner/`.
+
+Its dataset is the `musubi` export format (`dataset.toml` and `sample_prompts.txt` at the
+version's root). Checkpoints are `NAME-000004.safetensors` (epoch) or
+`NAME-step00000100.safetensors` (step); with `--save_state`, beside each a `NAME-...-state`
+folder from which `--resume` continues (the optimizer included; the step counter restarts).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import shlex
+from typing import Any
+
+from lorad.training import logparse
+from lorad.training.trainers import (
+    TRAINERS,
+    ModelInfo,
+    PodCheck,
+    ResumePlan,
+    RunPaths,
+    Stage,
+)
+from lorad.training.trainers.musubi import log
+from lorad.training.trainers.musubi.config import TrainConfig, check, stage_commands
+
+# musubi-tuner --task -> the Hub's id of the base model
+BASE_MODELS = {
+    "t2v-14B": "Wan-AI/Wan2.1-T2V-14B", "t2v-1.3B": "Wan-AI/Wan2.1-T2V-1.3B",
+    "i2v-14B": "Wan-AI/Wan2.1-I2V-14B-720P", "t2i-14B": "Wan-AI/Wan2.1-T2V-14B",
+    "flf2v-14B": "Wan-AI/Wan2.1-FLF2V-14B-720P", "t2v-A14B": "Wan-AI/Wan2.2-T2V-A14B",
+    "i2v-A14B": "Wan-AI/Wan2.2-I2V-A14B",
+}
+LABELS = {"latents": "caching latents", "text": "caching text encoder outputs",
+          "train": "training"}
+
+
+class Musubi:
+    name = "musubi"
+    title = "musubi-tuner (Wan 2.1/2.2)"
+    dataset_format = "musubi"
+    train_stage = "train"
+    secrets: tuple[str, ...] = ()
+
+    def load_config(self, data: dict[str, Any]) -> TrainConfig:
+        cfg = TrainConfig.from_dict(data)
+        check(cfg)
+        return cfg
+
+    def config_dict(self, config: TrainConfig) -> dict[str, Any]:
+        return config.as_dict()
+
+    def stages(self, config: TrainConfig, paths: RunPaths) -> list[Stage]:
+        commands = stage_commands(
+            config, dataset_config=posixpath.join(paths.dataset, "dataset.toml"),
+            output_dir=paths.output, output_name=paths.output_name,
+            sample_prompts=posixpath.join(paths.dataset, "sample_prompts.txt"))
+        return [Stage(name, LABELS[name], command, config.musubi_dir, dict(config.env))
+                for name, command in commands.items()]
+
+    def parser(self, offset: int = 0) -> logparse.LineParser:
+        return log.parser(offset)
+
+    def failure_reason(self, log_tail: str) -> str | None:
+        if logparse.OOM in log_tail:
+            return "CUDA out of memory (lower resolution or frames, add blocks_to_swap or fp8_base)"
+        if "No training items found" in log_tail:
+            return "no training items: every clip is shorter than the target frames, or caches " \
+                   "are missing"
+        return logparse.common_failure(log_tail)
+
+    def checkpoint_mark(self, file_name: str) -> tuple[int | None, int | None]:
+        tail = file_name.removesuffix(".safetensors").rsplit("-", 1)[-1]
+        if tail.startswith("step") and tail[4:].isdigit():
+            return int(tail[4:]), None
+        if tail.isdigit():
+            return None, int(tail)
+        return None, None
+
+    def sample_dir(self, paths: RunPaths) -> str | None:
+        return posixpath.join(paths.output, "sample")
+
+    def pod_checks(self, options: dict[str, Any]) -> list[PodCheck]:
+        config = TrainConfig.from_dict(options)  # only where things are: no need to be complete
+        musubi = shlex.quote(config.musubi_dir)
+        return [
+            PodCheck("musubi", f"test -f {musubi}/src/musubi_tuner/wan_train_network.py && "
+                               "echo found",
+                     f"musubi-tuner not found at {config.musubi_dir}: git clone "
+                     f"https://github.com/kohya-ss/musubi-tuner {config.musubi_dir} && pip "
+                     f"install -e {config.musubi_dir}"),
+            PodCheck("accelerate", f"command -v {shlex.quote(config.accelerate)}",
+                     "install accelerate on the pod: pip install accelerate"),
+        ]
+
+    def resume(self, config: TrainConfig, output_dir: str, files: list[str], output_name: str,
+               total_steps: int | None) -> ResumePlan | None:
+        """Continue from the newest `NAME-step{N}-state` or `NAME-{epoch}-state` folder, with
+        the remaining epochs (or steps)."""
+        states = []
+        for name in files:
+            if not name.endswith("-state") or not name.startswith(output_name + "-"):
+                continue
+            mark = name[len(output_name) + 1:-len("-state")]
+            if mark.startswith("step") and mark[4:].isdigit():
+                states.append((int(mark[4:]), "step", name))
+            elif mark.isdigit():
+                states.append((int(mark), "epoch", name))
+        if not states:
+            return None
+        epochs = config.max_train_epochs
+        steps_per_epoch = total_steps // epochs if epochs and total_steps else None
+        number, kind, name = max(states, key=lambda s: (s[0] * (steps_per_epoch or 1)
+                                                         if s[1] == "epoch" else s[0]))
+        cfg = TrainConfig.from_dict(config.as_dict())
+        if kind == "epoch":
+            done_steps = number * (steps_per_epoch or 0)
+            if epochs:
+                cfg.max_train_epochs = max(1, epochs - number)
+        else:
+            done_steps = number
+            if cfg.max_train_steps:
+                cfg.max_train_steps = max(1, cfg.max_train_steps - number)
+        state = posixpath.join(output_dir, name)
+        cfg.extra_args = [*cfg.extra_args, "--resume", state]
+        return ResumePlan(cfg.as_dict(), done_steps, state)
+
+    def model_info(self, config: TrainConfig) -> ModelInfo:
+        image = config.task.startswith("t2i")
+        return ModelInfo(BASE_MODELS.get(config.task), "image" if image else "video",
+                         config.expert, ("wan",))
+
+
+TRAINERS.register(Musubi.name, Musubi())

@@ -1,0 +1,96 @@
+"""A trainer added as a plugin (tests/support/echo_trainer.py) runs a whole training run on the
+real sshd pod through the same path as musubi-tuner: registry, train job, log parser, loss
+points, checkpoint pulls verified by SHA-256, cost."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from helpers import run_jobs
+from sshd import start_sshd
+from test_captions import add_clip
+
+from lorad.captions import versions
+from lorad.cli import main
+from lorad.core.plugins import PluginError
+from lorad.datasets import export
+from lorad.media import datasets, profiles
+from lorad.training import checkpoints, pods, runs
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with start_sshd(tmp_path_factory.mktemp("pod")) as srv:
+        yield srv
+
+
+@pytest.fixture
+def plugin(monkeypatch):
+    monkeypatch.setenv("LORAD_PLUGINS", "echo_trainer")  # as the daemon of a plugin user would
+
+
+@pytest.fixture
+def version(conn, server, tmp_path):
+    profile = profiles.get("wan21-t2v-480p-portrait")
+    d = datasets.create(conn, "echoes", profile.name, trigger="TRK")
+    for n in range(2):
+        media = tmp_path / f"clip{n}.mp4"
+        media.write_bytes(b"not really a video %d" % n)
+        clip = add_clip(conn, d.id, f"clip{n}", media=str(media))
+        versions.set_caption(conn, clip, f"TRK, truck number {n} parked in a field")
+    p = export.plan(conn, datasets.get(conn, "echoes"), profile,
+                    export.Options(remote_root=str(server.root / "datasets" / "echoes")))
+    return export.record(conn, p, export.write(p, tmp_path / "export"))
+
+
+def test_the_echo_trainer_is_listed_beside_musubi(ws, plugin, capsys):
+    assert main(["-w", str(ws.root), "trainers"]) == 0
+    out = capsys.readouterr().out
+    assert "echo" in out and "musubi" in out
+
+
+def test_a_plugin_trainer_runs_end_to_end_on_the_pod(ws, conn, server, version, plugin):
+    pod = pods.add(conn, "box", host=server.host, port=server.port, user=server.user,
+                   key_file=str(server.key_file), remote_dir=str(server.root / "lorad"),
+                   cost_per_hour=0.6)
+    run = runs.create(conn, "echo-run", version, pod.id, {"steps": 7, "save_every": 3},
+                      trainer="echo")
+    runs.start(conn, run.id)
+    run_jobs(ws, timeout=120)
+
+    run = runs.get_by_id(conn, run.id)
+    assert (run.state, run.stage, run.trainer) == ("succeeded", "done", "echo"), run.error
+    # every step the shell printed is one point, in order, with its loss
+    points = runs.loss_points(conn, run.id)
+    assert [s for s, _ in points] == list(range(1, 8))
+    assert points[-1][1] == pytest.approx(1 / 8, abs=1e-4)
+    assert (run.step, run.total_steps) == (7, 7)
+    # checkpoints at steps 3, 6 and the last, pulled and identical to the pod's files
+    saved = checkpoints.for_run(conn, run.id)
+    assert [c.step for c in saved] == [3, 6, 7]
+    for c in saved:
+        assert c.state == "local" and c.metadata["ss_steps"] == str(c.step)
+        local = Path(c.local_path)
+        assert c.sha256 == hashlib.sha256(local.read_bytes()).hexdigest()
+        assert local.read_bytes() == Path(c.remote_path).read_bytes()
+    assert runs.cost(conn, run).spent > 0
+
+
+def test_a_trainer_that_cannot_resume_says_so(ws, conn, server, version, plugin):
+    pod = pods.add(conn, "box2", host=server.host, port=server.port, user=server.user,
+                   key_file=str(server.key_file), remote_dir=str(server.root / "lorad2"))
+    parent = runs.create(conn, "echo-stopped", version, pod.id, {"steps": 2}, trainer="echo")
+    runs.update(conn, parent.id, state="stopped", stage="train")
+    child = runs.resume(conn, "echo-stopped")
+    run_jobs(ws, timeout=60)
+    child = runs.get_by_id(conn, child.id)
+    assert child.state == "failed"
+    assert "saved no state echo (a shell loop, for tests) can resume from" in child.error
+
+
+def test_an_unknown_trainer_is_refused_with_the_known_ones(conn, version):
+    pod = pods.add(conn, "box3", host="127.0.0.1")
+    with pytest.raises(PluginError, match=r"unknown trainer 'nope' \(known: .*musubi"):
+        runs.create(conn, "x", version, pod.id, {}, trainer="nope")
