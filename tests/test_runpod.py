@@ -10,7 +10,7 @@ import pytest
 from runpod_double import runpod_double
 
 from lorad.core.errors import LoradError, PermanentError, is_transient
-from lorad.training.runpod import (
+from lorad.training.providers.runpod import (
     API_URL,
     RunPod,
     RunPodAuthError,

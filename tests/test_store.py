@@ -54,3 +54,33 @@ def test_failed_migration_leaves_database_unchanged(tmp_path, monkeypatch):
         store.connect(path)
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT name FROM sqlite_master WHERE name='half'").fetchone() is None
+
+
+def test_the_pods_rebuild_keeps_every_row_and_key_and_lifts_the_provider_check(tmp_path,
+                                                                              monkeypatch):
+    """Migration 010 rebuilds `pods` (foreign keys off, then checked) so any registered pod
+    provider can be stored; runs and ledger rows that point at a pod still do."""
+    path = tmp_path / "db.sqlite"
+    shipped = store.migration_files()
+    before = [m for m in shipped if m[0] < 10]
+    monkeypatch.setattr(store, "migration_files", lambda: before)
+    conn = store.connect(path)
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute("INSERT INTO pods (name, provider, updated_at) VALUES ('x', 'lambda', 0)")
+    conn.execute("INSERT INTO pods (id, name, provider, host_key, cost_per_hour, updated_at,"
+                 " info) VALUES (7, 'gpu', 'runpod', 'ssh-ed25519 AAAA', 0.69, 1, '{\"gpu\": 1}')")
+    conn.execute("INSERT INTO runs (id, pod_id, name, created_at) VALUES (3, 7, 'r', 0)")
+    conn.execute("INSERT INTO cost_entries (kind, pod_id, run_id, amount, at) VALUES"
+                 " ('pod_time', 7, 3, 1.5, 0)")
+    conn.close()
+    monkeypatch.setattr(store, "migration_files", lambda: shipped)
+    conn = store.connect(path)
+    pod = dict(conn.execute("SELECT * FROM pods WHERE id = 7").fetchone())
+    assert (pod["name"], pod["provider"], pod["host_key"], pod["cost_per_hour"], pod["info"]) \
+        == ("gpu", "runpod", "ssh-ed25519 AAAA", 0.69, '{"gpu": 1}')
+    assert conn.execute("SELECT pod_id FROM runs WHERE id = 3").fetchone()[0] == 7
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    conn.execute("INSERT INTO pods (name, provider, updated_at) VALUES ('x', 'lambda', 0)")
+    with pytest.raises(sqlite3.IntegrityError):  # the keys are enforced again
+        conn.execute("INSERT INTO runs (pod_id, name, created_at) VALUES (999, 'orphan', 0)")

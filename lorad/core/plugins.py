@@ -29,7 +29,7 @@ BUILTIN: dict[str, list[str]] = {
     "jobs": ["lorad.media.ingest", "lorad.training.train_job", "lorad.training.pull_job",
              "lorad.training.pod_jobs", "lorad.generation.gen_job", "lorad.publish.publishing"],
     "trainers": ["lorad.training.trainers.musubi"],
-    "pod_providers": [],
+    "pod_providers": ["lorad.training.providers.ssh", "lorad.training.providers.runpod"],
     "generation_services": [],
     "publishers": [],
 }

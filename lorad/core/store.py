@@ -20,6 +20,9 @@ import sqlite_utils.db
 from lorad.core.errors import LoradError
 
 BUSY_TIMEOUT_MS = 10_000
+# A migration that rebuilds a table (to change a constraint) says so on a line of its own; it
+# runs with foreign keys off, as https://sqlite.org/lang_altertable.html#otheralter says.
+REBUILD_MARK = "-- lorad: rebuilds tables"
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 
@@ -115,16 +118,24 @@ def apply_migrations(conn: sqlite3.Connection) -> list[str]:
     for number, name, sql in migrations:
         if number <= current:
             continue
+        rebuilds = REBUILD_MARK in sql
+        if rebuilds:  # SQLite's way to change a table: keys off, rebuild, check the keys
+            conn.execute("PRAGMA foreign_keys = OFF")
         try:
             with transaction(conn):
                 for statement in _split_sql(sql):
                     conn.execute(statement)
+                if rebuilds and conn.execute("PRAGMA foreign_key_check").fetchone():
+                    raise sqlite3.IntegrityError("a foreign key is broken after the rebuild")
                 conn.execute(
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                     (number, name, time.time()),
                 )
         except sqlite3.Error as exc:
             raise StoreError(f"migration {name} failed: {exc}") from exc
+        finally:
+            if rebuilds:
+                conn.execute("PRAGMA foreign_keys = ON")
         applied.append(name)
     return applied
 

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lorad.core import ledger
 from lorad.core.errors import PermanentError, is_transient
 from lorad.core.handlers import JobContext, periodic, register
 from lorad.generation import fal, generations
@@ -219,9 +220,8 @@ async def _run(ctx: JobContext, client: fal.Fal, g: generations.Generation) -> d
                                checks=json.dumps(checks), inference_time=inference,
                                finished_at=now, seed=seed, error=None)
         if g.cost:
-            c.execute("INSERT INTO cost_entries (kind, generation_id, amount, detail, at)"
-                      " VALUES ('generation', ?, ?, ?, ?)",
-                      (g.id, g.cost, f"{g.endpoint} request {g.request_id}", now))
+            ledger.book(c, ledger.GENERATION, g.cost, f"{g.endpoint} request {g.request_id}",
+                        generation_id=g.id, at=now)
 
     ctx.on_success(record)
     return {"generation_id": g.id, "output": str(path), "ok": checks.get("ok")}

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lorad.core import jobs, logs
+from lorad.core import jobs, ledger, logs
 from lorad.core.errors import LoradError
 from lorad.core.store import transaction
 from lorad.generation import endpoints, loras
@@ -311,5 +311,4 @@ def events(conn: sqlite3.Connection, gen_id: int) -> list[dict[str, Any]]:
 
 
 def spent(conn: sqlite3.Connection) -> float:
-    return conn.execute("SELECT IFNULL(SUM(amount), 0) FROM cost_entries WHERE kind ="
-                        " 'generation'").fetchone()[0]
+    return ledger.spent(conn, ledger.GENERATION)

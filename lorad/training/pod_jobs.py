@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 from lorad.core import jobs
 from lorad.core.errors import PermanentError
 from lorad.core.handlers import JobContext, register
-from lorad.training import checkpoints, pods, runs, trainers
+from lorad.training import checkpoints, pods, providers, runs, trainers
 
-START, STOP, CHECK = "pod.start", "pod.stop", "pod.check"
+START, STOP, CHECK = pods.START_KIND, pods.STOP_KIND, pods.CHECK_KIND
 
 
 def queue(conn, kind: str, pod_name: str, **extra) -> int:
@@ -32,39 +31,25 @@ async def start(ctx: JobContext):
 async def stop(ctx: JobContext):
     conn = ctx.conn
     pod = pods.get_by_id(conn, ctx.payload["pod_id"])
+    if_idle = ctx.payload.get("if_idle")
     busy = [r.name for r in runs.on_pod(conn, pod.id, active=True)]
-    if busy and ctx.payload.get("if_idle"):
+    if busy and if_idle:
         return {"kept": pod.name, "because": busy}
     pulls = checkpoints.pulls_pending(conn, [r.id for r in runs.on_pod(conn, pod.id)])
-    if pulls and ctx.payload.get("if_idle"):
+    if pulls and if_idle:
         # checkpoints are still coming down: look again shortly
         jobs.enqueue(conn, STOP, dict(ctx.payload), delay=2.0)
         return {"deferred": pod.name, "pulls": pulls}
-    if pod.state in ("stopped", "terminated") and ctx.payload.get("if_idle"):
+    if pod.state in ("stopped", "terminated") and if_idle:
         return {"already": pod.state}
     if busy and not ctx.payload.get("force"):
-        raise PermanentError(f"pod {pod.name} runs {', '.join(busy)}: stop the "
-                             "run first (or stop the pod with --force)")
-    if pod.provider != "runpod":
-        raise PermanentError(f"pod {pod.name} is a plain SSH host: lorad cannot power it off")
-
-    def do_stop():
-        from lorad.training.runpod import RunPod
-
-        with RunPod() as api:
-            if ctx.payload.get("terminate"):
-                api.terminate(pod.provider_id)
-            else:
-                api.stop(pod.provider_id)
-
-    await asyncio.to_thread(do_stop)
-    pods.record_time(conn, pod, time.time())
-    state = "terminated" if ctx.payload.get("terminate") else "stopped"
-    pods.update(conn, pod.id, state=state, ssh_host=None, ssh_port=None, host_key=None,
-                started_at=None)
-    conn.execute("INSERT INTO events (at, kind, subject, message) VALUES (?,?,?,?)",
-                 (time.time(), "pod.stop", pod.name,
-                  f"{state}: {ctx.payload.get('reason', 'by request')}"))
+        raise PermanentError(f"pod {pod.name} runs {', '.join(busy)}: stop the run first (or "
+                             "stop the pod with --force)")
+    provider = providers.get(pod.provider)
+    terminate = bool(ctx.payload.get("terminate"))
+    await asyncio.to_thread(provider.terminate if terminate else provider.stop, pod)
+    state = pods.power_off(conn, pod, terminate=terminate,
+                           reason=ctx.payload.get("reason", "by request"))
     return {state: pod.name}
 
 

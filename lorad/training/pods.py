@@ -1,4 +1,6 @@
-"""Pods: SSH hosts lorad trains on, either any host or a RunPod pod reached through its API."""
+"""Pods: the machines lorad trains on, reached over SSH and brought up by their provider
+(lorad.training.providers: any SSH host, a RunPod pod, ...); their host-key pins, checks, idle
+policy and time in the cost ledger."""
 
 from __future__ import annotations
 
@@ -9,9 +11,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from lorad.core import jobs, ledger, store
 from lorad.core.errors import LoradError
 from lorad.media.datasets import NAME_RE
-from lorad.training import trainers
+from lorad.training import providers, trainers
 from lorad.training.ssh import Endpoint, Shell
 from lorad.training.trainers import PodCheck
 
@@ -24,7 +27,7 @@ class PodError(LoradError):
 class Pod:
     id: int
     name: str
-    provider: str  # ssh | runpod
+    provider: str  # a registered pod provider: ssh, runpod, ...
     provider_id: str | None
     ssh_user: str | None
     ssh_host: str | None
@@ -59,20 +62,16 @@ def add(conn: sqlite3.Connection, name: str, *, provider: str = "ssh", host: str
         cost_per_hour: float = 0.0) -> Pod:
     if not NAME_RE.match(name):
         raise PodError(f"pod name {name!r}: letters, digits, '.', '_' or '-'")
-    if provider == "ssh" and not host:
-        raise PodError("an SSH pod needs --host (and --port, --user, --key)")
-    if provider == "runpod" and not provider_id:
-        raise PodError("a RunPod pod needs --runpod-id (the pod's id in RunPod)")
+    impl = providers.get(provider)
+    row = {"name": name, "provider": provider, "provider_id": provider_id, "ssh_user": user,
+           "ssh_host": host, "ssh_port": port if host else None, "key_file": key_file,
+           "state": "unknown", "cost_per_hour": cost_per_hour,
+           "policy": json.dumps(impl.default_policy), "remote_dir": remote_dir,
+           "updated_at": time.time()}
+    impl.validate(Pod.from_row({**row, "id": 0, "host_key": None, "info": "{}"}))
     if conn.execute("SELECT 1 FROM pods WHERE name = ?", (name,)).fetchone():
         raise PodError(f"a pod named {name!r} exists already")
-    policy = {"on_finish": "stop" if provider == "runpod" else "none",
-              "on_failure": "stop" if provider == "runpod" else "none",
-              "idle_minutes": 10}
-    conn.execute(
-        "INSERT INTO pods (name, provider, provider_id, ssh_user, ssh_host, ssh_port, key_file,"
-        " state, cost_per_hour, policy, remote_dir, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-        (name, provider, provider_id, user, host, port if host else None, key_file,
-         "unknown", cost_per_hour, json.dumps(policy), remote_dir, time.time()))
+    store.table(conn, "pods").insert(row)
     return get(conn, name)
 
 
@@ -97,12 +96,7 @@ def list_all(conn: sqlite3.Connection) -> list[Pod]:
 
 
 def update(conn: sqlite3.Connection, pod_id: int, **values: Any) -> None:
-    for key in ("policy", "info"):
-        if key in values and not isinstance(values[key], str):
-            values[key] = json.dumps(values[key], sort_keys=True)
-    values["updated_at"] = time.time()
-    sets = ", ".join(f"{k} = ?" for k in values)
-    conn.execute(f"UPDATE pods SET {sets} WHERE id = ?", (*values.values(), pod_id))
+    store.table(conn, "pods").update(pod_id, {**values, "updated_at": time.time()})
 
 
 def open_shell(conn: sqlite3.Connection, pod: Pod) -> Shell:
@@ -162,31 +156,26 @@ def check(shell: Shell, remote_dir: str, checks: list[PodCheck], model_files: li
     return results
 
 
-# ---- provider: bring a pod up, stop it by policy ----------------------------------------------
+# ---- bring a pod up, stop it by policy ------------------------------------------------------
+
+START_KIND, STOP_KIND, CHECK_KIND = "pod.start", "pod.stop", "pod.check"
+
 
 def bring_up(ws, pod_id: int, *, timeout: float = 900.0, poll: float = 5.0) -> Pod:
     """Make sure the pod runs and its SSH endpoint is current (blocking: call in a thread).
-    A RunPod pod is started if needed; its endpoint is read fresh after every start (it
-    changes), and its host-key pin is cleared after a start (a new container, a new key)."""
+    The provider starts it if needed; after a start the host-key pin is cleared (a new
+    container, a new key)."""
     conn = ws.connect()
     try:
         pod = get_by_id(conn, pod_id)
-        if pod.provider != "runpod":
-            update(conn, pod.id, state="running")
-            return get_by_id(conn, pod_id)
-        from lorad.training.runpod import RunPod
-
-        with RunPod() as api:
-            before = api.get_pod(pod.provider_id)
-            up = api.ensure_running(pod.provider_id, timeout=timeout, poll=poll)
-        restarted = not before.running
-        host, port = up.ssh
-        values: dict[str, Any] = {"state": "running", "ssh_host": host, "ssh_port": port,
-                                  "ssh_user": up.ssh_user, "cost_per_hour": up.cost_per_hr,
-                                  "info": {**pod.info, "gpu": f"{up.gpu_count}x {up.gpu_type}"}}
-        if restarted:
+        up = providers.get(pod.provider).ensure_running(pod, timeout=timeout, poll=poll)
+        values: dict[str, Any] = {"state": "running", "ssh_host": up.host, "ssh_port": up.port,
+                                  "ssh_user": up.user, "cost_per_hour": up.cost_per_hour}
+        if up.info:
+            values["info"] = {**pod.info, **up.info}
+        if up.restarted:
             values.update(host_key=None, started_at=time.time())
-        elif pod.started_at is None:
+        elif pod.started_at is None and providers.get(pod.provider).can_power_off:
             values["started_at"] = time.time()
         update(conn, pod.id, **values)
         return get_by_id(conn, pod_id)
@@ -194,40 +183,45 @@ def bring_up(ws, pod_id: int, *, timeout: float = 900.0, poll: float = 5.0) -> P
         conn.close()
 
 
-def apply_policy(ws, pod_id: int, outcome: str) -> str:
+def stop_after_run(ws, pod_id: int, outcome: str) -> str:
     """After a run ends (`finish` or `failure`): queue the pod's stop (or termination) after
     its idle time, if its policy says so. The stop job checks again when it runs and leaves the
-    pod alone if another run has started or been queued meanwhile."""
-    from lorad.core import jobs
-    from lorad.training import pod_jobs
-
+    pod alone if another run has started or been queued meanwhile. Returns what was decided."""
     conn = ws.connect()
     try:
         pod = get_by_id(conn, pod_id)
         action = pod.policy.get(f"on_{outcome}", "none")
-        if action == "none" or pod.provider != "runpod":
+        if action == "none" or not providers.get(pod.provider).can_power_off:
             return "none"
         delay = float(pod.policy.get("idle_minutes", 10)) * 60
-        jobs.enqueue(conn, pod_jobs.STOP, {"pod_id": pod.id, "if_idle": True,
-                                            "terminate": action == "terminate",
-                                            "reason": f"policy on_{outcome}"}, delay=delay)
+        jobs.enqueue(conn, STOP_KIND, {"pod_id": pod.id, "if_idle": True,
+                                       "terminate": action == "terminate",
+                                       "reason": f"policy on_{outcome}"}, delay=delay)
         return f"{action} queued in {delay / 60:.0f} min unless another run starts"
     finally:
         conn.close()
 
 
-def record_time(conn: sqlite3.Connection, pod: Pod, until: float, run_id: int | None = None
-                ) -> float:
+def power_off(conn: sqlite3.Connection, pod: Pod, *, terminate: bool, reason: str) -> str:
+    """Record a pod its provider stopped or terminated: its time booked, its endpoint and pin
+    forgotten, the event noted. Returns the new state."""
+    book_time(conn, pod, time.time())
+    state = "terminated" if terminate else "stopped"
+    update(conn, pod.id, state=state, ssh_host=None, ssh_port=None, host_key=None,
+           started_at=None)
+    ledger.note(conn, "pod.stop", pod.name, f"{state}: {reason}")
+    return state
+
+
+def book_time(conn: sqlite3.Connection, pod: Pod, until: float, run_id: int | None = None
+              ) -> float:
     """Book the pod's time since it started (or since the last booking) into the ledger."""
-    last = conn.execute("SELECT MAX(at) FROM cost_entries WHERE pod_id = ? AND kind ="
-                        " 'pod_time'", (pod.id,)).fetchone()[0]
+    last = ledger.last_booked(conn, ledger.POD_TIME, pod.id)
     since = max(x for x in (pod.started_at, last) if x is not None) if (pod.started_at or last) \
         else None
     if since is None or until <= since or not pod.cost_per_hour:
         return 0.0
     amount = (until - since) / 3600 * pod.cost_per_hour
-    conn.execute("INSERT INTO cost_entries (kind, pod_id, run_id, amount, detail, at) VALUES"
-                 " ('pod_time', ?, ?, ?, ?, ?)",
-                 (pod.id, run_id, amount, f"{(until - since) / 60:.1f} min at "
-                  f"${pod.cost_per_hour:.2f}/h", until))
+    ledger.book(conn, ledger.POD_TIME, amount, f"{(until - since) / 60:.1f} min at "
+                f"${pod.cost_per_hour:.2f}/h", pod_id=pod.id, run_id=run_id, at=until)
     return amount

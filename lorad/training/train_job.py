@@ -105,7 +105,7 @@ async def train_run(ctx: JobContext):
     finally:
         await session.close()
         if runs.get_by_id(conn, run.id).state in ("succeeded", "failed", "stopped"):
-            done = await asyncio.to_thread(pods.apply_policy, ctx.ws, pod.id, outcome)
+            done = await asyncio.to_thread(pods.stop_after_run, ctx.ws, pod.id, outcome)
             log.info("run %s ended (%s); pod %s policy: %s", run.name, outcome, pod.name, done)
 
 

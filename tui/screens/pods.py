@@ -11,8 +11,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, Static
 
-from lorad.core import fmt
-from lorad.training import pod_jobs, pods
+from lorad.core import fmt, ledger
+from lorad.training import pod_jobs, pods, runs
 
 from ..widgets.rowlist import Column, RowList
 from .base import StoreScreen
@@ -58,12 +58,10 @@ class PodsScreen(StoreScreen):
         self.reload()
 
     def load(self, conn) -> PodsData:
-        current = {r[0]: r[1] for r in conn.execute(
-            "SELECT pod_id, name FROM runs WHERE state IN ('queued','running') ORDER BY id")}
-        spent = {r[0]: r[1] for r in conn.execute(
-            "SELECT pod_id, SUM(amount) FROM cost_entries WHERE pod_id IS NOT NULL GROUP BY"
-            " pod_id")}
-        return PodsData(pods.list_all(conn), current, spent)
+        listed = pods.list_all(conn)
+        current = {p.id: active[-1].name for p in listed
+                   if (active := runs.on_pod(conn, p.id, active=True))}
+        return PodsData(listed, current, ledger.spent_by_pod(conn))
 
     def show(self, data: PodsData) -> None:
         self.data = data

@@ -26,6 +26,7 @@ import httpx
 
 from lorad.core import secrets
 from lorad.core.errors import PermanentError, TransientError
+from lorad.training.providers import PROVIDERS, PodUp
 
 API_URL = "https://api.runpod.io/v2"
 URL_ENV = "RUNPOD_API_URL"  # points the client at a test double
@@ -36,7 +37,7 @@ STARTING_STATES = ("PROVISIONING", "STARTING")
 # What the pod's status may be once an action went through (used when a retried action gets a 409).
 _AFTER = {"start": (*STARTING_STATES, RUNNING), "stop": ("EXITED",), "terminate": ("TERMINATED",)}
 
-log = logging.getLogger("lorad.training.runpod")
+log = logging.getLogger("lorad.training.providers.runpod")
 
 
 class RunPodError(PermanentError):
@@ -403,3 +404,37 @@ def _check_gpus(pod: Pod, expected: int | None) -> None:
             f"terminate it and create a new one (a network volume keeps /workspace across pods)")
     raise RunPodNoGpu(f"pod {pod.id} started with {pod.gpu_count} GPUs, expected {expected}; stop it and "
                       f"start it later, or create a pod with {expected}")
+
+
+class RunPodProvider:
+    """A RunPod pod, started and stopped through the API; its SSH endpoint is read fresh after
+    every start (it changes), and a start means a new host key."""
+
+    name = "runpod"
+    title = "a RunPod pod"
+    secrets = (KEY_ENV,)
+    can_power_off = True
+    default_policy = {"on_finish": "stop", "on_failure": "stop", "idle_minutes": 10}
+
+    def validate(self, pod) -> None:
+        if not pod.provider_id:
+            raise RunPodError("a RunPod pod needs --runpod-id (the pod's id in RunPod)")
+
+    def ensure_running(self, pod, *, timeout: float, poll: float) -> PodUp:
+        with RunPod() as api:
+            before = api.get_pod(pod.provider_id)
+            up = api.ensure_running(pod.provider_id, timeout=timeout, poll=poll)
+        host, port = up.ssh
+        return PodUp(host, port, up.ssh_user, up.cost_per_hr, restarted=not before.running,
+                     info={"gpu": f"{up.gpu_count}x {up.gpu_type}"})
+
+    def stop(self, pod) -> None:
+        with RunPod() as api:
+            api.stop(pod.provider_id)
+
+    def terminate(self, pod) -> None:
+        with RunPod() as api:
+            api.terminate(pod.provider_id)
+
+
+PROVIDERS.register(RunPodProvider.name, RunPodProvider())
