@@ -62,7 +62,7 @@ from helpers import run_jobs  # noqa: E402
 from sshd import SshServer, start_sshd  # noqa: E402
 
 from lorad.captions import versions  # noqa: E402
-from lorad.core import workspace  # noqa: E402
+from lorad.core import files, workspace  # noqa: E402
 from lorad.datasets import export  # noqa: E402
 from lorad.media import datasets, profiles  # noqa: E402
 from lorad.training import logparse, pods, runs, ssh  # noqa: E402
@@ -247,7 +247,7 @@ class Uploads:
                     raise RuntimeError(f"{label.strip()}: {len(found)} of {len(parts)} files hashed")
         start = time.perf_counter()
         for path in self.files:
-            ssh.sha256_file(path)
+            files.sha256_file(path)
         self.record(TREE_LOCAL, time.perf_counter() - start)
         self.check(dest)
         shutil.rmtree(dest)

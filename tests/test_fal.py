@@ -13,7 +13,7 @@ import pytest
 from fal_double import FLUX, WAN21_I2V, WAN22_I2V, WAN22_T2V, Latency, fal_double, media
 
 from lorad.core.errors import LoradError, PermanentError, is_transient
-from lorad.generation.fal import (
+from lorad.generation.services.fal import (
     CDN_URL,
     QUEUE_URL,
     REST_URL,

@@ -70,7 +70,8 @@ def test_a_sweep_runs_end_to_end(ws, conn, fal, truck):
         assert g.output_path == str(path) and path.stat().st_size > 1000
         assert path.with_suffix(".strip.jpg").exists()
         assert g.checks["ok"] and g.checks["frames"] == 17 and g.checks["width"] == 160
-        assert g.request_id and set(g.urls) == {"status_url", "response_url", "cancel_url"}
+        assert g.request_id and set(g.handle) == {"request_id", "endpoint_id", "status_url",
+                                                  "response_url", "cancel_url"}
         assert events(conn, g.id)[:2] == ["draft", "queued"] and events(conn, g.id)[-1] == \
             "completed"
     assert generations.spent(conn) == pytest.approx(plan.cost)
@@ -177,7 +178,7 @@ def test_runner_503_is_left_to_the_job_backoff_not_the_client(ws, conn, fal, tru
 
 
 def test_expired_result_fails_with_advice(ws, conn, fal, truck, monkeypatch):
-    from lorad.generation import fal as fal_mod
+    from lorad.generation.services import fal as fal_mod
 
     real = fal_mod.Fal.result
 
@@ -265,7 +266,7 @@ def test_a_stop_during_a_slow_submit_still_records_the_request(ws, conn, fal, tr
     import threading
 
     from lorad.core import daemon
-    from lorad.generation import fal as fal_mod
+    from lorad.generation.services import fal as fal_mod
 
     real_submit, real_release = fal_mod.Fal.submit, jobs.release
     answer = threading.Event()

@@ -1,3 +1,4 @@
+import json
 import sqlite3
 
 import pytest
@@ -84,3 +85,23 @@ def test_the_pods_rebuild_keeps_every_row_and_key_and_lifts_the_provider_check(t
     conn.execute("INSERT INTO pods (name, provider, updated_at) VALUES ('x', 'lambda', 0)")
     with pytest.raises(sqlite3.IntegrityError):  # the keys are enforced again
         conn.execute("INSERT INTO runs (pod_id, name, created_at) VALUES (999, 'orphan', 0)")
+
+
+def test_a_generation_in_flight_across_migration_011_keeps_what_follows_it(tmp_path,
+                                                                            monkeypatch):
+    """Its fal URLs become the service handle (with the request id and endpoint): the next
+    daemon polls the request instead of submitting it again."""
+    path = tmp_path / "db.sqlite"
+    shipped = store.migration_files()
+    monkeypatch.setattr(store, "migration_files", lambda: [m for m in shipped if m[0] < 11])
+    conn = store.connect(path)
+    urls = {"status_url": "https://q/s", "response_url": "https://q/r", "cancel_url": "https://q/c"}
+    conn.execute("INSERT INTO generations (endpoint, request_id, urls, status, created_at,"
+                 " updated_at) VALUES ('fal-ai/x', 'req-1', ?, 'submitted', 0, 0)",
+                 (json.dumps(urls),))
+    conn.close()
+    monkeypatch.setattr(store, "migration_files", lambda: shipped)
+    conn = store.connect(path)
+    row = conn.execute("SELECT service, handle FROM generations").fetchone()
+    assert row["service"] == "fal"
+    assert json.loads(row["handle"]) == {**urls, "request_id": "req-1", "endpoint_id": "fal-ai/x"}

@@ -30,7 +30,7 @@ BUILTIN: dict[str, list[str]] = {
              "lorad.training.pod_jobs", "lorad.generation.gen_job", "lorad.publish.publishing"],
     "trainers": ["lorad.training.trainers.musubi"],
     "pod_providers": ["lorad.training.providers.ssh", "lorad.training.providers.runpod"],
-    "generation_services": [],
+    "generation_services": ["lorad.generation.services.fal"],
     "publishers": [],
 }
 ENV = "LORAD_PLUGINS"

@@ -23,6 +23,7 @@ from typing import Any
 
 from lorad.captions import versions
 from lorad.core.errors import LoradError
+from lorad.core.files import link_or_copy
 from lorad.datasets import musubi
 from lorad.media import datasets, profiles
 
@@ -181,14 +182,6 @@ def manifest(p: Plan) -> dict[str, Any]:
         "trigger": p.dataset.trigger,
         "clips": [asdict(i) for i in p.items],
     }
-
-
-def link_or_copy(src: Path, dst: Path) -> None:
-    """Hardlink (instant, no extra space); copy across filesystems."""
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
 
 
 def write(p: Plan, target: Path) -> Path:

@@ -1,5 +1,6 @@
-"""Generation endpoints as data: parameter names, ranges and enums, the LoRA field, and the
-price per output (services reference §2). Adding an endpoint is adding an entry here."""
+"""Generation endpoints as data: the service that runs each (lorad.generation.services),
+parameter names, ranges and enums, the LoRA field, and the price per output (services reference
+§2). Adding an endpoint is adding an entry here."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ class Endpoint:
     price_per_output: float | None = None
     price_note: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)
+    service: str = "fal"
 
     def validate(self, args: dict[str, Any]) -> list[str]:
         problems = []

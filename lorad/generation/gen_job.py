@@ -1,10 +1,12 @@
-"""The `gen.run` job: one generation's life on fal's queue, from submit to a checked output.
+"""The `gen.run` job: one generation's life on its service's queue (fal, ...), from submit to
+a checked output.
 
-The request id and the three URLs fal returns are stored the moment the submit answers, so a
-daemon that dies while a request is in flight resumes polling it on restart instead of paying
-for it twice. The result is fetched as soon as the status says COMPLETED (fal keeps it only
+The request id and the handle the service returns are stored the moment the submit answers,
+so a daemon that dies while a request is in flight resumes polling it on restart instead of
+paying for it twice. The result is fetched as soon as the request is done (fal keeps it only
 minutes), the output is downloaded under a name lorad chooses, probed, checked and given a
-filmstrip, and the generation's cost goes into the ledger.
+filmstrip, and the generation's cost goes into the ledger. The job knows no service: it
+speaks lorad.generation.services' interface.
 """
 
 from __future__ import annotations
@@ -21,18 +23,19 @@ from typing import Any
 
 from lorad.core import ledger
 from lorad.core.errors import PermanentError, is_transient
+from lorad.core.files import sha256_file
 from lorad.core.handlers import JobContext, periodic, register
-from lorad.generation import fal, generations
+from lorad.generation import generations, services
+from lorad.generation.services import RequestStatus, ServiceSession
 from lorad.media import convert, outputcheck
-from lorad.training.ssh import sha256_file
 
 log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 8  # default; [daemon.concurrency] "gen.run" = N overrides it
 POLL_GROWTH = 1.5
-# fal calls block a thread for as long as fal_client's retries last (minutes in an outage):
+# service calls block a thread for as long as a client's retries last (minutes in an outage):
 # they get threads of their own, so in-flight generations never starve other jobs' threads.
-_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="fal")
+_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="gen")
 
 
 async def _call(fn, *args, **kwargs):
@@ -40,34 +43,10 @@ async def _call(fn, *args, **kwargs):
         _POOL, functools.partial(fn, *args, **kwargs))
 
 
-def output_url(result: dict[str, Any]) -> str:
-    """The file a result points at: a video, else the first image."""
-    video = result.get("video")
-    if isinstance(video, dict) and isinstance(video.get("url"), str):
-        return video["url"]
-    images = result.get("images")
-    if isinstance(images, list) and images and isinstance(images[0], dict) \
-            and isinstance(images[0].get("url"), str):
-        return images[0]["url"]
-    image = result.get("image")
-    if isinstance(image, dict) and isinstance(image.get("url"), str):
-        return image["url"]
-    raise fal.FalError(f"fal's result has no video or image URL (keys: {', '.join(sorted(result))})")
-
-
-def record_submitted(conn: sqlite3.Connection, gen_id: int, sub: fal.Submitted) -> None:
-    urls = {"status_url": sub.status_url, "response_url": sub.response_url,
-            "cancel_url": sub.cancel_url}
-    generations.set_status(conn, gen_id, "submitted", request_id=sub.request_id,
-                           urls=json.dumps(urls), submitted_at=time.time(), error=None)
-
-
-def _request(g: generations.Generation) -> dict[str, Any]:
-    return {**g.urls, "request_id": g.request_id or "", "endpoint_id": g.endpoint}
-
-
-def _client(ws) -> fal.Fal:
-    return fal.Fal(queue_url=ws.config()["generations"]["queue_url"] or None)
+def record_submitted(conn: sqlite3.Connection, gen_id: int, request: services.Request) -> None:
+    generations.set_status(conn, gen_id, "submitted", request_id=request.request_id,
+                           handle=json.dumps(request.handle), submitted_at=time.time(),
+                           error=None)
 
 
 def _output_dir(ws) -> Path:
@@ -86,46 +65,48 @@ def finish_output(path: Path, asked: dict[str, Any]) -> dict[str, Any]:
     return checks
 
 
-async def _cancel_on_fal(ctx: JobContext, client: fal.Fal, g: generations.Generation) -> None:
-    outcome = await _call(client.cancel, _request(g))
-    log.info("generation %d: cancel asked of fal: %s", g.id, outcome)
+async def _cancel_remote(ctx: JobContext, client: ServiceSession,
+                         g: generations.Generation) -> None:
+    outcome = await _call(client.cancel, g.handle)
+    log.info("generation %d: cancel asked of %s: %s", g.id, g.service, outcome)
     generations.set_status(ctx.conn, g.id, "cancelled", finished_at=time.time(),
-                           error=f"cancelled by you (fal: {outcome})")
+                           error=f"cancelled by you ({g.service}: {outcome})")
 
 
-async def _poll(ctx: JobContext, client: fal.Fal, g: generations.Generation) -> fal.Status:
+async def _poll(ctx: JobContext, client: ServiceSession,
+                g: generations.Generation) -> RequestStatus:
     cfg = ctx.ws.config()["generations"]
     delay = float(cfg["poll_seconds"])
     shown = None
     while True:
-        status = await _call(client.status, _request(g))
+        status = await _call(client.status, g.handle)
         if status.done:
             return status
-        state = "in_progress" if status.state == "IN_PROGRESS" else "submitted"
+        state = "in_progress" if status.state == "running" else "submitted"
         if state != shown:
             generations.set_status(ctx.conn, g.id, state)
             shown = state
-        if status.state == "IN_QUEUE":
+        if status.state == "queued":
             ahead = status.queue_position
-            ctx.progress(None, "queued on fal" + (f", {ahead} ahead" if ahead else ""))
+            ctx.progress(None, f"queued on {g.service}" + (f", {ahead} ahead" if ahead else ""))
         else:
-            ctx.progress(None, "generating on fal")
+            ctx.progress(None, f"generating on {g.service}")
         await ctx.pause(delay)
         if ctx.cancelled.is_set():
-            await _cancel_on_fal(ctx, client, g)
+            await _cancel_remote(ctx, client, g)
             raise asyncio.CancelledError
-        if ctx.stopping.is_set():  # the request stays on fal; the next daemon resumes polling
+        if ctx.stopping.is_set():  # the request stays there; the next daemon resumes polling
             raise asyncio.CancelledError
         delay = min(delay * POLL_GROWTH, float(cfg["poll_max_seconds"]))
 
 
-async def _submit(ctx: JobContext, client: fal.Fal, g: generations.Generation) -> None:
+async def _submit(ctx: JobContext, client: ServiceSession, g: generations.Generation) -> None:
     """Submit and record the request id, as one step nothing interrupts: a submit cut off after
-    fal accepted it would be paid for, lost, and sent again by the next attempt."""
+    the service accepted it would be paid for, lost, and sent again by the next attempt."""
 
     async def submit_and_record() -> None:
-        sub = await _call(client.submit, g.endpoint, g.params)
-        record_submitted(ctx.conn, g.id, sub)
+        request = await _call(client.submit, g.endpoint, g.params)
+        record_submitted(ctx.conn, g.id, request)
 
     step = asyncio.ensure_future(submit_and_record())
     try:
@@ -136,7 +117,7 @@ async def _submit(ctx: JobContext, client: fal.Fal, g: generations.Generation) -
         except Exception:  # noqa: BLE001 - nothing was submitted: nothing to undo
             raise asyncio.CancelledError from None
         if ctx.cancelled.is_set():
-            await _cancel_on_fal(ctx, client, generations.get(ctx.conn, g.id))
+            await _cancel_remote(ctx, client, generations.get(ctx.conn, g.id))
         raise
 
 
@@ -145,7 +126,7 @@ _UPLOADED: dict[str, str] = {}  # sha256 -> URL, until a generation row records 
 
 
 def _known_upload(conn: sqlite3.Connection, digest: str) -> str | None:
-    """The fal storage URL of a file already uploaded for another generation (a sweep's start
+    """The storage URL of a file already uploaded for another generation (a sweep's start
     image goes up once)."""
     for (inputs,) in conn.execute("SELECT inputs FROM generations WHERE inputs LIKE ?",
                                   (f"%{digest}%",)):
@@ -155,9 +136,9 @@ def _known_upload(conn: sqlite3.Connection, digest: str) -> str | None:
     return None
 
 
-async def _upload_inputs(ctx: JobContext, client: fal.Fal,
+async def _upload_inputs(ctx: JobContext, client: ServiceSession,
                          g: generations.Generation) -> generations.Generation:
-    """Local files named in the parameters (`--image`) go to fal's storage first; the
+    """Local files named in the parameters (`--image`) go to the service's storage first; the
     parameters then hold their URLs, and `inputs` which file each was."""
     local = {k: v[len(generations.LOCAL):] for k, v in g.params.items()
              if isinstance(v, str) and v.startswith(generations.LOCAL)}
@@ -168,7 +149,7 @@ async def _upload_inputs(ctx: JobContext, client: fal.Fal,
         if not Path(path).is_file():
             raise PermanentError(f"{name}: {path} is not there any more; put it back, or "
                                  "generate again with another --image")
-        ctx.progress(None, f"uploading {Path(path).name} to fal", force=True)
+        ctx.progress(None, f"uploading {Path(path).name} to {g.service}", force=True)
         digest = await _call(sha256_file, Path(path))
         key = (id(asyncio.get_running_loop()), digest)  # a lock belongs to one event loop
         async with _UPLOAD_LOCKS.setdefault(key, asyncio.Lock()):  # a sweep's jobs at once
@@ -177,12 +158,12 @@ async def _upload_inputs(ctx: JobContext, client: fal.Fal,
                 url = _UPLOADED[digest] = await _call(client.upload, Path(path))
         params[name] = url
         inputs[name] = {"path": path, "sha256": digest, "url": url}
-    ctx.conn.execute("UPDATE generations SET params = ?, inputs = ?, updated_at = ? WHERE id = ?",
-                     (json.dumps(params, sort_keys=True), json.dumps(inputs), time.time(), g.id))
+    generations.set_inputs(ctx.conn, g.id, params, inputs)
     return generations.get(ctx.conn, g.id)
 
 
-async def _run(ctx: JobContext, client: fal.Fal, g: generations.Generation) -> dict[str, Any]:
+async def _run(ctx: JobContext, service: services.GenerationService, client: ServiceSession,
+               g: generations.Generation) -> dict[str, Any]:
     conn = ctx.conn
     if not g.request_id:
         g = await _upload_inputs(ctx, client, g)
@@ -194,16 +175,16 @@ async def _run(ctx: JobContext, client: fal.Fal, g: generations.Generation) -> d
         g = generations.get(conn, g.id)
     status = await _poll(ctx, client, g)
     if status.failed:
-        raise fal.FalRequestFailed(f"fal finished request {g.request_id} with an error: "
-                                   f"{status.error} ({status.error_type or 'no type'})",
-                                   status.error_type)
+        raise services.RequestFailed(f"{g.service} finished request {g.request_id} with an "
+                                     f"error: {status.error} ({status.error_type or 'no type'})",
+                                     status.error_type)
     ctx.progress(None, "fetching the result", force=True)
     try:
-        result = await _call(client.result, _request(g))
-    except fal.FalGone as exc:
-        raise fal.FalGone(f"{exc}. Retake it (r on the Generations screen) to generate it "
-                          "again") from None
-    url = output_url(result)
+        result = await _call(client.result, g.handle)
+    except services.ResultGone as exc:
+        raise services.ResultGone(f"{exc}. Retake it (r on the Generations screen) to generate "
+                                  "it again") from None
+    url = service.output_url(result)
     max_bytes = int(ctx.ws.config()["generations"]["max_output_mb"]) * 1_000_000
     ctx.progress(None, "downloading the output", force=True)
     path = await _call(client.download, url, _output_dir(ctx.ws), max_bytes=max_bytes,
@@ -233,18 +214,19 @@ async def run(ctx: JobContext) -> dict[str, Any]:
     g = generations.get(conn, ctx.payload["generation_id"])
     if g.status in ("completed", "cancelled"):  # a failed one is tried again (jobs retry)
         return {"generation_id": g.id, "status": g.status}
+    service = services.get(g.service)
     try:
-        client = _client(ctx.ws)
-    except fal.FalError as exc:
+        client = service.open(ctx.ws.config()["generations"])
+    except services.ServiceError as exc:
         message = str(exc)
         if g.request_id:
-            message += (f"; request {g.request_id} is still on fal: with the key exported, "
-                        f"`lorad jobs retry {ctx.job.id}` collects it (fal keeps results for "
-                        "minutes to an hour)")
+            message += (f"; request {g.request_id} is still on {g.service}: with the key "
+                        f"exported, `lorad jobs retry {ctx.job.id}` collects it (fal keeps "
+                        "results for minutes to an hour)")
         generations.set_status(conn, g.id, "failed", error=message, finished_at=time.time())
-        raise fal.FalAuthError(message) from None
+        raise services.CredentialsMissing(message) from None
     try:
-        return await _run(ctx, client, g)
+        return await _run(ctx, service, client, g)
     except asyncio.CancelledError:
         raise
     except Exception as exc:

@@ -13,13 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lorad.core import jobs, ledger, logs
+from lorad.core import jobs, ledger, logs, store
 from lorad.core.errors import LoradError
 from lorad.core.store import transaction
 from lorad.generation import endpoints, loras
 
 JOB_KIND = "gen.run"
 DONE = ("completed", "failed", "cancelled")
+IN_FLIGHT = ("queued", "submitted", "in_progress")
+# flaws to tag generations with when rating; each dataset's `--checklist` adds its own
+DEFAULT_CHECKLIST = ["spinning tires", "warped panels", "not static", "not phone look",
+                     "wrong aspect"]
 
 
 class GenerationError(LoradError):
@@ -38,8 +42,8 @@ class Generation:
     seed: int | None = None
     sweep_id: str | None = None
     parent_id: int | None = None
-    request_id: str | None = None
-    urls: dict[str, str] = field(default_factory=dict)
+    request_id: str | None = None  # the service's id for the request
+    handle: dict[str, Any] = field(default_factory=dict)  # what the service needs to follow it
     output_path: str | None = None
     checks: dict[str, Any] = field(default_factory=dict)
     inference_time: float | None = None
@@ -50,16 +54,17 @@ class Generation:
     created_at: float = 0.0
     dataset_id: int | None = None
     inputs: dict[str, Any] = field(default_factory=dict)  # param -> {path, sha256, url}
+    service: str = "fal"
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Generation:
         d = dict(row)
         return cls(d["id"], d["endpoint"], json.loads(d["params"] or "{}"), d["status"],
                    d["lora_id"], d["checkpoint_id"], d["scale"], d["seed"], d["sweep_id"],
-                   d["parent_id"], d["request_id"], json.loads(d["urls"] or "{}"),
+                   d["parent_id"], d["request_id"], json.loads(d["handle"] or "{}"),
                    d["output_path"], json.loads(d["checks"] or "{}"), d["inference_time"],
                    d["cost"], d["error"], d["prompt"], d["job_id"], d["created_at"],
-                   d["dataset_id"], json.loads(d["inputs"] or "{}"))
+                   d["dataset_id"], json.loads(d["inputs"] or "{}"), d["service"])
 
 
 _SLOT = re.compile(r"\[([A-Za-z][\w ]*?)(\?)?\]")
@@ -166,23 +171,30 @@ def create(conn: sqlite3.Connection, endpoint_id: str, prompt: str, *, lora: str
 
 
 def _insert(conn: sqlite3.Connection, **cols: Any) -> int:
-    """A new draft generation; dict columns are stored as JSON."""
-    now = time.time()
+    """A new draft generation on its endpoint's service; dicts are stored as JSON."""
     cols = {k: json.dumps(v, sort_keys=True) if isinstance(v, dict) else v
             for k, v in cols.items()}
-    cols.update(status="draft", created_at=now, updated_at=now)
-    cur = conn.execute(f"INSERT INTO generations ({', '.join(cols)}) VALUES"
-                       f" ({', '.join('?' * len(cols))})", tuple(cols.values()))
-    return cur.lastrowid
+    now = time.time()
+    cols.update(status="draft", created_at=now, updated_at=now,
+                service=endpoints.get(cols["endpoint"]).service)
+    return store.table(conn, "generations").insert(cols).last_pk
 
 
 def set_status(conn: sqlite3.Connection, gen_id: int, status: str, **fields: Any) -> None:
     """A status change, with any other columns; an error text is redacted of secrets."""
     if fields.get("error"):
         fields["error"] = logs.redact(str(fields["error"]))
-    cols = {"status": status, "updated_at": time.time(), **fields}
-    conn.execute(f"UPDATE generations SET {', '.join(f'{k} = ?' for k in cols)} WHERE id = ?",
-                 (*cols.values(), gen_id))
+    store.table(conn, "generations").update(
+        gen_id, {"status": status, "updated_at": time.time(), **fields})
+
+
+def set_inputs(conn: sqlite3.Connection, gen_id: int, params: dict[str, Any],
+               inputs: dict[str, Any]) -> None:
+    """The parameters as sent (local files replaced by their uploaded URLs) and which file
+    each upload was."""
+    store.table(conn, "generations").update(gen_id, {
+        "params": json.dumps(params, sort_keys=True), "inputs": json.dumps(inputs),
+        "updated_at": time.time()})
 
 
 def queue(conn: sqlite3.Connection, gen_id: int) -> int:
@@ -308,6 +320,24 @@ def events(conn: sqlite3.Connection, gen_id: int) -> list[dict[str, Any]]:
     return [dict(r) for r in conn.execute(
         "SELECT status, detail, at FROM generation_events WHERE generation_id = ? ORDER BY id",
         (gen_id,))]
+
+
+def in_flight(conn: sqlite3.Connection) -> int:
+    return conn.execute(f"SELECT COUNT(*) FROM generations WHERE status IN"
+                        f" ({','.join('?' * len(IN_FLIGHT))})", IN_FLIGHT).fetchone()[0]
+
+
+def checklist(conn: sqlite3.Connection) -> list[str]:
+    """The tags offered when rating: the defaults, then the checklists of the datasets that
+    have generations (or of the first dataset)."""
+    from lorad.media import datasets
+
+    used = {r[0] for r in conn.execute("SELECT DISTINCT dataset_id FROM generations")}
+    tags = list(DEFAULT_CHECKLIST)
+    for n, d in enumerate(sorted(datasets.list_all(conn), key=lambda d: d.id)):
+        if d.id in used or n == 0:
+            tags += [t for t in d.settings.get("checklist", []) if t not in tags]
+    return tags
 
 
 def spent(conn: sqlite3.Connection) -> float:

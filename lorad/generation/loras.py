@@ -89,6 +89,10 @@ def list_all(conn: sqlite3.Connection) -> list[Lora]:
     return [Lora.from_row(r) for r in conn.execute("SELECT * FROM loras ORDER BY id")]
 
 
+def names(conn: sqlite3.Connection) -> dict[int, str]:
+    return {r[0]: r[1] for r in conn.execute("SELECT id, name FROM loras")}
+
+
 def last_repo(conn: sqlite3.Connection, checkpoint_ids: list[int]) -> str | None:
     """The Hub repo any of these checkpoints was last published to."""
     if not checkpoint_ids:

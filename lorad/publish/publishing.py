@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 from lorad.core import secrets
 from lorad.core.errors import LoradError, PermanentError, TransientError
+from lorad.core.files import link_or_copy
 from lorad.core.handlers import JobContext, register
-from lorad.datasets.export import link_or_copy
 from lorad.generation import loras
 from lorad.publish import loraconvert
 

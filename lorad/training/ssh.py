@@ -18,6 +18,7 @@ from pathlib import Path
 import paramiko
 
 from lorad.core.errors import LoradError, TransientError
+from lorad.core.files import sha256_file
 
 CHUNK = 1 << 20
 WINDOW = 64 << 20
@@ -393,14 +394,6 @@ class Shell:
         """Stop a detached process and its children by process group: by pid, never by name."""
         self.run(f"kill -{sig} -- -{int(pid)} 2>/dev/null || kill -{sig} {int(pid)}",
                  check=False)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def is_dir(attr) -> bool:

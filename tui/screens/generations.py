@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,8 +13,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Header, Input, Static
 
-from lorad.generation import generations, ratings
+from lorad.generation import generations, loras, ratings
 from lorad.media import player
+from lorad.training import checkpoints
 
 from ..widgets.filmstrip import Filmstrip, load_image
 from ..widgets.rowlist import Column, RowList
@@ -27,10 +27,6 @@ COLUMNS = [Column("", 1), Column("id", 5, "right"), Column("sweep", 10), Column(
            Column("check", 8), Column("stars", 5), Column("verdict", 12), Column("tags", 30)]
 STATUS_STYLE = {"queued": "dim", "submitted": "cyan", "in_progress": "cyan",
                 "completed": "green", "failed": "bold red", "cancelled": "yellow"}
-DEFAULT_CHECKLIST = ["spinning tires", "warped panels", "not static", "not phone look",
-                     "wrong aspect"]
-
-
 @dataclass
 class GenRow:
     gen: generations.Generation
@@ -144,8 +140,8 @@ class GenerationsScreen(StoreScreen):
 
     # the number keys rate here; screens are switched from the palette or other screens
     def load(self, conn) -> GenData:
-        names = {r[0]: r[1] for r in conn.execute("SELECT id, name FROM loras")}
-        ckpts = {r[0]: r[1] or "" for r in conn.execute("SELECT id, name FROM checkpoints")}
+        names = loras.names(conn)
+        ckpts = checkpoints.names(conn)
         rows = []
         for g in generations.list_all(conn):
             r = ratings.current(conn, g.id)
@@ -159,16 +155,8 @@ class GenerationsScreen(StoreScreen):
             rows = [x for x in rows if x.rating and x.rating.verdict == flt]
         elif flt == "failed checks":
             rows = [x for x in rows if x.gen.checks and not x.gen.checks.get("ok", True)]
-        in_flight = conn.execute("SELECT COUNT(*) FROM generations WHERE status IN ('queued',"
-                                 "'submitted','in_progress')").fetchone()[0]
-        checklist = list(DEFAULT_CHECKLIST)
-        for (settings,) in conn.execute(  # the checklists of the datasets shown
-                "SELECT settings FROM datasets WHERE id IN (SELECT DISTINCT dataset_id FROM"
-                " generations) OR id = (SELECT MIN(id) FROM datasets) ORDER BY id"):
-            for tag in json.loads(settings or "{}").get("checklist", []):
-                if tag not in checklist:
-                    checklist.append(tag)
-        return GenData(rows, in_flight, generations.spent(conn), checklist)
+        return GenData(rows, generations.in_flight(conn), generations.spent(conn),
+                       generations.checklist(conn))
 
     def show(self, data: GenData) -> None:
         self.data = data

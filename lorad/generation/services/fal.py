@@ -35,7 +35,16 @@ from typing import Any
 import httpx
 
 from lorad.core import secrets
-from lorad.core.errors import LoradError, PermanentError, TransientError
+from lorad.core.errors import LoradError, TransientError
+from lorad.generation.services import (
+    SERVICES,
+    CredentialsMissing,
+    Request,
+    RequestFailed,
+    RequestStatus,
+    ResultGone,
+    ServiceError,
+)
 
 QUEUE_URL = "https://queue.fal.run"
 KEY_ENV = "FAL_KEY"
@@ -58,14 +67,14 @@ _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _TOKEN = re.compile(r"^[!-~]+$")  # printable ASCII, no spaces: safe in a header
 _TOKEN_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
-log = logging.getLogger("lorad.generation.fal")
+log = logging.getLogger(__name__)
 
 
-class FalError(PermanentError):
+class FalError(ServiceError):
     """fal said no in a way retrying will not fix; the message says what to do."""
 
 
-class FalAuthError(FalError):
+class FalAuthError(FalError, CredentialsMissing):
     """FAL_KEY missing, invalid (401) or not allowed (403)."""
 
 
@@ -77,11 +86,11 @@ class FalValidationError(FalError):
         self.errors = errors
 
 
-class FalGone(FalError):
+class FalGone(FalError, ResultGone):
     """fal no longer knows the request or its result (expired, or a wrong id)."""
 
 
-class FalRequestFailed(FalError):
+class FalRequestFailed(FalError, RequestFailed):
     """The request ran and failed (or was cancelled): COMPLETED with an `error`."""
 
     def __init__(self, message: str, error_type: str | None = None):
@@ -587,3 +596,70 @@ class Fal:
             if secret:
                 text = text.replace(secret, "[redacted]")
         return text
+
+
+# -- the GenerationService implementation ------------------------------------------------------
+
+_STATES = {"IN_QUEUE": "queued", "IN_PROGRESS": "running", "COMPLETED": "done"}
+
+
+class FalSession:
+    """A :class:`Fal` client seen through the GenerationService interface. The handle is the
+    request id, the endpoint and the three URLs fal returned, followed as they are."""
+
+    def __init__(self, client: Fal) -> None:
+        self.client = client
+
+    def submit(self, endpoint: str, arguments: dict[str, Any]) -> Request:
+        sub = self.client.submit(endpoint, arguments)
+        return Request(sub.request_id, {"request_id": sub.request_id, "endpoint_id": endpoint,
+                                        "status_url": sub.status_url,
+                                        "response_url": sub.response_url,
+                                        "cancel_url": sub.cancel_url})
+
+    def status(self, handle: dict[str, Any]) -> RequestStatus:
+        s = self.client.status(handle)
+        return RequestStatus(_STATES[s.state], s.queue_position, s.error, s.error_type,
+                             s.metrics)
+
+    def result(self, handle: dict[str, Any]) -> dict[str, Any]:
+        return self.client.result(handle)
+
+    def cancel(self, handle: dict[str, Any]) -> str:
+        return self.client.cancel(handle)
+
+    def upload(self, path: Path) -> str:
+        return self.client.upload(path)
+
+    def download(self, url: str, dest_dir: Path, *, max_bytes: int, stem: str) -> Path:
+        return self.client.download(url, dest_dir, max_bytes=max_bytes, stem=stem)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class FalService:
+    name = "fal"
+    title = "fal.ai's queue"
+    secrets = (KEY_ENV,)
+
+    def open(self, settings: dict[str, Any]) -> FalSession:
+        return FalSession(Fal(queue_url=settings.get("queue_url") or None))
+
+    def output_url(self, result: dict[str, Any]) -> str:
+        """The file a result points at: a video, else the first image."""
+        video = result.get("video")
+        if isinstance(video, dict) and isinstance(video.get("url"), str):
+            return video["url"]
+        images = result.get("images")
+        if isinstance(images, list) and images and isinstance(images[0], dict) \
+                and isinstance(images[0].get("url"), str):
+            return images[0]["url"]
+        image = result.get("image")
+        if isinstance(image, dict) and isinstance(image.get("url"), str):
+            return image["url"]
+        raise FalError("fal's result has no video or image URL "
+                       f"(keys: {', '.join(sorted(result))})")
+
+
+SERVICES.register(FalService.name, FalService())
