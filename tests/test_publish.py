@@ -16,13 +16,12 @@ from helpers import run_jobs  # noqa: E402
 from hub_double import hub_double  # noqa: E402
 
 from lorad import cli  # noqa: E402
-from lorad.core import jobs
-from lorad.generation import (
-    loras,
-    ratings,  # noqa: E402
-)
-from lorad.publish import loraconvert, publishing
+from lorad.core import jobs  # noqa: E402
+from lorad.generation import loras, ratings  # noqa: E402
+from lorad.publish import card, loraconvert, publish_job  # noqa: E402
 from lorad.publish.loraconvert import Tensor  # noqa: E402
+from lorad.publish.publishers import PublishError  # noqa: E402
+from lorad.training import lineage  # noqa: E402
 
 METADATA = {"ss_network_dim": "4", "ss_network_alpha": "2", "ss_learning_rate": "0.0002",
             "ss_optimizer": "bitsandbytes.optim.adamw.AdamW8bit", "ss_steps": "400",
@@ -84,7 +83,7 @@ def checkpoint(ws, conn):
 
 def test_publish_uploads_both_formats_card_and_best_sample_and_registers(
         ws, conn, hub, checkpoint):
-    job_id = publishing.enqueue(conn, "truck-000004", "me/truck-lora", private=True)
+    job_id = publish_job.enqueue(conn, "truck-000004", "me/truck-lora", private=True)
     run_jobs(ws)
     job = jobs.get(conn, job_id)
     assert job.state == "succeeded", job.error
@@ -113,12 +112,13 @@ def test_publish_uploads_both_formats_card_and_best_sample_and_registers(
     assert got.status_code == 200
     assert got.content == repo.files["truck-000004-diffusers.safetensors"]
     assert httpx.get(lora.url).status_code == 401  # private
-    assert loras.lineage(conn, lora)["dataset_version"] == "ab" * 32
+    made = lineage.of_checkpoint(conn, lora.checkpoint_id).as_dict()
+    assert made["dataset_version"] == "ab" * 32 and made["run"] == "truck-r1"
     assert not (ws.state_dir / "publish" / f"job-{job_id}").exists()
 
 
 def test_no_convert_uploads_only_the_native_file(ws, conn, hub, checkpoint):
-    publishing.enqueue(conn, "1", "me/plain", convert=False, name="plain")
+    publish_job.enqueue(conn, "1", "me/plain", convert=False, name="plain")
     run_jobs(ws)
     assert "plain-diffusers.safetensors" not in hub.repos["me/plain"].files
     assert loras.get(conn, "plain").url.endswith("/plain.safetensors")
@@ -127,22 +127,22 @@ def test_no_convert_uploads_only_the_native_file(ws, conn, hub, checkpoint):
 
 
 def test_republishing_refreshes_the_registry_entry(ws, conn, hub, checkpoint):
-    publishing.enqueue(conn, "1", "me/truck", name="truck")
+    publish_job.enqueue(conn, "1", "me/truck", name="truck")
     run_jobs(ws)
     first = loras.get(conn, "truck").url
-    publishing.enqueue(conn, "1", "me/truck", name="truck")
+    publish_job.enqueue(conn, "1", "me/truck", name="truck")
     run_jobs(ws)
     assert len(hub.repos["me/truck"].commits) == 2
     assert loras.get(conn, "truck").url != first
     assert [lo.name for lo in loras.list_all(conn)].count("truck") == 1
-    with pytest.raises(publishing.PublishError, match="choose another --name"):
-        publishing.enqueue(conn, "1", "someone/else", name="truck")
+    with pytest.raises(PublishError, match="choose another --name"):
+        publish_job.enqueue(conn, "1", "someone/else", name="truck")
 
 
 def test_missing_token_fails_clearly_without_a_request(ws, conn, hub, checkpoint,
                                                        monkeypatch):
     monkeypatch.delenv("HF_TOKEN")
-    job_id = publishing.enqueue(conn, "1", "me/x")
+    job_id = publish_job.enqueue(conn, "1", "me/x")
     run_jobs(ws)
     job = jobs.get(conn, job_id)
     assert job.state == "failed" and "HF_TOKEN is not set" in job.error
@@ -152,7 +152,7 @@ def test_missing_token_fails_clearly_without_a_request(ws, conn, hub, checkpoint
 def test_a_wrong_token_is_not_retried_and_says_what_to_fix(ws, conn, hub, checkpoint,
                                                            monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_wrong")
-    job_id = publishing.enqueue(conn, "1", "me/x")
+    job_id = publish_job.enqueue(conn, "1", "me/x")
     run_jobs(ws)
     job = jobs.get(conn, job_id)
     assert job.state == "failed" and job.attempts == 1
@@ -161,17 +161,17 @@ def test_a_wrong_token_is_not_retried_and_says_what_to_fix(ws, conn, hub, checkp
 
 def test_a_hub_outage_is_retried(ws, conn, hub, checkpoint):
     hub.fail_next(503, 3, match="/commit/")
-    job_id = publishing.enqueue(conn, "1", "me/x")
+    job_id = publish_job.enqueue(conn, "1", "me/x")
     run_jobs(ws)
     assert jobs.get(conn, job_id).state == "succeeded"
     assert len(hub.repos["me/x"].commits) == 1
 
 
 def test_unknown_checkpoint_and_bad_repo_are_refused_before_queueing(conn, checkpoint):
-    with pytest.raises(publishing.PublishError, match="neither a checkpoint"):
-        publishing.enqueue(conn, "nope", "me/x")
-    with pytest.raises(publishing.PublishError, match="owner/name"):
-        publishing.enqueue(conn, "1", "just-a-name")
+    with pytest.raises(PublishError, match="neither a checkpoint"):
+        publish_job.enqueue(conn, "nope", "me/x")
+    with pytest.raises(PublishError, match="owner/name"):
+        publish_job.enqueue(conn, "1", "just-a-name")
     assert jobs.list_jobs(conn) == []
 
 
@@ -192,17 +192,17 @@ def test_cli_publish_waits_and_prints_the_result(ws, conn, hub, checkpoint, daem
     ("me/x", "a/b", "--name"),
 ])
 def test_bad_repo_or_name_is_refused_before_queueing(conn, checkpoint, repo, name, problem):
-    with pytest.raises(publishing.PublishError, match=problem):
-        publishing.enqueue(conn, "1", repo, name=name)
+    with pytest.raises(PublishError, match=problem):
+        publish_job.enqueue(conn, "1", repo, name=name)
     assert jobs.list_jobs(conn) == []
 
 
 def test_republishing_records_the_new_lineage(ws, conn, hub, checkpoint):
-    publishing.enqueue(conn, "1", "me/truck", name="truck")
+    publish_job.enqueue(conn, "1", "me/truck", name="truck")
     run_jobs(ws)
     conn.execute("UPDATE runs SET config = ? WHERE id = 1",
                  (json.dumps({"task": "t2v-A14B", "expert": "low"}),))
-    publishing.enqueue(conn, "1", "me/truck", name="truck")
+    publish_job.enqueue(conn, "1", "me/truck", name="truck")
     run_jobs(ws)
     assert loras.get(conn, "truck").expert == "low"
 
@@ -210,12 +210,13 @@ def test_republishing_records_the_new_lineage(ws, conn, hub, checkpoint):
 def test_model_card_front_matter_survives_odd_prompts(tmp_path):
     import yaml
 
-    src = publishing.Source(tmp_path / "x.safetensors", task="t2v-A14B", trigger='T"RK: x')
+    src = card.Source(tmp_path / "x.safetensors", base_model="Wan-AI/Wan2.2-T2V-A14B",
+                      trigger='T"RK: x')
     prompt = 'a "quoted": prompt\nwith a newline, --- dashes, tabs\t, \x85 NEL, \x9b CSI, ★'
-    card = publishing.model_card(src, "x", {"x.safetensors": "it"},
-                              [("samples/gen-000001.mp4", {"prompt": prompt, "scale": 1,
-                                                           "seed": 1, "stars": 5,
-                                                           "verdict": None})])
-    front = yaml.safe_load(card.split("---\n")[1])
+    text = card.model_card(src, "x", {"x.safetensors": "it"},
+                           [("samples/gen-000001.mp4", {"prompt": prompt, "scale": 1,
+                                                        "seed": 1, "stars": 5,
+                                                        "verdict": None})])
+    front = yaml.safe_load(text.split("---\n")[1])
     assert front["instance_prompt"] == 'T"RK: x' and front["widget"][0]["text"] == prompt
     assert front["base_model"] == "Wan-AI/Wan2.2-T2V-A14B"

@@ -89,13 +89,13 @@ async def test_shift_p_publishes_the_best_rated_local_checkpoint(ws, conn, run, 
                  " created_at) VALUES (?, '/o/truck-000002.safetensors',"
                  " 'truck-000002.safetensors', 2, 'local', '/y', 0)", (run.id,))
     published = []
-    import lorad.publish.publishing
+    import lorad.publish.publish_job
 
     def fake_enqueue(conn, ref, repo, **kw):  # the job itself is tested in test_publish
         published.append((ref, repo, kw))
         return 1
 
-    monkeypatch.setattr(lorad.publish.publishing, "enqueue", fake_enqueue)
+    monkeypatch.setattr(lorad.publish.publish_job, "enqueue", fake_enqueue)
     app = LoradApp(ws, refresh_interval=0.05)
     async with app.run_test(size=(160, 45)) as pilot:
         await pilot.press("3")

@@ -32,8 +32,11 @@ def run(args: argparse.Namespace) -> int:
                            base_model=args.base_model, expert=args.expert)
             print(f"LoRA {lo.name} registered")
         elif args.action == "show":
+            from lorad.training import lineage
+
             lo = loras.get(conn, args.name)
-            print_json({**lo.__dict__, "lineage": loras.lineage(conn, lo)})
+            made = lineage.of_checkpoint(conn, lo.checkpoint_id) if lo.checkpoint_id else None
+            print_json({**lo.__dict__, "lineage": made.as_dict() if made else None})
         else:
             listed = loras.list_all(conn)
             if args.json:

@@ -25,11 +25,11 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lorad.core import daemon
-    from lorad.publish import publishing
+    from lorad.publish import publish_job
 
     with opened(args) as (ws, conn):
-        job_id = publishing.enqueue(conn, args.checkpoint, args.repo, private=args.private,
-                                    convert=not args.no_convert, name=args.name)
+        job_id = publish_job.enqueue(conn, args.checkpoint, args.repo, private=args.private,
+                                     convert=not args.no_convert, name=args.name)
         daemon.nudge(ws)
         print(f"publishing to {args.repo} (job {job_id}; `lorad jobs show {job_id}`)")
         if not args.wait:

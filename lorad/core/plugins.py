@@ -27,11 +27,11 @@ from lorad.core.errors import LoradError
 
 BUILTIN: dict[str, list[str]] = {
     "jobs": ["lorad.media.ingest", "lorad.training.train_job", "lorad.training.pull_job",
-             "lorad.training.pod_jobs", "lorad.generation.gen_job", "lorad.publish.publishing"],
+             "lorad.training.pod_jobs", "lorad.generation.gen_job", "lorad.publish.publish_job"],
     "trainers": ["lorad.training.trainers.musubi"],
     "pod_providers": ["lorad.training.providers.ssh", "lorad.training.providers.runpod"],
     "generation_services": ["lorad.generation.services.fal"],
-    "publishers": [],
+    "publishers": ["lorad.publish.publishers.hub"],
 }
 ENV = "LORAD_PLUGINS"
 LEGACY_ENV = "LORAD_HANDLER_MODULES"  # the earlier name, still read

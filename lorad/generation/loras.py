@@ -71,6 +71,11 @@ def add(conn: sqlite3.Connection, name: str, url: str, *, trigger: str | None = 
     return get(conn, name)
 
 
+def find(conn: sqlite3.Connection, name: str) -> Lora | None:
+    row = conn.execute("SELECT * FROM loras WHERE name = ?", (name,)).fetchone()
+    return Lora.from_row(row) if row else None
+
+
 def get(conn: sqlite3.Connection, name: str) -> Lora:
     row = conn.execute("SELECT * FROM loras WHERE name = ?", (name,)).fetchone()
     if row is None:
@@ -101,23 +106,3 @@ def last_repo(conn: sqlite3.Connection, checkpoint_ids: list[int]) -> str | None
         f"SELECT repo FROM loras WHERE checkpoint_id IN ({','.join('?' * len(checkpoint_ids))})"
         " AND repo IS NOT NULL ORDER BY id DESC LIMIT 1", checkpoint_ids).fetchone()
     return row[0] if row else None
-
-
-def lineage(conn: sqlite3.Connection, lora: Lora) -> dict:
-    """checkpoint -> run -> dataset version, as far as known."""
-    out: dict = {"lora": lora.name, "url": lora.url}
-    if lora.checkpoint_id:
-        ck = conn.execute("SELECT * FROM checkpoints WHERE id = ?", (lora.checkpoint_id,)
-                          ).fetchone()
-        if ck:
-            out["checkpoint"] = {"name": ck["name"], "step": ck["step"], "epoch": ck["epoch"],
-                                 "sha256": ck["sha256"]}
-            run = conn.execute("SELECT name, dataset_version_id FROM runs WHERE id = ?",
-                               (ck["run_id"],)).fetchone()
-            if run:
-                out["run"] = run["name"]
-                dv = conn.execute("SELECT content_hash FROM dataset_versions WHERE id = ?",
-                                  (run["dataset_version_id"],)).fetchone()
-                if dv:
-                    out["dataset_version"] = dv["content_hash"]
-    return out

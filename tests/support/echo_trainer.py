@@ -110,7 +110,7 @@ class Echo:
     def resume(self, config, output_dir, files, output_name, total_steps):
         return None  # it cannot: lorad says so instead of guessing
 
-    def model_info(self, config: EchoConfig) -> ModelInfo:
+    def model_info(self, options: dict[str, Any]) -> ModelInfo:
         return ModelInfo(None, "video")
 
 

@@ -16,7 +16,7 @@ from textual_plotext import PlotextPlot
 
 from lorad.core import fmt
 from lorad.generation import loras, ratings
-from lorad.publish import publishing
+from lorad.publish import publish_job
 from lorad.training import checkpoints, lossplot, pods, runs
 from lorad.training.logparse import readable
 
@@ -233,7 +233,7 @@ class TrainingScreen(StoreScreen):
     def _publish(self, request: PublishRequest | None) -> None:
         if request is None:
             return
-        self.write(lambda conn: publishing.enqueue(
+        self.write(lambda conn: publish_job.enqueue(
             conn, str(request.checkpoint_id), request.repo, private=request.private,
             convert=request.convert, name=request.name or None),
             done_message=f"publishing to {request.repo} (Jobs screen: 0)")

@@ -121,7 +121,10 @@ class Trainer(Protocol):
         its output folder); None when this trainer cannot resume."""
         ...
 
-    def model_info(self, config: Any) -> ModelInfo: ...
+    def model_info(self, options: dict[str, Any]) -> ModelInfo:
+        """What a LoRA trained with these options is for (the options as stored: they need
+        not validate, a model card is written long after the run)."""
+        ...
 
 
 TRAINERS: Registry[Trainer] = Registry("trainers", "trainer")

@@ -126,7 +126,9 @@ class Musubi:
         cfg.extra_args = [*cfg.extra_args, "--resume", state]
         return ResumePlan(cfg.as_dict(), done_steps, state)
 
-    def model_info(self, config: TrainConfig) -> ModelInfo:
+    def model_info(self, options: dict[str, Any]) -> ModelInfo:
+        config = TrainConfig.from_dict({k: v for k, v in options.items()
+                                        if k in TrainConfig.__dataclass_fields__})
         image = config.task.startswith("t2i")
         return ModelInfo(BASE_MODELS.get(config.task), "image" if image else "video",
                          config.expert, ("wan",))

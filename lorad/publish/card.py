@@ -1,0 +1,155 @@
+"""The model card and the facts it is written from: what is being published (a checkpoint and
+its lineage, or any .safetensors file) and the generations people rated best."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lorad.generation import ratings
+from lorad.publish.publishers import PublishError
+from lorad.training import checkpoints, lineage
+
+MAX_SAMPLES = 4
+TASK_TAGS = {"video": "text-to-video", "image": "text-to-image", "audio": "text-to-audio"}
+# ss_* metadata shown in the card, with the label people know them by
+SETTINGS = [
+    ("ss_network_dim", "rank (network_dim)"), ("ss_network_alpha", "alpha"),
+    ("ss_learning_rate", "learning rate"), ("ss_optimizer", "optimizer"),
+    ("ss_lr_scheduler", "scheduler"), ("ss_steps", "steps"), ("ss_epoch", "epoch"),
+    ("ss_max_train_steps", "max steps"), ("ss_num_train_items", "training items"),
+    ("ss_seed", "seed"), ("ss_mixed_precision", "mixed precision"),
+    ("ss_timestep_sampling", "timestep sampling"),
+    ("ss_discrete_flow_shift", "discrete flow shift"), ("ss_fp8_base", "fp8 base"),
+    ("ss_sd_model_name", "DiT"), ("modelspec.timestep_range", "timestep range"),
+]
+
+
+@dataclass
+class Source:
+    """What is being published and how it was made."""
+
+    path: Path
+    checkpoint_id: int | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    run: str | None = None
+    trainer: str | None = None  # its title, for the card
+    base_model: str | None = None
+    media: str = "video"
+    expert: str | None = None
+    tags: tuple[str, ...] = ()
+    dataset: str | None = None
+    dataset_version_id: int | None = None
+    dataset_hash: str | None = None
+    clips: int | None = None
+    trigger: str | None = None
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+
+def source(conn: sqlite3.Connection, ref: str) -> Source:
+    """Resolve CHECKPOINT (a known checkpoint, or any local .safetensors file) with lineage."""
+    ck = checkpoints.find(conn, ref)
+    if ck is None:
+        path = Path(ref).expanduser()
+        if not path.is_file():
+            raise PublishError(f"{ref!r} is neither a checkpoint lorad knows (`lorad rate rank` "
+                               "and the Training screen list them) nor a .safetensors file")
+        return Source(path.resolve(), metadata=checkpoints.verify(path))
+    if not ck.local_path or not Path(ck.local_path).is_file():
+        raise PublishError(f"checkpoint {ck.name or ck.id} is not on this machine yet: "
+                           "pull it first (p on the Training screen)")
+    made = lineage.of_checkpoint(conn, ck.id)
+    src = Source(Path(ck.local_path), ck.id, ck.metadata, trainer=made.trainer)
+    if made.run:
+        src.run = made.run.name
+    if made.model:
+        src.base_model, src.media = made.model.base_model, made.model.media
+        src.expert, src.tags = made.model.expert, made.model.tags
+    if made.version:
+        src.dataset_version_id, src.dataset_hash = made.version.id, made.version.content_hash
+        src.clips = made.version.clip_count
+    if made.dataset:
+        src.dataset, src.trigger = made.dataset.name, made.dataset.trigger
+    src.samples = best_samples(conn, ck.id)
+    return src
+
+
+def best_samples(conn: sqlite3.Connection, checkpoint_id: int,
+                 limit: int = MAX_SAMPLES) -> list[dict[str, Any]]:
+    """Completed generations of this checkpoint that people rated well, best first."""
+    rows = conn.execute("SELECT id, prompt, scale, seed, output_path, endpoint FROM generations"
+                        " WHERE checkpoint_id = ? AND status = 'completed'",
+                        (checkpoint_id,)).fetchall()
+    rated = []
+    for r in rows:
+        current = ratings.current(conn, r["id"])
+        if current is None or not ratings.is_good(current) or not r["output_path"] \
+                or not Path(r["output_path"]).is_file():
+            continue
+        rated.append(({"id": r["id"], "prompt": r["prompt"], "scale": r["scale"],
+                       "seed": r["seed"], "path": r["output_path"], "endpoint": r["endpoint"],
+                       "stars": current.stars, "verdict": current.verdict},
+                      (current.stars or 0, current.verdict == "approve")))
+    rated.sort(key=lambda item: item[1], reverse=True)
+    return [sample for sample, _key in rated[:limit]]
+
+
+def _yaml(value: Any) -> str:
+    """A YAML double-quoted scalar: JSON's, plus escapes for DEL and C1 controls, which YAML
+    does not accept raw."""
+    return re.sub(r"[\x7f-\x9f]", lambda m: f"\\u{ord(m.group()):04x}",
+                  json.dumps(value, ensure_ascii=False))
+
+
+def model_card(src: Source, name: str, files: dict[str, str],
+               samples: list[tuple[str, dict[str, Any]]]) -> str:
+    """README.md with the Hub's YAML front matter."""
+    family = list(src.tags) or (["wan"] if src.metadata.get("ss_base_model_version") == "wan"
+                                else ["diffusion"])
+    front = ["---", "tags:", "- lora", *[f"- {t}" for t in family], "- lorad",
+             f"- {TASK_TAGS.get(src.media, 'text-to-video')}"]
+    if src.base_model:
+        front.append(f"base_model: {_yaml(src.base_model)}")
+    if src.trigger:
+        front.append(f"instance_prompt: {_yaml(src.trigger)}")
+    if samples:
+        front.append("widget:")
+        for path, s in samples:
+            front += [f"- text: {_yaml(s['prompt'] or '')}", "  output:", f"    url: {_yaml(path)}"]
+    front.append("---")
+    lines = [*front, "", f"# {name}", ""]
+    about = f"A LoRA for {src.base_model or 'an unnamed base model'}"
+    if src.expert:
+        about += f" ({src.expert}-noise expert)" if src.expert != "both" else " (both experts)"
+    lines += [about + f", trained with {src.trainer or 'its trainer'} and published with lorad.",
+              ""]
+    if src.trigger:
+        lines += ["## Trigger", "", f"Put `{src.trigger}` in the prompt.", ""]
+    lines += ["## Files", ""]
+    for path, what in files.items():
+        lines.append(f"- `{path}`: {what}")
+    lines.append("")
+    settings = [(label, src.metadata[key]) for key, label in SETTINGS if src.metadata.get(key)]
+    if settings:
+        lines += ["## Training", "", "| setting | value |", "|---|---|"]
+        lines += [f"| {label} | `{value.replace('|', '/')}` |" for label, value in settings]
+        lines.append("")
+    if src.dataset_hash:
+        lines += ["## Dataset", "",
+                  f"Dataset `{src.dataset}`, version `{src.dataset_hash[:16]}`"
+                  + (f", {src.clips} clips" if src.clips is not None else "")
+                  + (f"; run `{src.run}`" if src.run else "") + ".", ""]
+    if samples:
+        lines += ["## Samples (best rated)", "", "| sample | prompt | scale | seed | rating |",
+                  "|---|---|---|---|---|"]
+        for path, s in samples:
+            prompt = (s["prompt"] or "").replace("|", "/").replace("\n", " ")
+            stars = "★" * (s["stars"] or 0) or (s["verdict"] or "")
+            lines.append(f"| [{Path(path).name}]({path}) | {prompt} | {s['scale']} | "
+                         f"{s['seed']} | {stars} |")
+        lines.append("")
+    return "\n".join(lines)
