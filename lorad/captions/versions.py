@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from lorad.core import store
 from lorad.core.errors import LoradError
 from lorad.core.store import transaction
 
@@ -66,10 +67,25 @@ def history(conn: sqlite3.Connection, clip_id: int) -> list[CaptionVersion]:
 
 def _insert(conn: sqlite3.Connection, clip_id: int, text: str, source: str,
             batch_id: str | None, prev_id: int | None) -> int:
-    cur = conn.execute(
-        "INSERT INTO caption_versions (clip_id, text, source, batch_id, prev_id, created_at)"
-        " VALUES (?,?,?,?,?,?)", (clip_id, text, source, batch_id, prev_id, time.time()))
-    return cur.lastrowid
+    return store.table(conn, "caption_versions").insert(
+        {"clip_id": clip_id, "text": text, "source": source, "batch_id": batch_id,
+         "prev_id": prev_id, "created_at": time.time()}).last_pk
+
+
+def _current_of(conn: sqlite3.Connection, clip_ids: list[int]) -> dict[int, CaptionVersion]:
+    """The current version of each of these clips (that has one), a chunk of ids per query."""
+    found: dict[int, CaptionVersion] = {}
+    for chunk in _chunks(clip_ids):
+        marks = ",".join("?" * len(chunk))
+        found.update((r["clip_id"], CaptionVersion.from_row(r)) for r in conn.execute(
+            f"SELECT {_COLUMNS} FROM caption_versions WHERE id IN (SELECT MAX(id) FROM"
+            f" caption_versions WHERE clip_id IN ({marks}) GROUP BY clip_id)", chunk))
+    return found
+
+
+def _chunks(ids: list[int], size: int = 500) -> Iterable[list[int]]:
+    for i in range(0, len(ids), size):
+        yield ids[i:i + size]
 
 
 def set_caption(conn: sqlite3.Connection, clip_id: int, text: str, *, source: str = "typed",
@@ -112,14 +128,28 @@ def new_batch_id() -> str:
 
 def set_many(conn: sqlite3.Connection, changes: Iterable[tuple[int, str]], *, source: str,
              batch_id: str | None = None) -> tuple[str, int]:
-    """Apply many changes as one batch (one undo). Returns (batch id, versions written)."""
+    """Apply many changes as one batch (one undo), written with sqlite-utils' batched inserts.
+    Returns (batch id, versions written): an unchanged caption writes nothing."""
+    if source not in SOURCES:
+        raise CaptionError(f"caption source must be one of {', '.join(SOURCES)}")
     batch_id = batch_id or new_batch_id()
-    written = 0
+    wanted = {clip_id: text.strip() for clip_id, text in changes}  # the last change wins
+    ids = list(wanted)
+    now = time.time()
     with transaction(conn):
-        for clip_id, text in changes:
-            if set_caption(conn, clip_id, text, source=source, batch_id=batch_id) is not None:
-                written += 1
-    return batch_id, written
+        known = {r[0] for chunk in _chunks(ids) for r in conn.execute(
+            f"SELECT id FROM clips WHERE id IN ({','.join('?' * len(chunk))})", chunk)}
+        missing = sorted(set(ids) - known)
+        if missing:
+            raise CaptionError(f"no clip with id {missing[0]}")
+        current = _current_of(conn, ids)
+        rows = [{"clip_id": clip_id, "text": text, "source": source, "batch_id": batch_id,
+                 "prev_id": current[clip_id].id if clip_id in current else None,
+                 "created_at": now}
+                for clip_id, text in wanted.items()
+                if (current[clip_id].text if clip_id in current else None) != text]
+        store.table(conn, "caption_versions").insert_all(rows, batch_size=500)
+    return batch_id, len(rows)
 
 
 def undo_batch(conn: sqlite3.Connection, batch_id: str) -> tuple[int, int]:

@@ -7,6 +7,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 
+from lorad.core import store
 from lorad.core.errors import LoradError
 
 
@@ -59,15 +60,14 @@ def add(conn: sqlite3.Connection, name: str, url: str, *, trigger: str | None = 
     cols = {"checkpoint_id": checkpoint_id, "url": url, "repo": repo, "trigger": trigger,
             "base_model": base_model, "expert": expert, "files": json.dumps(files or {}),
             "dataset_version_id": dataset_version_id, "private": int(private)}
-    if conn.execute("SELECT 1 FROM loras WHERE name = ?", (name,)).fetchone():
+    known = find(conn, name)
+    table = store.table(conn, "loras")
+    if known is not None:
         if not replace:
             raise LoraError(f"a LoRA named {name!r} exists already")
-        conn.execute(f"UPDATE loras SET {', '.join(f'{k} = ?' for k in cols)} WHERE name = ?",
-                     (*cols.values(), name))
+        table.update(known.id, cols)
     else:
-        cols.update(name=name, created_at=time.time())
-        conn.execute(f"INSERT INTO loras ({', '.join(cols)}) VALUES"
-                     f" ({', '.join('?' * len(cols))})", tuple(cols.values()))
+        table.insert({**cols, "name": name, "created_at": time.time()})
     return get(conn, name)
 
 

@@ -9,6 +9,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+from lorad.core import store
 from lorad.core.errors import LoradError
 
 VERDICTS = ("approve", "needs_review", "retake")
@@ -46,9 +47,9 @@ def rate(conn: sqlite3.Connection, generation_id: int, *, stars: int | None = No
         tags = list(now_rating.tags) if tags is None else tags
         note = now_rating.note if note is None else note
     r = Rating(generation_id, stars, verdict, tuple(sorted(set(tags or []))), note, time.time())
-    conn.execute("INSERT INTO ratings (generation_id, stars, verdict, tags, note, created_at)"
-                 " VALUES (?,?,?,?,?,?)", (generation_id, r.stars, r.verdict, json.dumps(r.tags),
-                                           r.note, r.created_at))
+    store.table(conn, "ratings").insert({
+        "generation_id": generation_id, "stars": r.stars, "verdict": r.verdict,
+        "tags": json.dumps(r.tags), "note": r.note, "created_at": r.created_at})
     return r
 
 

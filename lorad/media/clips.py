@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lorad.core import jobs
+from lorad.core import jobs, store
 from lorad.core.errors import LoradError
 from lorad.core.store import transaction
 from lorad.media.datasets import Dataset
@@ -181,13 +181,13 @@ def insert(conn: sqlite3.Connection, dataset_id: int, source_path: str,
            now: float | None = None, parent_job: int | None = None) -> int:
     """Insert a clip in state `new` and queue its ingest job (call inside a transaction)."""
     now = now or time.time()
-    cur = conn.execute(
-        "INSERT INTO clips (dataset_id, source_path, source_range, name, state, source_size,"
-        " source_mtime, created_at, updated_at) VALUES (?,?,?,?, 'new', ?,?,?,?)",
-        (dataset_id, source_path, json.dumps(list(source_range)) if source_range else None,
-         clip_name(source_path, source_range), size, mtime, now, now))
-    _queue_ingest(conn, cur.lastrowid, parent_job=parent_job)
-    return cur.lastrowid
+    clip_id = store.table(conn, "clips").insert({
+        "dataset_id": dataset_id, "source_path": source_path,
+        "source_range": json.dumps(list(source_range)) if source_range else None,
+        "name": clip_name(source_path, source_range), "state": "new", "source_size": size,
+        "source_mtime": mtime, "created_at": now, "updated_at": now}).last_pk
+    _queue_ingest(conn, clip_id, parent_job=parent_job)
+    return clip_id
 
 
 def _queue_ingest(conn: sqlite3.Connection, clip_id: int, parent_job: int | None = None) -> int:
@@ -196,6 +196,35 @@ def _queue_ingest(conn: sqlite3.Connection, clip_id: int, parent_job: int | None
                  " ('approved','rejected') THEN state ELSE 'new' END WHERE id = ?",
                  (job_id, time.time(), clip_id))
     return job_id
+
+
+def update(conn: sqlite3.Connection, clip_id: int, **values: Any) -> None:
+    store.table(conn, "clips").update(clip_id, {**values, "updated_at": time.time()})
+
+
+def same_source(conn: sqlite3.Connection, clip: Clip, source_hash: str) -> Clip | None:
+    """The first clip of the dataset made from the same bytes (and the same range)."""
+    row = conn.execute(
+        "SELECT * FROM clips WHERE dataset_id = ? AND source_hash = ? AND"
+        " IFNULL(source_range, '') = IFNULL(?, '') AND id != ? AND duplicate_of IS NULL AND"
+        " state != 'error' ORDER BY id LIMIT 1",
+        (clip.dataset_id, source_hash,
+         json.dumps(list(clip.source_range)) if clip.source_range else None, clip.id)).fetchone()
+    return Clip.from_row(row) if row else None
+
+
+def hashed_siblings(conn: sqlite3.Connection, clip: Clip) -> list[tuple[int, str, str]]:
+    """(id, name, perceptual hash) of the dataset's other analysed clips."""
+    return [tuple(r) for r in conn.execute(
+        "SELECT id, name, phash FROM clips WHERE dataset_id = ? AND phash IS NOT NULL AND"
+        " id != ? AND duplicate_of IS NULL AND state != 'error'", (clip.dataset_id, clip.id))]
+
+
+def has_shot(conn: sqlite3.Connection, dataset_id: int, source: str,
+             source_range: tuple[float, float]) -> bool:
+    return conn.execute("SELECT 1 FROM clips WHERE dataset_id = ? AND source_path = ? AND"
+                        " source_range = ?", (dataset_id, source, json.dumps(list(source_range)))
+                        ).fetchone() is not None
 
 
 def get(conn: sqlite3.Connection, clip_id: int) -> Clip:

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from lorad.core import store
 from lorad.core.config import Config
 from lorad.core.errors import LoradError
 from lorad.media import profiles
@@ -47,9 +48,8 @@ def create(conn: sqlite3.Connection, name: str, profile: str, *, trigger: str | 
         raise DatasetError(str(exc)) from None
     if conn.execute("SELECT 1 FROM datasets WHERE name = ?", (name,)).fetchone():
         raise DatasetError(f"a dataset named {name!r} exists already")
-    conn.execute(
-        "INSERT INTO datasets (name, profile, trigger, settings, created_at) VALUES (?,?,?,?,?)",
-        (name, profile, trigger, "{}", time.time()))
+    store.table(conn, "datasets").insert({"name": name, "profile": profile, "trigger": trigger,
+                                          "settings": "{}", "created_at": time.time()})
     return get(conn, name)
 
 
@@ -79,12 +79,10 @@ def clip_counts(conn: sqlite3.Connection, dataset_id: int) -> dict[str, int]:
 
 
 def update_settings(conn: sqlite3.Connection, dataset_id: int, **changes: Any) -> None:
-    row = conn.execute("SELECT settings FROM datasets WHERE id = ?", (dataset_id,)).fetchone()
-    settings = json.loads(row[0] or "{}")
-    settings.update(changes)
-    conn.execute("UPDATE datasets SET settings = ? WHERE id = ?",
-                 (json.dumps(settings, sort_keys=True), dataset_id))
+    settings = {**get_by_id(conn, dataset_id).settings, **changes}
+    store.table(conn, "datasets").update(dataset_id,
+                                         {"settings": json.dumps(settings, sort_keys=True)})
 
 
 def set_trigger(conn: sqlite3.Connection, dataset_id: int, trigger: str | None) -> None:
-    conn.execute("UPDATE datasets SET trigger = ? WHERE id = ?", (trigger, dataset_id))
+    store.table(conn, "datasets").update(dataset_id, {"trigger": trigger})

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import re
-import time
 from pathlib import Path
 
 from lorad.core.errors import PermanentError
@@ -39,12 +38,6 @@ def clip_paths(ctx: JobContext, dataset: datasets.Dataset, clip: clips.Clip,
     return base / "clips" / f"{clip.name}{ext}", base / "filmstrips" / f"{clip.name}.jpg"
 
 
-def _mark(conn, clip_id: int, **values) -> None:
-    values["updated_at"] = time.time()
-    sets = ", ".join(f"{k} = ?" for k in values)
-    conn.execute(f"UPDATE clips SET {sets} WHERE id = ?", (*values.values(), clip_id))
-
-
 @register(clips.INGEST_KIND, concurrency=CORES)
 async def ingest(ctx: JobContext):
     conn = ctx.conn
@@ -53,11 +46,11 @@ async def ingest(ctx: JobContext):
     config = ctx.ws.config()
     profile = profiles.get(dataset.profile, config)
     if clip.state not in clips.REVIEW_STATES:
-        _mark(conn, clip.id, state="processing", error=None)
+        clips.update(conn, clip.id, state="processing", error=None)
     try:
         return await _ingest(ctx, clip, dataset, profile, config)
     except convert.MediaError as exc:
-        _mark(conn, clip.id, state="error", error=str(exc))
+        clips.update(conn, clip.id, state="error", error=str(exc))
         raise PermanentError(f"{Path(clip.source_path).name}: {exc}") from None
 
 
@@ -72,25 +65,19 @@ async def _ingest(ctx: JobContext, clip: clips.Clip, dataset: datasets.Dataset,
     digest, size, mtime = await asyncio.to_thread(hash_file, source)
     # Written and checked in one synchronous step on the daemon's loop, so of two identical
     # files processed at once exactly one sees the other and becomes its duplicate.
-    _mark(conn, clip.id, source_hash=digest, source_size=size, source_mtime=mtime)
-    original = conn.execute(
-        "SELECT id, name, source_path FROM clips WHERE dataset_id = ? AND source_hash = ? AND"
-        " IFNULL(source_range, '') = IFNULL(?, '') AND id != ? AND duplicate_of IS NULL AND"
-        " state != 'error' ORDER BY id LIMIT 1",
-        (clip.dataset_id, digest, json.dumps(list(clip.source_range)) if clip.source_range else None,
-         clip.id)).fetchone()
+    clips.update(conn, clip.id, source_hash=digest, source_size=size, source_mtime=mtime)
+    original = clips.same_source(conn, clip, digest)
     if original is not None:
-        note = f"exact duplicate of clip {original['id']} ({original['source_path']})"
+        note = f"exact duplicate of clip {original.id} ({original.source_path})"
 
         def link(c):
-            strip = c.execute("SELECT filmstrip_path FROM clips WHERE id = ?",
-                              (original["id"],)).fetchone()[0]
-            _mark(c, clip.id, state="rejected", duplicate_of=original["id"], note=note,
-                  flags=json.dumps(["duplicate"]), error=None, media_path=None,
-                  filmstrip_path=strip)
+            strip = clips.get(c, original.id).filmstrip_path
+            clips.update(c, clip.id, state="rejected", duplicate_of=original.id, note=note,
+                         flags=json.dumps(["duplicate"]), error=None, media_path=None,
+                         filmstrip_path=strip)
 
         ctx.on_success(link)
-        return {"duplicate_of": original["id"]}
+        return {"duplicate_of": original.id}
 
     ctx.progress(0.15, "probing")
     probe = await asyncio.to_thread(convert.probe, source)
@@ -107,25 +94,24 @@ async def _ingest(ctx: JobContext, clip: clips.Clip, dataset: datasets.Dataset,
         flags.append("letterboxed")
     note = None
     limit = config["ingest"]["near_duplicate_distance"]
-    for row in conn.execute(
-            "SELECT id, name, phash FROM clips WHERE dataset_id = ? AND phash IS NOT NULL AND"
-            " id != ? AND duplicate_of IS NULL AND state != 'error'", (clip.dataset_id, clip.id)):
-        distance = analysis.hamming(row["phash"], facts.dhash)
+    for other_id, other_name, phash in clips.hashed_siblings(conn, clip):
+        distance = analysis.hamming(phash, facts.dhash)
         if distance <= limit:
             flags.append("near_duplicate")
-            note = f"looks like clip {row['id']} ({row['name']}), distance {distance}"
+            note = f"looks like clip {other_id} ({other_name}), distance {distance}"
             break
     duration = plan.frames / plan.fps if plan.fps else None
 
     def record(c):
         current = clips.get(c, clip.id).state  # the user may have reviewed it meanwhile
-        _mark(c, clip.id, state=current if current in clips.REVIEW_STATES else "ready",
-              error=None, note=note, duplicate_of=None, media_kind=plan.media,
-              media_path=str(out_media), filmstrip_path=str(out_strip), width=plan.width,
-              height=plan.height, fps=plan.fps, frames=plan.frames, duration=duration,
-              motion=facts.motion, flags=json.dumps(sorted(set(flags))), phash=facts.dhash,
-              probe=json.dumps(probe.as_dict()), analysis=json.dumps(facts.as_dict()),
-              profile_fingerprint=profile.fingerprint())
+        clips.update(c, clip.id, state=current if current in clips.REVIEW_STATES else "ready",
+                     error=None, note=note, duplicate_of=None, media_kind=plan.media,
+                     media_path=str(out_media), filmstrip_path=str(out_strip),
+                     width=plan.width, height=plan.height, fps=plan.fps, frames=plan.frames,
+                     duration=duration, motion=facts.motion,
+                     flags=json.dumps(sorted(set(flags))), phash=facts.dhash,
+                     probe=json.dumps(probe.as_dict()), analysis=json.dumps(facts.as_dict()),
+                     profile_fingerprint=profile.fingerprint())
 
     ctx.on_success(record)
     ctx.progress(1.0, "done", force=True)
@@ -214,10 +200,7 @@ async def split(ctx: JobContext):
 
     def create(c):
         for start, end in usable:
-            exists = c.execute("SELECT 1 FROM clips WHERE dataset_id = ? AND source_path = ? AND"
-                               " source_range = ?", (dataset.id, str(path),
-                                                     json.dumps([start, end]))).fetchone()
-            if not exists:
+            if not clips.has_shot(c, dataset.id, str(path), (start, end)):
                 clips.insert(c, dataset.id, str(path), (start, end), size=st.st_size,
                              mtime=st.st_mtime, parent_job=ctx.job.id)
 

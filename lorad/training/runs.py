@@ -150,11 +150,13 @@ def request_stop(conn: sqlite3.Connection, run_id: int) -> str:
     return jobs.request_cancel(conn, run.job_id)
 
 
-def add_loss(conn: sqlite3.Connection, run: Run, step: int, avr_loss: float | None,
-             at: float) -> None:
-    """One point per step: the bar prints a step twice, the last value wins."""
-    conn.execute("INSERT OR REPLACE INTO loss_points (run_id, step, avr_loss, at) VALUES"
-                 " (?,?,?,?)", (run.id, step + run.step_offset, avr_loss, at))
+def add_losses(conn: sqlite3.Connection, run: Run, points: list[tuple[int, float | None]],
+               at: float) -> None:
+    """One point per step (at the run's step offset): a progress bar prints a step more than
+    once, and the last value wins."""
+    store.table(conn, "loss_points").insert_all(
+        ({"run_id": run.id, "step": step + run.step_offset, "avr_loss": loss, "at": at}
+         for step, loss in points), replace=True, batch_size=500)
 
 
 def loss_points(conn: sqlite3.Connection, run_id: int) -> list[tuple[int, float | None]]:

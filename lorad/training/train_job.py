@@ -264,11 +264,12 @@ async def apply_events(ctx: JobContext, session: Session, run: runs.Run, events:
     now = time.time()
     last: logparse.Progress | None = None
     nan_step = None
+    points: list[tuple[int, float | None]] = []
     with store.transaction(conn):
         for event in events:
             if isinstance(event, logparse.Progress):
                 if event.step > 0:
-                    runs.add_loss(conn, run, event.step, event.avr_loss, now)
+                    points.append((event.step, event.avr_loss))
                 last = event
                 if logparse.is_nan(event.avr_loss) and not stage.env.get("LORAD_ALLOW_NAN"):
                     nan_step = event.step
@@ -280,6 +281,7 @@ async def apply_events(ctx: JobContext, session: Session, run: runs.Run, events:
             elif isinstance(event, logparse.Checkpoint):
                 step, epoch = trainer.checkpoint_mark(posixpath.basename(event.path))
                 checkpoints.record(conn, run.id, event.path, step=step, epoch=epoch)
+        runs.add_losses(conn, run, points, now)
         if last is not None:
             runs.update(conn, run.id, step=last.step, total_steps=last.total,
                         avr_loss=None if logparse.is_nan(last.avr_loss) else last.avr_loss,
