@@ -2,8 +2,8 @@
 
 Each implementation of an outside system declares the names of the secrets it reads (its
 ``secrets`` attribute; the registry declares them here when it registers the implementation),
-and :func:`redact` removes their values from any text bound for a log, a job's error or the
-store.
+and :func:`redact` removes their values from any text. ``lorad.core.logs`` redacts with every
+implementation loaded, so a secret is known before any text is written anywhere.
 """
 
 from __future__ import annotations
@@ -20,10 +20,7 @@ def declare(*names: str) -> None:
 
 
 def declared() -> list[str]:
-    """Every secret name of the implementations loaded (all of them, loaded on first use)."""
-    from lorad.core import plugins
-
-    plugins.load_all()
+    """The secret names declared so far (lorad.core.logs loads every implementation first)."""
     return sorted(_declared)
 
 
@@ -36,7 +33,3 @@ def values() -> list[str]:
     return [v for v in (get(n) for n in declared()) if v and len(v) >= MIN_LENGTH]
 
 
-def redact(text: str) -> str:
-    for value in values():
-        text = text.replace(value, "[redacted]")
-    return text
