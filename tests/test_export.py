@@ -10,7 +10,8 @@ from musubi_schema import assert_valid
 from test_captions import add_clip
 
 from lorad.captions import versions
-from lorad.datasets import export, musubi, preflight
+from lorad.datasets import export, preflight
+from lorad.datasets.formats import musubi
 from lorad.media import datasets, profiles
 
 PROFILE = profiles.get("wan21-t2v-480p-portrait")

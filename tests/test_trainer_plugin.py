@@ -94,3 +94,13 @@ def test_an_unknown_trainer_is_refused_with_the_known_ones(conn, version):
     pod = pods.add(conn, "box3", host="127.0.0.1")
     with pytest.raises(PluginError, match=r"unknown trainer 'nope' \(known: .*musubi"):
         runs.create(conn, "x", version, pod.id, {}, trainer="nope")
+
+
+def test_a_run_refuses_a_dataset_version_written_for_another_trainer(conn, version, plugin):
+    conn.execute("UPDATE dataset_versions SET manifest = json_set(manifest, '$.format',"
+                 " 'diffusion-pipe') WHERE id = ?", (version,))
+    pod = pods.add(conn, "box4", host="127.0.0.1")
+    config = {"dit": "/m/dit", "vae": "/m/vae", "t5": "/m/t5"}
+    with pytest.raises(runs.RunError, match="written for diffusion-pipe, but musubi-tuner"):
+        runs.create(conn, "y", version, pod.id, config)
+    assert runs.create(conn, "z", version, pod.id, {}, trainer="echo").trainer == "echo"

@@ -32,6 +32,7 @@ BUILTIN: dict[str, list[str]] = {
     "pod_providers": ["lorad.training.providers.ssh", "lorad.training.providers.runpod"],
     "generation_services": ["lorad.generation.services.fal"],
     "publishers": ["lorad.publish.publishers.hub"],
+    "dataset_formats": ["lorad.datasets.formats.musubi"],
 }
 ENV = "LORAD_PLUGINS"
 LEGACY_ENV = "LORAD_HANDLER_MODULES"  # the earlier name, still read

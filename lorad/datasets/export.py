@@ -1,11 +1,11 @@
-"""Dataset versions: freeze approved clips and their current captions into a folder that
-musubi-tuner reads as is, identified by a hash of its content.
+"""Dataset versions: freeze approved clips and their current captions into a folder a trainer
+reads as is, identified by a hash of its content.
 
 The same content always gives the same hash and byte-identical files; any change (a caption, a
 clip, the profile, an option) gives a new hash. The folder holds `train/` (and `val/` when a
-validation split is asked for) with media and `.txt` captions, `dataset.toml` using only keys
-musubi-tuner accepts, optionally `train.jsonl`, `sample_prompts.txt` and `manifest.json` with the
-lineage (clip ids, caption version ids).
+validation split is asked for) with media and `.txt` captions, the files of the profile's
+dataset format (lorad.datasets.formats: musubi-tuner's `dataset.toml`, `sample_prompts.txt`...)
+and `manifest.json` with the lineage (clip ids, caption version ids).
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from lorad.captions import versions
 from lorad.core.errors import LoradError
 from lorad.core.files import link_or_copy
-from lorad.datasets import musubi
+from lorad.datasets import formats
 from lorad.media import datasets, profiles
 
 
@@ -65,9 +65,10 @@ class Plan:
     items: list[Item]
     content_hash: str
     remote_root: str
-    toml: dict[str, Any] = field(default_factory=dict)
-    val_toml: dict[str, Any] | None = None
-    prompts: str = ""
+
+    @property
+    def format(self) -> formats.DatasetFormat:
+        return formats.get(self.profile.format)
 
 
 def approved_items(conn: sqlite3.Connection, dataset: datasets.Dataset) -> list[Item]:
@@ -97,47 +98,6 @@ def split_validation(items: list[Item], share: float) -> None:
         item.split = "val"
 
 
-def _dataset_entry(profile: profiles.Profile, directory: str, cache: str, items: list[Item],
-                   jsonl: str | None, repeats: int) -> dict[str, Any]:
-    entry: dict[str, Any] = {}
-    if profile.media == "image":
-        entry["image_jsonl_file" if jsonl else "image_directory"] = jsonl or directory
-    else:
-        entry["video_jsonl_file" if jsonl else "video_directory"] = jsonl or directory
-    entry["cache_directory"] = cache
-    if profile.media == "video":
-        counts = sorted({i.frames for i in items if i.frames}) or [profile.frames_needed()]
-        if profile.frames is not None:
-            entry["target_frames"] = [profile.frames]
-            entry["frame_extraction"] = "head"
-        elif len(counts) == 1:
-            entry["target_frames"] = [counts[0]]
-            entry["frame_extraction"] = "head"
-        else:
-            # clips of several 4n+1 lengths: each is used whole (trimmed to N*4+1 and max_frames)
-            entry["target_frames"] = [counts[0]]
-            entry["frame_extraction"] = "full"
-            entry["max_frames"] = counts[-1]
-        entry["source_fps"] = float(profile.fps)
-    entry["num_repeats"] = repeats
-    return entry
-
-
-def sample_prompts(dataset: datasets.Dataset, profile: profiles.Profile) -> str:
-    """musubi's prompt file: `prompt --w W --h H --f F --d seed --s steps [--n negative]`."""
-    prompts = dataset.settings.get("eval_prompts", [])
-    negative = dataset.settings.get("caption_rules", {}).get("negative_prompt")
-    w, h = profile.width, profile.height
-    frames = 1 if profile.media == "image" else profile.frames_needed()
-    lines = [f"# sample prompts for {dataset.name} ({profile.name}), written by lorad"]
-    for n, prompt in enumerate(prompts):
-        line = f"{' '.join(prompt.split())} --w {w} --h {h} --f {frames} --d {42 + n} --s 20"
-        if negative:
-            line += f" --n {' '.join(negative.split())}"
-        lines.append(line)
-    return "\n".join(lines) + "\n"
-
-
 def plan(conn: sqlite3.Connection, dataset: datasets.Dataset, profile: profiles.Profile,
          options: Options = Options()) -> Plan:
     items = approved_items(conn, dataset)
@@ -151,24 +111,11 @@ def plan(conn: sqlite3.Connection, dataset: datasets.Dataset, profile: profiles.
         "clips": [[i.name, i.source_hash, i.source_range, i.caption.strip(), i.split]
                   for i in items],
     }
+    if profile.format != formats.DEFAULT:  # the same content for another trainer
+        identity["format"] = profile.format
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     remote = (options.remote_root or f"/workspace/lorad/{dataset.name}/{digest[:12]}").rstrip("/")
-    p = Plan(dataset, profile, options, items, digest, remote)
-    general: dict[str, Any] = {"resolution": [profile.width, profile.height],
-                               "caption_extension": ".txt", "batch_size": options.batch_size,
-                               "enable_bucket": profile.media == "image"
-                               or profile.orientation == "match",
-                               "bucket_no_upscale": False}
-    train = [i for i in items if i.split == "train"]
-    val = [i for i in items if i.split == "val"]
-    p.toml = {"general": general, "datasets": [_dataset_entry(
-        profile, f"{remote}/train", f"{remote}/cache/{dataset.name}-train", train,
-        f"{remote}/train.jsonl" if options.jsonl else None, options.num_repeats)]}
-    if val:
-        p.val_toml = {"general": dict(general), "datasets": [_dataset_entry(
-            profile, f"{remote}/val", f"{remote}/cache/{dataset.name}-val", val, None, 1)]}
-    p.prompts = sample_prompts(dataset, profile)
-    return p
+    return Plan(dataset, profile, options, items, digest, remote)
 
 
 def manifest(p: Plan) -> dict[str, Any]:
@@ -176,6 +123,7 @@ def manifest(p: Plan) -> dict[str, Any]:
         "lorad_export": 1,
         "dataset": p.dataset.name,
         "content_hash": p.content_hash,
+        "format": p.profile.format,
         "profile": asdict(p.profile),
         "options": asdict(p.options),
         "remote_root": p.remote_root,
@@ -203,19 +151,8 @@ def write(p: Plan, target: Path) -> Path:
             link_or_copy(src, folder / item.file)
             (folder / f"{item.name}.txt").write_text(item.caption.strip() + "\n",
                                                      encoding="utf-8")
-        comments = [f"lorad export of {p.dataset.name}, content {p.content_hash[:12]}",
-                    f"profile {p.profile.name}: {p.profile.summary()}"]
-        (tmp / "dataset.toml").write_text(musubi.dumps(p.toml, comments), encoding="utf-8")
-        if p.val_toml:
-            (tmp / "dataset_val.toml").write_text(musubi.dumps(p.val_toml, comments + [
-                "held-out validation clips"]), encoding="utf-8")
-        if p.options.jsonl:
-            key = "image_path" if p.profile.media == "image" else "video_path"
-            lines = [json.dumps({key: f"{p.remote_root}/train/{i.file}", "caption":
-                                 i.caption.strip()}, ensure_ascii=False)
-                     for i in p.items if i.split == "train"]
-            (tmp / "train.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        (tmp / "sample_prompts.txt").write_text(p.prompts, encoding="utf-8")
+        for name, text in p.format.files(p).items():
+            (tmp / name).write_text(text, encoding="utf-8")
         (tmp / "manifest.json").write_text(json.dumps(manifest(p), indent=2, sort_keys=True)
                                            + "\n", encoding="utf-8")
         os.replace(tmp, target)
@@ -249,6 +186,11 @@ class DatasetVersion:
     def remote_root(self) -> str:
         """Where the version's folder goes on the pod."""
         return self.manifest["remote_root"]
+
+    @property
+    def format(self) -> str:
+        """The dataset format it was written in (versions before formats were musubi's)."""
+        return self.manifest.get("format", formats.DEFAULT)
 
     @property
     def clip_count(self) -> int | None:

@@ -1,5 +1,6 @@
-"""Preflight: every mistake that would make musubi-tuner fail late (or train on the wrong
-thing), found before a GPU is rented. Each finding names the clip and says the fix."""
+"""Preflight: every mistake that would make the trainer fail late (or train on the wrong
+thing), found before a GPU is rented. Each finding names the clip and says the fix; what the
+trainer itself would refuse comes from the version's dataset format."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lorad.captions import lint
-from lorad.datasets import export, musubi
+from lorad.datasets import export
 from lorad.media import datasets, profiles
 
 
@@ -28,7 +29,7 @@ class Finding:
 @dataclass
 class Report:
     findings: list[Finding]
-    items: int  # training items per epoch musubi-tuner will make
+    items: int  # training items per epoch the trainer will make
     batches: int
     clips: int
 
@@ -39,18 +40,6 @@ class Report:
     @property
     def ok(self) -> bool:
         return not self.errors
-
-
-def items_per_epoch(frames: list[int | None], entry: dict) -> int:
-    """What `head` / `full` extraction yields: one item per (clip, target) the clip can fill."""
-    if "image_directory" in entry or "image_jsonl_file" in entry:
-        return len(frames) * entry.get("num_repeats", 1)
-    targets = entry.get("target_frames", [1])
-    if entry.get("frame_extraction") == "full":
-        n = sum(1 for f in frames if f and f >= min(targets))
-    else:
-        n = sum(1 for f in frames for t in targets if f and f >= t)
-    return n * entry.get("num_repeats", 1)
 
 
 def check(conn: sqlite3.Connection, dataset: datasets.Dataset, profile: profiles.Profile,
@@ -68,7 +57,8 @@ def check(conn: sqlite3.Connection, dataset: datasets.Dataset, profile: profiles
     rules = lint.Rules.from_dataset(dataset.trigger, dataset.settings)
     texts = {i.clip_id: i.caption for i in p.items}
     linted = lint.lint_dataset(texts, rules)
-    targets = p.toml["datasets"][0].get("target_frames", [1]) if profile.media == "video" else [1]
+    fmt = p.format
+    targets = fmt.target_frames(p)
     for item in p.items:
         for issue in linted.by_clip.get(item.clip_id, []):
             add(issue.severity, issue.message, item)
@@ -93,15 +83,9 @@ def check(conn: sqlite3.Connection, dataset: datasets.Dataset, profile: profiles
         if stems[Path(item.file).stem.lower()] > 1:
             add("error", f"file name {item.file} collides with another clip's (musubi caches by "
                          "basename): rename one source", item)
-    for problem in musubi.check_config(p.toml) + (musubi.check_config(p.val_toml)
-                                                  if p.val_toml else []):
-        add("error", f"dataset.toml: {problem}")
-    for n, prompt in enumerate(dataset.settings.get("eval_prompts", [])):
-        if " --" in prompt:
-            add("error", f"eval prompt {n + 1} contains ' --', which musubi reads as an option: "
-                         "rephrase it")
-    train_frames = [i.frames for i in p.items if i.split == "train"]
-    n_items = items_per_epoch(train_frames, p.toml["datasets"][0])
+    for problem in fmt.problems(p):
+        add("error", problem)
+    n_items = fmt.items_per_epoch(p)
     if p.items and n_items == 0:
         add("error", "0 training items per epoch: training would stop with 'No training items "
                      "found'")

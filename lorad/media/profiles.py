@@ -42,6 +42,7 @@ class Profile:
     pix_fmt: str = "yuv420p"
     audio: bool = False
     description: str = ""
+    format: str = "musubi"  # the dataset format its trainer reads (lorad.datasets.formats)
 
     # -- rules ------------------------------------------------------------------------------
     def frames_for(self, available: int) -> int | None:
@@ -71,7 +72,8 @@ class Profile:
 
     def fingerprint(self) -> str:
         """Changes whenever anything that shapes the output changes (not the description)."""
-        data = {k: v for k, v in asdict(self).items() if k not in ("name", "description")}
+        data = {k: v for k, v in asdict(self).items()
+                if k not in ("name", "description", "format")}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def summary(self) -> str:

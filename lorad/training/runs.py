@@ -12,6 +12,7 @@ from typing import Any
 from lorad.core import jobs, store
 from lorad.core.errors import LoradError
 from lorad.core.store import transaction
+from lorad.datasets import export
 from lorad.media.datasets import NAME_RE
 from lorad.training import pods, trainers
 
@@ -79,6 +80,11 @@ def create(conn: sqlite3.Connection, name: str, dataset_version_id: int, pod_id:
         raise RunError(f"run name {name!r}: letters, digits, '.', '_' or '-'")
     impl = trainers.get(trainer)
     cfg = impl.load_config(config)  # refuse before anything is uploaded
+    made_for = export.get_version(conn, dataset_version_id).format
+    if impl.dataset_format not in (None, made_for):
+        raise RunError(f"this dataset version was written for {made_for}, but {impl.title} "
+                       f"reads {impl.dataset_format}: export the dataset with a profile whose "
+                       f"format is {impl.dataset_format}")
     if conn.execute("SELECT 1 FROM runs WHERE name = ?", (name,)).fetchone():
         raise RunError(f"a run named {name!r} exists already")
     row = {"dataset_version_id": dataset_version_id, "pod_id": pod_id,

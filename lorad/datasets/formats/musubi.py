@@ -1,0 +1,226 @@
+"""musubi-tuner's dataset format: `dataset.toml` (and `dataset_val.toml`, `train.jsonl`) with
+only the keys its `config_utils.py` schema accepts (it rejects anything else with "extra keys
+not allowed"), written by a small deterministic TOML writer, and `sample_prompts.txt` in its
+prompt syntax (`prompt --w W --h H --f F --d seed --s steps [--n negative]`)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import TYPE_CHECKING, Any
+
+from lorad.datasets.formats import FORMATS
+
+if TYPE_CHECKING:
+    from lorad.datasets.export import Item, Plan
+    from lorad.media.datasets import Dataset
+    from lorad.media.profiles import Profile
+
+# key -> accepted Python types. source_fps must be a float in the file ("30.0", not "30").
+GENERAL = {"caption_extension": (str,), "batch_size": (int,), "num_repeats": (int,),
+           "resolution": (int, list), "enable_bucket": (bool,), "bucket_no_upscale": (bool,)}
+VIDEO = {**GENERAL, "video_directory": (str,), "video_jsonl_file": (str,),
+         "control_directory": (str,), "target_frames": (list,), "frame_extraction": (str,),
+         "frame_stride": (int,), "frame_sample": (int,), "max_frames": (int,),
+         "cache_directory": (str,), "source_fps": (float,), "fp_latent_window_size": (int,)}
+IMAGE = {**GENERAL, "image_directory": (str,), "image_jsonl_file": (str,),
+         "cache_directory": (str,), "control_directory": (str,), "multiple_target": (bool,),
+         "fp_latent_window_size": (int,), "fp_1f_clean_indices": (list,),
+         "fp_1f_target_index": (int,), "fp_1f_no_post": (bool,), "no_resize_control": (bool,),
+         "control_resolution": (list,)}
+FRAME_EXTRACTION = ("head", "chunk", "slide", "uniform", "full")
+
+
+def _type_ok(value: Any, types: tuple) -> bool:
+    if isinstance(value, bool) and bool not in types:
+        return False
+    return isinstance(value, types)
+
+
+def check_config(data: dict[str, Any]) -> list[str]:
+    """Problems musubi-tuner would raise on (or silently mishandle), as sentences."""
+    problems = []
+    for key in data:
+        if key not in ("general", "datasets"):
+            problems.append(f"top-level key '{key}' is not allowed (only [general] and "
+                            "[[datasets]])")
+    for key, value in data.get("general", {}).items():
+        if key not in GENERAL:
+            problems.append(f"[general] may not hold '{key}' (only {', '.join(GENERAL)})")
+        elif not _type_ok(value, GENERAL[key]):
+            problems.append(f"[general].{key} has the wrong type ({type(value).__name__})")
+    caches = []
+    for n, ds in enumerate(data.get("datasets", [])):
+        is_video = "video_directory" in ds or "video_jsonl_file" in ds
+        is_image = "image_directory" in ds or "image_jsonl_file" in ds
+        if not (is_video or is_image):
+            problems.append(f"datasets[{n}] needs video_directory, video_jsonl_file, "
+                            "image_directory or image_jsonl_file")
+            continue
+        schema = VIDEO if is_video else IMAGE
+        for key, value in ds.items():
+            if key not in schema:
+                problems.append(f"datasets[{n}]: extra key '{key}' not allowed")
+            elif not _type_ok(value, schema[key]):
+                problems.append(f"datasets[{n}].{key} has the wrong type "
+                                f"({type(value).__name__})")
+        if is_video:
+            frames = ds.get("target_frames", [])
+            if any(not isinstance(f, int) or f % 4 != 1 for f in frames):
+                problems.append(f"datasets[{n}].target_frames must be 4n+1 integers, got {frames}")
+            if ds.get("frame_extraction", "head") not in FRAME_EXTRACTION:
+                problems.append(f"datasets[{n}].frame_extraction must be one of "
+                                f"{', '.join(FRAME_EXTRACTION)}")
+        if "jsonl_file" in " ".join(ds) and "cache_directory" not in ds:
+            problems.append(f"datasets[{n}] uses a JSONL file and needs cache_directory")
+        if "caption_extension" not in ds and "caption_extension" not in data.get("general", {}) \
+                and ("video_directory" in ds or "image_directory" in ds):
+            problems.append(f"datasets[{n}] reads a directory but no caption_extension is set")
+        cache = ds.get("cache_directory") or ds.get("video_directory") or ds.get("image_directory")
+        if cache in caches:
+            problems.append(f"datasets[{n}]: cache directory {cache} is used by another dataset "
+                            "(each needs its own)")
+        caches.append(cache)
+    return problems
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("TOML numbers must be finite here")
+        text = repr(value)
+        return text if any(c in text for c in ".eE") else text + ".0"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def dumps(data: dict[str, Any], comments: list[str] | None = None) -> str:
+    """`[general]` then one `[[datasets]]` per dataset; keys in insertion order."""
+    lines = [f"# {c}" for c in comments or []]
+    if "general" in data:
+        lines += ["", "[general]"] + [f"{k} = {_value(v)}" for k, v in data["general"].items()]
+    for ds in data.get("datasets", []):
+        lines += ["", "[[datasets]]"] + [f"{k} = {_value(v)}" for k, v in ds.items()]
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def dataset_entry(profile: Profile, directory: str, cache: str, items: list[Item],
+                  jsonl: str | None, repeats: int) -> dict[str, Any]:
+    entry: dict[str, Any] = {}
+    if profile.media == "image":
+        entry["image_jsonl_file" if jsonl else "image_directory"] = jsonl or directory
+    else:
+        entry["video_jsonl_file" if jsonl else "video_directory"] = jsonl or directory
+    entry["cache_directory"] = cache
+    if profile.media == "video":
+        counts = sorted({i.frames for i in items if i.frames}) or [profile.frames_needed()]
+        if profile.frames is not None:
+            entry["target_frames"] = [profile.frames]
+            entry["frame_extraction"] = "head"
+        elif len(counts) == 1:
+            entry["target_frames"] = [counts[0]]
+            entry["frame_extraction"] = "head"
+        else:
+            # clips of several 4n+1 lengths: each is used whole (trimmed to N*4+1 and max_frames)
+            entry["target_frames"] = [counts[0]]
+            entry["frame_extraction"] = "full"
+            entry["max_frames"] = counts[-1]
+        entry["source_fps"] = float(profile.fps)
+    entry["num_repeats"] = repeats
+    return entry
+
+
+def configs(p: Plan) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The training config, and the validation one when clips are held out."""
+    profile, remote, name = p.profile, p.remote_root, p.dataset.name
+    general: dict[str, Any] = {"resolution": [profile.width, profile.height],
+                               "caption_extension": ".txt", "batch_size": p.options.batch_size,
+                               "enable_bucket": profile.media == "image"
+                               or profile.orientation == "match",
+                               "bucket_no_upscale": False}
+    train = [i for i in p.items if i.split == "train"]
+    val = [i for i in p.items if i.split == "val"]
+    toml = {"general": general, "datasets": [dataset_entry(
+        profile, f"{remote}/train", f"{remote}/cache/{name}-train", train,
+        f"{remote}/train.jsonl" if p.options.jsonl else None, p.options.num_repeats)]}
+    val_toml = None
+    if val:
+        val_toml = {"general": dict(general), "datasets": [dataset_entry(
+            profile, f"{remote}/val", f"{remote}/cache/{name}-val", val, None, 1)]}
+    return toml, val_toml
+
+
+def sample_prompts(dataset: Dataset, profile: Profile) -> str:
+    """musubi's prompt file: `prompt --w W --h H --f F --d seed --s steps [--n negative]`."""
+    prompts = dataset.settings.get("eval_prompts", [])
+    negative = dataset.settings.get("caption_rules", {}).get("negative_prompt")
+    w, h = profile.width, profile.height
+    frames = 1 if profile.media == "image" else profile.frames_needed()
+    lines = [f"# sample prompts for {dataset.name} ({profile.name}), written by lorad"]
+    for n, prompt in enumerate(prompts):
+        line = f"{' '.join(prompt.split())} --w {w} --h {h} --f {frames} --d {42 + n} --s 20"
+        if negative:
+            line += f" --n {' '.join(negative.split())}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def items_in(frames: list[int | None], entry: dict) -> int:
+    """What `head` / `full` extraction yields: one item per (clip, target) the clip can fill."""
+    if "image_directory" in entry or "image_jsonl_file" in entry:
+        return len(frames) * entry.get("num_repeats", 1)
+    targets = entry.get("target_frames", [1])
+    if entry.get("frame_extraction") == "full":
+        n = sum(1 for f in frames if f and f >= min(targets))
+    else:
+        n = sum(1 for f in frames for t in targets if f and f >= t)
+    return n * entry.get("num_repeats", 1)
+
+
+class Musubi:
+    name = "musubi"
+
+    def files(self, p: Plan) -> dict[str, str]:
+        toml, val_toml = configs(p)
+        comments = [f"lorad export of {p.dataset.name}, content {p.content_hash[:12]}",
+                    f"profile {p.profile.name}: {p.profile.summary()}"]
+        out = {"dataset.toml": dumps(toml, comments)}
+        if val_toml:
+            out["dataset_val.toml"] = dumps(val_toml, comments + ["held-out validation clips"])
+        if p.options.jsonl:
+            key = "image_path" if p.profile.media == "image" else "video_path"
+            lines = [json.dumps({key: f"{p.remote_root}/train/{i.file}", "caption":
+                                 i.caption.strip()}, ensure_ascii=False)
+                     for i in p.items if i.split == "train"]
+            out["train.jsonl"] = "\n".join(lines) + "\n"
+        out["sample_prompts.txt"] = sample_prompts(p.dataset, p.profile)
+        return out
+
+    def problems(self, p: Plan) -> list[str]:
+        toml, val_toml = configs(p)
+        found = [f"dataset.toml: {problem}" for problem in
+                 check_config(toml) + (check_config(val_toml) if val_toml else [])]
+        for n, prompt in enumerate(p.dataset.settings.get("eval_prompts", [])):
+            if " --" in prompt:
+                found.append(f"eval prompt {n + 1} contains ' --', which musubi reads as an "
+                             "option: rephrase it")
+        return found
+
+    def target_frames(self, p: Plan) -> list[int]:
+        if p.profile.media != "video":
+            return [1]
+        return configs(p)[0]["datasets"][0].get("target_frames", [1])
+
+    def items_per_epoch(self, p: Plan) -> int:
+        toml, _val = configs(p)
+        return items_in([i.frames for i in p.items if i.split == "train"], toml["datasets"][0])
+
+
+FORMATS.register(Musubi.name, Musubi())
