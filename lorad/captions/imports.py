@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lorad.captions import versions
 from lorad.core.errors import LoradError
-from lorad.media import datasets
+from lorad.media import clips, datasets
 
 
 class ImportError_(LoradError):
@@ -30,18 +30,17 @@ class _Matcher:
     """Find a clip by full path, then by file name (when unique), then by output name."""
 
     def __init__(self, conn: sqlite3.Connection, dataset_id: int):
-        rows = conn.execute("SELECT id, source_path, name, media_path FROM clips WHERE"
-                            " dataset_id = ? AND duplicate_of IS NULL", (dataset_id,)).fetchall()
+        rows = clips.sources(conn, dataset_id)
         self.by_path: dict[str, int] = {}
         self.by_base: dict[str, list[int]] = {}
-        for r in rows:
-            for p in (r["source_path"], r["media_path"]):
+        for clip_id, source_path, name, media_path in rows:
+            for p in (source_path, media_path):
                 if p:
-                    self.by_path[str(Path(p).resolve())] = r["id"]
-                    self.by_base.setdefault(Path(p).name.lower(), []).append(r["id"])
-                    self.by_base.setdefault(Path(p).stem.lower(), []).append(r["id"])
-            self.by_base.setdefault(r["name"].lower(), []).append(r["id"])
-        self.all = [(r["id"], r["source_path"]) for r in rows]
+                    self.by_path[str(Path(p).resolve())] = clip_id
+                    self.by_base.setdefault(Path(p).name.lower(), []).append(clip_id)
+                    self.by_base.setdefault(Path(p).stem.lower(), []).append(clip_id)
+            self.by_base.setdefault(name.lower(), []).append(clip_id)
+        self.all = [(clip_id, source_path) for clip_id, source_path, _n, _m in rows]
 
     def find(self, ref: str, base_dir: Path | None = None) -> int | None:
         candidates = [Path(ref)]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from lorad.core import store
 from lorad.core.errors import LoradError
 from lorad.core.store import transaction
+from lorad.media import clips
 
 SOURCES = ("typed", "template", "bulk", "import", "auto", "undo")
 
@@ -98,8 +99,7 @@ def set_caption(conn: sqlite3.Connection, clip_id: int, text: str, *, source: st
         now = current(conn, clip_id)
         if now is not None and now.text == text:
             return None
-        if now is None and not conn.execute("SELECT 1 FROM clips WHERE id = ?",
-                                            (clip_id,)).fetchone():
+        if now is None and not clips.existing(conn, [clip_id]):
             raise CaptionError(f"no clip with id {clip_id}")
         return _insert(conn, clip_id, text, source, batch_id, now.id if now else None)
 
@@ -137,9 +137,7 @@ def set_many(conn: sqlite3.Connection, changes: Iterable[tuple[int, str]], *, so
     ids = list(wanted)
     now = time.time()
     with transaction(conn):
-        known = {r[0] for chunk in _chunks(ids) for r in conn.execute(
-            f"SELECT id FROM clips WHERE id IN ({','.join('?' * len(chunk))})", chunk)}
-        missing = sorted(set(ids) - known)
+        missing = sorted(set(ids) - clips.existing(conn, ids))
         if missing:
             raise CaptionError(f"no clip with id {missing[0]}")
         current = _current_of(conn, ids)

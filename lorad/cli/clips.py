@@ -125,7 +125,7 @@ def list_clips(args, ws, conn, d) -> int:
 def wait_for_ingest(conn, d) -> int:
     """Show ingest progress until the dataset's ingest and split jobs are done."""
     from lorad.core import fmt
-    from lorad.media import clips, datasets
+    from lorad.media import clips
 
     tty = sys.stdout.isatty()
     while True:
@@ -137,7 +137,7 @@ def wait_for_ingest(conn, d) -> int:
         time.sleep(0.5 if tty else 2.0)
     if tty:
         print()
-    errors = datasets.clip_counts(conn, d.id).get("error", 0)
+    errors = clips.counts_by_state(conn, d.id).get("error", 0)
     if errors:
         print(f"{errors} clip(s) in error: `lorad clips list {d.name} --state error` says why")
     return EXIT_OK

@@ -73,10 +73,10 @@ def create(args, ws, conn) -> int:
 
 
 def show(args, ws, conn) -> int:
-    from lorad.media import datasets
+    from lorad.media import clips, datasets
 
     d = datasets.get(conn, args.name)
-    counts = datasets.clip_counts(conn, d.id)
+    counts = clips.counts_by_state(conn, d.id)
     if args.json:
         print_json({**d.__dict__, "clips": counts})
     else:
@@ -87,9 +87,9 @@ def show(args, ws, conn) -> int:
 
 def list_all(args, ws, conn) -> int:
     from lorad.core import fmt
-    from lorad.media import datasets
+    from lorad.media import clips, datasets
 
-    listed = [(d, datasets.clip_counts(conn, d.id)) for d in datasets.list_all(conn)]
+    listed = [(d, clips.counts_by_state(conn, d.id)) for d in datasets.list_all(conn)]
     if args.json:
         print_json([{**d.__dict__, "clips": counts} for d, counts in listed])
         return EXIT_OK

@@ -266,6 +266,14 @@ def request_cancel(conn: sqlite3.Connection, job_id: int) -> str:
         raise JobError(f"job {job_id} is {job.state}; only queued or running jobs can be cancelled")
 
 
+def run_cancelled(conn: sqlite3.Connection, job_id: int) -> None:
+    """Run a queued job now with its cancel flag set: for a job whose handler must undo work
+    it already started elsewhere (a request a remote service accepted) before it ends."""
+    now = time.time()
+    conn.execute("UPDATE jobs SET cancel_requested = 1, run_after = ?, updated_at = ?"
+                 " WHERE id = ? AND state = 'queued'", (now, now, job_id))
+
+
 def retry(conn: sqlite3.Connection, job_id: int) -> None:
     """Put a failed or cancelled job back in the queue with a fresh attempt budget."""
     now = time.time()

@@ -25,7 +25,7 @@ from lorad.captions import versions
 from lorad.core.errors import LoradError
 from lorad.core.files import link_or_copy
 from lorad.datasets import formats
-from lorad.media import datasets, profiles
+from lorad.media import clips, datasets, profiles
 
 
 class ExportError(LoradError):
@@ -74,16 +74,13 @@ class Plan:
 def approved_items(conn: sqlite3.Connection, dataset: datasets.Dataset) -> list[Item]:
     current = versions.current_texts(conn, dataset.id)
     items = []
-    for r in conn.execute(
-            "SELECT id, name, media_path, source_path, source_hash, source_range, frames, fps"
-            " FROM clips WHERE dataset_id = ? AND state = 'approved' AND duplicate_of IS NULL"
-            " ORDER BY name", (dataset.id,)):
-        v = current.get(r["id"])
-        media = r["media_path"] or ""
-        items.append(Item(r["id"], r["name"], media, r["name"] + Path(media).suffix.lower(),
-                          v.text if v else "", v.id if v else None, r["source_path"],
-                          r["source_hash"], json.loads(r["source_range"]) if r["source_range"]
-                          else None, r["frames"], r["fps"]))
+    for c in clips.approved(conn, dataset.id):
+        v = current.get(c.id)
+        media = c.media_path or ""
+        items.append(Item(c.id, c.name, media, c.name + Path(media).suffix.lower(),
+                          v.text if v else "", v.id if v else None, c.source_path,
+                          c.source_hash, list(c.source_range) if c.source_range else None,
+                          c.frames, c.fps))
     return items
 
 

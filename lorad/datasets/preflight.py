@@ -11,7 +11,7 @@ from pathlib import Path
 
 from lorad.captions import lint
 from lorad.datasets import export
-from lorad.media import datasets, profiles
+from lorad.media import clips, datasets, profiles
 
 
 @dataclass(frozen=True)
@@ -72,9 +72,8 @@ def check(conn: sqlite3.Connection, dataset: datasets.Dataset, profile: profiles
             if item.fps and abs(item.fps - profile.fps) > 1e-3:
                 add("error", f"clip is {item.fps:g} fps but the profile trains at "
                              f"{profile.fps:g}: reprocess it", item)
-    fingerprints = {r[0]: r[1] for r in conn.execute(
-        "SELECT id, profile_fingerprint FROM clips WHERE dataset_id = ?", (dataset.id,))}
-    stale = [i for i in p.items if fingerprints.get(i.clip_id) != profile.fingerprint()]
+    stale_ids = set(clips.stale_ids(conn, dataset.id, profile.fingerprint()))
+    stale = [i for i in p.items if i.clip_id in stale_ids]
     for item in stale:
         add("warning", f"made with an older version of profile {profile.name}: "
                        f"`lorad clips reprocess {dataset.name} --stale`", item)

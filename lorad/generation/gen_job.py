@@ -125,17 +125,6 @@ _UPLOAD_LOCKS: dict[tuple[int, str], asyncio.Lock] = {}
 _UPLOADED: dict[str, str] = {}  # sha256 -> URL, until a generation row records it
 
 
-def _known_upload(conn: sqlite3.Connection, digest: str) -> str | None:
-    """The storage URL of a file already uploaded for another generation (a sweep's start
-    image goes up once)."""
-    for (inputs,) in conn.execute("SELECT inputs FROM generations WHERE inputs LIKE ?",
-                                  (f"%{digest}%",)):
-        for item in json.loads(inputs).values():
-            if item.get("sha256") == digest and item.get("url"):
-                return item["url"]
-    return None
-
-
 async def _upload_inputs(ctx: JobContext, client: ServiceSession,
                          g: generations.Generation) -> generations.Generation:
     """Local files named in the parameters (`--image`) go to the service's storage first; the
@@ -153,7 +142,7 @@ async def _upload_inputs(ctx: JobContext, client: ServiceSession,
         digest = await _call(sha256_file, Path(path))
         key = (id(asyncio.get_running_loop()), digest)  # a lock belongs to one event loop
         async with _UPLOAD_LOCKS.setdefault(key, asyncio.Lock()):  # a sweep's jobs at once
-            url = _known_upload(ctx.conn, digest) or _UPLOADED.get(digest)
+            url = generations.uploaded_url(ctx.conn, digest) or _UPLOADED.get(digest)
             if url is None:
                 url = _UPLOADED[digest] = await _call(client.upload, Path(path))
         params[name] = url

@@ -219,8 +219,7 @@ def cancel(conn: sqlite3.Connection, gen_id: int) -> str:
     if g.request_id and jobs.get(conn, g.job_id).state == "queued":
         # fal has the request (the job was handed back by a stopped daemon, or waits for a
         # retry): the job must cancel it there, so it runs now, cancelled from the start
-        conn.execute("UPDATE jobs SET cancel_requested = 1, run_after = ?, updated_at = ?"
-                     " WHERE id = ?", (time.time(), time.time(), g.job_id))
+        jobs.run_cancelled(conn, g.job_id)
         return "cancelling"
     outcome = jobs.request_cancel(conn, g.job_id)
     if outcome == "cancelled":
@@ -320,6 +319,24 @@ def events(conn: sqlite3.Connection, gen_id: int) -> list[dict[str, Any]]:
     return [dict(r) for r in conn.execute(
         "SELECT status, detail, at FROM generation_events WHERE generation_id = ? ORDER BY id",
         (gen_id,))]
+
+
+def uploaded_url(conn: sqlite3.Connection, sha256: str) -> str | None:
+    """Where a local input file with this content was uploaded for an earlier generation (a
+    sweep's start image goes up once)."""
+    for (inputs,) in conn.execute("SELECT inputs FROM generations WHERE inputs LIKE ?",
+                                  (f"%{sha256}%",)):
+        for item in json.loads(inputs).values():
+            if item.get("sha256") == sha256 and item.get("url"):
+                return item["url"]
+    return None
+
+
+def completed_for(conn: sqlite3.Connection, checkpoint_id: int) -> list[Generation]:
+    """The checkpoint's generations that have an output."""
+    return [Generation.from_row(r) for r in conn.execute(
+        "SELECT * FROM generations WHERE checkpoint_id = ? AND status = 'completed' ORDER BY id",
+        (checkpoint_id,))]
 
 
 def in_flight(conn: sqlite3.Connection) -> int:

@@ -332,6 +332,34 @@ def captionable(conn: sqlite3.Connection, dataset_id: int) -> list[CaptionableCl
     return out
 
 
+def counts_by_state(conn: sqlite3.Connection, dataset_id: int) -> dict[str, int]:
+    return {state: n for state, n in conn.execute(
+        "SELECT state, COUNT(*) FROM clips WHERE dataset_id = ? GROUP BY state", (dataset_id,))}
+
+
+def approved(conn: sqlite3.Connection, dataset_id: int) -> list[Clip]:
+    """What an export freezes: approved clips that are not duplicates, by name."""
+    return [Clip.from_row(r) for r in conn.execute(
+        "SELECT * FROM clips WHERE dataset_id = ? AND state = 'approved' AND duplicate_of IS NULL"
+        " ORDER BY name", (dataset_id,))]
+
+
+def existing(conn: sqlite3.Connection, clip_ids: list[int]) -> set[int]:
+    """Which of these ids are clips."""
+    found: set[int] = set()
+    for chunk in _chunks(clip_ids, 500):
+        found.update(r[0] for r in conn.execute(
+            f"SELECT id FROM clips WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+    return found
+
+
+def sources(conn: sqlite3.Connection, dataset_id: int) -> list[tuple[int, str, str, str | None]]:
+    """(id, source path, name, media path) of the dataset's clips, duplicates left out."""
+    return [tuple(r) for r in conn.execute(
+        "SELECT id, source_path, name, media_path FROM clips WHERE dataset_id = ? AND"
+        " duplicate_of IS NULL", (dataset_id,))]
+
+
 def ingest_pending(conn: sqlite3.Connection) -> int:
     """Ingest and scene-split jobs not finished yet (of every dataset)."""
     return jobs.active_count(conn, (INGEST_KIND, SPLIT_KIND))

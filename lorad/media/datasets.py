@@ -73,11 +73,6 @@ def list_all(conn: sqlite3.Connection) -> list[Dataset]:
     return [Dataset.from_row(r) for r in conn.execute("SELECT * FROM datasets ORDER BY name")]
 
 
-def clip_counts(conn: sqlite3.Connection, dataset_id: int) -> dict[str, int]:
-    return {state: n for state, n in conn.execute(
-        "SELECT state, COUNT(*) FROM clips WHERE dataset_id = ? GROUP BY state", (dataset_id,))}
-
-
 def update_settings(conn: sqlite3.Connection, dataset_id: int, **changes: Any) -> None:
     settings = {**get_by_id(conn, dataset_id).settings, **changes}
     store.table(conn, "datasets").update(dataset_id,

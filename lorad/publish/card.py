@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lorad.generation import ratings
+from lorad.generation import generations, ratings
 from lorad.publish.publishers import PublishError
 from lorad.training import checkpoints, lineage
 
@@ -81,17 +81,14 @@ def source(conn: sqlite3.Connection, ref: str) -> Source:
 def best_samples(conn: sqlite3.Connection, checkpoint_id: int,
                  limit: int = MAX_SAMPLES) -> list[dict[str, Any]]:
     """Completed generations of this checkpoint that people rated well, best first."""
-    rows = conn.execute("SELECT id, prompt, scale, seed, output_path, endpoint FROM generations"
-                        " WHERE checkpoint_id = ? AND status = 'completed'",
-                        (checkpoint_id,)).fetchall()
     rated = []
-    for r in rows:
-        current = ratings.current(conn, r["id"])
-        if current is None or not ratings.is_good(current) or not r["output_path"] \
-                or not Path(r["output_path"]).is_file():
+    for g in generations.completed_for(conn, checkpoint_id):
+        current = ratings.current(conn, g.id)
+        if current is None or not ratings.is_good(current) or not g.output_path \
+                or not Path(g.output_path).is_file():
             continue
-        rated.append(({"id": r["id"], "prompt": r["prompt"], "scale": r["scale"],
-                       "seed": r["seed"], "path": r["output_path"], "endpoint": r["endpoint"],
+        rated.append(({"id": g.id, "prompt": g.prompt, "scale": g.scale, "seed": g.seed,
+                       "path": g.output_path, "endpoint": g.endpoint,
                        "stars": current.stars, "verdict": current.verdict},
                       (current.stars or 0, current.verdict == "approve")))
     rated.sort(key=lambda item: item[1], reverse=True)

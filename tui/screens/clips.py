@@ -155,7 +155,7 @@ class ClipsScreen(DatasetScreen):
             profile = profiles.get(dataset.profile, self.app.ws.config())
         except Exception:  # noqa: BLE001 - a broken config shows in the header, not here
             profile = None
-        return ClipsData(all_sets, dataset, profile, rows, datasets.clip_counts(conn, dataset.id),
+        return ClipsData(all_sets, dataset, profile, rows, clips.counts_by_state(conn, dataset.id),
                          clips.progress(conn, dataset.id), detail, image)
 
     def show(self, data: ClipsData) -> None:
