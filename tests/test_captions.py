@@ -143,18 +143,36 @@ def test_import_sidecars_json_list_and_jsonl(conn, ds, tmp_path):
 
 
 def test_the_cli_and_the_captions_screen_lint_the_same_clips(ws, conn, ds, capsys):
-    """One rule decides which clips get captions: not rejected, not in error, not duplicates
-    (the CLI used to lint rejected clips' siblings differently from the screen)."""
+    """One rule decides which clips get captions: not in error, not duplicates (the CLI used
+    to lint clips in error and skip rejected ones, unlike the screen)."""
     from lorad.captions import review
     from lorad.cli import main
 
     kept = add_clip(conn, ds.id, "kept", state="ready")
-    add_clip(conn, ds.id, "rejected", state="rejected")
+    rejected = add_clip(conn, ds.id, "rejected", state="rejected")
     add_clip(conn, ds.id, "broken", state="error")
     dup = add_clip(conn, ds.id, "dup", state="ready")
     conn.execute("UPDATE clips SET duplicate_of = ? WHERE id = ?", (kept, dup))
-    versions.set_caption(conn, kept, "TRUCKUGC, a white pickup parked on a gravel lot, dusk")
+    for clip in (kept, rejected):
+        versions.set_caption(conn, clip, f"TRUCKUGC, a white pickup number {clip} parked on a "
+                                         "gravel lot at dusk")
     shown = [r.id for r in review.dataset_captions(conn, ds).rows]
-    assert shown == [kept]
+    assert shown == [kept, rejected]
     assert main(["-w", str(ws.root), "captions", "lint", "trucks", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {}  # the uncaptioned others are not linted
+
+
+def test_bulk_apply_goes_before_or_after_the_operation(ws, conn, ds, capsys):
+    """`lorad captions bulk D template --apply`, as the README writes it, used to be a usage
+    error: --apply was only accepted before the operation."""
+    from lorad.cli import main
+
+    clip = add_clip(conn, ds.id, "a", state="ready")
+    versions.set_caption(conn, clip, "TRUCKUGC, a red truck parked on a dirt road at noon")
+    w = ["-w", str(ws.root)]
+    assert main([*w, "captions", "bulk", "trucks", "append", ", dusty"]) == 0
+    assert versions.current(conn, clip).text.endswith("noon")  # a preview writes nothing
+    assert main([*w, "captions", "bulk", "trucks", "append", ", dusty", "--apply"]) == 0
+    assert versions.current(conn, clip).text.endswith("noon, dusty")
+    assert main([*w, "captions", "bulk", "trucks", "--apply", "prepend", "old "]) == 0
+    assert versions.current(conn, clip).text.startswith("old TRUCKUGC")

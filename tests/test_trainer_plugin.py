@@ -104,3 +104,21 @@ def test_a_run_refuses_a_dataset_version_written_for_another_trainer(conn, versi
     with pytest.raises(runs.RunError, match="written for diffusion-pipe, but musubi-tuner"):
         runs.create(conn, "y", version, pod.id, config)
     assert runs.create(conn, "z", version, pod.id, {}, trainer="echo").trainer == "echo"
+
+
+def test_a_broken_plugin_takes_away_only_itself(tmp_path, monkeypatch):
+    """A plugin module that fails to import is reported by name; the built-in trainers, the
+    other plugins and secret redaction go on working."""
+    from lorad.core import logs, plugins
+    from lorad.training import trainers
+
+    (tmp_path / "broken_trainer_plugin.py").write_text("raise RuntimeError('no GPU here')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("LORAD_PLUGINS", "broken_trainer_plugin,echo_trainer")
+    monkeypatch.setenv("FAL_KEY", "fal-secret-1234")
+    assert trainers.get("echo").name == "echo" and trainers.get("musubi").name == "musubi"
+    with pytest.raises(PluginError, match=r"broken_trainer_plugin did not load \(RuntimeError: "
+                                          r"no GPU here\)"):
+        trainers.get("broken")
+    assert logs.redact("key fal-secret-1234 leaked") == "key [redacted] leaked"
+    assert "broken_trainer_plugin" in plugins.failures()

@@ -1,6 +1,7 @@
-"""A dataset's captions as review sees them: the clips that get captions (one rule, shared by
-the Captions screen, `lorad captions lint` and export), each with its current text and its lint
-issues, and the phrases already used (the editor's completions)."""
+"""A dataset's captions as review sees them: the clips that get captions (one rule,
+`clips.captionable`, shared by the Captions screen, `lorad captions lint` and bulk edits), each
+with its current text and its lint issues, and the phrases already used (the editor's
+completions)."""
 
 from __future__ import annotations
 

@@ -76,17 +76,12 @@ def _insert(conn: sqlite3.Connection, clip_id: int, text: str, source: str,
 def _current_of(conn: sqlite3.Connection, clip_ids: list[int]) -> dict[int, CaptionVersion]:
     """The current version of each of these clips (that has one), a chunk of ids per query."""
     found: dict[int, CaptionVersion] = {}
-    for chunk in _chunks(clip_ids):
+    for chunk in store.chunked(clip_ids):
         marks = ",".join("?" * len(chunk))
         found.update((r["clip_id"], CaptionVersion.from_row(r)) for r in conn.execute(
             f"SELECT {_COLUMNS} FROM caption_versions WHERE id IN (SELECT MAX(id) FROM"
             f" caption_versions WHERE clip_id IN ({marks}) GROUP BY clip_id)", chunk))
     return found
-
-
-def _chunks(ids: list[int], size: int = 500) -> Iterable[list[int]]:
-    for i in range(0, len(ids), size):
-        yield ids[i:i + size]
 
 
 def set_caption(conn: sqlite3.Connection, clip_id: int, text: str, *, source: str = "typed",

@@ -32,20 +32,31 @@ def add_parser(sub) -> None:
     a.add_argument("batch", nargs="?")
     a = csub.add_parser("bulk", help="bulk edit with a preview; --apply writes one undoable batch")
     a.add_argument("dataset")
-    a.add_argument("--apply", action="store_true", help="write the changes (default: preview)")
-    a.add_argument("--preview", type=int, default=10, help="changes to print (default 10)")
+    _bulk_options(a, apply=False, preview=10)
+    # --apply and --preview also go after the operation (`bulk D template --apply`); there
+    # they default to nothing, so they never undo the same options given before it
+    options = argparse.ArgumentParser(add_help=False)
+    _bulk_options(options, apply=argparse.SUPPRESS, preview=argparse.SUPPRESS)
     bsub = a.add_subparsers(dest="op", metavar="OP", required=True)
-    b = bsub.add_parser("replace", help="find and replace")
+    b = bsub.add_parser("replace", parents=[options], help="find and replace")
     b.add_argument("find")
     b.add_argument("replacement")
     b.add_argument("--regex", action="store_true")
     b.add_argument("--ignore-case", action="store_true")
-    bsub.add_parser("prepend", help="add text at the start").add_argument("text")
-    bsub.add_parser("append", help="add text at the end").add_argument("text")
-    bsub.add_parser("trigger", help="rename the trigger token, or add it where missing"
-                    ).add_argument("token")
-    bsub.add_parser("template", help="seed uncaptioned clips with the template")
+    bsub.add_parser("prepend", parents=[options], help="add text at the start"
+                    ).add_argument("text")
+    bsub.add_parser("append", parents=[options], help="add text at the end").add_argument("text")
+    bsub.add_parser("trigger", parents=[options],
+                    help="rename the trigger token, or add it where missing").add_argument("token")
+    bsub.add_parser("template", parents=[options], help="seed uncaptioned clips with the template")
     p.set_defaults(func=run)
+
+
+def _bulk_options(parser, *, apply, preview) -> None:
+    parser.add_argument("--apply", action="store_true", default=apply,
+                        help="write the changes (default: preview)")
+    parser.add_argument("--preview", type=int, default=preview,
+                        help="changes to print (default 10)")
 
 
 def run(args: argparse.Namespace) -> int:

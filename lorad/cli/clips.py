@@ -68,7 +68,7 @@ def add(args, ws, conn, d) -> int:
     print("queued: " + ", ".join(parts))
     if queued or report.split_jobs:
         daemon.nudge(ws)
-        if not daemon.status(ws).running:
+        if not args.wait and not daemon.status(ws).running:
             print("the daemon is not running; start it with `lorad daemon start` "
                   "(or use --wait, which starts it)")
         if args.wait:

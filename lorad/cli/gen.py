@@ -26,9 +26,9 @@ def add_parser(sub) -> None:
 
 def request_options(p) -> None:
     """What `gen` and `sweep` both send: endpoint, negative prompt, parameters, images."""
-    from lorad.generation.endpoints import ENDPOINTS
-
-    p.add_argument("--endpoint", default=DEFAULT_ENDPOINT, choices=sorted(ENDPOINTS))
+    p.add_argument("--endpoint", default=DEFAULT_ENDPOINT,
+                   help=f"the service's endpoint (default {DEFAULT_ENDPOINT}; an unknown one "
+                        "is refused with the list)")
     p.add_argument("--negative", help="negative prompt")
     p.add_argument("--param", action="append", metavar="NAME=VALUE",
                    help="endpoint parameter, e.g. --param aspect_ratio=9:16")

@@ -14,6 +14,9 @@ def add_parser(sub) -> None:
     psub = p.add_subparsers(dest="action", metavar="ACTION")
     a = psub.add_parser("add", help="an SSH host (--host) or a RunPod pod (--runpod-id)")
     a.add_argument("name")
+    a.add_argument("--provider", help="who runs the pod (default: runpod with --runpod-id, "
+                                      "else ssh; `lorad pod providers` lists them)")
+    a.add_argument("--provider-id", help="the pod's id at its provider")
     a.add_argument("--host")
     a.add_argument("--port", type=int, default=22)
     a.add_argument("--user", default="root")
@@ -25,8 +28,8 @@ def add_parser(sub) -> None:
     a.add_argument("--json", action="store_true")
     a = psub.add_parser("check", help="GPU, disk, Python, the trainer, model files")
     a.add_argument("name")
-    a.add_argument("--trainer", default="musubi", help="the trainer to check for (default "
-                                                       "musubi; `lorad trainers` lists them)")
+    a.add_argument("--trainer", help="the trainer to check for (default musubi; `lorad "
+                                     "trainers` lists them)")
     a.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="a trainer option that says where things are, e.g. musubi_dir=/opt/m")
     a.add_argument("--musubi-dir", help="musubi-tuner's folder (= --set musubi_dir=DIR)")
@@ -34,10 +37,12 @@ def add_parser(sub) -> None:
     a.add_argument("--json", action="store_true")
     a = psub.add_parser("trust", help="forget the pinned host key (after re-creating a pod)")
     a.add_argument("name")
+    psub.add_parser("providers", help="who can run a pod: plain SSH hosts, RunPod, plugins")
 
 
 def run(args: argparse.Namespace) -> int:
-    actions = {"add": add, "trust": trust, "check": check, "list": list_pods}
+    actions = {"add": add, "trust": trust, "check": check, "list": list_pods,
+               "providers": list_providers}
     with opened(args) as (ws, conn):
         return actions[args.action](args, ws, conn)
 
@@ -45,10 +50,10 @@ def run(args: argparse.Namespace) -> int:
 def add(args, ws, conn) -> int:
     from lorad.training import pods
 
-    pod = pods.add(conn, args.name, provider="runpod" if args.runpod_id else "ssh",
-                   host=args.host, port=args.port, user=args.user,
-                   key_file=str(Path(args.key).expanduser()) if args.key else None,
-                   provider_id=args.runpod_id, remote_dir=args.remote_dir,
+    provider = args.provider or ("runpod" if args.runpod_id else "ssh")
+    pod = pods.add(conn, args.name, provider=provider, host=args.host, port=args.port,
+                   user=args.user, key_file=str(Path(args.key).expanduser()) if args.key else None,
+                   provider_id=args.provider_id or args.runpod_id, remote_dir=args.remote_dir,
                    cost_per_hour=args.cost_per_hour)
     print(f"pod {pod.name} added; `lorad pod check {pod.name}` looks at what it has")
     return EXIT_OK
@@ -64,16 +69,14 @@ def trust(args, ws, conn) -> int:
 
 def check(args, ws, conn) -> int:
     from lorad.core import daemon
-    from lorad.training import pods
+    from lorad.training import pods, trainers
 
-    pod = pods.get(conn, args.name)
     options = key_values(args.set, "--set")
     if args.musubi_dir:
         options["musubi_dir"] = args.musubi_dir
-    checks = pods.checks_for(args.trainer, options)
-    with pods.open_shell(conn, pod) as shell:
-        results = pods.check(shell, pod.remote_dir, checks, args.model or [])
-    pods.update(conn, pod.id, info={r["check"]: r["detail"] for r in results})
+    results = pods.run_checks(conn, pods.get(conn, args.name),
+                              trainer=args.trainer or trainers.DEFAULT, options=options,
+                              models=args.model)
     if args.json:
         print_json(results)
     else:
@@ -98,4 +101,13 @@ def list_pods(args, ws, conn) -> int:
              "pinned" if p.host_key else "-", fmt.age(p.last_seen)] for p in listed]
     print(fmt.table(["NAME", "PROVIDER", "STATE", "COST", "SSH", "HOST KEY", "SEEN"], rows)
           if rows else "no pods: `lorad pod add NAME`")
+    return EXIT_OK
+
+
+def list_providers(args, ws, conn) -> int:
+    from lorad.training import providers
+
+    for name, p in providers.PROVIDERS.items():
+        power = "starts and stops it" if p.can_power_off else "never powers it on or off"
+        print(f"{name:10} {p.title}: lorad {power}")
     return EXIT_OK

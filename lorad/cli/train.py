@@ -19,8 +19,8 @@ def add_parser(sub) -> None:
     a.add_argument("--dataset", required=True)
     a.add_argument("--version", help="dataset version id or hash prefix (default: the newest)")
     a.add_argument("--pod", required=True)
-    a.add_argument("--trainer", default="musubi", help="which trainer runs it (default musubi; "
-                                                       "`lorad trainers` lists them)")
+    a.add_argument("--trainer", help="which trainer runs it (default musubi; `lorad trainers` "
+                                     "lists them)")
     a.add_argument("--config", help="TOML or JSON file of training options ([training] table)")
     a.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="a training option, e.g. --set task=t2v-14B --set network_dim=32")
@@ -62,7 +62,7 @@ def start(args, ws, conn) -> int:
     from lorad.core import daemon
     from lorad.datasets import export
     from lorad.media import datasets
-    from lorad.training import pods, runs
+    from lorad.training import pods, runs, trainers
 
     d = datasets.get(conn, args.dataset)
     version = export.find_version(conn, d, args.version)
@@ -71,8 +71,8 @@ def start(args, ws, conn) -> int:
                        + (f" matching {args.version}" if args.version else "")
                        + f": `lorad dataset export {d.name}` first")
     pod = pods.get(conn, args.pod)
-    r = runs.create(conn, args.name, version, pod.id, config_from(args), trainer=args.trainer,
-                    budget=args.budget)
+    r = runs.create(conn, args.name, version, pod.id, config_from(args),
+                    trainer=args.trainer or trainers.DEFAULT, budget=args.budget)
     job = runs.start(conn, r.id)
     daemon.nudge(ws)
     print(f"run {r.name} queued (job {job}); follow it with `lorad train status {r.name}` or "
@@ -106,14 +106,15 @@ def resume(args, ws, conn) -> int:
 
 def show_log(args, ws, conn) -> int:
     from lorad.training import runs, train_job
-    from lorad.training.logparse import readable
 
     r = runs.get(conn, args.name)
     if args.tail or not r.remote_dir:
         print(r.log_tail or "(no log yet)")
         return EXIT_OK
-    text = train_job.full_log(ws, r, args.stage)
-    print(text if args.all_progress else "\n".join(readable(text)))
+    if args.all_progress:
+        print(train_job.full_log(ws, r, args.stage))
+    else:
+        print("\n".join(train_job.readable_log(ws, r, args.stage)))
     return EXIT_OK
 
 

@@ -344,7 +344,7 @@ def run_foreground(ws: Workspace, *, verbose: bool = False) -> int:
     try:
         loaded = plugins.load_all()  # job kinds, and every implementation they may ask for
         log.info("daemon pid %d started for %s (plugin modules: %s)", os.getpid(), ws.root,
-                 ", ".join(loaded))
+                 ", ".join(m for m in loaded if m not in plugins.failures()))
         daemon = Daemon(ws)
 
         async def main() -> None:

@@ -107,15 +107,15 @@ def active_count(conn: sqlite3.Connection, kinds: Iterable[str]) -> int:
     """Jobs of these kinds still queued or running."""
     kinds = list(kinds)
     return conn.execute(
-        f"SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')"
-        f" AND kind IN ({','.join('?' * len(kinds))})", kinds).fetchone()[0]
+        f"SELECT COUNT(*) FROM jobs WHERE state IN ({','.join('?' * len(ACTIVE))})"
+        f" AND kind IN ({','.join('?' * len(kinds))})", (*ACTIVE, *kinds)).fetchone()[0]
 
 
 def active_with(conn: sqlite3.Connection, kind: str, key: str, value: Any) -> list[int]:
     """Ids of queued or running jobs of `kind` whose payload has `key` = `value`."""
     return [r[0] for r in conn.execute(
-        "SELECT id FROM jobs WHERE kind = ? AND state IN ('queued', 'running')"
-        " AND json_extract(payload, ?) = ? ORDER BY id", (kind, f"$.{key}", value))]
+        f"SELECT id FROM jobs WHERE kind = ? AND state IN ({','.join('?' * len(ACTIVE))})"
+        " AND json_extract(payload, ?) = ? ORDER BY id", (kind, *ACTIVE, f"$.{key}", value))]
 
 
 def claim(conn: sqlite3.Connection, owner: str, kinds: Iterable[str],

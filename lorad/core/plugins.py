@@ -5,21 +5,25 @@ is a module that registers itself when imported. :func:`load` imports, once per 
 
 - the built-in modules of the group (:data:`BUILTIN`),
 - the modules of installed packages' entry points in the group (``lorad.trainers``,
-  ``lorad.pod_providers``, ``lorad.generation_services``, ``lorad.publishers``, ``lorad.jobs``),
-  as harlequin finds its adapters,
+  ``lorad.pod_providers``, ``lorad.generation_services``, ``lorad.publishers``,
+  ``lorad.dataset_formats``, ``lorad.jobs``), as harlequin finds its adapters,
 - every module named in ``$LORAD_PLUGINS`` (comma-separated; tests use it).
 
 A :class:`Registry` loads its group before it answers, so asking for a trainer by name works
 from the CLI, the TUI and the daemon alike. The modules are named here as strings, never
 imported by name, so the floors below an implementation stay free of it.
+
+A module that fails to import is logged and remembered, and the rest load: a broken plugin
+takes away only what it registers, and asking for that by name says why it is missing.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
@@ -34,10 +38,15 @@ BUILTIN: dict[str, list[str]] = {
     "publishers": ["lorad.publish.publishers.hub"],
     "dataset_formats": ["lorad.datasets.formats.musubi"],
 }
+# the groups of outside systems' implementations (the ones that declare secrets)
+IMPLEMENTATIONS = ("trainers", "pod_providers", "generation_services", "publishers",
+                   "dataset_formats")
 ENV = "LORAD_PLUGINS"
 LEGACY_ENV = "LORAD_HANDLER_MODULES"  # the earlier name, still read
 
+log = logging.getLogger(__name__)
 _loaded: dict[str, list[str]] = {}
+_failed: dict[str, str] = {}  # module name -> why it did not load
 _lock = threading.RLock()
 
 
@@ -69,14 +78,22 @@ def load(group: str) -> list[str]:
 
 def _import(names: list[str]) -> None:
     for name in dict.fromkeys(names):
+        if name in _failed:
+            continue
         try:
             importlib.import_module(name)
-        except ImportError as exc:
-            raise PluginError(f"cannot load lorad plugin module {name!r}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - one broken plugin must not stop the others
+            _failed[name] = f"{exc.__class__.__name__}: {exc}"
+            log.warning("lorad plugin module %s did not load: %s", name, _failed[name])
 
 
-def load_all() -> list[str]:
-    return [name for group in BUILTIN for name in load(group)]
+def failures() -> dict[str, str]:
+    """Plugin modules that did not load, and why."""
+    return dict(_failed)
+
+
+def load_all(groups: tuple[str, ...] | None = None) -> list[str]:
+    return [name for group in (groups or tuple(BUILTIN)) for name in load(group)]
 
 
 T = TypeVar("T")
@@ -104,7 +121,9 @@ class Registry(Generic[T]):
             return self._items[name]
         except KeyError:
             known = ", ".join(sorted(self._items)) or "none"
-            raise PluginError(f"unknown {self.noun} {name!r} (known: {known})") from None
+            broken = "".join(f"; {module} did not load ({why})"
+                             for module, why in sorted(_failed.items()))
+            raise PluginError(f"unknown {self.noun} {name!r} (known: {known}){broken}") from None
 
     def names(self) -> list[str]:
         load(self.group)
@@ -114,8 +133,3 @@ class Registry(Generic[T]):
         load(self.group)
         return sorted(self._items.items())
 
-    def decorator(self, name: str) -> Callable[[T], T]:
-        def decorate(item: T) -> T:
-            return self.register(name, item)
-
-        return decorate

@@ -123,10 +123,15 @@ def apply_migrations(conn: sqlite3.Connection) -> list[str]:
             conn.execute("PRAGMA foreign_keys = OFF")
         try:
             with transaction(conn):
+                before = _broken_keys(conn) if rebuilds else set()
                 for statement in _split_sql(sql):
                     conn.execute(statement)
-                if rebuilds and conn.execute("PRAGMA foreign_key_check").fetchone():
-                    raise sqlite3.IntegrityError("a foreign key is broken after the rebuild")
+                broken = _broken_keys(conn) - before if rebuilds else set()
+                if broken:  # only what the rebuild broke: older damage is not its to judge
+                    table, rowid, parent, _n = sorted(broken)[0]
+                    raise sqlite3.IntegrityError(
+                        f"the rebuild left {len(broken)} broken foreign key(s), e.g. {table} row "
+                        f"{rowid} -> {parent}")
                 conn.execute(
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                     (number, name, time.time()),
@@ -138,6 +143,10 @@ def apply_migrations(conn: sqlite3.Connection) -> list[str]:
                 conn.execute("PRAGMA foreign_keys = ON")
         applied.append(name)
     return applied
+
+
+def _broken_keys(conn: sqlite3.Connection) -> set[tuple]:
+    return {tuple(r) for r in conn.execute("PRAGMA foreign_key_check")}
 
 
 def _split_sql(sql: str) -> Iterator[str]:
@@ -164,6 +173,12 @@ def table(conn: sqlite3.Connection, name: str) -> sqlite_utils.db.Table:
     become part of it (sqlite-utils nests them in savepoints)."""
     return sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False
                                  ).table(name)
+
+
+def chunked(ids: list, size: int = 500) -> Iterator[list]:
+    """`ids` in pieces small enough for one `IN (...)` each (SQLite caps the parameters)."""
+    for i in range(0, len(ids), size):
+        yield ids[i:i + size]
 
 
 def data_version(conn: sqlite3.Connection) -> int:

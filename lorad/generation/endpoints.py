@@ -1,12 +1,14 @@
 """Generation endpoints as data: the service that runs each (lorad.generation.services),
 parameter names, ranges and enums, the LoRA field, and the price per output (services reference
-§2). Adding an endpoint is adding an entry here."""
+§2). Adding an endpoint is adding an entry here, or, for a plugin service, `register` in its
+module."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from lorad.core import plugins
 from lorad.core.errors import LoradError
 
 
@@ -134,7 +136,15 @@ ENDPOINTS: dict[str, Endpoint] = {e.id: e for e in [
 ]}
 
 
+def register(endpoint: Endpoint) -> Endpoint:
+    """An endpoint of a generation service plugin (its module calls this when it loads)."""
+    ENDPOINTS[endpoint.id] = endpoint
+    return endpoint
+
+
 def get(endpoint_id: str) -> Endpoint:
+    if endpoint_id not in ENDPOINTS:
+        plugins.load("generation_services")  # a plugin service may bring its endpoints
     if endpoint_id not in ENDPOINTS:
         raise ParamError(f"unknown endpoint {endpoint_id!r}; known: {', '.join(ENDPOINTS)}")
     return ENDPOINTS[endpoint_id]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lorad.core import jobs, store
+from lorad.core import jobs, logs, store
 from lorad.core.errors import LoradError
 from lorad.core.store import transaction
 from lorad.media.datasets import Dataset
@@ -199,6 +199,8 @@ def _queue_ingest(conn: sqlite3.Connection, clip_id: int, parent_job: int | None
 
 
 def update(conn: sqlite3.Connection, clip_id: int, **values: Any) -> None:
+    if values.get("error"):
+        values["error"] = logs.redact(values["error"])
     store.table(conn, "clips").update(clip_id, {**values, "updated_at": time.time()})
 
 
@@ -268,7 +270,7 @@ def set_review(conn: sqlite3.Connection, clip_ids: Iterable[int], state: str) ->
     now = time.time()
     changed = 0
     with transaction(conn):
-        for chunk in _chunks(ids, 500):
+        for chunk in store.chunked(ids):
             marks = ",".join("?" * len(chunk))
             cur = conn.execute(
                 f"UPDATE clips SET state = ?, reviewed_at = ?, updated_at = ? WHERE id IN ({marks})"
@@ -307,8 +309,9 @@ def progress(conn: sqlite3.Connection, dataset_id: int) -> tuple[int, int]:
     return int(row[0] or 0), int(row[1] or 0)
 
 
-# Clips that get captions and are linted: every clip that can still be trained on.
-CAPTIONABLE_SQL = "duplicate_of IS NULL AND state NOT IN ('error', 'rejected')"
+# Clips that get captions and are linted: every processed or processing clip that is not a
+# copy of another; rejected ones too (they can be approved again, captions and all).
+CAPTIONABLE_SQL = "duplicate_of IS NULL AND state != 'error'"
 
 
 @dataclass(frozen=True)
@@ -321,7 +324,7 @@ class CaptionableClip:
 
 
 def captionable(conn: sqlite3.Connection, dataset_id: int) -> list[CaptionableClip]:
-    """The clips of a dataset that get captions: not duplicates, not rejected, not in error."""
+    """The clips of a dataset that get captions: not duplicates, not in error."""
     out = []
     for r in conn.execute(
             "SELECT id, name, state, filmstrip_path, width, height, frames, fps FROM clips"
@@ -347,7 +350,7 @@ def approved(conn: sqlite3.Connection, dataset_id: int) -> list[Clip]:
 def existing(conn: sqlite3.Connection, clip_ids: list[int]) -> set[int]:
     """Which of these ids are clips."""
     found: set[int] = set()
-    for chunk in _chunks(clip_ids, 500):
+    for chunk in store.chunked(clip_ids):
         found.update(r[0] for r in conn.execute(
             f"SELECT id FROM clips WHERE id IN ({','.join('?' * len(chunk))})", chunk))
     return found
@@ -363,11 +366,6 @@ def sources(conn: sqlite3.Connection, dataset_id: int) -> list[tuple[int, str, s
 def ingest_pending(conn: sqlite3.Connection) -> int:
     """Ingest and scene-split jobs not finished yet (of every dataset)."""
     return jobs.active_count(conn, (INGEST_KIND, SPLIT_KIND))
-
-
-def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
 
 
 class ClipRow(tuple):

@@ -105,9 +105,9 @@ def _yaml(value: Any) -> str:
 def model_card(src: Source, name: str, files: dict[str, str],
                samples: list[tuple[str, dict[str, Any]]]) -> str:
     """README.md with the Hub's YAML front matter."""
-    family = list(src.tags) or (["wan"] if src.metadata.get("ss_base_model_version") == "wan"
-                                else ["diffusion"])
-    front = ["---", "tags:", "- lora", *[f"- {t}" for t in family], "- lorad",
+    tags = list(src.tags) or (["wan"] if src.metadata.get("ss_base_model_version") == "wan"
+                              else ["diffusion"])
+    front = ["---", "tags:", "- lora", *[f"- {t}" for t in tags], "- lorad",
              f"- {TASK_TAGS.get(src.media, 'text-to-video')}"]
     if src.base_model:
         front.append(f"base_model: {_yaml(src.base_model)}")
@@ -119,11 +119,12 @@ def model_card(src: Source, name: str, files: dict[str, str],
             front += [f"- text: {_yaml(s['prompt'] or '')}", "  output:", f"    url: {_yaml(path)}"]
     front.append("---")
     lines = [*front, "", f"# {name}", ""]
-    about = f"A LoRA for {src.base_model or 'an unnamed base model'}"
+    base = src.base_model or ("Wan" if "wan" in tags else None)
+    about = "A LoRA" + (f" for {base}" if base else "")
     if src.expert:
         about += f" ({src.expert}-noise expert)" if src.expert != "both" else " (both experts)"
-    lines += [about + f", trained with {src.trainer or 'its trainer'} and published with lorad.",
-              ""]
+    about += f", trained with {src.trainer}" if src.trainer else ""
+    lines += [about + ", published with lorad.", ""]
     if src.trigger:
         lines += ["## Trigger", "", f"Put `{src.trigger}` in the prompt.", ""]
     lines += ["## Files", ""]

@@ -30,7 +30,7 @@ def stage(src: card.Source, folder: Path, *, name: str, convert: bool) -> dict[s
     files: dict[str, str] = {}
     native = f"{name}.safetensors"
     link_or_copy(src.path, folder / native)
-    files[native] = "musubi-tuner's native format (`lora_unet_*` keys, with alpha)"
+    files[native] = "as the trainer saved it (musubi-tuner: `lora_unet_*` keys, with alpha)"
     if convert:
         converted = f"{name}{CONVERTED_SUFFIX}.safetensors"
         loraconvert.convert(src.path, folder / converted)

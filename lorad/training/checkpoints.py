@@ -116,11 +116,12 @@ def pulls_pending(conn: sqlite3.Connection, run_ids: list[int]) -> int:
     """Pulls not finished yet of these runs' checkpoints (a pod's stop waits for them)."""
     if not run_ids:
         return 0
-    marks = ",".join("?" * len(run_ids))
+    runs_in = ",".join("?" * len(run_ids))
+    active_in = ",".join("?" * len(jobs.ACTIVE))
     return conn.execute(
         "SELECT COUNT(*) FROM jobs j JOIN checkpoints c ON c.id = json_extract(j.payload,"
-        f" '$.checkpoint_id') WHERE j.kind = ? AND j.state IN ('queued', 'running')"
-        f" AND c.run_id IN ({marks})", (PULL_KIND, *run_ids)).fetchone()[0]
+        f" '$.checkpoint_id') WHERE j.kind = ? AND j.state IN ({active_in})"
+        f" AND c.run_id IN ({runs_in})", (PULL_KIND, *jobs.ACTIVE, *run_ids)).fetchone()[0]
 
 
 def mark_pulled(conn: sqlite3.Connection, checkpoint_id: int, local: Path, sha256: str,

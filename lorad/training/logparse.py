@@ -124,10 +124,11 @@ def common_failure(text: str) -> str | None:
     return None
 
 
-def readable(text: str, progress_prefix: str = "steps:") -> list[str]:
+def readable(text: str, events_in: LineReader) -> list[str]:
     """A log for people: CRs become line breaks, empty lines go, and of each run of
-    progress-bar updates only the last stays (a long run writes thousands)."""
+    progress updates (lines the trainer's `events_in` reads as Progress) only the last stays
+    (a long run writes thousands)."""
     lines = [line for line in text.replace("\r", "\n").splitlines() if line.strip()]
+    progress = [any(isinstance(e, Progress) for e in events_in(line)) for line in lines]
     return [line for n, line in enumerate(lines)
-            if not (line.startswith(progress_prefix) and n + 1 < len(lines)
-                    and lines[n + 1].startswith(progress_prefix))]
+            if not (progress[n] and n + 1 < len(lines) and progress[n + 1])]

@@ -132,6 +132,18 @@ def checks_for(trainer: str = trainers.DEFAULT, options: dict[str, Any] | None =
     return BASE_CHECKS + trainers.get(trainer).pod_checks(options or {})
 
 
+def run_checks(conn: sqlite3.Connection, pod: Pod, *, trainer: str = trainers.DEFAULT,
+               options: dict[str, Any] | None = None, models: list[str] | None = None
+               ) -> list[dict]:
+    """Connect, check the pod for the trainer, and remember what it has (blocking: call it in
+    a thread from the daemon; `conn` must be usable there)."""
+    checks = checks_for(trainer, options)
+    with open_shell(conn, pod) as shell:
+        results = check(shell, pod.remote_dir, checks, models or [])
+    update(conn, pod.id, info={r["check"]: r["detail"] for r in results})
+    return results
+
+
 def check(shell: Shell, remote_dir: str, checks: list[PodCheck], model_files: list[str]
           ) -> list[dict]:
     """What the pod has, each with a fix when missing."""
@@ -159,6 +171,11 @@ def check(shell: Shell, remote_dir: str, checks: list[PodCheck], model_files: li
 # ---- bring a pod up, stop it by policy ------------------------------------------------------
 
 START_KIND, STOP_KIND, CHECK_KIND = "pod.start", "pod.stop", "pod.check"
+
+
+def queue(conn: sqlite3.Connection, kind: str, pod_name: str, **extra: Any) -> int:
+    """Queue a start, stop or check of the pod (START_KIND, STOP_KIND, CHECK_KIND)."""
+    return jobs.enqueue(conn, kind, {"pod_id": get(conn, pod_name).id, **extra})
 
 
 def bring_up(ws, pod_id: int, *, timeout: float = 900.0, poll: float = 5.0) -> Pod:

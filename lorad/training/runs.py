@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from lorad.core import jobs, store
+from lorad.core import jobs, logs, store
 from lorad.core.errors import LoradError
 from lorad.core.store import transaction
 from lorad.datasets import export
@@ -115,13 +115,17 @@ def list_all(conn: sqlite3.Connection) -> list[Run]:
 
 def on_pod(conn: sqlite3.Connection, pod_id: int, *, active: bool = False) -> list[Run]:
     """The pod's runs (only those queued or running, with `active`)."""
-    sql = "SELECT * FROM runs WHERE pod_id = ?"
+    sql, args = "SELECT * FROM runs WHERE pod_id = ?", [pod_id]
     if active:
-        sql += " AND state IN ('queued', 'running')"
-    return [Run.from_row(r) for r in conn.execute(sql + " ORDER BY id", (pod_id,))]
+        sql += f" AND state IN ({','.join('?' * len(ACTIVE))})"
+        args += ACTIVE
+    return [Run.from_row(r) for r in conn.execute(sql + " ORDER BY id", args)]
 
 
 def update(conn: sqlite3.Connection, run_id: int, **values: Any) -> None:
+    for key in ("error", "log_tail"):  # the trainer's own words: keep secrets out of the store
+        if values.get(key):
+            values[key] = logs.redact(values[key])
     store.table(conn, "runs").update(run_id, values)
 
 
@@ -143,10 +147,11 @@ def start(conn: sqlite3.Connection, run_id: int) -> int:
 def unfollowed(conn: sqlite3.Connection) -> list[Run]:
     """Runs shown queued or running whose job is not (it failed while the pod was unreachable,
     or was cancelled behind the run's back)."""
+    marks = ",".join("?" * len(ACTIVE))
     return [Run.from_row(r) for r in conn.execute(
         "SELECT r.* FROM runs r LEFT JOIN jobs j ON j.id = r.job_id"
-        " WHERE r.state IN ('queued', 'running')"
-        " AND (j.state IS NULL OR j.state NOT IN ('queued', 'running'))")]
+        f" WHERE r.state IN ({marks}) AND (j.state IS NULL OR j.state NOT IN ({marks}))",
+        (*ACTIVE, *jobs.ACTIVE))]
 
 
 def request_stop(conn: sqlite3.Connection, run_id: int) -> str:

@@ -63,17 +63,18 @@ async def train_run(ctx: JobContext):
     session = Session(ctx.ws, pod.id, ctx)
     outcome = "failure"
     try:
-        order = [s.name for s in trainer.stages(run.train_config, paths)]
         if run.stage in (None, "upload"):
             runs.update(conn, run.id, stage="upload")
             await upload(ctx, session, Path(version.export_path), paths.dataset)
-            runs.update(conn, run.id, stage=order[0], remote_pid=None)
+            first = trainer.stages(run.train_config, paths)[0].name
+            runs.update(conn, run.id, stage=first, remote_pid=None)
         await session.call("mkdirs", paths.logs)
         run = runs.get_by_id(conn, run.id)
         if run.parent_run_id and run.stage == trainer.train_stage and not run.remote_pid \
                 and not run.resume_from:
             run = await resolve_resume(ctx, session, run, pod, trainer)
-        stages = trainer.stages(run.train_config, paths)
+        stages = trainer.stages(run.train_config, paths)  # the config as resumed
+        order = [s.name for s in stages]
         for n, stage in enumerate(stages):
             run = runs.get_by_id(conn, run.id)
             if run.stage == "done" or (run.stage in order and order.index(run.stage) > n):
@@ -104,7 +105,7 @@ async def train_run(ctx: JobContext):
         raise
     finally:
         await session.close()
-        if runs.get_by_id(conn, run.id).state in ("succeeded", "failed", "stopped"):
+        if runs.get_by_id(conn, run.id).state in runs.ENDED:
             done = await asyncio.to_thread(pods.stop_after_run, ctx.ws, pod.id, outcome)
             log.info("run %s ended (%s); pod %s policy: %s", run.name, outcome, pod.name, done)
 
@@ -181,6 +182,11 @@ def full_log(ws, run: runs.Run, stage: str | None = None, limit: int = 8 << 20) 
     finally:
         conn.close()
     return data.decode("utf-8", errors="replace")
+
+
+def readable_log(ws, run: runs.Run, stage: str | None = None) -> list[str]:
+    """The stage's log for people: progress updates collapsed as the run's trainer reads them."""
+    return logparse.readable(full_log(ws, run, stage), run.trainer_impl.parser().events_in)
 
 
 async def stop_remote(session: Session, run: runs.Run) -> None:

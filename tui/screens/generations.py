@@ -173,10 +173,10 @@ class GenerationsScreen(StoreScreen):
                 "★" * (r.stars or 0) if r else "", (r.verdict or "") if r else "",
                 ", ".join(r.tags) if r else ""))
         table.set_rows(out)
-        self.query_one("#gens-summary", Static).update(
+        self.query_one("#gens-summary", Static).update(Text(  # plain text: [x] is not markup
             f"{len(data.rows)} shown [{self.FILTERS[self.filter_index]}"
             + (f" {self.search_text}" if self.search_text else "") + "]   in flight "
-            f"{data.in_flight}   spent ${data.spent:.2f}")
+            f"{data.in_flight}   spent ${data.spent:.2f}"))
         self.show_detail()
 
     def current(self) -> GenRow | None:

@@ -43,6 +43,6 @@ class HelpScreen(ModalScreen[None]):
         with VerticalScroll(id="help-body"):
             yield Static(Text(f"{title}: keys", style="bold"), id="help-title")
             if about:
-                yield Static(about, id="help-about")
+                yield Static(Text(about), id="help-about")  # "[placeholders]" is not markup
             yield Static(table, id="help-table")
             yield Static("Press escape to close.", id="help-footer")

@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, Static
 
 from lorad.core import fmt, ledger
-from lorad.training import pod_jobs, pods, runs
+from lorad.training import pods, runs
 
 from ..widgets.rowlist import Column, RowList
 from .base import StoreScreen
@@ -100,13 +100,13 @@ class PodsScreen(StoreScreen):
     def _queue(self, kind: str, word: str) -> None:
         pod = self.selected()
         if pod:
-            self.write(pod_jobs.queue, kind, pod.name, done_message=f"{word} {pod.name} queued")
+            self.write(pods.queue, kind, pod.name, done_message=f"{word} {pod.name} queued")
 
     def action_start_pod(self) -> None:
-        self._queue(pod_jobs.START, "start of")
+        self._queue(pods.START_KIND, "start of")
 
     def action_stop_pod(self) -> None:
-        self._queue(pod_jobs.STOP, "stop of")
+        self._queue(pods.STOP_KIND, "stop of")
 
     def action_check_pod(self) -> None:
-        self._queue(pod_jobs.CHECK, "check of")
+        self._queue(pods.CHECK_KIND, "check of")

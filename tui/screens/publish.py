@@ -3,7 +3,6 @@ whose answer the Training screen turns into a durable `hf.publish` job."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from textual.app import ComposeResult
@@ -11,6 +10,8 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Checkbox, Input, Select, Static
+
+from lorad.publish import publishers
 
 
 @dataclass
@@ -43,8 +44,9 @@ class PublishScreen(ModalScreen[PublishRequest | None]):
             yield Checkbox("also the converted file (diffusers, ComfyUI, fal)", value=True,
                            id="publish-convert")
             hint = "enter or ctrl+s publishes, escape cancels"
-            if not os.environ.get("HF_TOKEN"):
-                hint = "HF_TOKEN is not set here: the daemon needs it (a write token). " + hint
+            missing = publishers.get(publishers.DEFAULT).missing_credentials()
+            if missing:
+                hint = f"{missing}. {hint}"
             yield Static(hint, id="publish-hint")
 
     def on_mount(self) -> None:

@@ -18,7 +18,6 @@ from lorad.core import fmt
 from lorad.generation import loras, ratings
 from lorad.publish import publish_job
 from lorad.training import checkpoints, lossplot, pods, runs
-from lorad.training.logparse import readable
 
 from ..widgets.rowlist import Column, RowList
 from .base import StoreScreen
@@ -248,12 +247,12 @@ class TrainingScreen(StoreScreen):
         from lorad.training import train_job
 
         try:
-            text = train_job.full_log(self.app.ws, run)
+            lines = train_job.readable_log(self.app.ws, run)
         except Exception as exc:  # noqa: BLE001 - shown to the user
             self.app.call_from_thread(self.notify, f"cannot read the log: {exc}",
                                       severity="error")
             return
-        self.app.call_from_thread(self.app.push_screen, LogScreen(run.name, text))
+        self.app.call_from_thread(self.app.push_screen, LogScreen(run.name, lines))
 
 
 class LogScreen(ModalScreen[None]):
@@ -261,10 +260,10 @@ class LogScreen(ModalScreen[None]):
 
     BINDINGS = [Binding("escape,q,l", "dismiss", "Close")]
 
-    def __init__(self, name: str, text: str) -> None:
+    def __init__(self, name: str, lines: list[str]) -> None:
         super().__init__()
         self.run_name = name
-        self.text = text
+        self.lines = lines
 
     def compose(self) -> ComposeResult:
         log = RichLog(id="log-body", wrap=False, max_lines=20000)
@@ -273,5 +272,5 @@ class LogScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         log = self.query_one(RichLog)
         log.write(Text(f"{self.run_name}: train log (escape closes)", style="bold"))
-        for line in readable(self.text):
+        for line in self.lines:
             log.write(line)

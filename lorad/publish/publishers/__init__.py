@@ -45,6 +45,10 @@ class Publisher(Protocol):
     title: str
     secrets: tuple[str, ...]
 
+    def missing_credentials(self) -> str | None:
+        """What is missing before it can publish (a key not in the environment), or None."""
+        ...
+
     def check_repo(self, repo: str) -> str:
         """Refuse a destination the publisher would refuse (PublishError), before queueing."""
         ...

@@ -24,6 +24,11 @@ class Hub:
     title = "the Hugging Face Hub"
     secrets = (TOKEN_ENV,)
 
+    def missing_credentials(self) -> str | None:
+        if secrets.get(TOKEN_ENV) is None:
+            return f"{TOKEN_ENV} is not set here: the daemon needs it (a write token)"
+        return None
+
     def check_repo(self, repo: str) -> str:
         from huggingface_hub.utils import HFValidationError, validate_repo_id
 
