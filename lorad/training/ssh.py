@@ -8,6 +8,7 @@ must present the same one, otherwise it is refused. Remote commands are built wi
 from __future__ import annotations
 
 import hashlib
+import re
 import shlex
 import socket
 import stat
@@ -20,6 +21,7 @@ import paramiko
 from lorad.core.errors import LoradError, TransientError
 from lorad.core.files import sha256_file
 
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # what `export NAME=value` accepts
 CHUNK = 1 << 20
 WINDOW = 64 << 20
 PACKET = 256 << 10
@@ -366,8 +368,12 @@ class Shell:
                        env: dict[str, str] | None = None) -> int:
         """Start `command` in its own session on the pod, all streams redirected, so it lives on
         when SSH drops. Its exit code lands in `exit_file`. Returns its pid (= process group)."""
-        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in
-                           {"PYTHONUNBUFFERED": "1", **(env or {})}.items())
+        env = {"PYTHONUNBUFFERED": "1", **(env or {})}
+        bad = [k for k in env if not ENV_NAME.match(k)]
+        if bad:  # a name is not quoted in `export NAME=...`: it must be a name
+            raise RemoteError(f"environment variable name {bad[0]!r} is not a name "
+                              "([A-Za-z_][A-Za-z0-9_]*): refusing to run it on the pod")
+        exports = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in env.items())
         q_exit = shlex.quote(exit_file)
         # the command may be a list (`a && b`): the subshell sends all of it to the log
         inner = (f"export {exports}; ( {command}\n) > {shlex.quote(log)} 2>&1 < /dev/null; "

@@ -11,6 +11,7 @@ import shlex
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from lorad.training.ssh import ENV_NAME
 from lorad.training.trainers import TrainConfigError
 
 TASKS = ("t2v-14B", "t2v-1.3B", "i2v-14B", "t2i-14B", "flf2v-14B", "t2v-A14B", "i2v-A14B")
@@ -132,6 +133,12 @@ def validate(cfg: TrainConfig) -> list[str]:
             problems.append(f"{name} must be positive")
     if cfg.learning_rate <= 0 or cfg.learning_rate > 1:
         problems.append("learning_rate must be between 0 and 1 (e.g. 2e-4)")
+    for name, value in cfg.env.items():
+        if not ENV_NAME.match(str(name)):
+            problems.append(f"env: {name!r} is not an environment variable name "
+                            "([A-Za-z_][A-Za-z0-9_]*)")
+        elif not isinstance(value, str):
+            problems.append(f"env: {name} must be a string, got {type(value).__name__}")
     if cfg.task == "i2v-14B" and not cfg.clip:
         problems.append("Wan 2.1 I2V caches CLIP features: set clip (models_clip_...pth)")
     return problems
