@@ -107,7 +107,8 @@ def test_preflight_passes_a_good_dataset(conn, ready):
     ("no_caption", "no caption"),
     ("placeholder", "unfilled placeholder [color]"),
     ("fps", "clip is 24 fps but the profile trains at 16"),
-    ("prompt", "contains ' --'"),
+    ("prompt", "eval prompt 1 contains ' --'"),
+    ("negative", "the negative prompt contains ' --'"),
     ("missing_media", "processed media is missing"),
     ("stale", "older version of profile"),
 ])
@@ -125,6 +126,10 @@ def test_preflight_catches_each_mistake(conn, ready, breakage, expected):
         conn.execute("UPDATE clips SET fps = 24 WHERE id = ?", (ids[0],))
     elif breakage == "prompt":
         datasets.update_settings(conn, d.id, eval_prompts=["a truck --in a field"])
+        d = datasets.get(conn, d.name)
+    elif breakage == "negative":  # it goes into sample_prompts.txt as `--n ...`
+        datasets.update_settings(conn, d.id, caption_rules={
+            **d.settings.get("caption_rules", {}), "negative_prompt": "blur --s 500 --w 4096"})
         d = datasets.get(conn, d.name)
     elif breakage == "missing_media":
         conn.execute("UPDATE clips SET media_path = '/nowhere.mp4' WHERE id = ?", (ids[0],))

@@ -172,6 +172,18 @@ def sample_prompts(dataset: Dataset, profile: Profile) -> str:
     return "\n".join(lines) + "\n"
 
 
+def prompt_problems(dataset: Dataset) -> list[str]:
+    """Every text that goes into sample_prompts.txt, read as musubi reads a line: it splits
+    the line at " --" and takes each piece as an option (`--w 4096` would set the width)."""
+    texts = [(f"eval prompt {n + 1}", prompt)
+             for n, prompt in enumerate(dataset.settings.get("eval_prompts", []))]
+    negative = dataset.settings.get("caption_rules", {}).get("negative_prompt")
+    if negative:
+        texts.append(("the negative prompt", negative))
+    return [f"{what} contains ' --', which musubi reads as an option: rephrase it"
+            for what, text in texts if " --" in " ".join(text.split())]
+
+
 def items_in(frames: list[int | None], entry: dict) -> int:
     """What `head` / `full` extraction yields: one item per (clip, target) the clip can fill."""
     if "image_directory" in entry or "image_jsonl_file" in entry:
@@ -207,10 +219,7 @@ class Musubi:
         toml, val_toml = configs(p)
         found = [f"dataset.toml: {problem}" for problem in
                  check_config(toml) + (check_config(val_toml) if val_toml else [])]
-        for n, prompt in enumerate(p.dataset.settings.get("eval_prompts", [])):
-            if " --" in prompt:
-                found.append(f"eval prompt {n + 1} contains ' --', which musubi reads as an "
-                             "option: rephrase it")
+        found += prompt_problems(p.dataset)
         return found
 
     def target_frames(self, p: Plan) -> list[int]:
