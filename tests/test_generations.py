@@ -123,3 +123,15 @@ def test_generating_with_a_private_lora_warns(ws, conn, lora, capsys):
     assert cli.main(["-w", str(ws.root), "gen", "TRK", "--lora", "truck-v1", "--seed", "1"]) == 0
     assert "private Hub repo (me/truck); fal probably cannot download it" in \
         capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["prompt", "seed", "loras"])
+def test_a_param_naming_a_core_field_is_refused(ws, conn, capsys, name):
+    """`--param prompt=...` used to replace what was sent while the store kept the old prompt."""
+    from lorad.cli import main
+
+    loras.add(conn, "truck-v1", "https://hf.example/t.safetensors", expert="high")
+    code = main(["-w", str(ws.root), "gen", "TRK, a truck", "--lora", "truck-v1", "--seed", "1",
+                 "--param", f"{name}=7"])
+    assert code == 1 and f"--param {name}: " in capsys.readouterr().err
+    assert generations.list_all(conn) == []

@@ -134,8 +134,17 @@ def local_files(files: dict[str, str | Path] | None) -> dict[str, str]:
     return out
 
 
+# Parameters a generation records in columns of its own: set only through them, so what lorad
+# stores is what it sent.
+CORE_PARAMS = {"prompt": "give the prompt as PROMPT (or --fill)", "seed": "use --seed",
+               "loras": "use --lora and --scale"}
+
+
 def build_params(endpoint: endpoints.Endpoint, prompt: str, lora: loras.Lora | None,
                  scale: float, seed: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    core = sorted(set(extra or {}) & set(CORE_PARAMS))
+    if core:
+        raise GenerationError("; ".join(f"--param {name}: {CORE_PARAMS[name]}" for name in core))
     params: dict[str, Any] = {"prompt": prompt, "seed": seed, **(extra or {})}
     if lora is not None:
         weight: dict[str, Any] = {"path": lora.url, "scale": scale}
