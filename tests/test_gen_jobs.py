@@ -86,6 +86,25 @@ def test_static_output_is_flagged_before_anyone_looks(ws, conn, fal, truck):
     assert any("frozen" in p for p in g.checks["problems"])
 
 
+@pytest.mark.parametrize("output,problem", [
+    ("image", "the endpoint makes a video, but the output is a image"),
+    ("broken", "unreadable output"),
+])
+def test_a_video_endpoint_that_returns_no_video_is_a_failed_generation_paid_for(
+        ws, conn, fal, truck, output, problem):
+    """A PNG (or an unreadable file) from a video endpoint used to pass as `completed`."""
+    fal.plan_next(output=output)
+    gen_id = gen(conn)
+    run_jobs(ws)
+    g = generations.get(conn, gen_id)
+    assert g.status == "failed" and problem in g.error and "was spent on it" in g.error
+    assert not g.checks["usable"]
+    spent = [dict(r) for r in conn.execute(
+        "SELECT amount, detail FROM cost_entries WHERE generation_id = ?", (gen_id,))]
+    assert spent == [{"amount": g.cost, "detail": f"bad output: {WAN22} request {g.request_id}"}]
+    assert jobs.get(conn, g.job_id).state == "succeeded"  # not retried: the result is final
+
+
 def test_image_endpoint_output_is_downloaded_as_png(ws, conn, fal):
     loras.add(conn, "style", "https://hf.example/style.safetensors", base_model="flux-dev")
     fal.plan_next(output="image")

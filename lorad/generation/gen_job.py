@@ -25,7 +25,7 @@ from lorad.core import ledger
 from lorad.core.errors import PermanentError, is_transient
 from lorad.core.files import sha256_file
 from lorad.core.handlers import JobContext, periodic, register
-from lorad.generation import generations, services
+from lorad.generation import endpoints, generations, services
 from lorad.generation.services import RequestStatus, ServiceSession
 from lorad.media import convert, outputcheck
 
@@ -53,13 +53,13 @@ def _output_dir(ws) -> Path:
     return ws.downloads_dir() / "generations"
 
 
-def finish_output(path: Path, asked: dict[str, Any]) -> dict[str, Any]:
+def finish_output(path: Path, asked: dict[str, Any], media: str) -> dict[str, Any]:
     """Checks and a filmstrip for a downloaded output (runs in the media process pool)."""
     try:
         facts = convert.probe(path)  # once, for the checks and the filmstrip
     except convert.MediaError:
         facts = None
-    checks = outputcheck.check(path, asked, probe=facts)
+    checks = outputcheck.check(path, asked, probe=facts, media=media)
     if facts is not None:
         convert.filmstrip(path, path.with_suffix(".strip.jpg"), facts)
     return checks
@@ -178,20 +178,29 @@ async def _run(ctx: JobContext, service: services.GenerationService, client: Ser
     ctx.progress(None, "downloading the output", force=True)
     path = await _call(client.download, url, _output_dir(ctx.ws), max_bytes=max_bytes,
                        stem=f"gen-{g.id:06d}")
-    checks = await ctx.in_process(finish_output, path, g.params)  # ffmpeg: shares the cores
+    media = endpoints.get(g.endpoint).media
+    checks = await ctx.in_process(finish_output, path, g.params, media)  # shares the cores
     metrics = status.metrics or {}
     inference = metrics.get("inference_time")
     inference = float(inference) if isinstance(inference, (int, float)) else None
     seed = result.get("seed") if isinstance(result.get("seed"), int) else g.seed
 
+    usable = checks.get("usable", True)
+
     def record(c: sqlite3.Connection) -> None:
         now = time.time()
-        generations.set_status(c, g.id, "completed", output_path=str(path),
-                               checks=json.dumps(checks), inference_time=inference,
-                               finished_at=now, seed=seed, error=None)
+        done = {"output_path": str(path), "checks": json.dumps(checks),
+                "inference_time": inference, "finished_at": now, "seed": seed}
+        detail = f"{g.endpoint} request {g.request_id}"
+        if usable:
+            generations.set_status(c, g.id, "completed", error=None, **done)
+        else:  # paid for, and good for nothing: a failed generation, its cost spent
+            problem = "; ".join(checks.get("problems", [])) or "unusable output"
+            generations.set_status(c, g.id, "failed", **done, error=(
+                f"bad output ({problem}); ${g.cost or 0:.2f} was spent on it: retake it"))
+            detail = f"bad output: {detail}"
         if g.cost:
-            ledger.book(c, ledger.GENERATION, g.cost, f"{g.endpoint} request {g.request_id}",
-                        generation_id=g.id, at=now)
+            ledger.book(c, ledger.GENERATION, g.cost, detail, generation_id=g.id, at=now)
 
     ctx.on_success(record)
     return {"generation_id": g.id, "output": str(path), "ok": checks.get("ok")}

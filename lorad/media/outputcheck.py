@@ -1,5 +1,7 @@
-"""Automatic checks of a generated output before a person looks: the size, fps, frame count and
-aspect asked for, and a frozen/static-video check (near-zero frame difference)."""
+"""Automatic checks of a generated output before a person looks: that it is a readable file of
+the kind the endpoint makes (else it is unusable: a failed generation, paid for), then the
+size, fps, frame count and aspect asked for, and a frozen/static-video check (near-zero frame
+difference), which flag it for a person."""
 
 from __future__ import annotations
 
@@ -13,15 +15,20 @@ STATIC_MAD = 0.3  # mean abs frame difference (0-255) below which a clip counts 
 ASPECTS = {"9:16": 9 / 16, "16:9": 16 / 9, "1:1": 1.0}
 
 
-def check(path: Path, asked: dict[str, Any], probe: convert.Probe | None = None) -> dict[str, Any]:
-    """Facts and problems; `problems` empty means it passed. Pass `probe` if you have it."""
+def check(path: Path, asked: dict[str, Any], probe: convert.Probe | None = None,
+          media: str = "video") -> dict[str, Any]:
+    """Facts and problems; `problems` empty means it passed, `usable` false that the output is
+    not a readable `media` at all. Pass `probe` if you have it."""
     try:
         probe = probe or convert.probe(path)
     except convert.MediaError as exc:
-        return {"ok": False, "problems": [f"unreadable output: {exc}"]}
+        return {"ok": False, "usable": False, "problems": [f"unreadable output: {exc}"]}
     facts: dict[str, Any] = {"width": probe.width, "height": probe.height, "fps": probe.fps,
                              "frames": probe.frames, "duration": probe.duration,
-                             "kind": probe.kind}
+                             "kind": probe.kind, "usable": probe.kind == media}
+    if probe.kind != media:
+        return {**facts, "ok": False,
+                "problems": [f"the endpoint makes a {media}, but the output is a {probe.kind}"]}
     problems = []
     aspect = asked.get("aspect_ratio")
     if aspect in ASPECTS and probe.height:

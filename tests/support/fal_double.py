@@ -182,6 +182,7 @@ def media() -> dict[str, bytes]:
         subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
                         "testsrc=size=64x64", "-frames:v", "1", str(image)], check=True)
         out["image"] = image.read_bytes()
+    out["broken"] = b"\x00\x00\x00\x18ftypmp42" + bytes(4096)  # a cut-off mp4: unreadable
     return out
 
 
@@ -199,7 +200,7 @@ class Latency:
 class Plan:
     """What the next submission turns into."""
 
-    output: str = "motion"  # motion | static (mp4) | image (png)
+    output: str = "motion"  # motion | static (mp4) | image (png) | broken (not readable)
     content_type: str | None = None  # served and reported; default from the output
     file_name: str | None = None  # reported in the result JSON only
     chunked: bool = False  # serve the file without Content-Length
