@@ -719,3 +719,12 @@ def test_upload_name():
     assert upload_name("日本.PNG") == "upload.PNG"
     assert upload_name("../.hidden") == "hidden"
     assert upload_name("a\r\nX-Evil: 1.tar.gz") == "a_X-Evil_1.tar.gz"
+
+
+def test_a_rate_limit_with_retry_after_is_waited_out_up_to_the_cap(fal, sleeps):
+    """fal_client ignores Retry-After and retried after 0.1-0.6 s against `Retry-After: 20`."""
+    with Fal(fal.url, sleep=sleeps.append, max_retry_after=30) as c:
+        fal.fail_next(429, 1, headers={"Retry-After": "20"})
+        fal.fail_next(429, 1, headers={"Retry-After": "3600"})
+        c.submit(WAN22_T2V, WAN)
+    assert statuses(fal) == [429, 429, 200] and sleeps == [20.0, 30.0]

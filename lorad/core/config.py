@@ -48,6 +48,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "poll_seconds": ((int, float), 2.0),  # first status poll; grows x1.5 to poll_max_seconds
         "poll_max_seconds": ((int, float), 10.0),  # fal keeps results only minutes: stay well under
         "max_output_mb": (int, 500),  # refuse larger downloads
+        "retry_after_max_seconds": ((int, float), 60.0),  # the longest Retry-After honoured
     },
     "publish": {
         "endpoint": (str, ""),  # empty: https://huggingface.co (or $HF_ENDPOINT)

@@ -7,8 +7,9 @@ fal returns on submit are stored and followed as they are (rebuilt only for a ba
 
 Retries are fal_client's (services.md §1.7): up to 10 tries on connection errors and timeouts, on
 408/409/429, and on 502/503/504 only from fal's ingress (no `x-fal-request-id`, "nginx" in the body),
-never on a 504 with `X-Fal-Request-Timeout-Type`; waits min(0.1 * 2**(n-1), 30) × U(0.5, 1.5);
-Retry-After is not read; anything else is raised at once. Like fal_client, a submit whose answer was
+never on a 504 with `X-Fal-Request-Timeout-Type`; waits min(0.1 * 2**(n-1), 30) × U(0.5, 1.5),
+or what a `Retry-After` header asks (fal_client ignores it; lorad honours it, up to
+`max_retry_after`); anything else is raised at once. Like fal_client, a submit whose answer was
 lost is sent again: fal has no idempotency key, so that request may run (and bill) twice.
 
 Uploads (services.md §1.8, the small-file path only): a storage token from fal's REST API (the key goes
@@ -34,7 +35,7 @@ from typing import Any
 
 import httpx
 
-from lorad.core import secrets
+from lorad.core import http, secrets
 from lorad.core.errors import LoradError, TransientError
 from lorad.generation.services import (
     SERVICES,
@@ -236,7 +237,8 @@ class Fal:
 
     def __init__(self, base_url: str | None = None, *, queue_url: str | None = None,
                  rest_url: str | None = None, timeout: float = 120.0, max_attempts: int = MAX_ATTEMPTS,
-                 sleep: Callable[[float], None] = time.sleep, transport: httpx.BaseTransport | None = None):
+                 max_retry_after: float = 60.0, sleep: Callable[[float], None] = time.sleep,
+                 transport: httpx.BaseTransport | None = None):
         key = secrets.get(KEY_ENV)
         if key is None:
             raise FalAuthError(f"{KEY_ENV} is not set: create a key at https://fal.ai/dashboard/keys "
@@ -253,6 +255,7 @@ class Fal:
         self._token: _StorageToken | None = None
         self._token_lock = threading.Lock()
         self.max_attempts = max(1, max_attempts)
+        self.max_retry_after = max_retry_after
         self._sleep = sleep
         self._random = random.Random()
         limits = httpx.Timeout(timeout, connect=min(timeout, 30))
@@ -514,13 +517,19 @@ class Fal:
                 if attempt >= self.max_attempts:
                     raise FalTransient(f"fal answered {response.status_code} to {what} {attempt} times "
                                        f"({self._scrub(_detail(response))})")
-                self._wait(method, url, f"HTTP {response.status_code}", attempt)
+                self._wait(method, url, f"HTTP {response.status_code}", attempt,
+                           asked=http.retry_after(response.headers))
                 continue
             raise self._error(response, what, request_id, failed_is_final, auth, token is not None)
 
-    def _wait(self, method: str, url: str, reason: str, attempt: int) -> None:
-        delay = min(MAX_DELAY, BASE_DELAY * 2 ** (attempt - 1)) * self._random.uniform(0.5, 1.5)
-        delay = min(delay, MAX_DELAY)
+    def _wait(self, method: str, url: str, reason: str, attempt: int,
+              asked: float | None = None) -> None:
+        """Back off; a Retry-After the service sent wins, capped at `max_retry_after`."""
+        if asked is not None:
+            delay = min(asked, self.max_retry_after)
+        else:
+            delay = min(MAX_DELAY, BASE_DELAY * 2 ** (attempt - 1)) * self._random.uniform(0.5, 1.5)
+            delay = min(delay, MAX_DELAY)
         log.warning("fal %s %s: %s; retrying in %.2f s (try %d of %d)", method, httpx.URL(url).path,
                     reason, delay, attempt + 1, self.max_attempts)
         self._sleep(delay)
@@ -644,7 +653,8 @@ class FalService:
     secrets = (KEY_ENV,)
 
     def open(self, settings: dict[str, Any]) -> FalSession:
-        return FalSession(Fal(queue_url=settings.get("queue_url") or None))
+        return FalSession(Fal(queue_url=settings.get("queue_url") or None,
+                              max_retry_after=settings.get("retry_after_max_seconds", 60.0)))
 
     def output_url(self, result: dict[str, Any]) -> str:
         """The file a result points at: a video, else the first image."""

@@ -13,7 +13,6 @@ The API key comes only from RUNPOD_API_KEY and never appears in a message, a rep
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import os
 import time
@@ -24,7 +23,7 @@ from urllib.parse import quote
 
 import httpx
 
-from lorad.core import secrets
+from lorad.core import http, secrets
 from lorad.core.errors import PermanentError, TransientError
 from lorad.training.providers import PROVIDERS, PodUp
 
@@ -151,21 +150,6 @@ def _problem(response: httpx.Response) -> str:
     if isinstance(errors, list) and errors:
         text = f"{text} ({'; '.join(str(e) for e in errors[:5])})" if text else "; ".join(map(str, errors))
     return text[:300]
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 class RunPod:
@@ -325,7 +309,7 @@ class RunPod:
                 continue
             status = response.status_code
             if status == 429 or status >= 500:
-                retry_after = _retry_after(response)
+                retry_after = http.retry_after(response.headers)
                 what = "rate limited (429)" if status == 429 else f"server error ({status})"
                 if attempt >= self.max_attempts or (retry_after is not None and retry_after > self.max_wait):
                     hint = f"; retry after {retry_after:g} s" if retry_after is not None else ""
