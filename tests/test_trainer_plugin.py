@@ -5,10 +5,11 @@ points, checkpoint pulls verified by SHA-256, cost."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
-from helpers import run_jobs
+from helpers import run_jobs, wait_for
 from sshd import start_sshd
 from test_captions import add_clip
 
@@ -78,16 +79,28 @@ def test_a_plugin_trainer_runs_end_to_end_on_the_pod(ws, conn, server, version, 
     assert runs.cost(conn, run).spent > 0
 
 
-def test_a_trainer_that_cannot_resume_says_so(ws, conn, server, version, plugin):
+def test_a_run_with_nothing_to_resume_from_is_refused_up_front(conn, server, version, plugin):
+    """`train resume` used to say it resumed from the last saved state; the new run then
+    failed on the pod."""
     pod = pods.add(conn, "box2", host=server.host, port=server.port, user=server.user,
                    key_file=str(server.key_file), remote_dir=str(server.root / "lorad2"))
     parent = runs.create(conn, "echo-stopped", version, pod.id, {"steps": 2}, trainer="echo")
     runs.update(conn, parent.id, state="stopped", stage="train")
-    child = runs.resume(conn, "echo-stopped")
-    run_jobs(ws, timeout=60)
-    child = runs.get_by_id(conn, child.id)
-    assert child.state == "failed"
-    assert "saved no state echo (a shell loop, for tests) can resume from" in child.error
+    with pytest.raises(runs.RunError, match="cannot be resumed: the echo trainer saves no "
+                                            "state"):
+        runs.resume(conn, "echo-stopped")
+    musubi = runs.create(conn, "no-state", version, pod.id, {
+        "dit": "/m/d", "vae": "/m/v", "t5": "/m/t", "save_state": False})
+    runs.update(conn, musubi.id, state="failed", stage="train")
+    with pytest.raises(runs.RunError, match="ran with save_state off"):
+        runs.resume(conn, "no-state")
+    saved = runs.create(conn, "no-checkpoint", version, pod.id,
+                        {"dit": "/m/d", "vae": "/m/v", "t5": "/m/t"})
+    runs.update(conn, saved.id, state="failed", stage="train")
+    with pytest.raises(runs.RunError, match="stopped before it saved a checkpoint"):
+        runs.resume(conn, "no-checkpoint")
+    assert [r.name for r in runs.list_all(conn)
+            if r.parent_run_id] == []  # no new run was made
 
 
 def test_an_unknown_trainer_is_refused_with_the_known_ones(conn, version):
@@ -122,3 +135,82 @@ def test_a_broken_plugin_takes_away_only_itself(tmp_path, monkeypatch):
         trainers.get("broken")
     assert logs.redact("key fal-secret-1234 leaked") == "key [redacted] leaked"
     assert "broken_trainer_plugin" in plugins.failures()
+
+
+def test_pod_check_checks_the_interpreter_the_stages_call(ws, server, capsys):
+    """It used to test python3 while the stages call `python`: a host with only python3
+    passed the check, then the first stage failed with exit 127."""
+    w = ["-w", str(ws.root)]
+    assert main([*w, "pod", "add", "box5", "--host", server.host, "--port", str(server.port),
+                 "--user", server.user, "--key", str(server.key_file)]) == 0
+    capsys.readouterr()
+    main([*w, "pod", "check", "box5", "--json", "--set", f"musubi_dir={server.musubi_dir}",
+          "--set", "python=python-not-installed"])
+    found = {r["check"]: r for r in json.loads(capsys.readouterr().out)}
+    assert not found["python"]["ok"]
+    assert "`python-not-installed` is not on the pod's PATH" in found["python"]["fix"]
+    main([*w, "pod", "check", "box5", "--json", "--set", "python=python"])  # the rest remembered
+    found = {r["check"]: r for r in json.loads(capsys.readouterr().out)}
+    assert found["python"]["ok"] and found["accelerate"]["ok"] and found["musubi"]["ok"]
+
+
+def test_what_a_pod_check_was_told_is_the_default_of_later_checks_and_runs(ws, conn, server,
+                                                                           version, capsys):
+    """`pod check --musubi-dir` was forgotten: every run's config had to repeat it."""
+    w = ["-w", str(ws.root)]
+    main([*w, "pod", "add", "box6", "--host", server.host, "--port", str(server.port),
+          "--user", server.user, "--key", str(server.key_file)])
+    model = server.root / "models-box6" / "dit.safetensors"
+    model.parent.mkdir()
+    model.write_bytes(b"weights")
+    main([*w, "pod", "check", "box6", "--musubi-dir", str(server.musubi_dir), "--model",
+          str(model)])
+    pod = pods.get(conn, "box6")
+    assert pod.trainer_options("musubi") == {"musubi_dir": str(server.musubi_dir)}
+    assert pod.models == [str(model)]
+    capsys.readouterr()
+    main([*w, "pod", "check", "box6", "--json"])  # nothing repeated
+    found = {r["check"]: r for r in json.loads(capsys.readouterr().out)}
+    assert found["musubi"]["ok"] and found["model dit.safetensors"]["ok"]
+    run = runs.create(conn, "uses-pod-setup", version, pod.id,
+                      {"dit": str(model), "vae": "/m/vae", "t5": "/m/t5"})
+    assert run.config["musubi_dir"] == str(server.musubi_dir)
+
+
+def test_a_run_is_not_done_until_its_checkpoints_are_here(ws, conn, server, version, plugin,
+                                                         monkeypatch):
+    """A run showed `succeeded` (and its pod could be stopped) while its last checkpoint was
+    still coming down."""
+    import threading
+
+    from lorad.core import jobs
+    from lorad.training.ssh import Shell
+
+    gate = threading.Event()
+    real_download = Shell.download
+
+    def held_download(self, *args, **kwargs):
+        assert gate.wait(60), "the test never opened the gate"
+        return real_download(self, *args, **kwargs)
+
+    monkeypatch.setattr(Shell, "download", held_download)
+    pod = pods.add(conn, "box7", host=server.host, port=server.port, user=server.user,
+                   key_file=str(server.key_file), remote_dir=str(server.root / "lorad7"))
+    run = runs.create(conn, "pulls", version, pod.id, {"steps": 4, "save_every": 2},
+                      trainer="echo")
+    runs.start(conn, run.id)
+    worker = threading.Thread(target=run_jobs, args=(ws, 90))
+    worker.start()
+    try:
+        wait_for(lambda: runs.get_by_id(conn, run.id).stage == runs.PULLING,
+                 message="training over, checkpoints on their way")
+        job = jobs.get(conn, runs.get_by_id(conn, run.id).job_id)
+        wait_for(lambda: "pulling checkpoints (0 of 2)" in (jobs.get(conn, job.id).progress_msg
+                                                            or ""), message="the progress")
+        assert runs.get_by_id(conn, run.id).state == "running"
+    finally:
+        gate.set()
+        worker.join(100)
+    run = runs.get_by_id(conn, run.id)
+    assert (run.state, run.stage, run.error) == ("succeeded", "done", None)
+    assert [c.state for c in checkpoints.for_run(conn, run.id)] == ["local", "local"]

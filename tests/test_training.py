@@ -15,6 +15,8 @@ from lorad.captions import versions
 from lorad.datasets import export
 from lorad.media import datasets, profiles
 from lorad.training import pods, runs
+from lorad.training.logparse import Progress
+from lorad.training.trainers.musubi import log as musubi_log
 
 PROFILE = profiles.get("wan21-t2v-480p-portrait")
 
@@ -191,9 +193,16 @@ def test_resume_continues_from_the_last_state_without_overwriting(ws, conn, serv
         worker.join(150)
     parent = runs.get_by_id(conn, run.id)
     assert parent.state == "stopped"
+    # every step the trainer printed before it was stopped is stored (the last second of
+    # progress used to be lost, leaving a gap before the state the child resumes from)
+    printed = Path(parent.remote_dir, "logs", "train.log").read_bytes() + b"\n"
+    steps = {e.step for e in musubi_log.parser().feed(printed)
+             if isinstance(e, Progress) and e.step}
+    assert {s for s, _ in runs.loss_points(conn, parent.id)} == steps
     server.configure_double(mode="slow", step_seconds=0.02)
-    child = runs.resume(conn, "long")
+    child = runs.resume(conn, "long", {"learning_rate": 1e-4})  # a setting changed on the way
     assert child.name == "long-r1" and child.parent_run_id == parent.id
+    assert child.config["learning_rate"] == 1e-4 and parent.config["learning_rate"] == 2e-4
     run_jobs(ws, timeout=120)
     child = runs.get_by_id(conn, child.id)
     assert child.state == "succeeded", (child.error, child.log_tail)
@@ -202,6 +211,10 @@ def test_resume_continues_from_the_last_state_without_overwriting(ws, conn, serv
     assert saved_epochs >= 2 and child.step_offset % per_epoch == 0
     assert contiguous_points(conn, child.id) == list(range(child.step_offset + 1,
                                                            6 * per_epoch + 1))
+    # the chart: the parent up to the resumed step, then the child, each step once
+    assert [s for s, _ in runs.chain_losses(conn, child.id)] == list(range(1, 6 * per_epoch + 1))
+    learning_rates = [i["argv"] for i in server.invocations() if "wan_train" in i["script"]][-1]
+    assert learning_rates[learning_rates.index("--learning_rate") + 1] == "0.0001"
     resume_args = [i["argv"] for i in server.invocations() if "wan_train" in i["script"]][-1]
     assert resume_args[resume_args.index("--resume") + 1].endswith(
         f"long-{saved_epochs:06d}-state")
@@ -346,3 +359,17 @@ def test_sftp_reads_on_a_dropped_connection_are_retryable_not_fatal(server):
                      lambda: shell.read_from(str(server.root / "x"), 0)):
             with pytest.raises(SshUnavailable):
                 call()
+
+
+def test_a_resumed_runs_chart_cuts_the_parent_at_the_resumed_step(conn, setup):
+    """The parent's points past its saved state were drawn too: 222 points for a 200-step
+    chain, zig-zagging back from step 122 to 101."""
+    version, pod, config = setup
+    parent = runs.create(conn, "p", version, pod.id, config)
+    child = runs.create(conn, "p-r1", version, pod.id, config, parent_run_id=parent.id,
+                        step_offset=100)
+    runs.add_losses(conn, parent, [(s, 1.0) for s in range(1, 123)], at=0)
+    runs.add_losses(conn, child, [(s, 0.5) for s in range(1, 101)], at=0)  # stored at 101..200
+    points = runs.chain_losses(conn, child.id)
+    assert [s for s, _ in points] == list(range(1, 201))
+    assert {v for s, v in points if s > 100} == {0.5}

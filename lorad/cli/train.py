@@ -25,9 +25,12 @@ def add_parser(sub) -> None:
     a.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="a training option, e.g. --set task=t2v-14B --set network_dim=32")
     a.add_argument("--budget", type=float, help="stop the run when its pod cost passes this ($)")
-    for name, text in (("stop", "stop a run (its remote process too)"),
-                       ("resume", "continue a run where it stopped")):
-        tsub.add_parser(name, help=text).add_argument("name")
+    tsub.add_parser("stop", help="stop a run (its remote process too)").add_argument("name")
+    a = tsub.add_parser("resume", help="continue a run where it stopped, optionally with "
+                                       "changed settings")
+    a.add_argument("name")
+    a.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="change a training option on the way, e.g. --set learning_rate=1e-4")
     a = tsub.add_parser("log", help="the run's log from the pod (progress bars collapsed)")
     a.add_argument("name")
     a.add_argument("--stage", help="which stage's log (default: the training stage; musubi's "
@@ -94,7 +97,7 @@ def resume(args, ws, conn) -> int:
     from lorad.core import daemon
     from lorad.training import runs
 
-    r = runs.resume(conn, args.name)
+    r = runs.resume(conn, args.name, key_values(args.set, "--set"))
     daemon.nudge(ws)
     if r.name == args.name:
         print(f"run {r.name} continues from stage {r.stage}")

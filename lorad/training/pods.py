@@ -42,13 +42,22 @@ class Pod:
     remote_dir: str = "/workspace/lorad"
     info: dict[str, Any] = field(default_factory=dict)
     last_seen: float | None = None
+    setup: dict[str, Any] = field(default_factory=dict)  # what checks found: see trainer_options
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Pod:
         data = dict(row)
-        data["policy"] = json.loads(data["policy"] or "{}")
-        data["info"] = json.loads(data["info"] or "{}")
+        for key in ("policy", "info", "setup"):
+            data[key] = json.loads(data.get(key) or "{}")
         return cls(**data)
+
+    def trainer_options(self, trainer: str) -> dict[str, Any]:
+        """The trainer options a check of this pod was given (where its checkout is...)."""
+        return dict(self.setup.get("trainers", {}).get(trainer, {}))
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.setup.get("models", []))
 
     def endpoint(self) -> Endpoint:
         if not self.ssh_host or not self.ssh_port:
@@ -116,12 +125,12 @@ def trust(conn: sqlite3.Connection, name: str) -> None:
     update(conn, get(conn, name).id, host_key=None)
 
 
-# What every trainer needs; each trainer adds its own (Trainer.pod_checks).
+# What every trainer needs; each trainer adds its own (Trainer.pod_checks: the interpreters and
+# launchers its stages call, its checkout, ...).
 BASE_CHECKS = [
     PodCheck("gpu", "nvidia-smi --query-gpu=name,memory.total --format=csv,noheader",
              "no NVIDIA GPU visible: pick a GPU pod, or check the driver (nvidia-smi)"),
     PodCheck("disk", "df -Pk {dir} | tail -1", "cannot read free disk space for {dir}"),
-    PodCheck("python", "python3 --version", "install Python 3.10+ on the pod"),
 ]
 MIN_FREE_GB = 20
 
@@ -136,11 +145,18 @@ def run_checks(conn: sqlite3.Connection, pod: Pod, *, trainer: str = trainers.DE
                options: dict[str, Any] | None = None, models: list[str] | None = None
                ) -> list[dict]:
     """Connect, check the pod for the trainer, and remember what it has (blocking: call it in
-    a thread from the daemon; `conn` must be usable there)."""
-    checks = checks_for(trainer, options)
+    a thread from the daemon; `conn` must be usable there). Options and model files given
+    before are the defaults: a check needs them once."""
+    options = {**pod.trainer_options(trainer), **(options or {})}
+    models = list(models or pod.models)
     with open_shell(conn, pod) as shell:
-        results = check(shell, pod.remote_dir, checks, models or [])
-    update(conn, pod.id, info={r["check"]: r["detail"] for r in results})
+        results = check(shell, pod.remote_dir, checks_for(trainer, options), models)
+    found = {r["check"]: r for r in results}
+    setup = dict(pod.setup)
+    setup["trainers"] = {**setup.get("trainers", {}), trainer: options}
+    setup["models"] = [m for m in models if found.get(f"model {m.rsplit('/', 1)[-1]}", {})
+                       .get("ok")]
+    update(conn, pod.id, info={r["check"]: r["detail"] for r in results}, setup=setup)
     return results
 
 

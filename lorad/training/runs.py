@@ -14,11 +14,12 @@ from lorad.core.errors import LoradError
 from lorad.core.store import transaction
 from lorad.datasets import export
 from lorad.media.datasets import NAME_RE
-from lorad.training import pods, trainers
+from lorad.training import checkpoints, pods, trainers
 
 ACTIVE = ("queued", "running")
 ENDED = ("succeeded", "failed", "stopped")
 JOB_KIND = "train.run"
+PULLING = "pulling"  # the stage of a run whose training ended and whose checkpoints come down
 
 
 class RunError(LoradError):
@@ -79,6 +80,8 @@ def create(conn: sqlite3.Connection, name: str, dataset_version_id: int, pod_id:
     if not NAME_RE.match(name):
         raise RunError(f"run name {name!r}: letters, digits, '.', '_' or '-'")
     impl = trainers.get(trainer)
+    # where things are on the pod, as its last check found them, unless the config says
+    config = {**pods.get_by_id(conn, pod_id).trainer_options(trainer), **config}
     cfg = impl.load_config(config)  # refuse before anything is uploaded
     made_for = export.get_version(conn, dataset_version_id).format
     if impl.dataset_format not in (None, made_for):
@@ -197,26 +200,49 @@ def cost(conn: sqlite3.Connection, run: Run, now: float | None = None) -> RunCos
     return RunCost(spent, projected, rate)
 
 
-def resume(conn: sqlite3.Connection, name: str) -> Run:
+def resume(conn: sqlite3.Connection, name: str, changes: dict[str, Any] | None = None) -> Run:
     """A failed or stopped run continues as a new run from the parent's last saved state: a new
     output name (so no earlier checkpoint is overwritten) and a step offset (trainers restart
-    their counters on resume), resolved on the pod when the job starts."""
+    their counters on resume), resolved on the pod when the job starts. `changes` are settings
+    to change on the way (a lower learning rate after a NaN); a run that stopped before it
+    saved anything is refused here, not after a pod was started."""
     parent = get(conn, name)
     if parent.state not in ("failed", "stopped"):
         raise RunError(f"run {parent.name} is {parent.state}; only a failed or stopped run "
                        "can be resumed")
-    train_stage = parent.trainer_impl.train_stage
-    if parent.stage not in (train_stage, "done"):
-        start(conn, parent.id)  # it never reached training: simply go on where it stopped
+    impl = parent.trainer_impl
+    config = {**parent.config, **(changes or {})}
+    if parent.stage not in (impl.train_stage, PULLING, "done"):
+        # it never reached training: simply go on where it stopped
+        update(conn, parent.id, config=impl.config_dict(impl.load_config(config)))
+        start(conn, parent.id)
         return get_by_id(conn, parent.id)
+    problem = impl.resume_problem(parent.config)
+    if problem is None and not checkpoints.for_run(conn, parent.id):
+        problem = ("it stopped before it saved a checkpoint (states are saved with them): "
+                   "start a new run")
+    if problem:
+        raise RunError(f"run {parent.name} cannot be resumed: {problem}")
     n = conn.execute("SELECT COUNT(*) FROM runs WHERE parent_run_id = ?", (parent.id,)
                      ).fetchone()[0] + 1
     child = create(conn, f"{parent.name}-r{n}", parent.dataset_version_id, parent.pod_id,
-                   parent.config, trainer=parent.trainer, budget=parent.budget,
+                   config, trainer=parent.trainer, budget=parent.budget,
                    parent_run_id=parent.id)
-    update(conn, child.id, stage=train_stage)
+    update(conn, child.id, stage=impl.train_stage)
     start(conn, child.id)
     return get_by_id(conn, child.id)
+
+
+def chain_losses(conn: sqlite3.Connection, run_id: int) -> list[tuple[int, float | None]]:
+    """The loss curve of a run and its ancestors: each resumed run continues its parent's at
+    the step it resumed from, so a parent's points past that step (done again by the child)
+    are left out."""
+    runs = chain(conn, run_id)
+    points: list[tuple[int, float | None]] = []
+    for run, child in zip(runs, [*runs[1:], None], strict=True):
+        cut = child.step_offset if child is not None else None
+        points += [(s, v) for s, v in loss_points(conn, run.id) if cut is None or s <= cut]
+    return points
 
 
 def chain(conn: sqlite3.Connection, run_id: int) -> list[Run]:

@@ -77,26 +77,30 @@ async def train_run(ctx: JobContext):
         order = [s.name for s in stages]
         for n, stage in enumerate(stages):
             run = runs.get_by_id(conn, run.id)
-            if run.stage == "done" or (run.stage in order and order.index(run.stage) > n):
+            if run.stage in (runs.PULLING, "done") or (run.stage in order
+                                                   and order.index(run.stage) > n):
                 continue
             await run_stage(ctx, session, run, stage, paths, trainer, n, len(stages))
             training = stage.name == trainer.train_stage
-            runs.update(conn, run.id, stage=order[n + 1] if n + 1 < len(order) else "done",
+            runs.update(conn, run.id, stage=order[n + 1] if n + 1 < len(order) else runs.PULLING,
                         remote_pid=None,
                         log_offset=runs.get_by_id(conn, run.id).log_offset if training else 0)
         await pull_samples(ctx, session, run, trainer.sample_dir(paths))
-        runs.update(conn, run.id, state="succeeded", ended_at=time.time(), stage="done")
+        missing = await wait_for_pulls(ctx, run.id)
+        runs.update(conn, run.id, state="succeeded", ended_at=time.time(), stage="done",
+                    error=f"{missing} checkpoint(s) could not be pulled: `lorad jobs --kind "
+                          "checkpoint.pull --state failed` says why" if missing else None)
         outcome = "finish"
         ctx.progress(1.0, "training finished", force=True)
         return {"run": run.name}
     except asyncio.CancelledError:
         if ctx.cancelled.is_set():
-            await stop_remote(session, runs.get_by_id(conn, run.id))
+            await stop_and_drain(ctx, session, run.id, trainer, paths)
             runs.update(conn, run.id, state="stopped", ended_at=time.time(),
                         error="stopped by request")
         raise
     except BudgetExceeded as exc:
-        await stop_remote(session, runs.get_by_id(conn, run.id))
+        await stop_and_drain(ctx, session, run.id, trainer, paths)
         runs.update(conn, run.id, state="stopped", ended_at=time.time(), error=str(exc))
         raise
     except Exception as exc:
@@ -129,8 +133,8 @@ async def resolve_resume(ctx: JobContext, session: Session, run: runs.Run, pod: 
     version = export.get_version(conn, parent.dataset_version_id)
     out = remote_paths(parent, pod, version.remote_root).output
     names = await session.call("listdir", out)
-    plan = trainer.resume(parent.train_config, out, names, parent.output_name or parent.name,
-                          parent.total_steps)
+    plan = trainer.resume(run.train_config, parent.train_config, out, names,
+                          parent.output_name or parent.name, parent.total_steps)
     if plan is None:
         raise PermanentError(f"run {parent.name} saved no state {trainer.title} can resume from "
                              f"on the pod ({out}); start a new run instead")
@@ -184,6 +188,22 @@ def full_log(ws, run: runs.Run, stage: str | None = None, limit: int = 8 << 20) 
     return data.decode("utf-8", errors="replace")
 
 
+async def wait_for_pulls(ctx: JobContext, run_id: int, every: float = 1.0) -> int:
+    """A run is done when its checkpoints are here: until their pulls end it stays running
+    ("pulling checkpoints (2 of 4)"), so nothing notifies or stops the pod before. Returns
+    how many could not be pulled."""
+    conn = ctx.conn
+    while True:
+        saved = checkpoints.for_run(conn, run_id)
+        here = sum(1 for c in saved if c.state == "local")
+        if not checkpoints.pulls_pending(conn, [run_id]):
+            return len(saved) - here
+        ctx.progress(0.99, f"pulling checkpoints ({here} of {len(saved)})")
+        await ctx.pause(every)
+        if ctx.cancelled.is_set() or ctx.stopping.is_set():
+            raise asyncio.CancelledError
+
+
 def readable_log(ws, run: runs.Run, stage: str | None = None) -> list[str]:
     """The stage's log for people: progress updates collapsed as the run's trainer reads them."""
     return logparse.readable(full_log(ws, run, stage), run.trainer_impl.parser().events_in)
@@ -196,6 +216,29 @@ async def stop_remote(session: Session, run: runs.Run) -> None:
         except TransientError:
             log.warning("run %s: could not reach the pod to stop pid %s", run.name,
                         run.remote_pid)
+
+
+async def stop_and_drain(ctx: JobContext, session: Session, run_id: int, trainer: Trainer,
+                         paths: RunPaths, patience: float = 5.0) -> None:
+    """Stop the remote process, then read what it printed up to its end, so every step it
+    reached is stored (a stopped run lost its last second of progress: 236 steps printed,
+    231 stored, and a state saved past the last stored step)."""
+    run = runs.get_by_id(ctx.conn, run_id)
+    await stop_remote(session, run)
+    if run.stage != trainer.train_stage or not run.remote_pid:
+        return
+    try:
+        deadline = time.monotonic() + patience
+        while await session.call("alive", run.remote_pid) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        log_path, _exit = stage_files(paths, run.stage)
+        rest = await session.call("read_from", log_path, run.log_offset)
+        if rest:  # the last line may lack its end (a progress bar): end it
+            parser = trainer.parser(run.log_offset)
+            record_events(ctx.conn, run, parser.feed(rest + b"\n"), trainer)
+    except (TransientError, OSError) as exc:
+        log.warning("run %s: could not read the end of its log after the stop: %s", run.name,
+                    exc)
 
 
 async def run_stage(ctx: JobContext, session: Session, run: runs.Run, stage: Stage,
@@ -264,9 +307,11 @@ class BudgetExceeded(PermanentError):
     pass
 
 
-async def apply_events(ctx: JobContext, session: Session, run: runs.Run, events: list,
-                       trainer: Trainer, stage: Stage, base: float) -> None:
-    conn = ctx.conn
+def record_events(conn, run: runs.Run, events: list, trainer: Trainer, *,
+                  stop_at_nan: bool = False) -> tuple[logparse.Progress | None, int | None]:
+    """Store what the log said: loss points, totals, epoch, checkpoints (their pulls queued),
+    the latest figures. Returns the last progress and, with `stop_at_nan`, the step whose loss
+    became NaN (nothing after it is stored)."""
     now = time.time()
     last: logparse.Progress | None = None
     nan_step = None
@@ -277,7 +322,7 @@ async def apply_events(ctx: JobContext, session: Session, run: runs.Run, events:
                 if event.step > 0:
                     points.append((event.step, event.avr_loss))
                 last = event
-                if logparse.is_nan(event.avr_loss) and not stage.env.get("LORAD_ALLOW_NAN"):
+                if stop_at_nan and logparse.is_nan(event.avr_loss):
                     nan_step = event.step
                     break
             elif isinstance(event, logparse.TotalSteps):
@@ -292,6 +337,14 @@ async def apply_events(ctx: JobContext, session: Session, run: runs.Run, events:
             runs.update(conn, run.id, step=last.step, total_steps=last.total,
                         avr_loss=None if logparse.is_nan(last.avr_loss) else last.avr_loss,
                         rate=last.rate, remaining=last.remaining)
+    return last, nan_step
+
+
+async def apply_events(ctx: JobContext, session: Session, run: runs.Run, events: list,
+                       trainer: Trainer, stage: Stage, base: float) -> None:
+    conn = ctx.conn
+    last, nan_step = record_events(conn, run, events, trainer,
+                                   stop_at_nan=not stage.env.get("LORAD_ALLOW_NAN"))
     if last is not None and last.total:
         ctx.progress(base + (1 - base) * last.step / last.total,
                      f"step {last.step}/{last.total}, loss {last.avr_loss}")

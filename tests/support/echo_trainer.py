@@ -107,7 +107,10 @@ class Echo:
     def pod_checks(self, options: dict[str, Any]) -> list[PodCheck]:
         return [PodCheck("sh", "command -v sh", "install a POSIX shell")]
 
-    def resume(self, config, output_dir, files, output_name, total_steps):
+    def resume_problem(self, options: dict[str, Any]) -> str | None:
+        return "the echo trainer saves no state: start a new run"
+
+    def resume(self, config, parent_config, output_dir, files, output_name, total_steps):
         return None  # it cannot: lorad says so instead of guessing
 
     def model_info(self, options: dict[str, Any]) -> ModelInfo:

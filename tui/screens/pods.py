@@ -90,6 +90,11 @@ class PodsScreen(StoreScreen):
                  Text(f"policy: on finish {pod.policy.get('on_finish')}, on failure "
                       f"{pod.policy.get('on_failure')}"),
                  Text(f"spent so far ${self.data.spent.get(pod.id, 0.0):.2f}")]
+        for trainer, options in sorted(pod.setup.get("trainers", {}).items()):
+            where = ", ".join(f"{k} {v}" for k, v in sorted(options.items())) or "defaults"
+            lines.append(Text(f"{trainer}: {where}"))
+        if pod.models:
+            lines.append(Text("models: " + ", ".join(m.rsplit("/", 1)[-1] for m in pod.models)))
         for key, value in sorted(pod.info.items()):
             lines.append(Text(f"{key}: {value}", style="dim"))
         detail.update(Text("\n").join(lines))

@@ -54,11 +54,8 @@ class TrainingData:
 
 
 def load_detail(conn, run: runs.Run, buckets: int) -> RunDetail:
-    steps, values = [], []
-    for r in runs.chain(conn, run.id):  # a resumed run continues its parent's curve
-        for step, loss in runs.loss_points(conn, r.id):
-            steps.append(step)
-            values.append(loss)
+    points = runs.chain_losses(conn, run.id)  # a resumed run continues its parent's curve
+    steps, values = [p[0] for p in points], [p[1] for p in points]
     xs, lows, highs = lossplot.downsample(steps, values, buckets)
     smoothed = lossplot.ema(values, alpha=0.05)
     sx, _sl, sh = lossplot.downsample(steps, smoothed, buckets)

@@ -115,10 +115,15 @@ class Trainer(Protocol):
         options as given (they need not be a complete config)."""
         ...
 
-    def resume(self, config: Any, output_dir: str, files: list[str], output_name: str,
-               total_steps: int | None) -> ResumePlan | None:
-        """How to continue a stopped run from the states it saved (`files` are the names in
-        its output folder); None when this trainer cannot resume."""
+    def resume_problem(self, options: dict[str, Any]) -> str | None:
+        """Why a run with these options left nothing to resume from (None: it may have)."""
+        ...
+
+    def resume(self, config: Any, parent_config: Any, output_dir: str, files: list[str],
+               output_name: str, total_steps: int | None) -> ResumePlan | None:
+        """How the new run (`config`, the parent's with any changed settings) continues the
+        stopped one (`parent_config`, `total_steps`) from the states it saved (`files` are the
+        names in its output folder); None when there is none to continue from."""
         ...
 
     def model_info(self, options: dict[str, Any]) -> ModelInfo:

@@ -84,20 +84,35 @@ class Musubi:
     def pod_checks(self, options: dict[str, Any]) -> list[PodCheck]:
         config = TrainConfig.from_dict(options)  # only where things are: no need to be complete
         musubi = shlex.quote(config.musubi_dir)
+        python = shlex.quote(config.python)
         return [
+            # exactly the interpreter the cache stages call (python), not python3
+            PodCheck("python", f"{python} --version 2>&1",
+                     f"`{config.python}` is not on the pod's PATH: the cache stages call it; "
+                     "install Python 3.10+ as that name, or set python (e.g. --set "
+                     "python=python3)"),
             PodCheck("musubi", f"test -f {musubi}/src/musubi_tuner/wan_train_network.py && "
                                "echo found",
                      f"musubi-tuner not found at {config.musubi_dir}: git clone "
                      f"https://github.com/kohya-ss/musubi-tuner {config.musubi_dir} && pip "
                      f"install -e {config.musubi_dir}"),
             PodCheck("accelerate", f"command -v {shlex.quote(config.accelerate)}",
-                     "install accelerate on the pod: pip install accelerate"),
+                     f"`{config.accelerate}` is not on the pod's PATH: the training stage calls "
+                     "it; pip install accelerate (or set accelerate to its path)"),
         ]
 
-    def resume(self, config: TrainConfig, output_dir: str, files: list[str], output_name: str,
-               total_steps: int | None) -> ResumePlan | None:
+    def resume_problem(self, options: dict[str, Any]) -> str | None:
+        if not options.get("save_state", True):
+            return ("it ran with save_state off, so musubi-tuner saved no state to resume from: "
+                    "start a new run (save_state is on by default; it saves the optimizer with "
+                    "each checkpoint)")
+        return None
+
+    def resume(self, config: TrainConfig, parent_config: TrainConfig, output_dir: str,
+               files: list[str], output_name: str, total_steps: int | None
+               ) -> ResumePlan | None:
         """Continue from the newest `NAME-step{N}-state` or `NAME-{epoch}-state` folder, with
-        the remaining epochs (or steps)."""
+        the remaining epochs (or steps) of the new run's schedule."""
         states = []
         for name in files:
             if not name.endswith("-state") or not name.startswith(output_name + "-"):
@@ -109,8 +124,9 @@ class Musubi:
                 states.append((int(mark), "epoch", name))
         if not states:
             return None
+        ran = parent_config.max_train_epochs  # the epochs the parent's total_steps were for
+        steps_per_epoch = total_steps // ran if ran and total_steps else None
         epochs = config.max_train_epochs
-        steps_per_epoch = total_steps // epochs if epochs and total_steps else None
         number, kind, name = max(states, key=lambda s: (s[0] * (steps_per_epoch or 1)
                                                          if s[1] == "epoch" else s[0]))
         cfg = TrainConfig.from_dict(config.as_dict())
