@@ -9,6 +9,7 @@ import pytest
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE / "support"))
+sys.path.insert(0, str(HERE))  # tests/faults/ reuses the tests' helpers
 
 from helpers import wait_for  # noqa: E402
 
@@ -37,6 +38,36 @@ def conn(ws):
     c.close()
 
 
+GEN_CONFIG = """
+[generations]
+poll_seconds = 0.02
+poll_max_seconds = 0.1
+"""
+
+
+@pytest.fixture
+def fal(ws, monkeypatch):
+    """The fal queue double, with the workspace and the environment pointed at it."""
+    from fal_double import fal_double
+
+    ws.config_path.write_text(ws.config_path.read_text() + GEN_CONFIG)
+    with fal_double() as double:
+        monkeypatch.setenv("FAL_KEY", double.key)
+        monkeypatch.setenv("FAL_QUEUE_URL", double.url)
+        yield double
+
+
+@pytest.fixture
+def truck(conn):
+    """Two LoRAs to generate with (Wan 2.2, high-noise and both experts)."""
+    from lorad.generation import loras
+
+    loras.add(conn, "truck-e4", "https://hf.example/o/truck/resolve/main/e4.safetensors",
+              trigger="TRK", base_model="wan2.2-t2v-a14b", expert="high")
+    return loras.add(conn, "truck-e8", "https://hf.example/o/truck/resolve/main/e8.safetensors",
+                     trigger="TRK", base_model="wan2.2-t2v-a14b", expert="both")
+
+
 def daemon_env() -> dict[str, str]:
     env = dict(os.environ)
     env["LORAD_HANDLER_MODULES"] = "test_handlers"
@@ -46,19 +77,22 @@ def daemon_env() -> dict[str, str]:
 
 
 class DaemonProcess:
-    def __init__(self, ws):
+    def __init__(self, ws, output: Path | None = None):
         self.ws = ws
         self.proc: subprocess.Popen | None = None
+        # a file, not a pipe nobody reads: a daemon writing a lot to it must never block
+        self.output = output or ws.root.parent / "daemon.out"
 
     def start(self) -> subprocess.Popen:
         from lorad.core import daemon
 
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lorad", "-w", str(self.ws.root), "daemon", "run"],
-            env=daemon_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        with open(self.output, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "lorad", "-w", str(self.ws.root), "daemon", "run"],
+                env=daemon_env(), stdout=out, stderr=subprocess.STDOUT)
         wait_for(lambda: daemon.status(self.ws).pid == self.proc.pid or self.proc.poll() is not None,
                  message="daemon to take the lock")
-        assert self.proc.poll() is None, self.proc.stdout.read().decode()
+        assert self.proc.poll() is None, self.output.read_text(errors="replace")
         return self.proc
 
     def stop(self):

@@ -24,6 +24,7 @@ from lorad.generation.services.fal import (
     FalError,
     FalGone,
     FalRequestFailed,
+    FalSubmitUnknown,
     FalTransient,
     FalValidationError,
     Submitted,
@@ -299,10 +300,8 @@ def test_should_retry_rule():
     assert not should_retry(answer(504, "nginx", **{"X-Fal-Request-Timeout-Type": "user"}))
 
 
-def test_dropped_connections_are_retried(fal, client, sleeps):
-    fal.drop_next(2)
+def test_dropped_connections_are_retried_but_never_a_submit(fal, client, sleeps):
     sub = client.submit(WAN22_T2V, WAN)
-    assert statuses(fal) == [0, 0, 200] and fal.submits == {WAN22_T2V: 1} and len(sleeps) == 2
     fal.drop_next(1, match="/status")
     assert client.status(sub).state == "IN_QUEUE"
     fal.drop_next(20)
@@ -310,11 +309,34 @@ def test_dropped_connections_are_retried(fal, client, sleeps):
         client.status(sub)
 
 
-def test_a_submit_whose_answer_was_lost_is_sent_again(fal, client):
-    """As fal_client does; fal has no idempotency key, so the request exists twice (documented risk)."""
-    fal.drop_next(1, applied=True)
-    client.submit(WAN22_T2V, WAN)
-    assert fal.submits == {WAN22_T2V: 2}
+@pytest.mark.parametrize("applied", [True, False])
+def test_a_submit_whose_answer_was_lost_is_not_sent_again(fal, client, sleeps, applied):
+    """fal_client sends it again, and fal has no idempotency key: the request would exist (and
+    be billed) twice. From the client's side an answer lost after fal accepted the request and
+    a connection cut before fal read it look the same, so neither is sent again."""
+    fal.drop_next(1, applied=applied)
+    with pytest.raises(FalSubmitUnknown, match="answer was lost.*did not send it again"):
+        client.submit(WAN22_T2V, WAN)
+    assert fal.submits == ({WAN22_T2V: 1} if applied else {}) and len(fal.requests) == 1
+    assert not is_transient(FalSubmitUnknown("x")) and sleeps == []
+
+
+def test_a_submit_that_cannot_connect_is_sent_when_it_can(monkeypatch, sleeps):
+    """Nothing left this machine: sending it is safe, and retried as fal_client does."""
+    monkeypatch.setenv("FAL_KEY", KEY)
+    calls = []
+
+    def answer(request):
+        calls.append(request)
+        if len(calls) <= 2:
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(200, json={"request_id": "r-1", "status_url": "https://q/s",
+                                         "response_url": "https://q/r",
+                                         "cancel_url": "https://q/c"})
+
+    with Fal("https://q", transport=httpx.MockTransport(answer), sleep=sleeps.append) as c:
+        assert c.submit(WAN22_T2V, WAN).request_id == "r-1"
+    assert len(calls) == 3 and len(sleeps) == 2
 
 
 def test_timeouts_are_retried(monkeypatch, sleeps):
@@ -502,8 +524,8 @@ def test_the_key_never_shows(fal, client, caplog):
     catch(client.submit, WAN22_T2V, WAN)
     fal.fail_next(401, body={"detail": f"bad key {KEY}"})
     catch(client.submit, WAN22_T2V, WAN)
-    fal.drop_next(10)
-    catch(client.submit, WAN22_T2V, WAN)
+    fal.drop_next(10, match="/status")
+    catch(client.status, client.submit(WAN22_T2V, WAN))
     fal.plan_next(error=f"crashed near {KEY}")
     catch(client.wait, client.submit(WAN22_T2V, WAN), interval=0)
 

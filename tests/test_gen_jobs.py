@@ -7,42 +7,14 @@ import json
 import signal
 
 import pytest
-from fal_double import Latency, fal_double
-from helpers import run_jobs, wait_for
+from fal_double import Latency
+from helpers import WAN22, run_jobs, wait_for
+from helpers import queue_generation as gen
 
 from lorad.core import jobs
 from lorad.generation import generations, loras, ratings
 
-WAN22 = "fal-ai/wan/v2.2-a14b/text-to-video/lora"
 FLUX = "fal-ai/flux-lora"
-GEN_CONFIG = """
-[generations]
-poll_seconds = 0.02
-poll_max_seconds = 0.1
-"""
-
-
-@pytest.fixture
-def fal(ws, monkeypatch):
-    ws.config_path.write_text(ws.config_path.read_text() + GEN_CONFIG)
-    with fal_double() as double:
-        monkeypatch.setenv("FAL_KEY", double.key)
-        monkeypatch.setenv("FAL_QUEUE_URL", double.url)
-        yield double
-
-
-@pytest.fixture
-def truck(conn):
-    loras.add(conn, "truck-e4", "https://hf.example/o/truck/resolve/main/e4.safetensors",
-              trigger="TRK", base_model="wan2.2-t2v-a14b", expert="high")
-    return loras.add(conn, "truck-e8", "https://hf.example/o/truck/resolve/main/e8.safetensors",
-                     trigger="TRK", base_model="wan2.2-t2v-a14b", expert="both")
-
-
-def gen(conn, **kw):
-    args = {"lora": "truck-e8", "scale": 0.8, "seed": 7, "extra": {"num_frames": 17}}
-    args.update(kw)
-    return generations.create(conn, args.pop("endpoint", WAN22), "TRK, a parked truck", **args)
 
 
 def events(conn, gen_id):

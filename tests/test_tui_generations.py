@@ -146,3 +146,28 @@ async def test_v_shows_the_sweep_as_a_lora_by_scale_grid(ws, conn, gens, tmp_pat
         assert "★★★★★ approve" in labels and "truck-v2 @ 0.6" in labels
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, GenerationsScreen), message="back")
+
+
+async def test_r_asks_before_sending_a_lost_submit_again(ws, conn, gens):
+    """A generation whose submit answer was lost is shown, and the person decides: escape
+    keeps it, y sends it again (a new job), f forgets it."""
+    from tui.screens.confirm import ConfirmScreen
+
+    lost = gens[0]
+    generations.mark_unknown(conn, lost, "the answer was lost")
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen, table = await open_gens(app, pilot, rows=3)
+        assert "answers lost 1" in str(screen.query_one("#gens-summary").render())
+        await pilot.press("g")  # the first row: the lost one
+        await pilot.press("R")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), message="question")
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is screen, message="back")
+        assert generations.get(conn, lost).status == "unknown"
+        await pilot.press("R")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), message="question")
+        await pilot.press("y")
+        await until(pilot, lambda: generations.get(conn, lost).status == "queued",
+                    message="sent again")
+    assert jobs.get(conn, generations.get(conn, lost).job_id).state == "queued"

@@ -20,6 +20,12 @@ def add_parser(sub) -> None:
     a.add_argument("id", type=int)
     a = gsub.add_parser("cancel", help="cancel it (on fal too, if submitted)")
     a.add_argument("id", type=int)
+    a = gsub.add_parser("resubmit", help="send again one whose submit answer was lost (status "
+                                         "unknown): check the service's dashboard first")
+    a.add_argument("id", type=int)
+    a = gsub.add_parser("forget", help="give up one whose submit answer was lost, not sending "
+                                       "it again")
+    a.add_argument("id", type=int)
     a = gsub.add_parser("retake", help="the same parameters with a new seed (or --scale)")
     a.add_argument("id", type=int)
     a.add_argument("--seed", type=int)
@@ -38,6 +44,14 @@ def run(args: argparse.Namespace) -> int:
             print_json({**g.__dict__, "events": generations.events(conn, g.id)})
         elif args.action == "cancel":
             print(f"generation {g.id}: {generations.cancel(conn, g.id)}")
+        elif args.action == "resubmit":
+            generations.resubmit(conn, g.id)
+            daemon.nudge(ws)
+            print(f"generation {g.id} queued again (as you asked: it may now exist twice on "
+                  f"{g.service})")
+        elif args.action == "forget":
+            generations.forget(conn, g.id)
+            print(f"generation {g.id}: not sent again")
         else:  # retake
             new_id = generations.retake(conn, g.id, seed=args.seed, scale=args.scale)
             daemon.nudge(ws)
@@ -62,4 +76,10 @@ def list_generations(args, conn) -> int:
     print(fmt.table(["ID", "STATUS", "SWEEP", "SCALE", "SEED", "COST", "CHECKS",
                      "PROMPT / ERROR"], rows) if rows else "no generations")
     print(f"spent on generations: ${generations.spent(conn):.2f}")
+    lost = generations.unknown_outcomes(conn)
+    if lost:
+        waiting = sum(1 for g in listed if g.status == generations.UNKNOWN)
+        print(f"{lost} submit(s) had their answer lost and were not sent again"
+              + (f"; {waiting} wait for you: `lorad gens resubmit ID` or `lorad gens forget ID`"
+                 if waiting else ""))
     return EXIT_OK

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import fcntl
 import json
 import logging
@@ -15,6 +16,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -175,6 +177,8 @@ class Daemon:
         self.running: dict[int, tuple[asyncio.Task, handlers.JobContext]] = {}
         self.stopping = asyncio.Event()
         self.wakeup = asyncio.Event()
+        self.store_problem: str | None = None  # why the store cannot be written, while so
+        self.store_failures = 0
         self.process_pool: concurrent.futures.ProcessPoolExecutor | None = None
 
     def request_stop(self) -> None:
@@ -210,38 +214,80 @@ class Daemon:
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
-        n = jobs.requeue_orphans(self.conn, self.owner, all_others=True)
-        if n:
-            log.info("requeued %d job(s) left running by a previous daemon", n)
-        last_requeue = time.monotonic()
-        self._reconcile()
-        last_reconcile = time.monotonic()
+        started = False
+        last_requeue = last_reconcile = time.monotonic()
         while not self.stopping.is_set():
-            if time.monotonic() - last_reconcile > RECONCILE_EVERY:
-                self._reconcile()
-                last_reconcile = time.monotonic()
-            while not self.stopping.is_set():
-                kinds = self._claimable_kinds()
-                job = jobs.claim(self.conn, self.owner, kinds, self.cfg["lease_seconds"])
-                if job is None:
-                    break
-                wants_pool = handlers.registered()[job.kind].process_pool
-                ctx = handlers.JobContext(job, self.conn, self.owner, loop,
-                                          process_pool=self._pool() if wants_pool else None,
-                                          ws=self.ws, stopping=self.stopping)
-                if job.cancel_requested:  # asked while it waited (a released job, say)
-                    ctx.cancelled.set()
-                task = asyncio.create_task(self._run(ctx), name=f"job-{job.id}")
-                self.running[job.id] = (task, ctx)
-            if time.monotonic() - last_requeue > REQUEUE_EVERY:
-                jobs.requeue_orphans(self.conn, self.owner)
-                last_requeue = time.monotonic()
+            try:
+                if not started:  # the first write may meet a locked or full store too
+                    n = jobs.requeue_orphans(self.conn, self.owner, all_others=True)
+                    if n:
+                        log.info("requeued %d job(s) left running by a previous daemon", n)
+                    started = True
+                    self._reconcile()
+                    last_requeue = last_reconcile = time.monotonic()
+                if time.monotonic() - last_reconcile > RECONCILE_EVERY:
+                    self._reconcile()
+                    last_reconcile = time.monotonic()
+                self._claim_all(loop)
+                if time.monotonic() - last_requeue > REQUEUE_EVERY:
+                    jobs.requeue_orphans(self.conn, self.owner)
+                    last_requeue = time.monotonic()
+                self._store_writable()
+            except sqlite3.OperationalError as exc:  # a full disk, a lock held too long
+                self._store_unwritable(exc)
             self.wakeup.clear()
             try:
-                await asyncio.wait_for(self.wakeup.wait(), self.cfg["poll_interval"])
+                await asyncio.wait_for(self.wakeup.wait(), self._pause())
             except TimeoutError:
                 pass
         await self._shutdown()
+
+    def _claim_all(self, loop: asyncio.AbstractEventLoop) -> None:
+        while not self.stopping.is_set():
+            kinds = self._claimable_kinds()
+            job = jobs.claim(self.conn, self.owner, kinds, self.cfg["lease_seconds"])
+            if job is None:
+                return
+            wants_pool = handlers.registered()[job.kind].process_pool
+            ctx = handlers.JobContext(job, self.conn, self.owner, loop,
+                                      process_pool=self._pool() if wants_pool else None,
+                                      ws=self.ws, stopping=self.stopping)
+            if job.cancel_requested:  # asked while it waited (a released job, say)
+                ctx.cancelled.set()
+            task = asyncio.create_task(self._run(ctx), name=f"job-{job.id}")
+            self.running[job.id] = (task, ctx)
+
+    # -- a store that cannot be written: pause, say why, go on when it can -----------------------
+    def _store_unwritable(self, exc: BaseException) -> None:
+        if self.store_problem is None:
+            log.error("the store cannot be written (%s): no new work is claimed until it can "
+                      "(is the disk full? is another program holding the database?); running "
+                      "jobs keep what they have", exc)
+        self.store_problem = str(exc)
+        self.store_failures += 1
+
+    def _store_writable(self) -> None:
+        if self.store_problem is not None:
+            log.info("the store can be written again: claiming work")
+        self.store_problem = None
+        self.store_failures = 0
+
+    def _pause(self) -> float:
+        if self.store_problem is None:
+            return self.cfg["poll_interval"]
+        return min(10.0, 0.5 * 2 ** min(self.store_failures, 5))
+
+    async def _written(self, fn, *args, **kwargs):
+        """A job's end written to the store, however long the store refuses it."""
+        while True:
+            try:
+                result = fn(*args, **kwargs)
+            except sqlite3.OperationalError as exc:
+                self._store_unwritable(exc)
+                await asyncio.sleep(self._pause())
+                continue
+            self._store_writable()
+            return result
 
     def _reconcile(self) -> None:
         for check in handlers.periodic_checks():
@@ -259,7 +305,8 @@ class Daemon:
         leftover = list(self.running.items())
         for job_id, (task, _ctx) in leftover:
             task.cancel()
-            jobs.release(self.conn, job_id, self.owner)
+            with contextlib.suppress(sqlite3.OperationalError):  # else: an orphan, requeued
+                jobs.release(self.conn, job_id, self.owner)
             log.info("job %d released back to the queue", job_id)
         await asyncio.gather(*(task for _id, (task, _ctx) in leftover), return_exceptions=True)
         if self.process_pool is not None:
@@ -276,10 +323,11 @@ class Daemon:
             result = await handler.fn(ctx)
         except asyncio.CancelledError:
             if ctx.cancelled.is_set():
-                jobs.mark_cancelled(self.conn, job.id, self.owner)
+                await self._written(jobs.mark_cancelled, self.conn, job.id, self.owner)
                 log.info("job %d cancelled", job.id)
             elif self.stopping.is_set():
-                jobs.release(self.conn, job.id, self.owner)  # the next daemon resumes it
+                with contextlib.suppress(sqlite3.OperationalError):  # else: an orphan, requeued
+                    jobs.release(self.conn, job.id, self.owner)  # the next daemon resumes it
                 log.info("job %d released back to the queue", job.id)
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
             transient = is_transient(exc)
@@ -288,9 +336,10 @@ class Daemon:
                 log.error("job %d (%s) raised:\n%s", job.id, job.kind, traceback.format_exc())
                 if not transient:
                     message = f"{exc.__class__.__name__}: {message} (details in {self.ws.log_path})"
-            state = jobs.fail(self.conn, job.id, self.owner, message, transient=transient,
-                              retry_base=self.cfg["retry_base_seconds"],
-                              retry_cap=self.cfg["retry_max_seconds"])
+            state = await self._written(jobs.fail, self.conn, job.id, self.owner, message,
+                                        transient=transient,
+                                        retry_base=self.cfg["retry_base_seconds"],
+                                        retry_cap=self.cfg["retry_max_seconds"])
             log.info("job %d %s: %s", job.id, "will retry" if state == "queued" else state, message)
         else:
             effects = ctx._on_success
@@ -299,7 +348,8 @@ class Daemon:
                 for fn in effects:
                     fn(conn)
 
-            if jobs.succeed(self.conn, job.id, self.owner, result, also=apply):
+            if await self._written(jobs.succeed, self.conn, job.id, self.owner, result,
+                                   also=apply):
                 log.info("job %d succeeded", job.id)
             else:
                 log.warning("job %d finished but its lease was lost; result discarded", job.id)
@@ -316,19 +366,30 @@ class Daemon:
         while True:
             await asyncio.sleep(min(1.0, lease / 3))
             if time.monotonic() - last_renew >= lease / 3:
-                if not jobs.renew(self.conn, ctx.job.id, self.owner, lease):
+                try:
+                    renewed = jobs.renew(self.conn, ctx.job.id, self.owner, lease)
+                except sqlite3.OperationalError:  # the store is down: the lease is still ours
+                    continue
+                if not renewed:
                     log.warning("job %d lost its lease; stopping it", ctx.job.id)
                     if task:
                         task.cancel()
                     return
                 last_renew = time.monotonic()
-            if cancel_seen_at is None and jobs.cancel_requested(self.conn, ctx.job.id):
+            if cancel_seen_at is None and self._cancel_asked(ctx.job.id):
                 cancel_seen_at = time.monotonic()
                 ctx.cancelled.set()
             if cancel_seen_at is not None and time.monotonic() - cancel_seen_at > CANCEL_GRACE:
                 if task:
                     task.cancel()
                 return
+
+
+    def _cancel_asked(self, job_id: int) -> bool:
+        try:
+            return jobs.cancel_requested(self.conn, job_id)
+        except sqlite3.OperationalError:  # asked again at the next beat
+            return False
 
 
 def run_foreground(ws: Workspace, *, verbose: bool = False) -> int:

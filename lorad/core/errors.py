@@ -13,6 +13,9 @@ A plain :class:`LoradError` raised in a job counts as permanent. Clients of outs
 
 from __future__ import annotations
 
+import errno
+import sqlite3
+
 
 class LoradError(Exception):
     """Expected and actionable: the message says what happened and what to do."""
@@ -27,6 +30,10 @@ class PermanentError(LoradError):
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether a failure is worth retrying: lorad's transient errors, and the standard
-    library's connection and timeout errors raised by code lorad does not own."""
-    return isinstance(exc, (TransientError, ConnectionError, TimeoutError))
+    """Whether a failure is worth retrying: lorad's transient errors, the standard library's
+    connection and timeout errors raised by code lorad does not own, and a store that cannot
+    be written right now (a full disk, a lock held too long)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True  # a full disk: space comes back
+    return isinstance(exc, (TransientError, ConnectionError, TimeoutError,
+                            sqlite3.OperationalError))

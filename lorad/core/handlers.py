@@ -96,10 +96,15 @@ class JobContext:
             return
         self._last_progress = now
         if _in_loop(self.loop):
-            jobs.set_progress(self.conn, self.job.id, self.owner, fraction, message)
+            self._write_progress(fraction, message)
         else:
-            self.loop.call_soon_threadsafe(
-                jobs.set_progress, self.conn, self.job.id, self.owner, fraction, message)
+            self.loop.call_soon_threadsafe(self._write_progress, fraction, message)
+
+    def _write_progress(self, fraction: float | None, message: str | None) -> None:
+        try:
+            jobs.set_progress(self.conn, self.job.id, self.owner, fraction, message)
+        except sqlite3.OperationalError:  # progress is shown, not kept: a full disk skips it
+            pass
 
     def on_success(self, fn: Callable[[sqlite3.Connection], None]) -> None:
         """Run `fn(conn)` in the transaction that marks the job succeeded: its writes commit

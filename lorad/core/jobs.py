@@ -296,12 +296,14 @@ def requeue_orphans(conn: sqlite3.Connection, owner: str, *, all_others: bool = 
     jobs need not wait for the lease to run out. A job whose worker died max_attempts times fails.
     """
     now = time.time()
-    cond = "lease_owner IS NOT ?" if all_others else "lease_expires < ?"
-    arg = owner if all_others else now
+    # the caller's own jobs are alive (it runs them) even when a full disk kept their leases
+    # from being renewed
+    cond = "lease_owner IS NOT ?" if all_others else "lease_expires < ? AND lease_owner IS NOT ?"
+    args = (owner,) if all_others else (now, owner)
     with transaction(conn):
         rows = conn.execute(
             f"SELECT id, attempts, max_attempts FROM jobs WHERE state = 'running' AND {cond}",
-            (arg,)).fetchall()
+            args).fetchall()
         for row in rows:
             if row["attempts"] >= row["max_attempts"]:
                 conn.execute(

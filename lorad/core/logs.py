@@ -17,10 +17,12 @@ def secret_values() -> list[str]:
 
 
 class RedactSecrets(logging.Filter):
-    """Replace the value of any secret environment variable wherever it appears in a record."""
+    """Replace the value of any declared secret wherever it appears in a record. It reads the
+    declarations only: importing from a logging call could deadlock against a thread that logs
+    while it imports (the daemon loads every implementation before it logs)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        values = secret_values()
+        values = secrets.values()
         if values:
             message = record.getMessage()
             if record.exc_info and not record.exc_text:
@@ -42,6 +44,9 @@ def redact(text: str) -> str:
 
 def setup(path: Path, *, max_bytes: int, backups: int, also_stderr: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    # a log line that cannot be written (a full disk) is dropped, not reported on stderr for
+    # every line: the daemon goes on, and says what happened once it can write again
+    logging.raiseExceptions = False
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     for handler in list(root.handlers):

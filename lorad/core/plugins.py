@@ -93,7 +93,8 @@ def failures() -> dict[str, str]:
 
 
 def load_all(groups: tuple[str, ...] | None = None) -> list[str]:
-    return [name for group in (groups or tuple(BUILTIN)) for name in load(group)]
+    return list(dict.fromkeys(name for group in (groups or tuple(BUILTIN))
+                              for name in load(group)))
 
 
 T = TypeVar("T")

@@ -76,10 +76,13 @@ def transaction(conn: sqlite3.Connection, *, immediate: bool = True) -> Iterator
     conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
     try:
         yield conn
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        # a COMMIT that failed (a full disk) leaves the transaction open: every later write
+        # would join it and never be committed
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
 
 
 _SAVEPOINTS: dict[int, int] = {}
@@ -91,10 +94,10 @@ def _depth(conn: sqlite3.Connection) -> int:
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
-    )
+    """The newest migration applied (0 for a new database); a read, no write lock."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND"
+                        " name = 'schema_migrations'").fetchone():
+        return 0
     row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
     return row[0] or 0
 
@@ -107,14 +110,18 @@ def apply_migrations(conn: sqlite3.Connection) -> list[str]:
     """
     migrations = migration_files()
     known = migrations[-1][0] if migrations else 0
-    with transaction(conn):
-        current = schema_version(conn)
+    current = schema_version(conn)  # a read: opening an up-to-date store takes no write lock
     if current > known:
         raise StoreError(
             f"this database is at schema version {current}, but this lorad only knows up to "
             f"{known}; upgrade lorad (pip install -U lorad) before opening it"
         )
     applied = []
+    if current < known:
+        with transaction(conn):
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY"
+                         " KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)")
+            current = schema_version(conn)  # another process may have migrated meanwhile
     for number, name, sql in migrations:
         if number <= current:
             continue
@@ -123,6 +130,8 @@ def apply_migrations(conn: sqlite3.Connection) -> list[str]:
             conn.execute("PRAGMA foreign_keys = OFF")
         try:
             with transaction(conn):
+                if schema_version(conn) >= number:  # another process applied it meanwhile
+                    continue
                 before = _broken_keys(conn) if rebuilds else set()
                 for statement in _split_sql(sql):
                     conn.execute(statement)

@@ -73,6 +73,38 @@ async def _cancel_remote(ctx: JobContext, client: ServiceSession,
                            error=f"cancelled by you ({g.service}: {outcome})")
 
 
+async def _cancel_remote_whatever_happens(ctx: JobContext, service: services.GenerationService,
+                                         gen_id: int) -> None:
+    """The job was cancelled in the middle of a call (a slow or hung one: the daemon ran out of
+    patience): the request keeps running, and billing, unless the service hears of it. A fresh
+    session (the old one may be stuck) sends the cancel, shielded from a second interruption."""
+    g = generations.get(ctx.conn, gen_id)
+    if not g.request_id or g.status in generations.DONE:
+        return
+
+    def cancel_on_a_fresh_session() -> str:
+        client = service.open(ctx.ws.config()["generations"])
+        try:
+            return client.cancel(g.handle)
+        finally:
+            client.close()
+
+    async def cancel_and_record() -> None:
+        try:
+            outcome = await _call(cancel_on_a_fresh_session)
+        except Exception as exc:  # noqa: BLE001 - said on the generation; the person acts
+            log.warning("generation %d: could not cancel request %s: %s", g.id, g.request_id,
+                        exc)
+            generations.set_status(ctx.conn, g.id, "cancelled", finished_at=time.time(),
+                                   error=f"cancelled here, but {g.service} could not be told "
+                                         f"({exc}): cancel request {g.request_id} there")
+            return
+        generations.set_status(ctx.conn, g.id, "cancelled", finished_at=time.time(),
+                               error=f"cancelled by you ({g.service}: {outcome})")
+
+    await asyncio.shield(asyncio.ensure_future(cancel_and_record()))
+
+
 async def _poll(ctx: JobContext, client: ServiceSession,
                 g: generations.Generation) -> RequestStatus:
     cfg = ctx.ws.config()["generations"]
@@ -102,11 +134,22 @@ async def _poll(ctx: JobContext, client: ServiceSession,
 
 async def _submit(ctx: JobContext, client: ServiceSession, g: generations.Generation) -> None:
     """Submit and record the request id, as one step nothing interrupts: a submit cut off after
-    the service accepted it would be paid for, lost, and sent again by the next attempt."""
+    the service accepted it would be paid for, lost, and sent again by the next attempt.
+
+    The intent is written first: an attempt that finds it with no request id (the daemon died
+    in between) knows the request may have been sent, and does not send it again."""
 
     async def submit_and_record() -> None:
-        request = await _call(client.submit, g.endpoint, g.params)
-        record_submitted(ctx.conn, g.id, request)
+        generations.mark_submitting(ctx.conn, g.id)
+        try:
+            request = await _call(client.submit, g.endpoint, g.params)
+        except services.SubmitUnknown as exc:
+            generations.mark_unknown(ctx.conn, g.id, str(exc))
+            raise
+        except Exception:  # answered no, or never sent: the intent is void
+            generations.set_status(ctx.conn, g.id, "queued")
+            raise
+        await record_durably(ctx, g.id, request)
 
     step = asyncio.ensure_future(submit_and_record())
     try:
@@ -119,6 +162,24 @@ async def _submit(ctx: JobContext, client: ServiceSession, g: generations.Genera
         if ctx.cancelled.is_set():
             await _cancel_remote(ctx, client, generations.get(ctx.conn, g.id))
         raise
+
+
+async def record_durably(ctx: JobContext, gen_id: int, request: services.Request,
+                         first_wait: float = 0.5, max_wait: float = 10.0) -> None:
+    """Record an accepted request, however long the store refuses the write (a full disk):
+    the request id is the only thing that keeps it from being paid for twice, so it is held
+    here and written as soon as the store takes it."""
+    wait = first_wait
+    while True:
+        try:
+            record_submitted(ctx.conn, gen_id, request)
+            return
+        except sqlite3.OperationalError as exc:
+            log.warning("generation %d: %s accepted request %s, but the store cannot record it "
+                        "(%s); trying again in %.1f s", gen_id, request.handle.get("endpoint_id",
+                        "the service"), request.request_id, exc, wait)
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, max_wait)
 
 
 _UPLOAD_LOCKS: dict[tuple[int, str], asyncio.Lock] = {}
@@ -210,8 +271,13 @@ async def _run(ctx: JobContext, service: services.GenerationService, client: Ser
 async def run(ctx: JobContext) -> dict[str, Any]:
     conn = ctx.conn
     g = generations.get(conn, ctx.payload["generation_id"])
-    if g.status in ("completed", "cancelled"):  # a failed one is tried again (jobs retry)
+    if g.status in ("completed", "cancelled", generations.UNKNOWN):  # a failed one: tried again
         return {"generation_id": g.id, "status": g.status}
+    if g.status == "submitting" and not g.request_id:
+        generations.mark_unknown(conn, g.id, "an earlier attempt was sending it when it was cut "
+                                 "off (the daemon stopped, or its answer was lost): the service "
+                                 "may have it")
+        return {"generation_id": g.id, "status": generations.UNKNOWN}
     service = services.get(g.service)
     try:
         client = service.open(ctx.ws.config()["generations"])
@@ -226,7 +292,11 @@ async def run(ctx: JobContext) -> dict[str, Any]:
     try:
         return await _run(ctx, service, client, g)
     except asyncio.CancelledError:
+        if ctx.cancelled.is_set():  # a cancel must reach the service, even mid-call
+            await _cancel_remote_whatever_happens(ctx, service, g.id)
         raise
+    except services.SubmitUnknown:
+        return {"generation_id": g.id, "status": generations.UNKNOWN}  # said; nothing to retry
     except Exception as exc:
         last_try = ctx.job.attempts >= ctx.job.max_attempts
         if not is_transient(exc) or last_try:
@@ -244,7 +314,7 @@ def settle_generations(conn: sqlite3.Connection) -> None:
     the job's end state, so nothing shows as in flight forever."""
     rows = conn.execute(
         "SELECT g.id, j.state, j.error FROM generations g JOIN jobs j ON j.id = g.job_id"
-        " WHERE g.status NOT IN ('completed', 'failed', 'cancelled', 'draft')"
+        " WHERE g.status NOT IN ('completed', 'failed', 'cancelled', 'draft', 'unknown')"
         " AND j.state IN ('failed', 'cancelled', 'succeeded')").fetchall()
     for row in rows:
         status = "cancelled" if row["state"] == "cancelled" else "failed"

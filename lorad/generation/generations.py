@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import secrets
 import sqlite3
 import time
 import uuid
@@ -20,7 +21,13 @@ from lorad.generation import endpoints, loras
 
 JOB_KIND = "gen.run"
 DONE = ("completed", "failed", "cancelled")
-IN_FLIGHT = ("queued", "submitted", "in_progress")
+IN_FLIGHT = ("queued", "submitting", "submitted", "in_progress")
+# A submit whose answer was lost: the service may have accepted (and billed) it. lorad never
+# sends it again by itself; the person resubmits or forgets it.
+UNKNOWN = "unknown"
+UNKNOWN_ADVICE = ("it was not sent again: check the service's dashboard, then `lorad gens "
+                  "resubmit {id}` (or R on the Generations screen) to send it again, or `lorad "
+                  "gens forget {id}`")
 # flaws to tag generations with when rating; each dataset's `--checklist` adds its own
 DEFAULT_CHECKLIST = ["spinning tires", "warped panels", "not static", "not phone look",
                      "wrong aspect"]
@@ -206,6 +213,43 @@ def set_inputs(conn: sqlite3.Connection, gen_id: int, params: dict[str, Any],
         "updated_at": time.time()})
 
 
+def mark_submitting(conn: sqlite3.Connection, gen_id: int) -> None:
+    """The intent, written before the request goes out: an attempt that finds it without a
+    request id knows the request may have been sent."""
+    set_status(conn, gen_id, "submitting", submitted_at=time.time())
+
+
+def mark_unknown(conn: sqlite3.Connection, gen_id: int, why: str) -> None:
+    set_status(conn, gen_id, UNKNOWN, finished_at=time.time(),
+               error=f"{why}; {UNKNOWN_ADVICE.format(id=gen_id)}")
+
+
+def resubmit(conn: sqlite3.Connection, gen_id: int) -> int:
+    """Send again a generation whose submit outcome is unknown, because the person says so."""
+    g = get(conn, gen_id)
+    if g.status != UNKNOWN:
+        raise GenerationError(f"generation {g.id} is {g.status}: only one whose submit outcome "
+                              "is unknown is resubmitted (a finished one is retaken: r)")
+    set_status(conn, g.id, "draft", request_id=None, handle="{}", error=None, finished_at=None)
+    return queue(conn, g.id)
+
+
+def forget(conn: sqlite3.Connection, gen_id: int) -> None:
+    """Give up a generation whose submit outcome is unknown without sending it again."""
+    g = get(conn, gen_id)
+    if g.status != UNKNOWN:
+        raise GenerationError(f"generation {g.id} is {g.status}: only one whose submit outcome "
+                              "is unknown can be forgotten")
+    set_status(conn, g.id, "failed", finished_at=time.time(),
+               error="not sent again, by your choice (it may have run on the service)")
+
+
+def unknown_outcomes(conn: sqlite3.Connection) -> int:
+    """How many submits ever ended with their answer lost (from the status history)."""
+    return conn.execute("SELECT COUNT(*) FROM generation_events WHERE status = ?",
+                        (UNKNOWN,)).fetchone()[0]
+
+
 def queue(conn: sqlite3.Connection, gen_id: int) -> int:
     job_id = jobs.enqueue(conn, JOB_KIND, {"generation_id": gen_id}, max_attempts=20)
     set_status(conn, gen_id, "queued", job_id=job_id)
@@ -254,12 +298,21 @@ def list_all(conn: sqlite3.Connection, *, sweep_id: str | None = None) -> list[G
     return [Generation.from_row(r) for r in conn.execute(sql + " ORDER BY id", args)]
 
 
+def new_seed(avoid: int | None = None) -> int:
+    while True:
+        seed = secrets.randbelow(2**31)
+        if seed != avoid:
+            return seed
+
+
 def retake(conn: sqlite3.Connection, gen_id: int, *, seed: int | None = None,
            scale: float | None = None) -> int:
     """Same parameters, a new seed (or a changed scale), linked to the original."""
     g = get(conn, gen_id)
     params = dict(g.params)
-    params["seed"] = seed if seed is not None else (g.seed or 0) + 1_000_003
+    # a new seed every time (a seed derived from the original's made two retakes identical,
+    # paid twice); the same one only when asked
+    params["seed"] = seed if seed is not None else new_seed(avoid=g.seed)
     if scale is not None:
         for weight in params.get("loras", []):
             weight["scale"] = scale

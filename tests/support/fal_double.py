@@ -268,6 +268,7 @@ class FalDouble:
         self._plans: list[Plan] = []
         self._faults: list[_Fault] = []
         self._drops: list[tuple[bool, str | None]] = []
+        self._holds: list[tuple[str | None, threading.Event]] = []
         self._seeds = itertools.count(1000)
         self._media = media()
         self._server = loopback.Server(_handler(self), "fal-double")
@@ -299,6 +300,14 @@ class FalDouble:
         """Close the connection without an answer; `applied`: handle the request first."""
         with self.lock:
             self._drops += [(applied, match)] * n
+
+    def hold_next(self, match: str | None = None) -> threading.Event:
+        """Handle the next request (whose "METHOD path" contains `match`) but hold its answer
+        back until the returned event is set: a daemon killed meanwhile never hears it."""
+        gate = threading.Event()
+        with self.lock:
+            self._holds.append((match, gate))
+        return gate
 
     def expire(self, request_id: str) -> None:
         with self.lock:
@@ -526,6 +535,11 @@ def _handler(double: FalDouble) -> type[BaseHTTPRequestHandler]:
                 else:
                     status, payload, answer = double.route(self.command, self.path, body)
                 record.status = status
+                hold = next((h for h in double._holds if h[0] is None or h[0] in what), None)
+                if hold is not None:
+                    double._holds.remove(hold)
+            if hold is not None:
+                hold[1].wait(60)  # outside the lock: the double goes on answering others
             self._send(status, payload, answer)
 
         def _file(self, name: str) -> int:

@@ -56,3 +56,15 @@ async def pilot_until(pilot, condition, timeout: float = 10.0, message: str = "c
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {message}")
         await pilot.pause(0.02)
+
+
+WAN22 = "fal-ai/wan/v2.2-a14b/text-to-video/lora"
+
+
+def queue_generation(conn, **kw) -> int:
+    """A queued Wan 2.2 generation with the `truck` fixture's LoRA."""
+    from lorad.generation import generations
+
+    args = {"lora": "truck-e8", "scale": 0.8, "seed": 7, "extra": {"num_frames": 17}}
+    args.update(kw)
+    return generations.create(conn, args.pop("endpoint", WAN22), "TRK, a parked truck", **args)

@@ -20,13 +20,15 @@ from lorad.training import checkpoints
 from ..widgets.filmstrip import Filmstrip, load_image
 from ..widgets.rowlist import Column, RowList
 from .base import StoreScreen
+from .confirm import ConfirmScreen
 from .sweep_grid import SweepGridScreen, pages_of
 
 COLUMNS = [Column("", 1), Column("id", 5, "right"), Column("sweep", 10), Column("lora", 16),
            Column("scale", 5, "right"), Column("seed", 10, "right"), Column("status", 10),
            Column("check", 8), Column("stars", 5), Column("verdict", 12), Column("tags", 30)]
-STATUS_STYLE = {"queued": "dim", "submitted": "cyan", "in_progress": "cyan",
-                "completed": "green", "failed": "bold red", "cancelled": "yellow"}
+STATUS_STYLE = {"queued": "dim", "submitting": "cyan", "submitted": "cyan", "in_progress": "cyan",
+                "completed": "green", "failed": "bold red", "cancelled": "yellow",
+                "unknown": "bold magenta"}
 @dataclass
 class GenRow:
     gen: generations.Generation
@@ -41,6 +43,7 @@ class GenData:
     in_flight: int
     spent: float
     checklist: list[str]
+    answers_lost: int = 0  # submits whose answer was lost, ever
 
 
 def matches(row: GenRow, query: str) -> bool:
@@ -106,6 +109,7 @@ class GenerationsScreen(StoreScreen):
         Binding("f", "cycle_filter", "Filter"),
         Binding("slash", "search", "Search"),
         Binding("x", "cancel", "Cancel request", show=False),
+        Binding("R", "resolve_unknown", "Send again or forget (unknown)", show=False),
     ]
     FILTERS = ["all", "unrated", "approve", "needs_review", "retake", "failed checks"]
 
@@ -156,7 +160,7 @@ class GenerationsScreen(StoreScreen):
         elif flt == "failed checks":
             rows = [x for x in rows if x.gen.checks and not x.gen.checks.get("ok", True)]
         return GenData(rows, generations.in_flight(conn), generations.spent(conn),
-                       generations.checklist(conn))
+                       generations.checklist(conn), generations.unknown_outcomes(conn))
 
     def show(self, data: GenData) -> None:
         self.data = data
@@ -176,7 +180,9 @@ class GenerationsScreen(StoreScreen):
         self.query_one("#gens-summary", Static).update(Text(  # plain text: [x] is not markup
             f"{len(data.rows)} shown [{self.FILTERS[self.filter_index]}"
             + (f" {self.search_text}" if self.search_text else "") + "]   in flight "
-            f"{data.in_flight}   spent ${data.spent:.2f}"))
+            f"{data.in_flight}   spent ${data.spent:.2f}"
+            + (f"   answers lost {data.answers_lost} (status unknown: R decides)"
+               if data.answers_lost else "")))
         self.show_detail()
 
     def current(self) -> GenRow | None:
@@ -238,6 +244,26 @@ class GenerationsScreen(StoreScreen):
         x = self.current()
         if x is not None:
             self.write(generations.cancel, x.gen.id, done_message=f"#{x.gen.id}: cancelling")
+
+    def action_resolve_unknown(self) -> None:
+        """A submit whose answer was lost: the service may have it. The person decides."""
+        x = self.current()
+        if x is None or x.gen.status != generations.UNKNOWN:
+            self.notify("R is for a generation whose status is unknown (its submit's answer "
+                        "was lost)", severity="warning")
+            return
+        gen_id = x.gen.id
+
+        def decided(choice: str | None) -> None:
+            if choice == "y":
+                self.write(generations.resubmit, gen_id, done_message=f"#{gen_id} sent again")
+            elif choice == "f":
+                self.write(generations.forget, gen_id, done_message=f"#{gen_id} forgotten")
+
+        self.app.push_screen(ConfirmScreen(
+            f"#{gen_id}: its submit's answer was lost, so {x.gen.service} may have it (and "
+            f"bill ${x.gen.cost or 0:.2f} for it). Check the service's dashboard. Sending it "
+            "again may pay for it twice.", {"y": "send again", "f": "forget it"}), decided)
 
     def action_tag(self) -> None:
         box = self.query_one("#gens-tag", Input)

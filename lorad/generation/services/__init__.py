@@ -34,6 +34,11 @@ class ResultGone(ServiceError):
     """The service no longer keeps the request's result."""
 
 
+class SubmitUnknown(ServiceError):
+    """A submit was sent and its answer lost (the connection dropped, a read timed out): the
+    service may have accepted it, and would bill it. It must not be sent again by itself."""
+
+
 class RequestFailed(ServiceError):
     """The request ran and failed on the service (the model's own error)."""
 
@@ -70,7 +75,10 @@ class RequestStatus:
 class ServiceSession(Protocol):
     """An open connection to a service; every call blocks (the job runs it in a thread)."""
 
-    def submit(self, endpoint: str, arguments: dict[str, Any]) -> Request: ...
+    def submit(self, endpoint: str, arguments: dict[str, Any]) -> Request:
+        """Send a request once: retry only what certainly did not reach the service (a refused
+        connection, an answer saying no); raise SubmitUnknown when the answer was lost."""
+        ...
 
     def status(self, handle: dict[str, Any]) -> RequestStatus: ...
 

@@ -10,7 +10,10 @@ Retries are fal_client's (services.md §1.7): up to 10 tries on connection error
 never on a 504 with `X-Fal-Request-Timeout-Type`; waits min(0.1 * 2**(n-1), 30) × U(0.5, 1.5),
 or what a `Retry-After` header asks (fal_client ignores it; lorad honours it, up to
 `max_retry_after`); anything else is raised at once. Like fal_client, a submit whose answer was
-lost is sent again: fal has no idempotency key, so that request may run (and bill) twice.
+lost is sent again, and fal has no idempotency key, so that request may run (and bill) twice:
+lorad does not do that. A submit is retried only when it certainly did not reach fal (the
+connection was refused or could not be made, or fal answered with a retryable status); a lost
+answer is :class:`FalSubmitUnknown`, and the caller decides.
 
 Uploads (services.md §1.8, the small-file path only): a storage token from fal's REST API (the key goes
 there as well, and nowhere but there and the queue), then the raw bytes to the CDN the token names,
@@ -45,6 +48,7 @@ from lorad.generation.services import (
     RequestStatus,
     ResultGone,
     ServiceError,
+    SubmitUnknown,
 )
 
 QUEUE_URL = "https://queue.fal.run"
@@ -60,6 +64,8 @@ STATES = ("IN_QUEUE", "IN_PROGRESS", "COMPLETED")
 CANCEL_OUTCOMES = ("OK", "CANCELLATION_REQUESTED", "ALREADY_COMPLETED", "NOT_FOUND")
 APP_NAMESPACES = ("workflows", "comfy")
 RETRY_CODES = (408, 409, 429)
+# transport errors raised before any byte of the request left: safe to send again
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 INGRESS_CODES = (502, 503, 504)
 MAX_ATTEMPTS, BASE_DELAY, MAX_DELAY = 10, 0.1, 30.0
 EXTENSIONS = {"video/mp4": ".mp4", "video/webm": ".webm", "video/quicktime": ".mov", "image/png": ".png",
@@ -101,6 +107,10 @@ class FalRequestFailed(FalError, RequestFailed):
 
 class FalDownloadError(FalError):
     """An output file is too large, of the wrong type, or at a URL lorad will not fetch."""
+
+
+class FalSubmitUnknown(FalError, SubmitUnknown):
+    """The submit went out and its answer did not come back: fal may have accepted it."""
 
 
 class FalTransient(TransientError):
@@ -280,7 +290,7 @@ class Fal:
         """Queue a request; the body is the model input itself. Store the result right away."""
         endpoint_id = _check_endpoint(endpoint_id)
         response = self._send("POST", f"{self.queue_url}/{endpoint_id}", json=arguments,
-                              what=f"submit to {endpoint_id}")
+                              what=f"submit to {endpoint_id}", once=True)
         body = self._json(response)
         request_id = body.get("request_id")
         if not isinstance(request_id, str) or not request_id:
@@ -485,9 +495,11 @@ class Fal:
     def _send(self, method: str, url: str, *, what: str, json: Any = None, params: Any = None,
               content: bytes | None = None, headers: Mapping[str, str] | None = None, auth: bool = True,
               token: str | None = None, stream: bool = False, request_id: str | None = None,
-              accept: tuple[int, ...] = (), failed_is_final: bool = False) -> httpx.Response:
+              accept: tuple[int, ...] = (), failed_is_final: bool = False,
+              once: bool = False) -> httpx.Response:
         """`auth`: send the key (to the queue or REST origin only); else `token`, a whole Authorization
-        value (the CDN's storage token), or nothing. Redirects are followed only without either."""
+        value (the CDN's storage token), or nothing. Redirects are followed only without either.
+        `once`: a request that must not be repeated after it may have arrived (a submit)."""
         if auth:
             self._check_key_origin(url, what)
         sent = dict(headers or {})
@@ -504,6 +516,10 @@ class Fal:
             except httpx.TransportError as exc:
                 name = exc.__class__.__name__
                 reason = self._scrub(f"{name}: {exc}" if str(exc) else name)
+                if once and not isinstance(exc, NOT_SENT):
+                    raise FalSubmitUnknown(
+                        f"the {what} was sent but its answer was lost ({reason}): fal may have "
+                        "accepted it (and will bill it), so lorad did not send it again") from None
                 if attempt >= self.max_attempts:
                     raise FalTransient(f"fal unreachable for {what} after {attempt} tries "
                                        f"({reason})") from None
