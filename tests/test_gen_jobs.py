@@ -256,7 +256,6 @@ def test_a_stop_during_a_slow_submit_still_records_the_request(ws, conn, fal, tr
     id, or the next daemon pays for the same generation again."""
     import threading
 
-    from lorad.core import daemon
     from lorad.generation.services import fal as fal_mod
 
     real_submit, real_release = fal_mod.Fal.submit, jobs.release
@@ -273,7 +272,8 @@ def test_a_stop_during_a_slow_submit_still_records_the_request(ws, conn, fal, tr
 
     monkeypatch.setattr(fal_mod.Fal, "submit", answer_held_back)
     monkeypatch.setattr(jobs, "release", release_then_answer)
-    monkeypatch.setattr(daemon, "SHUTDOWN_GRACE", 0)
+    ws.config_path.write_text(ws.config_path.read_text().replace(
+        "[daemon]\n", "[daemon]\nshutdown_grace_seconds = 0\n", 1))
     gen_id = gen(conn)
     run_jobs(ws, until=lambda c: fal.submits[WAN22] == 1)
     assert answer.is_set()  # the answer came only after the interruption

@@ -51,3 +51,25 @@ def test_a_training_config_with_a_hostile_env_name_is_refused_before_upload(name
     cfg = TrainConfig(dit="/m/dit", vae="/m/vae", t5="/m/t5", env={name: "1"})
     with pytest.raises(TrainConfigError, match="is not an environment variable name"):
         check(cfg)
+
+
+def test_remote_hashes_of_names_with_backslashes_and_newlines(shell, tmp_path):
+    """sha256sum escapes such names (and marks the line with a backslash): the upload used to
+    loop forever, never finding the file it had just sent ("files do not match")."""
+    import hashlib
+
+    names = ["plain.txt", "back\\slash.txt", "new\nline.txt", "both\\n.txt"]
+    for n, name in enumerate(names):
+        (tmp_path / name).write_bytes(b"content %d" % n)
+    found = shell.sha256_many([str(tmp_path / name) for name in names])
+    assert found == {str(tmp_path / name): hashlib.sha256(b"content %d" % n).hexdigest()
+                     for n, name in enumerate(names)}
+
+
+def test_an_upload_to_a_path_with_a_backslash_ends_and_is_not_repeated(shell, tmp_path):
+    local = tmp_path / "src.bin"
+    local.write_bytes(b"x" * 5000)
+    remote = str(tmp_path / "dest" / "a\\b.bin")
+    shell.upload_tree([(local, remote)])
+    assert (tmp_path / "dest" / "a\\b.bin").read_bytes() == local.read_bytes()
+    assert shell.sha256_many([remote])  # found by its real name: nothing to send again

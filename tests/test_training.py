@@ -373,3 +373,36 @@ def test_a_resumed_runs_chart_cuts_the_parent_at_the_resumed_step(conn, setup):
     points = runs.chain_losses(conn, child.id)
     assert [s for s, _ in points] == list(range(1, 201))
     assert {v for s, v in points if s > 100} == {0.5}
+
+
+def test_stopping_a_run_while_the_daemon_is_down_takes_effect_when_it_runs(ws, conn, server,
+                                                                          setup, capsys):
+    """`train stop` said "cancelled" (only its queued job was), the run restarted when the
+    daemon started, and its process went on on the pod."""
+    from lorad.cli import main
+
+    server.configure_double(mode="slow", step_seconds=0.2)
+    ws.config_path.write_text(ws.config_path.read_text().replace(
+        "[daemon]\n", "[daemon]\nshutdown_grace_seconds = 0\n", 1))
+    run = make_run(conn, setup, name="stop-later", max_train_epochs=10)
+    # the daemon runs the job until training is under way, then stops (its job handed back)
+    run_jobs(ws, timeout=120, until=lambda c: (runs.get_by_id(c, run.id).step or 0) >= 2)
+    run = runs.get_by_id(conn, run.id)
+    assert run.state == "running" and server.double_pids()  # still training on the pod
+    capsys.readouterr()
+    assert main(["-w", str(ws.root), "train", "stop", "stop-later"]) == 0
+    assert "stopping when the daemon runs" in capsys.readouterr().out
+    run_jobs(ws, timeout=120)  # the next daemon: it stops the process, and the run
+    run = runs.get_by_id(conn, run.id)
+    assert run.state == "stopped" and run.error == "stopped by request"
+    wait_for(lambda: server.double_pids() == [], timeout=20, message="remote process killed")
+    from lorad.training import train_job
+
+    train_job.reconcile(conn)  # the periodic check does not start it again
+    assert runs.get_by_id(conn, run.id).state == "stopped"
+
+
+def test_stopping_a_run_that_never_started_is_immediate(conn, setup):
+    run = make_run(conn, setup, name="never")
+    assert runs.request_stop(conn, run.id) == "stopped"
+    assert runs.get_by_id(conn, run.id).state == "stopped"

@@ -86,10 +86,17 @@ def start(args, ws, conn) -> int:
 
 
 def stop(args, ws, conn) -> int:
+    from lorad.core import daemon
     from lorad.training import runs
 
     r = runs.get(conn, args.name)
-    print(f"run {r.name}: {runs.request_stop(conn, r.id)}")
+    outcome = runs.request_stop(conn, r.id)
+    if outcome == "stopping" and not daemon.status(ws).running:
+        print(f"run {r.name}: stopping when the daemon runs (it stops the run's process on "
+              "the pod): `lorad daemon start`")
+    else:
+        daemon.nudge(ws)
+        print(f"run {r.name}: {outcome}")
     return EXIT_OK
 
 

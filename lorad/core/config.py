@@ -30,6 +30,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "retry_base_seconds": ((int, float), 2.0),
         "retry_max_seconds": ((int, float), 300.0),
         "max_attempts": (int, 5),
+        "shutdown_grace_seconds": ((int, float), 20.0),  # jobs finish, then are handed back
         "log_max_bytes": (int, 5_000_000),
         "log_backups": (int, 3),
     },
@@ -48,6 +49,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "poll_seconds": ((int, float), 2.0),  # first status poll; grows x1.5 to poll_max_seconds
         "poll_max_seconds": ((int, float), 10.0),  # fal keeps results only minutes: stay well under
         "max_output_mb": (int, 500),  # refuse larger downloads
+        "request_timeout_seconds": ((int, float), 120.0),  # one HTTP call to the service
         "retry_after_max_seconds": ((int, float), 60.0),  # the longest Retry-After honoured
     },
     "publish": {

@@ -31,7 +31,6 @@ from lorad.core.workspace import Workspace
 
 log = logging.getLogger("lorad.core.daemon")
 
-SHUTDOWN_GRACE = 20.0  # seconds running jobs get to finish after SIGTERM
 CANCEL_GRACE = 10.0  # seconds a handler gets to honour ctx.cancelled before it is interrupted
 REQUEUE_EVERY = 5.0
 RECONCILE_EVERY = 60.0
@@ -46,6 +45,7 @@ class DaemonStatus:
     running: bool
     pid: int | None = None
     started_at: float | None = None
+    ready: bool = False  # up and working (not still reading its config, opening the store)
 
     @property
     def uptime(self) -> float | None:
@@ -70,15 +70,20 @@ class Lock:
             raise DaemonError(
                 f"a daemon is already running for this workspace (pid {info.get('pid', '?')})"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "started_at": time.time()}).encode())
-        os.fsync(fd)
         self.fd = fd
+        self._write({"pid": os.getpid(), "started_at": time.time(), "ready": False})
 
-    def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+    def mark_ready(self) -> None:
+        """Say the daemon is up: its config read, its store open, its plugins loaded."""
+        self._write({**_read_lock_info(self.path), "ready": True})
+
+    def _write(self, info: dict) -> None:
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, json.dumps(info).encode(), 0)
+        os.fsync(self.fd)
+
+    # No release: the kernel drops the lock when the process ends, so a daemon that is still
+    # finishing (threads in a long call) is still "running" and no second one can start.
 
 
 def _read_lock_info(path: Path) -> dict:
@@ -98,7 +103,8 @@ def status(ws: Workspace) -> DaemonStatus:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             info = _read_lock_info(ws.lock_path)
-            return DaemonStatus(True, info.get("pid"), info.get("started_at"))
+            return DaemonStatus(True, info.get("pid"), info.get("started_at"),
+                                bool(info.get("ready", True)))
         fcntl.flock(fd, fcntl.LOCK_UN)
         return DaemonStatus(False)
     finally:
@@ -124,40 +130,75 @@ def start(ws: Workspace, *, wait: float = 15.0, env: dict[str, str] | None = Non
     if current.running:
         raise DaemonError(f"a daemon is already running for this workspace (pid {current.pid})")
     ws.state_dir.mkdir(parents=True, exist_ok=True)
-    out = open(ws.state_dir / "daemon.out", "ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lorad", "--workspace", str(ws.root), "daemon", "run"],
-        stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
-        env=env, cwd=ws.root,
-    )
-    out.close()
+    out_path = ws.state_dir / "daemon.out"
+    with open(out_path, "ab") as out:
+        said_before = out.tell()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lorad", "--workspace", str(ws.root), "daemon", "run"],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+            env=env, cwd=ws.root,
+        )
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         current = status(ws)
-        if current.running and current.pid == proc.pid:
+        if current.running and current.pid == proc.pid and current.ready:
             return current
-        if proc.poll() is not None:
-            raise DaemonError(f"the daemon exited at start (code {proc.returncode}); see "
-                              f"{ws.state_dir / 'daemon.out'} and {ws.log_path}")
+        if proc.poll() is not None:  # it died at start: say why, as it said it
+            raise DaemonError(f"the daemon did not start: {_last_words(out_path, said_before)}"
+                              f" (exit code {proc.returncode}; {out_path})")
         time.sleep(0.05)
     raise DaemonError(f"the daemon did not come up within {wait:.0f} s; see {ws.log_path}")
 
 
-def stop(ws: Workspace, *, wait: float = SHUTDOWN_GRACE + 10) -> bool:
-    """SIGTERM the daemon and wait for it to release the lock. False if none was running."""
+def _last_words(path: Path, since: int) -> str:
+    """The error line a daemon that died at start printed (the CLI's `lorad: error: ...`)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(since)
+            lines = [ln.strip() for ln in fh.read().decode(errors="replace").splitlines()
+                     if ln.strip()]
+    except OSError:
+        return "no reason given"
+    errors = [ln for ln in lines if ln.startswith("lorad: error: ")]
+    last = errors[-1] if errors else (lines[-1] if lines else "no reason given")
+    return last.removeprefix("lorad: error: ")
+
+
+def stop(ws: Workspace, *, wait: float | None = None) -> bool:
+    """SIGTERM the daemon and wait until its process has ended (its lock goes with it). False
+    if none was running."""
     current = status(ws)
     if not current.running or not current.pid:
         return False
+    if wait is None:
+        wait = ws.config()["daemon"]["shutdown_grace_seconds"] + 10
     try:
         os.kill(current.pid, signal.SIGTERM)
     except ProcessLookupError:
         return False
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
-        if not status(ws).running:
+        if not status(ws).running and not _alive(current.pid):
             return True
         time.sleep(0.05)
-    raise DaemonError(f"the daemon (pid {current.pid}) did not stop within {wait:.0f} s")
+    raise DaemonError(f"the daemon (pid {current.pid}) did not stop within {wait:.0f} s; it "
+                      f"still runs (see {ws.log_path}); `kill {current.pid}` ends it, and its "
+                      "jobs go back to the queue when the next daemon starts")
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process still runs (a zombie, ended but not yet reaped, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def ensure_running(ws: Workspace) -> DaemonStatus:
@@ -298,16 +339,15 @@ class Daemon:
 
     async def _shutdown(self) -> None:
         if self.running:
-            log.info("waiting up to %.0f s for %d running job(s)", SHUTDOWN_GRACE,
-                     len(self.running))
+            grace = self.cfg["shutdown_grace_seconds"]
+            log.info("waiting up to %.0f s for %d running job(s)", grace, len(self.running))
             tasks = [t for t, _ in self.running.values()]
-            await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE)
+            await asyncio.wait(tasks, timeout=grace)
         leftover = list(self.running.items())
         for job_id, (task, _ctx) in leftover:
-            task.cancel()
+            task.cancel()  # its handler hands the job back (see _run)
             with contextlib.suppress(sqlite3.OperationalError):  # else: an orphan, requeued
                 jobs.release(self.conn, job_id, self.owner)
-            log.info("job %d released back to the queue", job_id)
         await asyncio.gather(*(task for _id, (task, _ctx) in leftover), return_exceptions=True)
         if self.process_pool is not None:
             self.process_pool.shutdown(wait=True, cancel_futures=True)
@@ -398,24 +438,32 @@ def run_foreground(ws: Workspace, *, verbose: bool = False) -> int:
     # us before the event loop installs the real handler, so ignore it until then.
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     lock = Lock(ws)
-    lock.acquire()
-    cfg = ws.config()["daemon"]
+    lock.acquire()  # held until the process ends (see Lock)
+    cfg = ws.config()["daemon"]  # a broken config ends the daemon here, and start() says why
     logs.setup(ws.log_path, max_bytes=cfg["log_max_bytes"], backups=cfg["log_backups"],
                also_stderr=verbose)
+    loaded = plugins.load_all()  # job kinds, and every implementation they may ask for
+    daemon = Daemon(ws)  # opens (and migrates) the store: a newer or broken one ends it here
+    log.info("daemon pid %d started for %s (plugin modules: %s)", os.getpid(), ws.root,
+             ", ".join(m for m in loaded if m not in plugins.failures()))
+    lock.mark_ready()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, daemon.request_stop)
+        loop.add_signal_handler(signal.SIGUSR1, daemon.wakeup.set)  # see nudge()
+        await daemon.serve()
+
+    # Not asyncio.run: at its end it joins the default executor's threads, and a call blocking
+    # one (a service that does not answer) would keep the process, and its lock, alive for
+    # minutes after the jobs were settled (finished, or handed back to the queue).
+    loop = asyncio.new_event_loop()
+    code = 0
     try:
-        loaded = plugins.load_all()  # job kinds, and every implementation they may ask for
-        log.info("daemon pid %d started for %s (plugin modules: %s)", os.getpid(), ws.root,
-                 ", ".join(m for m in loaded if m not in plugins.failures()))
-        daemon = Daemon(ws)
-
-        async def main() -> None:
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, daemon.request_stop)
-            loop.add_signal_handler(signal.SIGUSR1, daemon.wakeup.set)  # see nudge()
-            await daemon.serve()
-
-        asyncio.run(main())
-    finally:
-        lock.release()
-    return 0
+        loop.run_until_complete(main())
+    except BaseException:  # noqa: BLE001 - logged, then the process ends with an error code
+        log.exception("the daemon stopped on an unexpected error")
+        code = 1
+    logging.shutdown()
+    os._exit(code)

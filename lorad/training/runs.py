@@ -158,10 +158,25 @@ def unfollowed(conn: sqlite3.Connection) -> list[Run]:
 
 
 def request_stop(conn: sqlite3.Connection, run_id: int) -> str:
+    """Stop a run: 'stopped' when nothing of it runs anywhere; 'stopping' when its job must
+    first stop what runs on the pod (when the daemon runs it, if it does not run now)."""
     run = get_by_id(conn, run_id)
-    if not run.job_id:
-        raise RunError(f"run {run.name} is not running")
-    return jobs.request_cancel(conn, run.job_id)
+    if not run.job_id or run.state not in ACTIVE:
+        raise RunError(f"run {run.name} is {run.state}: there is nothing to stop")
+    job = jobs.get(conn, run.job_id)
+    if job.state == "queued":
+        if run.remote_pid or run.stage not in (None, "upload"):
+            # a process of it may run on the pod: the job must stop it there, so it runs now,
+            # cancelled (cancelling the queued job alone would leave that process running,
+            # and the periodic check would start the run again)
+            jobs.run_cancelled(conn, job.id)
+            return "stopping"
+        jobs.request_cancel(conn, job.id)
+        update(conn, run.id, state="stopped", ended_at=time.time(),
+               error="stopped by request before it started")
+        return "stopped"
+    jobs.request_cancel(conn, job.id)
+    return "stopping"
 
 
 def add_losses(conn: sqlite3.Connection, run: Run, points: list[tuple[int, float | None]],

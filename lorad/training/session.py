@@ -4,11 +4,16 @@ so the daemon's event loop never waits on the network."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 from lorad.core.errors import TransientError
 from lorad.core.handlers import JobContext
 from lorad.training import pods
 from lorad.training.ssh import Shell, SshUnavailable
+
+
+def _clock(at: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(at))
 
 
 class Session:
@@ -20,6 +25,7 @@ class Session:
         settings = ws.config()["training"]
         self.poll_seconds = settings["poll_seconds"]
         self.reconnect_budget = settings["reconnect_budget_seconds"]
+        self.unreachable_since: float | None = None
 
     def _open(self) -> Shell:
         conn = self.ws.connect()
@@ -31,22 +37,26 @@ class Session:
     async def call(self, fn_name: str, *args, **kw):
         """`Shell.<fn_name>(...)`; an unreachable pod is retried until the reconnect budget is
         spent, then the job retries later (TransientError)."""
-        delay, spent = 1.0, 0.0
+        delay = 1.0
         while True:
             try:
                 if self.shell is None:
                     self.shell = await asyncio.to_thread(self._open)
-                return await asyncio.to_thread(getattr(self.shell, fn_name), *args, **kw)
+                result = await asyncio.to_thread(getattr(self.shell, fn_name), *args, **kw)
+                self.unreachable_since = None
+                return result
             except SshUnavailable as exc:
                 if self.shell is not None:
                     await asyncio.to_thread(self.shell.close)
                     self.shell = None
-                if spent >= self.reconnect_budget:
-                    raise TransientError(f"pod unreachable for {spent:.0f} s: {exc}") from None
-                self.ctx.progress(None, f"connection lost, reconnecting in {delay:.0f} s: {exc}",
-                                  force=True)
+                now = time.time()
+                since = self.unreachable_since = self.unreachable_since or now
+                if now - since >= self.reconnect_budget:
+                    raise TransientError(f"pod unreachable since {_clock(since)} "
+                                         f"({now - since:.0f} s): {exc}") from None
+                self.ctx.progress(None, f"pod unreachable since {_clock(since)}, reconnecting "
+                                        f"in {delay:.0f} s: {exc}", force=True)
                 await asyncio.sleep(delay)
-                spent += delay
                 delay = min(delay * 2, 30.0)
 
     async def close(self) -> None:

@@ -84,16 +84,29 @@ def unreachable_reason(exc: BaseException, timeout: float) -> str:
     return text[0].lower() + text[1:]
 
 
+def unescape_sum_name(name: str) -> str:
+    """A file name as sha256sum prints it when it holds a backslash or a newline."""
+    out, chars = [], iter(name)
+    for c in chars:
+        if c == "\\":
+            nxt = next(chars, "")
+            out.append({"\\": "\\", "n": "\n", "r": "\r"}.get(nxt, "\\" + nxt))
+        else:
+            out.append(c)
+    return "".join(out)
+
+
 def _missing(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno == 2  # FileNotFoundError included
 
 
 class Shell:
     def __init__(self, endpoint: Endpoint, pinned_host_key: str | None = None,
-                 timeout: float = 15.0) -> None:
+                 timeout: float = 15.0, read_timeout: float = 60.0) -> None:
         self.endpoint = endpoint
         self.pinned = pinned_host_key
         self.timeout = timeout
+        self.read_timeout = read_timeout
         self.client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self.host_key: str | None = None
@@ -101,9 +114,13 @@ class Shell:
     # -- connection -------------------------------------------------------------------------
     def connect(self) -> str:
         """Connect and check the host key; returns the key line seen (to pin)."""
+        ep = self.endpoint
+        if ep.key_file and not Path(ep.key_file).expanduser().is_file():
+            # not a dropped connection: no reconnect will make the file appear
+            raise RemoteError(f"the key file {ep.key_file} of {ep} is not there: put it back, "
+                              "or give the pod another key (lorad pod add ... --key FILE)")
         client = paramiko.SSHClient()
         client.set_missing_host_key_policy(_Accept())
-        ep = self.endpoint
         try:
             client.connect(ep.host, port=ep.port, username=ep.user, key_filename=ep.key_file,
                            timeout=self.timeout, banner_timeout=self.timeout,
@@ -151,6 +168,9 @@ class Shell:
                 # a wide window keeps pipelined writes flowing on fast links
                 self._sftp = paramiko.SFTPClient.from_transport(
                     self.client.get_transport(), window_size=WINDOW, max_packet_size=PACKET)
+                # a frozen host must not hang a read forever: it times out, and the caller
+                # reconnects (and says since when the pod is unreachable)
+                self._sftp.get_channel().settimeout(self.read_timeout)
             except SFTP_ERRORS as exc:
                 raise SshUnavailable(f"{self.endpoint}: SFTP failed ({exc})") from None
         return self._sftp
@@ -293,7 +313,9 @@ class Shell:
         found = {}
         for line in out.splitlines():
             digest, _sep, name = line.partition("  ")
-            found[name.lstrip("\\")] = digest.lstrip("\\")
+            if digest.startswith("\\"):  # GNU's mark of a name with \\ or \n escaped in it
+                digest, name = digest[1:], unescape_sum_name(name)
+            found[name] = digest
         return found
 
     def _openssh_put(self, files: list[tuple[Path, str]], progress: Progress | None) -> bool:

@@ -63,6 +63,8 @@ async def train_run(ctx: JobContext):
     session = Session(ctx.ws, pod.id, ctx)
     outcome = "failure"
     try:
+        if ctx.cancelled.is_set():  # stopped while it waited: stop what runs on the pod
+            raise asyncio.CancelledError
         if run.stage in (None, "upload"):
             runs.update(conn, run.id, stage="upload")
             await upload(ctx, session, Path(version.export_path), paths.dataset)
@@ -268,8 +270,9 @@ async def run_stage(ctx: JobContext, session: Session, run: runs.Run, stage: Sta
             if training:
                 await apply_events(ctx, session, run, events, trainer, stage, base)
                 runs.update(conn, run.id, log_offset=parser.offset, log_tail="\n".join(tail))
-        check_budget(conn, runs.get_by_id(conn, run.id))
         code = await session.call("exit_code", exit_path)
+        if code is None:  # a finished stage is not stopped by a budget met while unreachable
+            check_budget(conn, runs.get_by_id(conn, run.id))
         if code is None and not await session.call("alive", runs.get_by_id(conn, run.id)
                                                    .remote_pid or 0):
             # gone without writing its exit code: killed (OOM killer, a reboot, by hand)

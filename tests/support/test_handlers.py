@@ -60,3 +60,13 @@ class _ClientRefused(LoradError):
 @register("test.refused")
 async def refused(ctx):
     raise _ClientRefused("the pod refused the key: check the pod's user and key file")
+
+
+@register("test.hang")
+async def hang(ctx):
+    """A call that does not come back (a service that stopped answering): a thread blocked in
+    it cannot be cancelled."""
+    import time
+
+    ctx.progress(0.1, "waiting on a call that hangs", force=True)
+    await asyncio.to_thread(time.sleep, ctx.payload.get("seconds", 60))

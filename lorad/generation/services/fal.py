@@ -670,6 +670,7 @@ class FalService:
 
     def open(self, settings: dict[str, Any]) -> FalSession:
         return FalSession(Fal(queue_url=settings.get("queue_url") or None,
+                              timeout=settings.get("request_timeout_seconds", 120.0),
                               max_retry_after=settings.get("retry_after_max_seconds", 60.0)))
 
     def output_url(self, result: dict[str, Any]) -> str:

@@ -1,0 +1,53 @@
+"""The daemon's word: `start` says so when the daemon dies at start, `stop` returns once the
+process has ended (and only then can another start)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import daemon_env
+from helpers import wait_for
+
+from lorad.core import daemon, jobs, store
+
+
+@pytest.mark.parametrize("breakage,reason", [
+    ("key", "unknown key 'daemon.max_concurent'"),
+    ("toml", "not valid TOML"),
+    ("newer", "this database is at schema version 999"),
+])
+def test_start_says_why_a_daemon_died_at_start(ws, breakage, reason):
+    """It said "daemon started" and exited 0 when the daemon died a second later."""
+    if breakage == "key":
+        ws.config_path.write_text(ws.config_path.read_text() + "max_concurent = 4\n")
+    elif breakage == "toml":
+        ws.config_path.write_text("[daemon\n")
+    else:
+        conn = store.connect(ws.db_path)
+        conn.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES"
+                     " (999, '999_future.sql', 0)")
+        conn.close()
+    cli = subprocess.run([sys.executable, "-m", "lorad", "-w", str(ws.root), "daemon", "start"],
+                         capture_output=True, text=True, env=daemon_env(), timeout=60)
+    assert cli.returncode == 1, cli.stdout
+    assert "the daemon did not start: " in cli.stderr and reason in cli.stderr
+    assert not daemon.status(ws).running
+
+
+def test_stop_returns_when_the_process_has_ended(ws, conn):
+    """`stop` said "stopped" while the old process was still finishing a call, and a second
+    daemon could start beside it."""
+    ws.config_path.write_text(ws.config_path.read_text().replace(
+        "[daemon]\n", "[daemon]\nshutdown_grace_seconds = 0.2\n", 1))
+    first = daemon.start(ws, env=daemon_env())
+    job_id = jobs.enqueue(conn, "test.hang", {"seconds": 120})
+    daemon.nudge(ws)
+    wait_for(lambda: jobs.get(conn, job_id).state == "running", message="the hung call")
+    assert daemon.stop(ws) is True
+    assert not daemon._alive(first.pid)  # gone, not finishing in the background
+    assert jobs.get(conn, job_id).state == "queued"  # handed back to the next daemon
+    second = daemon.start(ws, env=daemon_env())
+    assert second.pid != first.pid and second.ready
+    daemon.stop(ws)
