@@ -73,5 +73,21 @@ def test_workspace_found_by_walking_up(tmp_path, monkeypatch):
 def test_a_zero_concurrency_is_refused(tmp_path):
     path = tmp_path / "lorad.toml"
     path.write_text('[daemon.concurrency]\n"gen.run" = 0\n')
-    with pytest.raises(config.ConfigError, match="gen.run must be 1 or more"):
+    with pytest.raises(config.ConfigError, match="gen.run must be 1 to 1000"):
         config.load(path)
+
+
+@pytest.mark.parametrize("text,problem", [
+    ("[daemon]\nlease_seconds = 0\n", "daemon.lease_seconds must be at least 3, got 0"),
+    ("[daemon]\nmax_concurrent = -2\n", "daemon.max_concurrent must be at least 1, got -2"),
+    ("[daemon]\npoll_interval = nan\n", "daemon.poll_interval must be a finite number"),
+    ("[generations]\npoll_seconds = inf\n", "generations.poll_seconds must be a finite number"),
+    ("[ingest]\nscene_threshold = 1.5\n", "ingest.scene_threshold must be at most 1, got 1.5"),
+    ('[daemon.concurrency]\n"gen.run" = -1\n', 'daemon.concurrency.gen.run must be 1 to 1000'),
+])
+def test_numbers_out_of_range_are_refused_with_file_line_and_key(tmp_path, text, problem):
+    """They were taken as they were (a lease of 0 s, a NaN poll interval)."""
+    path = write(tmp_path, "# lorad\n" + text)
+    with pytest.raises(config.ConfigError) as err:
+        config.load(path)
+    assert str(err.value).startswith(f"{path}:3: ") and problem in str(err.value)

@@ -7,6 +7,7 @@ silently falls back to a default.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -60,6 +61,26 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "scene_threshold": ((int, float), 0.3),  # ffmpeg scene score that starts a new shot
         "min_shot_seconds": ((int, float), 1.0),
     },
+}
+
+# What a number may be, as (lowest, highest); None: no bound. A value outside is refused with
+# file, line and key (a lease of 0 s or a NaN poll interval would break the daemon quietly).
+LIMITS: dict[tuple[str, str], tuple[float | None, float | None]] = {
+    ("daemon", "max_concurrent"): (1, None), ("daemon", "media_workers"): (0, 256),
+    ("daemon", "lease_seconds"): (3, None), ("daemon", "poll_interval"): (0.01, 60),
+    ("daemon", "retry_base_seconds"): (0.01, None), ("daemon", "retry_max_seconds"): (0.01, None),
+    ("daemon", "max_attempts"): (1, None), ("daemon", "shutdown_grace_seconds"): (0, 3600),
+    ("daemon", "log_max_bytes"): (10_000, None), ("daemon", "log_backups"): (0, 100),
+    ("tui", "refresh_interval"): (0.02, 60),
+    ("training", "poll_seconds"): (0.01, 3600), ("training", "reconnect_budget_seconds"): (0, None),
+    ("training", "runpod_poll_seconds"): (0.01, 3600),
+    ("training", "runpod_start_timeout_seconds"): (1, None),
+    ("generations", "poll_seconds"): (0.01, 3600), ("generations", "poll_max_seconds"): (0.01, 3600),
+    ("generations", "max_output_mb"): (1, None),
+    ("generations", "retry_after_max_seconds"): (0, 86400),
+    ("generations", "request_timeout_seconds"): (1, 3600),
+    ("ingest", "near_duplicate_distance"): (0, 192), ("ingest", "scene_threshold"): (0, 1),
+    ("ingest", "min_shot_seconds"): (0, None),
 }
 
 # Named model profiles under [profiles.NAME]; values checked again by lorad.media.profiles.
@@ -132,11 +153,11 @@ def load(path: Path | None) -> Config:
                             f"{section}.{key}.{sub} must be {_tname(free)}, "
                             f"got {type(subval).__name__}"
                         )
-                    if subval < 1:
+                    if subval < 1 or subval > 1000:
                         raise ConfigError(
                             f"{path}:{_locate(text, f'{section}.{key}', sub)}: "
-                            f"{section}.{key}.{sub} must be 1 or more (0 would leave those "
-                            "jobs queued forever)")
+                            f"{section}.{key}.{sub} must be 1 to 1000, got {subval!r} (0 "
+                            "would leave those jobs queued forever)")
                     concurrency[sub] = subval
                 continue
             if key not in SCHEMA[section]:
@@ -150,6 +171,9 @@ def load(path: Path | None) -> Config:
                     f"{path}:{line}: {section}.{key} must be {_tname(expected)}, "
                     f"got {type(value).__name__} {value!r}"
                 )
+            problem = out_of_range(value, LIMITS.get((section, key), (None, None)))
+            if problem:
+                raise ConfigError(f"{path}:{line}: {section}.{key} {problem}")
             values[section][key] = value
     return Config(path, values, concurrency, profiles, lines)
 
@@ -174,6 +198,19 @@ def _load_profiles(path: Path, text: str, table: dict, lines: dict[str, int]) ->
         lines[f"profiles.{name}"] = where
         profiles[name] = dict(keys)
     return profiles
+
+
+def out_of_range(value: Any, limits: tuple[float | None, float | None]) -> str | None:
+    """Why a number is not acceptable, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number, got {value!r}"
+    low, high = limits
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if low is not None and value < low:
+            return f"must be at least {low:g}, got {value!r}"
+        if high is not None and value > high:
+            return f"must be at most {high:g}, got {value!r}"
+    return None
 
 
 def _is(value: Any, expected: Any) -> bool:
