@@ -176,3 +176,15 @@ def test_bulk_apply_goes_before_or_after_the_operation(ws, conn, ds, capsys):
     assert versions.current(conn, clip).text.endswith("noon, dusty")
     assert main([*w, "captions", "bulk", "trucks", "--apply", "prepend", "old "]) == 0
     assert versions.current(conn, clip).text.startswith("old TRUCKUGC")
+
+
+def test_control_characters_in_captions_never_reach_the_terminal_raw(ws, conn, ds, capsys):
+    """An imported caption with ESC and NUL was printed as is by `captions show`."""
+    from lorad.cli import main
+
+    clip = add_clip(conn, ds.id, "a", state="ready")
+    versions.set_caption(conn, clip, "TRUCKUGC, red\x1b[2J truck\x00 parked\x9b")
+    assert main(["-w", str(ws.root), "captions", "show", "trucks", str(clip)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x00" not in out and "\x9b" not in out
+    assert "red\\x1b[2J truck\\x00 parked\\x9b" in out

@@ -135,3 +135,10 @@ def test_a_param_naming_a_core_field_is_refused(ws, conn, capsys, name):
                  "--param", f"{name}=7"])
     assert code == 1 and f"--param {name}: " in capsys.readouterr().err
     assert generations.list_all(conn) == []
+
+
+@pytest.mark.parametrize("name", ["../x", "a\nb", "x" * 200, "", ".hidden"])
+def test_a_lora_name_must_be_a_name(conn, name):
+    """Names like ../x, a newline or 200 characters were taken and broke the tables."""
+    with pytest.raises(loras.LoraError, match="letters, digits"):
+        loras.add(conn, name, "https://hf.example/t.safetensors")

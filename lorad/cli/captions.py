@@ -98,6 +98,7 @@ def undo(args, conn, d) -> int:
 
 def show(args, conn, d) -> int:
     from lorad.captions import versions
+    from lorad.core import fmt
 
     _clip_in(conn, d, args.clip)
     past = versions.history(conn, args.clip)
@@ -107,7 +108,8 @@ def show(args, conn, d) -> int:
         print_json([v.__dict__ for v in past])
         return EXIT_OK
     for v in past:
-        print(f"v{v.id} [{v.source}{' ' + v.batch_id if v.batch_id else ''}] {v.text}")
+        print(f"v{v.id} [{v.source}{' ' + v.batch_id if v.batch_id else ''}] "
+              f"{fmt.printable(v.text)}")
     if not past:
         print("no caption yet")
     return EXIT_OK
@@ -115,12 +117,13 @@ def show(args, conn, d) -> int:
 
 def import_captions(args, conn, d) -> int:
     from lorad.captions import imports
+    from lorad.core import fmt
 
     report = imports.auto(conn, d, Path(args.file) if args.file else None)
     print(f"{report.imported} caption(s) imported, {report.unchanged} unchanged, "
           f"{len(report.unmatched)} entries match no clip")
     for ref in report.unmatched[:20]:
-        print(f"  no clip for {ref}")
+        print(f"  no clip for {fmt.printable(str(ref))}")
     for problem in report.problems:
         print(f"  {problem}")
     if report.batch_id:
@@ -159,6 +162,7 @@ def undo_batch(args, conn, d) -> int:
 
 def bulk_edit(args, conn, d) -> int:
     from lorad.captions import bulk
+    from lorad.core import fmt
     from lorad.media import datasets
 
     op = args.op
@@ -174,7 +178,7 @@ def bulk_edit(args, conn, d) -> int:
     else:
         changes = bulk.apply_template(conn, d)
     for c in changes[:args.preview]:
-        print(f"clip {c.clip_id}:\n  - {c.old}\n  + {c.new}")
+        print(f"clip {c.clip_id}:\n  - {fmt.printable(c.old)}\n  + {fmt.printable(c.new)}")
     if len(changes) > args.preview:
         print(f"... and {len(changes) - args.preview} more")
     if not args.apply:

@@ -41,8 +41,11 @@ def run(args: argparse.Namespace) -> int:
             listed = loras.list_all(conn)
             if args.json:
                 print_json([lo.__dict__ for lo in listed])
+            from lorad.core import fmt
+
             for lo in [] if args.json else listed:
-                print(f"{lo.name:24} {lo.expert or '-':5} {lo.trigger or '-':12} {lo.url}")
+                print(fmt.printable(f"{lo.name:24} {lo.expert or '-':5} {lo.trigger or '-':12} "
+                                    f"{lo.url}"))
             if not listed and not args.json:
                 print("no LoRAs: `lorad publish` one, or `lorad lora add NAME URL`")
     return EXIT_OK

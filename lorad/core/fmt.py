@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 
@@ -36,7 +37,19 @@ def percent(fraction: float | None) -> str:
     return "    " if fraction is None else f"{fraction * 100:3.0f}%"
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Text as a terminal may print it: control characters (an ESC that would recolour or move
+    the cursor, a NUL, a C1 code) shown as `\\x1b`-style escapes, never sent raw."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def table(headers: list[str], rows: list[list[str]]) -> str:
+    """Rows of one line each: user text in a cell cannot break the table or the terminal."""
+    rows = [[printable(str(c)).replace("\n", " ").replace("\t", " ") for c in row]
+            for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]

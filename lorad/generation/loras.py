@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from lorad.core import store
 from lorad.core.errors import LoradError
+from lorad.media.datasets import NAME_RE
 
 
 class LoraError(LoradError):
@@ -53,6 +54,9 @@ def add(conn: sqlite3.Connection, name: str, url: str, *, trigger: str | None = 
         replace: bool = False) -> Lora:
     """Register a LoRA; `replace` overwrites one of that name (published again: everything
     about it is what was published now)."""
+    if not NAME_RE.match(name) or ".." in name:
+        raise LoraError(f"LoRA name {name!r}: letters, digits, '.', '_' or '-', at most 64 "
+                        "characters (it names files and shows in tables)")
     if expert not in (None, "high", "low", "both"):
         raise LoraError("expert is high, low or both (Wan 2.2)")
     if not url.startswith(("https://", "http://")):
