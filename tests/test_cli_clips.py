@@ -90,3 +90,21 @@ def test_rules_bulk_check_and_export_from_the_cli(ws, conn, capsys, tmp_path):
     assert (Path(result["path"]) / "dataset.toml").exists()
     code, again, _ = run(ws, capsys, "dataset", "export", "t", "--json")
     assert json.loads(again[again.index("{"):])["content_hash"] == result["content_hash"]
+
+
+def test_a_clip_whose_source_is_gone_can_be_rejected_as_its_error_says(ws, capsys, tmp_path):
+    """The message said "put it back, or reject this clip", and a clip in error could not be
+    rejected."""
+    video = make_video(tmp_path / "raw" / "gone.mp4", seconds=3, size="540x960")
+    w = ["-w", str(ws.root)]
+    run(ws, capsys, "dataset", "create", "trucks", "--profile", "wan21-t2v-480p-portrait")
+    run(ws, capsys, "clips", "add", "trucks", str(video))
+    video.unlink()
+    run_jobs(ws)
+    listed = json.loads(run(ws, capsys, "clips", "list", "trucks", "--json")[1])
+    clip = listed[0]
+    assert clip["state"] == "error" and f"lorad clips reject DATASET {clip['id']}" in clip["error"]
+    assert main([*w, "clips", "approve", "trucks", str(clip["id"])]) == 0
+    assert "0 clip(s) approved; 1 not reviewable" in capsys.readouterr().out
+    assert main([*w, "clips", "reject", "trucks", str(clip["id"])]) == 0
+    assert "1 clip(s) rejected" in capsys.readouterr().out

@@ -263,7 +263,8 @@ def _filtered(sql: str, dataset_id: int, states: Iterable[str] | None, flag: str
 
 def set_review(conn: sqlite3.Connection, clip_ids: Iterable[int], state: str) -> tuple[int, int]:
     """Approve or reject clips (or put them back to ready). Returns (changed, not eligible):
-    clips still processing or in error cannot be reviewed."""
+    clips still processing cannot be reviewed; a clip in error can only be rejected (it has
+    nothing to train on, and its source may be gone), and only a processed one approved."""
     if state not in (*REVIEW_STATES, "ready"):
         raise ClipError(f"review state must be approved, rejected or ready, not {state!r}")
     ids = list(clip_ids)
@@ -274,7 +275,9 @@ def set_review(conn: sqlite3.Connection, clip_ids: Iterable[int], state: str) ->
             marks = ",".join("?" * len(chunk))
             cur = conn.execute(
                 f"UPDATE clips SET state = ?, reviewed_at = ?, updated_at = ? WHERE id IN ({marks})"
-                f" AND state IN ('ready','approved','rejected')", (state, now, now, *chunk))
+                " AND (state IN ('ready','approved','rejected') OR (state = 'error' AND ? ="
+                " 'rejected')) AND (? = 'rejected' OR error IS NULL)",
+                (state, now, now, *chunk, state, state))
             changed += cur.rowcount
     return changed, len(ids) - changed
 

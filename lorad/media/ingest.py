@@ -59,8 +59,10 @@ async def _ingest(ctx: JobContext, clip: clips.Clip, dataset: datasets.Dataset,
     conn = ctx.conn
     source = Path(clip.source_path)
     if not source.exists():
-        raise convert.MediaError(f"the source file is gone ({source}); put it back, or reject "
-                               "this clip")
+        raise convert.MediaError(
+            f"the source file is gone ({source}): put it back and reprocess the clip (`lorad "
+            f"clips reprocess DATASET {clip.id}`, r on the Clips screen), or reject it (`lorad "
+            f"clips reject DATASET {clip.id}`, x on the Clips screen)")
     ctx.progress(0.05, "hashing source", force=True)
     digest, size, mtime = await asyncio.to_thread(hash_file, source)
     # Written and checked in one synchronous step on the daemon's loop, so of two identical
