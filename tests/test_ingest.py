@@ -292,3 +292,55 @@ def test_split_scenes_ingests_each_shot_with_its_range(ws, conn, tmp_path):
     assert len({c.name for c in shots}) == 3
     # the same long source again: nothing new
     assert clips.add(conn, d, [long], split_scenes=True).split_jobs == []
+
+
+def test_percent_in_a_name_is_that_file_not_a_sequence_pattern(ws, conn, tmp_path):
+    """ffmpeg's image2 demuxer reads `%03d` as a pattern: `shot%03d.png` would open shot001.png
+    (a different picture) and `photo%20dog.png` nothing at all."""
+    folder = tmp_path / "stills"
+    make_image(folder / "photo%20dog.png", size="1600x900", source="color=c=red")
+    make_image(folder / "shot%03d.png", size="1600x900", source="color=c=blue")
+    make_image(folder / "shot001.png", size="1600x900", source="color=c=green")
+    d = datasets.create(conn, "stills", "image-1024")
+    clips.add(conn, d, [folder])
+    run_jobs(ws)
+    by_name = {Path(c.source_path).name: c for c in clips.list_clips(conn, d.id)}
+    assert sorted(by_name) == ["photo%20dog.png", "shot%03d.png", "shot001.png"]
+    assert all(c.state == "ready" for c in by_name.values()), [c.error for c in by_name.values()]
+    colours = {name: _centre_rgb(Path(c.media_path)) for name, c in by_name.items()}
+    assert colours["photo%20dog.png"][0] > 200
+    assert colours["shot%03d.png"][2] > 200 and colours["shot%03d.png"][1] < 50
+
+
+def _centre_rgb(path: Path) -> tuple[int, int, int]:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.convert("RGB").getpixel((image.width // 2, image.height // 2))
+
+
+def test_a_phone_photo_with_exif_orientation_comes_out_upright(ws, conn, tmp_path):
+    """Phones store a portrait photo as a landscape picture plus an orientation tag (6: turn
+    90 degrees clockwise). Made with Pillow, which writes the tag as cameras do."""
+    from PIL import Image
+
+    stored = Image.new("RGB", (1600, 900), (255, 0, 0))
+    stored.paste((0, 0, 255), (0, 0, 800, 900))  # left half blue: the top once upright
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "IMG_2041.jpg"
+    stored.save(path, exif=exif.tobytes(), quality=95)
+    d = datasets.create(conn, "phone", "image-1024")
+    clips.add(conn, d, [path])
+    run_jobs(ws)
+    (clip,) = clips.list_clips(conn, d.id)
+    assert clip.state == "ready", clip.error
+    with Image.open(clip.media_path) as out:
+        assert out.height > out.width  # portrait, as the phone showed it
+        top = out.convert("RGB").getpixel((out.width // 2, out.height // 4))
+        bottom = out.convert("RGB").getpixel((out.width // 2, out.height * 3 // 4))
+    assert top[2] > 200 and top[0] < 60, top
+    assert bottom[0] > 200 and bottom[2] < 60, bottom
+    strip = Path(clip.filmstrip_path)
+    with Image.open(strip) as picture:
+        assert picture.height > picture.width

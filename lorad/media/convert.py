@@ -27,6 +27,12 @@ FILMSTRIP_HEIGHT = 160
 IMAGE_FORMATS = ("image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe",
                  "gif_pipe", "pam_pipe", "ppm_pipe", "qoi_pipe", "jpegxl_pipe")
 HDR_TRANSFERS = ("smpte2084", "arib-std-b67")
+# EXIF orientation -> the filters that show the picture upright (Pillow's exif_transpose table)
+ORIENTATION_FILTERS: dict[int, list[tuple[str, tuple]]] = {
+    2: [("hflip", ())], 3: [("hflip", ()), ("vflip", ())], 4: [("vflip", ())],
+    5: [("transpose", (0,))], 6: [("transpose", (1,))], 7: [("transpose", (3,))],
+    8: [("transpose", (2,))],
+}
 
 
 class MediaError(LoradError):
@@ -52,6 +58,7 @@ class Probe:
     hdr: bool
     audio: str | None  # audio codec, if any
     container: str
+    orientation: int = 1  # a still's EXIF orientation (phones store portraits sideways + a tag)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,12 +88,47 @@ def _rotation(stream: dict) -> int:
     return int(rotate) % 360 if rotate else 0
 
 
+def input_options(src: Probe) -> dict[str, Any]:
+    """ffmpeg input options that make it read exactly this file the way the probe saw it.
+
+    The image2 demuxer reads `%` in a name as a sequence pattern (`shot%03d.png` would open
+    shot001.png, `photo%20dog.png` nothing), so pattern matching is turned off; the option
+    exists only for that demuxer. A still with an EXIF orientation is turned upright by
+    explicit filters (`orient`) rather than by whatever this ffmpeg version's autorotate does.
+    """
+    options: dict[str, Any] = {}
+    if src.container == "image2":
+        options["pattern_type"] = "none"
+    if src.orientation in ORIENTATION_FILTERS:
+        options["noautorotate"] = None
+    return options
+
+
+def orient(stream, src: Probe):
+    """Apply a still's EXIF orientation to an ffmpeg-python stream."""
+    for name, args in ORIENTATION_FILTERS.get(src.orientation, []):
+        stream = stream.filter(name, *args)
+    return stream
+
+
+def _exif_orientation(path: Path) -> int:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            value = image.getexif().get(0x0112, 1)
+    except (OSError, UnidentifiedImageError, ValueError):
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
 def probe(path: Path) -> Probe:
     """Read a source's facts with ffprobe (through ffmpeg-python)."""
     if not path.exists():
         raise MediaError(f"file not found: {path}")
     try:
-        info = ffmpeg.probe(str(path))
+        # ffprobe ignores pattern_type for demuxers other than image2, unlike ffmpeg
+        info = ffmpeg.probe(str(path), pattern_type="none")
     except ffmpeg.Error as exc:
         detail = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
         reason = detail[-1] if detail else "ffprobe failed"
@@ -137,6 +179,9 @@ def probe(path: Path) -> Probe:
         kind = "image"
     else:
         kind = "video"
+    orientation = _exif_orientation(path) if kind == "image" else 1
+    if orientation >= 5:  # 5-8 turn the picture a quarter
+        width, height = height, width
     return Probe(
         kind=kind, codec=video.get("codec_name", "?"), width=width, height=height,
         coded_width=coded_w, coded_height=coded_h, rotation=rotation,
@@ -145,6 +190,7 @@ def probe(path: Path) -> Probe:
         duration=duration, frames=frames, pix_fmt=pix_fmt, bit_depth=bit_depth,
         hdr=video.get("color_transfer") in HDR_TRANSFERS,
         audio=audio.get("codec_name") if audio else None, container=container,
+        orientation=orientation,
     )
 
 
@@ -214,12 +260,12 @@ def plan(src: Probe, profile: Profile, source_range: tuple[float, float] | None 
 def build(src_path: Path, src: Probe, profile: Profile, p: Plan, out_media: Path,
           out_filmstrip: Path):
     """The ffmpeg-python graph for one pass: clip, filmstrip and analysis frames on stdout."""
-    input_args: dict[str, Any] = {}
+    input_args: dict[str, Any] = input_options(src)
     if p.start:
         input_args["ss"] = f"{p.start:.3f}"
     if p.read_seconds is not None:
         input_args["t"] = f"{p.read_seconds:.3f}"
-    stream = ffmpeg.input(str(src_path), **input_args).video
+    stream = orient(ffmpeg.input(str(src_path), **input_args).video, src)
     if src.sar not in ("1:1", "0:1"):
         stream = stream.filter("scale", "trunc(iw*sar/2)*2", "ih").filter("setsar", 1)
     if p.media == "video":
@@ -313,13 +359,17 @@ def filmstrip(src: Path, out: Path, facts: Probe | None = None) -> Path | None:
         probe_ = facts or probe(src)
     except MediaError:
         return None
+    inputs = [arg for key, value in input_options(probe_).items()
+              for arg in (f"-{key}", *([] if value is None else [str(value)]))]
     if probe_.kind == "image":
-        args = ["-vf", f"scale=-2:{FILMSTRIP_HEIGHT}"]
+        turn = "".join(f"{name}{'=' + str(args[0]) if args else ''},"
+                       for name, args in ORIENTATION_FILTERS.get(probe_.orientation, []))
+        args = ["-vf", f"{turn}scale=-2:{FILMSTRIP_HEIGHT}"]
     else:
         n = probe_.frames or int((probe_.duration or 1) * (probe_.fps or 16))
         mid, last = max(0, n // 2), max(0, n - 1)
         args = ["-vf", f"select='eq(n\\,0)+eq(n\\,{mid})+eq(n\\,{last})',"
                        f"scale=-2:{FILMSTRIP_HEIGHT},tile=3x1", "-fps_mode", "vfr"]
-    done = subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), *args, "-frames:v", "1",
+    done = subprocess.run(["ffmpeg", "-v", "error", "-y", *inputs, "-i", str(src), *args, "-frames:v", "1",
                            "-q:v", "4", str(out)], capture_output=True, check=False)
     return out if done.returncode == 0 and out.exists() else None

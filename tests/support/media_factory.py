@@ -53,7 +53,8 @@ def make_image(path: Path, size: str = "1200x900", source: str = "testsrc2") -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     sep = ":" if "=" in source else "="
     subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                    f"{source}{sep}size={size}:rate=1", "-frames:v", "1", str(path)], check=True)
+                    f"{source}{sep}size={size}:rate=1", "-frames:v", "1", "-update", "1",
+                    str(path)], check=True)
     return path
 
 
