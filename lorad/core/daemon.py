@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from lorad.core import handlers, jobs, logs, plugins
+from lorad.core import files, handlers, jobs, logs, plugins
 from lorad.core.errors import LoradError, is_transient
 from lorad.core.workspace import Workspace
 
@@ -444,6 +444,10 @@ def run_foreground(ws: Workspace, *, verbose: bool = False) -> int:
                also_stderr=verbose)
     loaded = plugins.load_all()  # job kinds, and every implementation they may ask for
     daemon = Daemon(ws)  # opens (and migrates) the store: a newer or broken one ends it here
+    removed, size = files.remove_leftover_parts(ws.media_dir(), ws.downloads_dir())
+    if removed:
+        log.info("removed %d unfinished file(s) (%d bytes) that a crash left behind", removed,
+                 size)
     log.info("daemon pid %d started for %s (plugin modules: %s)", os.getpid(), ws.root,
              ", ".join(m for m in loaded if m not in plugins.failures()))
     lock.mark_ready()

@@ -19,6 +19,7 @@ from typing import Any
 
 import ffmpeg
 
+from lorad.core import files
 from lorad.core.errors import LoradError
 from lorad.media.profiles import Profile
 
@@ -318,8 +319,7 @@ async def convert(src_path: Path, src: Probe, profile: Profile, p: Plan, out_med
     """Run the one-pass conversion. Outputs appear only complete (written beside, renamed)."""
     out_media.parent.mkdir(parents=True, exist_ok=True)
     out_filmstrip.parent.mkdir(parents=True, exist_ok=True)
-    tmp_media = out_media.with_name(f".part-{os.getpid()}-{out_media.name}")
-    tmp_strip = out_filmstrip.with_name(f".part-{os.getpid()}-{out_filmstrip.name}")
+    tmp_media, tmp_strip = files.part_name(out_media), files.part_name(out_filmstrip)
     args = build(src_path, src, profile, p, tmp_media, tmp_strip).compile()
     proc = await asyncio.create_subprocess_exec(
         *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,

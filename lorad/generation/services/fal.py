@@ -38,7 +38,7 @@ from typing import Any
 
 import httpx
 
-from lorad.core import http, secrets
+from lorad.core import files, http, secrets
 from lorad.core.errors import LoradError, TransientError
 from lorad.generation.services import (
     SERVICES,
@@ -394,7 +394,7 @@ class Fal:
             target = dest / safe_name(stem, kind)
             if target.resolve().parent != dest.resolve():
                 raise FalDownloadError(f"refusing to write outside {dest}")
-            fd, part = tempfile.mkstemp(dir=dest, prefix=".fal-", suffix=".part")
+            fd, part = tempfile.mkstemp(dir=dest, prefix=files.PART_PREFIX + "fal-")
             try:
                 with os.fdopen(fd, "wb") as out:
                     size = 0
