@@ -105,33 +105,13 @@ def set_rules(args, ws, conn) -> int:
     from lorad.media import datasets
 
     d = datasets.get(conn, args.name)
-    caption_rules = dict(d.settings.get("caption_rules", {}))
-    for key in ("template", "min_words", "max_words", "negative_prompt", "trigger_position"):
-        value = getattr(args, key)
-        if value is not None:
-            caption_rules[key] = value
-    if args.ban:
-        caption_rules["banned_words"] = sorted(set(caption_rules.get("banned_words", []))
-                                               | set(args.ban))
-    if args.allow:
-        caption_rules["banned_words"] = [w for w in caption_rules.get("banned_words", [])
-                                         if w not in args.allow]
-    changes = {"caption_rules": caption_rules}
-    if args.eval_prompt:
-        changes["eval_prompts"] = list(d.settings.get("eval_prompts", [])) + args.eval_prompt
-    if args.clear_eval_prompts:
-        changes["eval_prompts"] = list(args.eval_prompt or [])
-    if args.validation is not None:
-        changes["validation"] = args.validation
-    if args.prompt_template is not None:
-        changes["prompt_template"] = args.prompt_template
-    if args.checklist or args.clear_checklist:
-        kept = [] if args.clear_checklist else list(d.settings.get("checklist", []))
-        changes["checklist"] = kept + [c for c in args.checklist or [] if c not in kept]
-    datasets.update_settings(conn, d.id, **changes)
-    if args.trigger is not None:
-        datasets.set_trigger(conn, d.id, args.trigger)
-    d = datasets.get(conn, args.name)
+    change = datasets.RulesChange(
+        rules={key: getattr(args, key) for key in datasets.RULE_KEYS},
+        ban=args.ban or [], allow=args.allow or [], eval_prompts=args.eval_prompt or [],
+        clear_eval_prompts=args.clear_eval_prompts, checklist=args.checklist or [],
+        clear_checklist=args.clear_checklist, validation=args.validation,
+        prompt_template=args.prompt_template, trigger=args.trigger)
+    d = datasets.change_rules(conn, d.id, change)
     print_json({"trigger": d.trigger, **d.settings})
     return EXIT_OK
 

@@ -74,9 +74,65 @@ def list_all(conn: sqlite3.Connection) -> list[Dataset]:
 
 
 def update_settings(conn: sqlite3.Connection, dataset_id: int, **changes: Any) -> None:
-    settings = {**get_by_id(conn, dataset_id).settings, **changes}
-    store.table(conn, "datasets").update(dataset_id,
-                                         {"settings": json.dumps(settings, sort_keys=True)})
+    """Replace whole settings keys (read and written under one write lock)."""
+    with store.transaction(conn):
+        settings = {**get_by_id(conn, dataset_id).settings, **changes}
+        store.table(conn, "datasets").update(dataset_id,
+                                             {"settings": json.dumps(settings, sort_keys=True)})
+
+
+RULE_KEYS = ("template", "min_words", "max_words", "negative_prompt", "trigger_position")
+
+
+@dataclass
+class RulesChange:
+    """An edit of a dataset's rules; None / empty means "leave as is". Lists are added to (or,
+    for `allow`, removed from) what is there, so two people adding at once both keep theirs."""
+
+    rules: dict[str, Any] = field(default_factory=dict)  # RULE_KEYS -> new value
+    ban: list[str] = field(default_factory=list)
+    allow: list[str] = field(default_factory=list)
+    eval_prompts: list[str] = field(default_factory=list)
+    clear_eval_prompts: bool = False
+    checklist: list[str] = field(default_factory=list)
+    clear_checklist: bool = False
+    validation: float | None = None
+    prompt_template: str | None = None
+    trigger: str | None = None
+
+
+def change_rules(conn: sqlite3.Connection, dataset_id: int, change: RulesChange) -> Dataset:
+    """Apply `change` as one read-modify-write under the write lock: concurrent `dataset rules`
+    calls each see the other's result instead of overwriting it."""
+    unknown = set(change.rules) - set(RULE_KEYS)
+    if unknown:
+        raise DatasetError(f"unknown caption rule {sorted(unknown)[0]!r}; "
+                           f"known: {', '.join(RULE_KEYS)}")
+    with store.transaction(conn):
+        settings = dict(get_by_id(conn, dataset_id).settings)
+        rules = dict(settings.get("caption_rules", {}))
+        rules.update({k: v for k, v in change.rules.items() if v is not None})
+        if change.ban:
+            rules["banned_words"] = sorted(set(rules.get("banned_words", [])) | set(change.ban))
+        if change.allow:
+            rules["banned_words"] = [w for w in rules.get("banned_words", [])
+                                     if w not in change.allow]
+        settings["caption_rules"] = rules
+        prompts = [] if change.clear_eval_prompts else list(settings.get("eval_prompts", []))
+        if change.clear_eval_prompts or change.eval_prompts:
+            settings["eval_prompts"] = prompts + change.eval_prompts
+        if change.validation is not None:
+            settings["validation"] = change.validation
+        if change.prompt_template is not None:
+            settings["prompt_template"] = change.prompt_template
+        if change.checklist or change.clear_checklist:
+            kept = [] if change.clear_checklist else list(settings.get("checklist", []))
+            settings["checklist"] = kept + [c for c in change.checklist if c not in kept]
+        row: dict[str, Any] = {"settings": json.dumps(settings, sort_keys=True)}
+        if change.trigger is not None:
+            row["trigger"] = change.trigger
+        store.table(conn, "datasets").update(dataset_id, row)
+        return get_by_id(conn, dataset_id)
 
 
 def set_trigger(conn: sqlite3.Connection, dataset_id: int, trigger: str | None) -> None:
