@@ -105,3 +105,28 @@ def test_a_generation_in_flight_across_migration_011_keeps_what_follows_it(tmp_p
     row = conn.execute("SELECT service, handle FROM generations").fetchone()
     assert row["service"] == "fal"
     assert json.loads(row["handle"]) == {**urls, "request_id": "req-1", "endpoint_id": "fal-ai/x"}
+
+
+def test_migration_013_stores_paths_inside_the_workspace_relative_to_it(tmp_path, monkeypatch):
+    """A workspace made before 013 can then be moved: its own files are found by relative
+    paths; a source on another disk keeps its absolute path."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    path = root / "lorad.db"
+    shipped = store.migration_files()
+    monkeypatch.setattr(store, "migration_files", lambda: [m for m in shipped if m[0] < 13])
+    conn = store.connect(path)
+    conn.execute("INSERT INTO datasets (id, name, profile, created_at) VALUES (1, 'd', 'p', 0)")
+    conn.execute("INSERT INTO clips (dataset_id, name, source_path, media_path, state, "
+                 "created_at, updated_at) VALUES (1, 'c', ?, ?, 'ready', 0, 0)",
+                 ("/elsewhere/a.mp4", f"{root.resolve()}/media/d/c.mp4"))
+    conn.execute("INSERT INTO generations (endpoint, output_path, status, created_at, updated_at)"
+                 " VALUES ('e', ?, 'done', 0, 0)", (f"{root.resolve()}x/not-inside.mp4",))
+    conn.close()
+    monkeypatch.setattr(store, "migration_files", lambda: shipped)
+    conn = store.connect(path)
+    assert tuple(conn.execute("SELECT source_path, media_path FROM clips").fetchone()) == \
+        ("/elsewhere/a.mp4", "media/d/c.mp4")
+    assert conn.execute("SELECT output_path FROM generations").fetchone()[0] == \
+        f"{root.resolve()}x/not-inside.mp4"  # a sibling folder sharing the prefix stays
+    assert store.local_path(conn, "media/d/c.mp4") == str(root.resolve() / "media/d/c.mp4")

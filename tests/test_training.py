@@ -87,7 +87,8 @@ def test_full_run_end_to_end(ws, conn, server, setup):
     assert names == ["truck-000001.safetensors", "truck-000002.safetensors", "truck.safetensors"]
     for r in rows:
         assert r["state"] == "local"
-        local = Path(r["local_path"])
+        local = ws.root / r["local_path"]  # stored relative to the workspace
+        assert not Path(r["local_path"]).is_absolute()
         assert local.exists() and r["size"] == local.stat().st_size
         meta = json.loads(r["metadata"])
         assert meta["ss_network_module"] == "networks.lora_wan"

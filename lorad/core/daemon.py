@@ -215,6 +215,7 @@ class Daemon:
         self.concurrency = ws.config().concurrency
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.conn = ws.connect()
+        self.db_inode = ws.db_path.stat().st_ino
         self.running: dict[int, tuple[asyncio.Task, handlers.JobContext]] = {}
         self.stopping = asyncio.Event()
         self.wakeup = asyncio.Event()
@@ -258,6 +259,8 @@ class Daemon:
         started = False
         last_requeue = last_reconcile = time.monotonic()
         while not self.stopping.is_set():
+            if self._workspace_moved():
+                break
             try:
                 if not started:  # the first write may meet a locked or full store too
                     n = jobs.requeue_orphans(self.conn, self.owner, all_others=True)
@@ -282,6 +285,21 @@ class Daemon:
             except TimeoutError:
                 pass
         await self._shutdown()
+
+    def _workspace_moved(self) -> bool:
+        """Whether the workspace folder was moved or deleted under the running daemon. Its open
+        database still works, but every new file would land in a re-created old folder: stop
+        instead, and say where to start again."""
+        try:
+            same = self.ws.db_path.stat().st_ino == self.db_inode
+        except FileNotFoundError:
+            same = False
+        if not same:
+            log.error("the workspace was moved or deleted while the daemon ran (%s is gone): "
+                      "stopping; start the daemon again from the workspace's new place "
+                      "(lorad -w NEW_PATH daemon start)", self.ws.db_path)
+            self.request_stop()
+        return not same
 
     def _claim_all(self, loop: asyncio.AbstractEventLoop) -> None:
         while not self.stopping.is_set():

@@ -6,6 +6,7 @@ kept short; writers wait on the busy timeout instead of failing.
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import time
@@ -40,13 +41,22 @@ def migration_files() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
+class Connection(sqlite3.Connection):
+    """sqlite3's connection, knowing the folder its database lives in: the workspace root that
+    stored paths are relative to (see :func:`stored_path`)."""
+
+    root: Path | None = None
+
+
 def connect(path: Path | str, *, migrate: bool = True) -> sqlite3.Connection:
     """Open the workspace database, applying pending migrations.
 
     Autocommit mode (isolation_level=None): callers group writes with :func:`transaction`.
     """
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                           check_same_thread=False)
+                           check_same_thread=False, factory=Connection)
+    conn.root = Path(path).resolve().parent
+    conn.create_function("lorad_root", 0, lambda: str(conn.root), deterministic=True)
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA journal_mode = WAL")
@@ -182,6 +192,40 @@ def table(conn: sqlite3.Connection, name: str) -> sqlite_utils.db.Table:
     become part of it (sqlite-utils nests them in savepoints)."""
     return sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False
                                  ).table(name)
+
+
+def root_of(conn: sqlite3.Connection) -> Path:
+    """The folder holding the connection's database file: the workspace root."""
+    root = getattr(conn, "root", None)
+    if root is None:
+        root = Path(conn.execute("PRAGMA database_list").fetchone()[2]).parent
+    return root
+
+
+def stored_path(conn: sqlite3.Connection, path: str | Path | None) -> str | None:
+    """How a path is kept in the store: relative to the workspace when it is inside it, so the
+    folder can be moved or copied whole; absolute otherwise (a source on another disk)."""
+    if path is None or str(path) == "":
+        return None if path is None else ""
+    given = Path(path)
+    if not given.is_absolute():
+        return str(given)  # already relative to the workspace
+    root = root_of(conn)
+    for candidate in (given, given.resolve()):
+        try:
+            return candidate.relative_to(root).as_posix()
+        except ValueError:
+            continue
+    return str(given)
+
+
+def local_path(conn: sqlite3.Connection | Path, stored: str | None) -> str | None:
+    """The file a stored path names on this machine now (see :func:`stored_path`). Pass the
+    root instead of a connection when reading many rows."""
+    if not stored or os.path.isabs(stored):
+        return stored
+    root = conn if isinstance(conn, Path) else root_of(conn)
+    return str(root / stored)
 
 
 def chunked(ids: list, size: int = 500) -> Iterator[list]:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lorad.captions import versions
+from lorad.core import store
 from lorad.core.errors import LoradError
 from lorad.core.files import link_or_copy
 from lorad.datasets import formats
@@ -164,7 +165,8 @@ def record(conn: sqlite3.Connection, p: Plan, path: Path) -> int:
     conn.execute(
         "INSERT OR IGNORE INTO dataset_versions (dataset_id, content_hash, manifest, export_path,"
         " created_at) VALUES (?,?,?,?,?)",
-        (p.dataset.id, p.content_hash, json.dumps(manifest(p), sort_keys=True), str(path),
+        (p.dataset.id, p.content_hash, json.dumps(manifest(p), sort_keys=True),
+         store.stored_path(conn, path),
          time.time()))
     return conn.execute("SELECT id FROM dataset_versions WHERE dataset_id = ? AND content_hash"
                         " = ?", (p.dataset.id, p.content_hash)).fetchone()[0]
@@ -201,6 +203,7 @@ def get_version(conn: sqlite3.Connection, version_id: int) -> DatasetVersion:
         raise ExportError(f"no dataset version with id {version_id}")
     data = dict(row)
     data["manifest"] = json.loads(data["manifest"] or "{}")
+    data["export_path"] = store.local_path(conn, data["export_path"])
     return DatasetVersion(**data)
 
 

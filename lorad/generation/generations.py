@@ -64,14 +64,20 @@ class Generation:
     service: str = "fal"
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Generation:
+    def from_row(cls, row: sqlite3.Row, root: Path) -> Generation:
+        """`root`: the workspace the row's relative paths are in (store.root_of)."""
         d = dict(row)
+        inputs = json.loads(d["inputs"] or "{}")
+        for item in inputs.values():
+            if isinstance(item, dict) and item.get("path"):
+                item["path"] = store.local_path(root, item["path"])
         return cls(d["id"], d["endpoint"], json.loads(d["params"] or "{}"), d["status"],
                    d["lora_id"], d["checkpoint_id"], d["scale"], d["seed"], d["sweep_id"],
                    d["parent_id"], d["request_id"], json.loads(d["handle"] or "{}"),
-                   d["output_path"], json.loads(d["checks"] or "{}"), d["inference_time"],
+                   store.local_path(root, d["output_path"]), json.loads(d["checks"] or "{}"),
+                   d["inference_time"],
                    d["cost"], d["error"], d["prompt"], d["job_id"], d["created_at"],
-                   d["dataset_id"], json.loads(d["inputs"] or "{}"), d["service"])
+                   d["dataset_id"], inputs, d["service"])
 
 
 _SLOT = re.compile(r"\[([A-Za-z][\w ]*?)(\?)?\]")
@@ -200,6 +206,8 @@ def set_status(conn: sqlite3.Connection, gen_id: int, status: str, **fields: Any
     """A status change, with any other columns; an error text is redacted of secrets."""
     if fields.get("error"):
         fields["error"] = logs.redact(str(fields["error"]))
+    if "output_path" in fields:
+        fields["output_path"] = store.stored_path(conn, fields["output_path"])
     store.table(conn, "generations").update(
         gen_id, {"status": status, "updated_at": time.time(), **fields})
 
@@ -208,6 +216,9 @@ def set_inputs(conn: sqlite3.Connection, gen_id: int, params: dict[str, Any],
                inputs: dict[str, Any]) -> None:
     """The parameters as sent (local files replaced by their uploaded URLs) and which file
     each upload was."""
+    inputs = {name: {**item, "path": store.stored_path(conn, item["path"])}
+              if isinstance(item, dict) and item.get("path") else item
+              for name, item in inputs.items()}
     store.table(conn, "generations").update(gen_id, {
         "params": json.dumps(params, sort_keys=True), "inputs": json.dumps(inputs),
         "updated_at": time.time()})
@@ -260,7 +271,7 @@ def get(conn: sqlite3.Connection, gen_id: int) -> Generation:
     row = conn.execute("SELECT * FROM generations WHERE id = ?", (gen_id,)).fetchone()
     if row is None:
         raise GenerationError(f"no generation with id {gen_id}")
-    return Generation.from_row(row)
+    return Generation.from_row(row, store.root_of(conn))
 
 
 def cancel(conn: sqlite3.Connection, gen_id: int) -> str:
@@ -295,7 +306,8 @@ def list_all(conn: sqlite3.Connection, *, sweep_id: str | None = None) -> list[G
     if sweep_id:
         sql += " WHERE sweep_id = ?"
         args.append(sweep_id)
-    return [Generation.from_row(r) for r in conn.execute(sql + " ORDER BY id", args)]
+    root = store.root_of(conn)
+    return [Generation.from_row(r, root) for r in conn.execute(sql + " ORDER BY id", args)]
 
 
 def new_seed(avoid: int | None = None) -> int:
@@ -396,7 +408,8 @@ def uploaded_url(conn: sqlite3.Connection, sha256: str) -> str | None:
 
 def completed_for(conn: sqlite3.Connection, checkpoint_id: int) -> list[Generation]:
     """The checkpoint's generations that have an output."""
-    return [Generation.from_row(r) for r in conn.execute(
+    root = store.root_of(conn)
+    return [Generation.from_row(r, root) for r in conn.execute(
         "SELECT * FROM generations WHERE checkpoint_id = ? AND status = 'completed' ORDER BY id",
         (checkpoint_id,))]
 

@@ -27,6 +27,7 @@ VIDEO_EXT = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mts", ".m2ts", "
              ".flv", ".mpg", ".mpeg", ".ts", ".gif"}
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".avif"}
 REVIEW_STATES = ("approved", "rejected")
+PATH_COLUMNS = ("source_path", "media_path", "filmstrip_path")  # relative inside the workspace
 REVIEWABLE = ("ready", "approved", "rejected")
 MOTION_CLASSES = ("static", "slight", "moving", "panning")
 FLAGS = ("duplicate", "near_duplicate", "upscaled", "cropped", "letterboxed", "vfr", "hdr", *MOTION_CLASSES)
@@ -72,8 +73,11 @@ class Clip:
     source_mtime: float | None = None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Clip:
+    def from_row(cls, row: sqlite3.Row, root: Path) -> Clip:
+        """`root`: the workspace the row's relative paths are in (store.root_of)."""
         data = dict(row)
+        for key in PATH_COLUMNS:
+            data[key] = store.local_path(root, data[key])
         data["flags"] = json.loads(data["flags"] or "[]")
         for key in ("probe", "analysis"):
             data[key] = json.loads(data[key]) if data[key] else None
@@ -151,10 +155,10 @@ def add(conn: sqlite3.Connection, dataset: Dataset, paths: Iterable[Path], *,
     with transaction(conn):
         for path in found.files:
             st = path.stat()
-            source = str(path)
+            source, kept_as = str(path), store.stored_path(conn, path)
             if split_scenes:
                 if conn.execute("SELECT 1 FROM clips WHERE dataset_id = ? AND source_path = ?",
-                                (dataset.id, source)).fetchone():
+                                (dataset.id, kept_as)).fetchone():
                     report.skipped.append(source)
                     continue
                 report.split_jobs.append(jobs.enqueue(
@@ -162,7 +166,7 @@ def add(conn: sqlite3.Connection, dataset: Dataset, paths: Iterable[Path], *,
                 continue
             row = conn.execute(
                 "SELECT id, source_size, source_mtime FROM clips WHERE dataset_id = ? AND "
-                "source_path = ? AND source_range IS NULL", (dataset.id, source)).fetchone()
+                "source_path = ? AND source_range IS NULL", (dataset.id, kept_as)).fetchone()
             if row is not None:
                 if row["source_size"] == st.st_size and row["source_mtime"] == st.st_mtime:
                     report.skipped.append(source)
@@ -182,7 +186,7 @@ def insert(conn: sqlite3.Connection, dataset_id: int, source_path: str,
     """Insert a clip in state `new` and queue its ingest job (call inside a transaction)."""
     now = now or time.time()
     clip_id = store.table(conn, "clips").insert({
-        "dataset_id": dataset_id, "source_path": source_path,
+        "dataset_id": dataset_id, "source_path": store.stored_path(conn, source_path),
         "source_range": json.dumps(list(source_range)) if source_range else None,
         "name": clip_name(source_path, source_range), "state": "new", "source_size": size,
         "source_mtime": mtime, "created_at": now, "updated_at": now}).last_pk
@@ -199,6 +203,9 @@ def _queue_ingest(conn: sqlite3.Connection, clip_id: int, parent_job: int | None
 
 
 def update(conn: sqlite3.Connection, clip_id: int, **values: Any) -> None:
+    for key in PATH_COLUMNS:
+        if key in values:
+            values[key] = store.stored_path(conn, values[key])
     if values.get("error"):
         values["error"] = logs.redact(values["error"])
     store.table(conn, "clips").update(clip_id, {**values, "updated_at": time.time()})
@@ -212,7 +219,7 @@ def same_source(conn: sqlite3.Connection, clip: Clip, source_hash: str) -> Clip 
         " state != 'error' ORDER BY id LIMIT 1",
         (clip.dataset_id, source_hash,
          json.dumps(list(clip.source_range)) if clip.source_range else None, clip.id)).fetchone()
-    return Clip.from_row(row) if row else None
+    return Clip.from_row(row, store.root_of(conn)) if row else None
 
 
 def hashed_siblings(conn: sqlite3.Connection, clip: Clip) -> list[tuple[int, str, str]]:
@@ -225,7 +232,8 @@ def hashed_siblings(conn: sqlite3.Connection, clip: Clip) -> list[tuple[int, str
 def has_shot(conn: sqlite3.Connection, dataset_id: int, source: str,
              source_range: tuple[float, float]) -> bool:
     return conn.execute("SELECT 1 FROM clips WHERE dataset_id = ? AND source_path = ? AND"
-                        " source_range = ?", (dataset_id, source, json.dumps(list(source_range)))
+                        " source_range = ?", (dataset_id, store.stored_path(conn, source),
+                                              json.dumps(list(source_range)))
                         ).fetchone() is not None
 
 
@@ -233,14 +241,15 @@ def get(conn: sqlite3.Connection, clip_id: int) -> Clip:
     row = conn.execute("SELECT * FROM clips WHERE id = ?", (clip_id,)).fetchone()
     if row is None:
         raise ClipError(f"no clip with id {clip_id}")
-    return Clip.from_row(row)
+    return Clip.from_row(row, store.root_of(conn))
 
 
 def list_clips(conn: sqlite3.Connection, dataset_id: int, *, states: Iterable[str] | None = None,
                flag: str | None = None, text: str | None = None) -> list[Clip]:
     sql, args = _filtered("SELECT * FROM clips WHERE dataset_id = ?", dataset_id, states, flag,
                           text)
-    return [Clip.from_row(r) for r in conn.execute(sql, args)]
+    root = store.root_of(conn)
+    return [Clip.from_row(r, root) for r in conn.execute(sql, args)]
 
 
 def _filtered(sql: str, dataset_id: int, states: Iterable[str] | None, flag: str | None,
@@ -328,13 +337,14 @@ class CaptionableClip:
 
 def captionable(conn: sqlite3.Connection, dataset_id: int) -> list[CaptionableClip]:
     """The clips of a dataset that get captions: not duplicates, not in error."""
-    out = []
+    out, root = [], store.root_of(conn)
     for r in conn.execute(
             "SELECT id, name, state, filmstrip_path, width, height, frames, fps FROM clips"
             f" WHERE dataset_id = ? AND {CAPTIONABLE_SQL} ORDER BY id", (dataset_id,)):
         facts = (f"{r['width']}x{r['height']}, {r['frames']} frames at {r['fps'] or 0:g} fps"
                  if r["frames"] else r["state"])
-        out.append(CaptionableClip(r["id"], r["name"], r["state"], r["filmstrip_path"], facts))
+        out.append(CaptionableClip(r["id"], r["name"], r["state"],
+                                   store.local_path(root, r["filmstrip_path"]), facts))
     return out
 
 
@@ -345,7 +355,8 @@ def counts_by_state(conn: sqlite3.Connection, dataset_id: int) -> dict[str, int]
 
 def approved(conn: sqlite3.Connection, dataset_id: int) -> list[Clip]:
     """What an export freezes: approved clips that are not duplicates, by name."""
-    return [Clip.from_row(r) for r in conn.execute(
+    root = store.root_of(conn)
+    return [Clip.from_row(r, root) for r in conn.execute(
         "SELECT * FROM clips WHERE dataset_id = ? AND state = 'approved' AND duplicate_of IS NULL"
         " ORDER BY name", (dataset_id,))]
 
@@ -361,9 +372,10 @@ def existing(conn: sqlite3.Connection, clip_ids: list[int]) -> set[int]:
 
 def sources(conn: sqlite3.Connection, dataset_id: int) -> list[tuple[int, str, str, str | None]]:
     """(id, source path, name, media path) of the dataset's clips, duplicates left out."""
-    return [tuple(r) for r in conn.execute(
-        "SELECT id, source_path, name, media_path FROM clips WHERE dataset_id = ? AND"
-        " duplicate_of IS NULL", (dataset_id,))]
+    root = store.root_of(conn)
+    return [(r[0], store.local_path(root, r[1]), r[2], store.local_path(root, r[3]))
+            for r in conn.execute("SELECT id, source_path, name, media_path FROM clips WHERE"
+                                  " dataset_id = ? AND duplicate_of IS NULL", (dataset_id,))]
 
 
 def ingest_pending(conn: sqlite3.Connection) -> int:

@@ -41,8 +41,10 @@ class Checkpoint:
     metadata: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Checkpoint:
+    def from_row(cls, row: sqlite3.Row, root: Path) -> Checkpoint:
+        """`root`: the workspace the row's relative paths are in (store.root_of)."""
         data = dict(row)
+        data["local_path"] = store.local_path(root, data["local_path"])
         data["metadata"] = json.loads(data["metadata"] or "{}")
         return cls(**data)
 
@@ -68,24 +70,25 @@ def get(conn: sqlite3.Connection, checkpoint_id: int) -> Checkpoint:
     row = conn.execute("SELECT * FROM checkpoints WHERE id = ?", (checkpoint_id,)).fetchone()
     if row is None:
         raise CheckpointError(f"no checkpoint with id {checkpoint_id}")
-    return Checkpoint.from_row(row)
+    return Checkpoint.from_row(row, store.root_of(conn))
 
 
 def find(conn: sqlite3.Connection, ref: str) -> Checkpoint | None:
     """A checkpoint by id, file name, name without .safetensors, or local path."""
     if ref.isdigit():
         row = conn.execute("SELECT * FROM checkpoints WHERE id = ?", (int(ref),)).fetchone()
-        return Checkpoint.from_row(row) if row else None
+        return Checkpoint.from_row(row, store.root_of(conn)) if row else None
     for candidate in (ref, f"{ref}.safetensors"):
         row = conn.execute("SELECT * FROM checkpoints WHERE name = ? OR local_path = ? ORDER BY"
                            " id DESC", (candidate, str(Path(candidate).resolve()))).fetchone()
         if row:
-            return Checkpoint.from_row(row)
+            return Checkpoint.from_row(row, store.root_of(conn))
     return None
 
 
 def for_run(conn: sqlite3.Connection, run_id: int) -> list[Checkpoint]:
-    return [Checkpoint.from_row(r) for r in conn.execute(
+    root = store.root_of(conn)
+    return [Checkpoint.from_row(r, root) for r in conn.execute(
         "SELECT * FROM checkpoints WHERE run_id = ? ORDER BY id", (run_id,))]
 
 
@@ -127,7 +130,7 @@ def pulls_pending(conn: sqlite3.Connection, run_ids: list[int]) -> int:
 def mark_pulled(conn: sqlite3.Connection, checkpoint_id: int, local: Path, sha256: str,
                 metadata: dict[str, str], *, step: int | None, epoch: int | None) -> None:
     store.table(conn, "checkpoints").update(checkpoint_id, {
-        "local_path": str(local), "sha256": sha256, "size": local.stat().st_size,
+        "local_path": store.stored_path(conn, local), "sha256": sha256, "size": local.stat().st_size,
         "metadata": json.dumps(metadata, sort_keys=True), "step": step, "epoch": epoch,
         "state": "local"})
 
