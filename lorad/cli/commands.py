@@ -12,6 +12,7 @@ from lorad.cli import (
     clips,
     daemon,
     dataset,
+    doctor,
     gen,
     gens,
     jobs,
@@ -29,7 +30,7 @@ from lorad.cli import (
 from lorad.cli.common import EXIT_ERROR, EXIT_OK
 
 # in the order `lorad --help` lists them
-NOUNS = [workspace, daemon, jobs, profiles, dataset, clips, captions, pod, trainers, train, lora,
+NOUNS = [workspace, daemon, doctor, jobs, profiles, dataset, clips, captions, pod, trainers, train, lora,
          gen, gens, sweep, rate, publish, tui]
 
 
@@ -72,12 +73,21 @@ def run(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_ERROR
     except Exception as exc:  # noqa: BLE001 - one clear line for the user, details in the log
-        return report(exc)
+        return report(exc, args)
 
 
-def report(exc: Exception) -> int:
+def report(exc: Exception, args: argparse.Namespace | None = None) -> int:
+    from lorad.core import store
     from lorad.core.errors import LoradError
 
+    if store.is_damage(exc):  # a page found damaged after the store opened
+        from lorad.core.workspace import WorkspaceError, find
+
+        try:
+            where = find(getattr(args, "workspace", None)).db_path
+        except WorkspaceError:
+            where = Path("lorad.db")
+        exc = store.damaged(where, str(exc))
     if isinstance(exc, LoradError):
         print(f"lorad: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from lorad.core import files, handlers, jobs, logs, plugins
+from lorad.core import files, handlers, jobs, logs, plugins, store
 from lorad.core.errors import LoradError, is_transient
 from lorad.core.workspace import Workspace
 
@@ -484,8 +484,11 @@ def run_foreground(ws: Workspace, *, verbose: bool = False) -> int:
     code = 0
     try:
         loop.run_until_complete(main())
-    except BaseException:  # noqa: BLE001 - logged, then the process ends with an error code
-        log.exception("the daemon stopped on an unexpected error")
+    except BaseException as exc:  # noqa: BLE001 - logged, then the process ends with an error
+        if store.is_damage(exc):
+            log.error("the daemon stopped: %s", store.damaged(ws.db_path, str(exc)))
+        else:
+            log.exception("the daemon stopped on an unexpected error")
         code = 1
     logging.shutdown()
     os._exit(code)

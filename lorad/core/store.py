@@ -48,22 +48,86 @@ class Connection(sqlite3.Connection):
     root: Path | None = None
 
 
-def connect(path: Path | str, *, migrate: bool = True) -> sqlite3.Connection:
+class StoreDamaged(StoreError):
+    """The database file is missing its data or is not readable as SQLite. It is left as it is:
+    the message says which file and how to recover."""
+
+
+# SQLite's result codes for a damaged file: SQLITE_CORRUPT and SQLITE_NOTADB
+DAMAGE_CODES = {11, 26}
+
+
+def is_damage(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.DatabaseError) and \
+        getattr(exc, "sqlite_errorcode", None) in DAMAGE_CODES
+
+
+def damaged(path: Path | str, reason: str, *, offer_doctor: bool = True) -> StoreDamaged:
+    path = Path(path)
+    recovered = path.with_name(path.stem + "-recovered" + path.suffix)
+    return StoreDamaged(
+        f"the workspace database {path} is damaged ({reason}); it was left as it is. "
+        + ("`lorad doctor` checks it. " if offer_doctor else "")
+        + f"To save what SQLite can still read (with the sqlite3 command-line tool): "
+        f"sqlite3 {path} .recover | sqlite3 {recovered} , then move {path.name} away and "
+        f"{recovered.name} in its place")
+
+
+def refuse_empty(path: Path) -> None:
+    """SQLite takes a zero-byte file for a new database, and migrating it would make an empty
+    workspace over the lost one without a word."""
+    try:
+        if path.stat().st_size:
+            return
+    except FileNotFoundError:
+        return
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size:
+        return  # the data is still in the write-ahead log
+    raise StoreDamaged(
+        f"the workspace database {path} is empty (0 bytes): this workspace's clips, captions "
+        f"and runs are not in it. Put a backup back in its place, or, to start this workspace "
+        f"again from nothing, move the empty file away (mv {path} {path}.empty) and run "
+        f"`lorad init {path.parent}`")
+
+
+def connect(path: Path | str, *, migrate: bool = True, create: bool = True) -> sqlite3.Connection:
     """Open the workspace database, applying pending migrations.
 
     Autocommit mode (isolation_level=None): callers group writes with :func:`transaction`.
+    With `create=False` a missing file is an error instead of a new, empty store. A zero-byte
+    or damaged file is refused (:class:`StoreDamaged`) and left untouched.
     """
+    path = Path(path)
+    if not create and not path.exists():
+        raise StoreError(f"no database at {path}: create the workspace with "
+                         f"`lorad init {path.parent}`")
+    refuse_empty(path)
+    try:
+        return _open(path, migrate)
+    except (sqlite3.DatabaseError, StoreError) as exc:
+        cause = exc if isinstance(exc, sqlite3.DatabaseError) else exc.__cause__
+        if cause is not None and is_damage(cause):
+            raise damaged(path, str(cause)) from exc
+        raise
+
+
+def _open(path: Path, migrate: bool) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                            check_same_thread=False, factory=Connection)
     conn.root = Path(path).resolve().parent
     conn.create_function("lorad_root", 0, lambda: str(conn.root), deterministic=True)
     conn.row_factory = sqlite3.Row
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA foreign_keys = ON")
-    if migrate:
-        apply_migrations(conn)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if migrate:
+            apply_migrations(conn)
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 

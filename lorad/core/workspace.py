@@ -59,10 +59,12 @@ class Workspace:
     def downloads_dir(self) -> Path:
         return self.root / self.config()["workspace"]["downloads_dir"]
 
-    def connect(self):
+    def connect(self, *, create: bool = False):
+        """The workspace's store. A missing lorad.db is an error (the workspace lost it), not
+        an empty store made in its place; `init` creates it."""
         from lorad.core import store
 
-        return store.connect(self.db_path)
+        return store.connect(self.db_path, create=create)
 
 
 def example_config() -> str:
@@ -84,7 +86,7 @@ def init(root: Path, *, name: str | None = None) -> Workspace:
     ws.state_dir.mkdir(exist_ok=True)
     (root / cfg["workspace"]["media_dir"]).mkdir(exist_ok=True)
     (root / cfg["workspace"]["downloads_dir"]).mkdir(exist_ok=True)
-    ws.connect().close()
+    ws.connect(create=True).close()
     return ws
 
 

@@ -252,6 +252,15 @@ def list_clips(conn: sqlite3.Connection, dataset_id: int, *, states: Iterable[st
     return [Clip.from_row(r, root) for r in conn.execute(sql, args)]
 
 
+def missing_media(conn: sqlite3.Connection) -> list[Clip]:
+    """Processed clips whose media file is gone (deleted, or a workspace copied without its
+    media folder): `lorad clips reprocess` makes them again from their sources."""
+    root = store.root_of(conn)
+    found = (Clip.from_row(r, root) for r in conn.execute(
+        "SELECT * FROM clips WHERE state IN ('ready','approved') AND media_path IS NOT NULL"))
+    return [c for c in found if not Path(c.media_path).exists()]
+
+
 def _filtered(sql: str, dataset_id: int, states: Iterable[str] | None, flag: str | None,
               text: str | None) -> tuple[str, list[Any]]:
     """Add the state / flag / text filters shared by every clip listing."""

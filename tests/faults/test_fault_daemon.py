@@ -17,6 +17,7 @@ from lorad.core import daemon, jobs, store
     ("key", "unknown key 'daemon.max_concurent'"),
     ("toml", "not valid TOML"),
     ("newer", "this database is at schema version 999"),
+    ("damaged", "is damaged (file is not a database)"),
 ])
 def test_start_says_why_a_daemon_died_at_start(ws, breakage, reason):
     """It said "daemon started" and exited 0 when the daemon died a second later."""
@@ -24,6 +25,9 @@ def test_start_says_why_a_daemon_died_at_start(ws, breakage, reason):
         ws.config_path.write_text(ws.config_path.read_text() + "max_concurent = 4\n")
     elif breakage == "toml":
         ws.config_path.write_text("[daemon\n")
+    elif breakage == "damaged":
+        with open(ws.db_path, "r+b") as fh:
+            fh.write(b"\xff" * 100)  # the header gone
     else:
         conn = store.connect(ws.db_path)
         conn.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES"
