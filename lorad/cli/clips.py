@@ -58,6 +58,13 @@ def add(args, ws, conn, d) -> int:
     report = clips.add(conn, d, [Path(p) for p in args.paths], split_scenes=args.split_scenes)
     for path in report.missing:
         print(f"not found: {path}", file=sys.stderr)
+    for path in report.empty:
+        kinds = " ".join(sorted(clips.VIDEO_EXT | clips.IMAGE_EXT))
+        print(f"no media files in {path} (looked for {kinds})", file=sys.stderr)
+    for path in report.split_failed:
+        print(f"not split again: {path} failed before and has not changed since (`lorad clips "
+              f"list {d.name} --state error` says why; `lorad clips reprocess {d.name} "
+              "--errors` tries again)", file=sys.stderr)
     queued = len(report.queued) + len(report.changed)
     parts = [f"{len(report.queued)} new", f"{len(report.changed)} changed",
              f"{len(report.skipped)} already in {d.name}"]
@@ -73,8 +80,9 @@ def add(args, ws, conn, d) -> int:
                   "(or use --wait, which starts it)")
         if args.wait:
             daemon.ensure_running(ws)
-            return wait_for_ingest(conn, d)
-    return EXIT_ERROR if report.missing else EXIT_OK
+            code = wait_for_ingest(conn, d, report)
+            return EXIT_ERROR if report.problems or report.split_failed else code
+    return EXIT_ERROR if report.problems or report.split_failed else EXIT_OK
 
 
 def review(args, ws, conn, d) -> int:
@@ -122,9 +130,10 @@ def list_clips(args, ws, conn, d) -> int:
     return EXIT_OK
 
 
-def wait_for_ingest(conn, d) -> int:
-    """Show ingest progress until the dataset's ingest and split jobs are done."""
-    from lorad.core import fmt
+def wait_for_ingest(conn, d, report) -> int:
+    """Show ingest progress until the dataset's ingest and split jobs are done; then what came
+    of the files this command queued (exit 1 when any is in error)."""
+    from lorad.core import fmt, jobs
     from lorad.media import clips
 
     tty = sys.stdout.isatty()
@@ -137,7 +146,16 @@ def wait_for_ingest(conn, d) -> int:
         time.sleep(0.5 if tty else 2.0)
     if tty:
         print()
-    errors = clips.counts_by_state(conn, d.id).get("error", 0)
+    for job_id in report.split_jobs:
+        job = jobs.get(conn, job_id)
+        if job.state == "succeeded" and job.result:
+            print(f"split {job.result.get('summary', '')}")
+    counts = clips.outcome(conn, [*report.queued, *report.changed], report.split_jobs)
+    print("done: " + (", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+                      or "nothing new"))
+    errors = counts.get("error", 0)
     if errors:
-        print(f"{errors} clip(s) in error: `lorad clips list {d.name} --state error` says why")
+        print(f"{errors} clip(s) in error: `lorad clips list {d.name} --state error` says why",
+              file=sys.stderr)
+        return EXIT_ERROR
     return EXIT_OK

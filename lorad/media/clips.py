@@ -112,14 +112,16 @@ class Scan:
     files: list[Path]
     ignored: list[Path]  # inside folders, not a media extension (captions, .DS_Store...)
     missing: list[Path]
+    empty: list[Path]  # folders with no media file in them
 
 
 def scan(paths: Iterable[Path]) -> Scan:
     """Files to ingest: explicit files always (ffprobe decides), folders recursively by extension."""
-    files, ignored, missing = [], [], []
+    files, ignored, missing, empty = [], [], [], []
     for path in paths:
         path = Path(path).expanduser()
         if path.is_dir():
+            before = len(files)
             for child in sorted(p for p in path.rglob("*") if p.is_file()):
                 if any(part.startswith(".") for part in child.relative_to(path).parts):
                     continue
@@ -127,11 +129,13 @@ def scan(paths: Iterable[Path]) -> Scan:
                     files.append(child)
                 else:
                     ignored.append(child)
+            if len(files) == before:
+                empty.append(path)
         elif path.is_file():
             files.append(path)
         else:
             missing.append(path)
-    return Scan([f.resolve() for f in files], ignored, missing)
+    return Scan([f.resolve() for f in files], ignored, missing, empty)
 
 
 @dataclass
@@ -142,6 +146,12 @@ class AddReport:
     ignored: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     split_jobs: list[int] = field(default_factory=list)
+    empty: list[str] = field(default_factory=list)  # folders given with no media file in them
+    split_failed: list[str] = field(default_factory=list)  # failed before and unchanged since
+
+    @property
+    def problems(self) -> bool:
+        return bool(self.missing or self.empty)
 
 
 def add(conn: sqlite3.Connection, dataset: Dataset, paths: Iterable[Path], *,
@@ -150,19 +160,28 @@ def add(conn: sqlite3.Connection, dataset: Dataset, paths: Iterable[Path], *,
     nothing that is already there."""
     found = scan(paths)
     report = AddReport(ignored=[str(p) for p in found.ignored],
-                       missing=[str(p) for p in found.missing])
+                       missing=[str(p) for p in found.missing],
+                       empty=[str(p) for p in found.empty])
     now = time.time()
     with transaction(conn):
         for path in found.files:
             st = path.stat()
             source, kept_as = str(path), store.stored_path(conn, path)
             if split_scenes:
+                failed = _split_failure(conn, dataset.id, kept_as)
+                if failed is not None:  # a source whose split failed: again only if changed
+                    if (failed["source_size"], failed["source_mtime"]) == (st.st_size,
+                                                                           st.st_mtime):
+                        report.split_failed.append(source)
+                    else:
+                        report.split_jobs.append(_queue_split(conn, dataset.id, source,
+                                                              failed["id"]))
+                    continue
                 if conn.execute("SELECT 1 FROM clips WHERE dataset_id = ? AND source_path = ?",
                                 (dataset.id, kept_as)).fetchone():
                     report.skipped.append(source)
                     continue
-                report.split_jobs.append(jobs.enqueue(
-                    conn, SPLIT_KIND, {"dataset_id": dataset.id, "path": source}))
+                report.split_jobs.append(_queue_split(conn, dataset.id, source))
                 continue
             row = conn.execute(
                 "SELECT id, source_size, source_mtime FROM clips WHERE dataset_id = ? AND "
@@ -305,14 +324,80 @@ def reprocess(conn: sqlite3.Connection, clip_ids: Iterable[int]) -> list[int]:
     queued = []
     with transaction(conn):
         for clip_id in clip_ids:
-            row = conn.execute("SELECT c.id, j.state FROM clips c LEFT JOIN jobs j ON j.id = "
-                               "c.job_id WHERE c.id = ?", (clip_id,)).fetchone()
+            row = conn.execute("SELECT c.id, j.state, j.kind FROM clips c LEFT JOIN jobs j ON"
+                               " j.id = c.job_id WHERE c.id = ?", (clip_id,)).fetchone()
             if row is None:
                 raise ClipError(f"no clip with id {clip_id}")
             if row["state"] in jobs.ACTIVE:
                 continue  # already queued or running
+            if row["kind"] == SPLIT_KIND:  # a source whose scene split failed: split it again
+                clip = get(conn, clip_id)
+                queued.append(_queue_split(conn, clip.dataset_id, clip.source_path, clip_id))
+                continue
             queued.append(_queue_ingest(conn, clip_id))
     return queued
+
+
+def _queue_split(conn: sqlite3.Connection, dataset_id: int, source: str,
+                 failed_clip: int | None = None) -> int:
+    job_id = jobs.enqueue(conn, SPLIT_KIND, {"dataset_id": dataset_id, "path": source})
+    if failed_clip is not None:  # the failure's row waits for the new outcome
+        conn.execute("UPDATE clips SET job_id = ?, state = 'new', updated_at = ? WHERE id = ?",
+                     (job_id, time.time(), failed_clip))
+    return job_id
+
+
+def _split_failure(conn: sqlite3.Connection, dataset_id: int, kept_as: str) -> sqlite3.Row | None:
+    return conn.execute(
+        "SELECT c.id, c.source_size, c.source_mtime FROM clips c JOIN jobs j ON j.id = c.job_id"
+        " WHERE c.dataset_id = ? AND c.source_path = ? AND c.source_range IS NULL AND j.kind = ?",
+        (dataset_id, kept_as, SPLIT_KIND)).fetchone()
+
+
+def record_split_failure(conn: sqlite3.Connection, dataset_id: int, source: str, message: str,
+                         *, size: int | None, mtime: float | None, job_id: int) -> int:
+    """A source that could not be split into shots becomes one clip in error, so the failure
+    shows in every clip list, `--wait` counts it, and `clips add` does not split it again until
+    the file changes (`lorad clips reprocess` asks for it at once)."""
+    now = time.time()
+    with transaction(conn):
+        failed = _split_failure(conn, dataset_id, store.stored_path(conn, source))
+        if failed is not None:
+            conn.execute("UPDATE clips SET state = 'error', error = ?, source_size = ?,"
+                         " source_mtime = ?, job_id = ?, updated_at = ? WHERE id = ?",
+                         (message, size, mtime, job_id, now, failed["id"]))
+            return failed["id"]
+        return store.table(conn, "clips").insert({
+            "dataset_id": dataset_id, "source_path": store.stored_path(conn, source),
+            "name": clip_name(source), "state": "error", "error": message, "job_id": job_id,
+            "source_size": size, "source_mtime": mtime, "created_at": now,
+            "updated_at": now}).last_pk
+
+
+def clear_split_failure(conn: sqlite3.Connection, dataset_id: int, source: str) -> None:
+    """The source split after all: its failure row goes (its shots are the clips now)."""
+    failed = _split_failure(conn, dataset_id, store.stored_path(conn, source))
+    if failed is not None:
+        conn.execute("DELETE FROM clips WHERE id = ?", (failed["id"],))
+
+
+def outcome(conn: sqlite3.Connection, clip_ids: Iterable[int],
+            split_jobs: Iterable[int]) -> dict[str, int]:
+    """Clips by state among those one `clips add` queued: the clips themselves, the shots its
+    split jobs made, and the failure rows of splits that failed."""
+    ids = set(clip_ids)
+    for chunk in store.chunked(list(split_jobs)):
+        marks = ",".join("?" * len(chunk))
+        ids.update(r[0] for r in conn.execute(
+            f"SELECT c.id FROM clips c JOIN jobs j ON j.id = c.job_id WHERE j.parent_id IN"
+            f" ({marks}) OR j.id IN ({marks})", (*chunk, *chunk)))
+    counts: dict[str, int] = {}
+    for chunk in store.chunked(sorted(ids)):
+        for state, n in conn.execute(
+                f"SELECT state, COUNT(*) FROM clips WHERE id IN ({','.join('?' * len(chunk))})"
+                " GROUP BY state", chunk):
+            counts[state] = counts.get(state, 0) + n
+    return counts
 
 
 def stale_ids(conn: sqlite3.Connection, dataset_id: int, fingerprint: str) -> list[int]:

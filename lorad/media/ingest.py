@@ -186,6 +186,21 @@ async def split(ctx: JobContext):
     profile = profiles.get(dataset.profile, config)
     path = Path(ctx.payload["path"])
     try:
+        st = path.stat()
+    except OSError:
+        st = None
+
+    def failed(message: str) -> PermanentError:
+        """The failure is a clip in error too, so lists and `--wait` show it."""
+        clips.record_split_failure(conn, dataset.id, str(path), message,
+                                   size=st.st_size if st else None,
+                                   mtime=st.st_mtime if st else None, job_id=ctx.job.id)
+        return PermanentError(f"{path.name}: {message}")
+
+    if st is None:
+        raise failed(f"the source file is gone ({path}): put it back, then `lorad clips "
+                     f"reprocess {dataset.name} --errors`")
+    try:
         probe = await asyncio.to_thread(convert.probe, path)
         if probe.kind != "video" or not probe.duration:
             raise convert.MediaError("scene splitting needs a video with a known duration")
@@ -193,19 +208,28 @@ async def split(ctx: JobContext):
         cuts = await scene_cuts(path, config["ingest"]["scene_threshold"], probe.duration,
                                 lambda f: ctx.progress(f * 0.95, "finding scene changes"))
     except convert.MediaError as exc:
-        raise PermanentError(f"{path.name}: {exc}") from None
+        raise failed(str(exc)) from None
     ranges = shots(cuts, probe.duration, config["ingest"]["min_shot_seconds"])
     need = profile.frames_needed() / profile.fps if profile.fps else 0
     usable = [r for r in ranges if r[1] - r[0] >= need]
     too_short = len(ranges) - len(usable)
-    st = path.stat()
+    if not usable:
+        raise failed(f"none of its {len(ranges)} shot(s) is as long as the {need:.2f} s "
+                     f"profile {profile.name} needs; add it without --split-scenes, or lower "
+                     "ingest.min_shot_seconds / scene_threshold")
 
     def create(c):
+        clips.clear_split_failure(c, dataset.id, str(path))
         for start, end in usable:
             if not clips.has_shot(c, dataset.id, str(path), (start, end)):
                 clips.insert(c, dataset.id, str(path), (start, end), size=st.st_size,
                              mtime=st.st_mtime, parent_job=ctx.job.id)
 
     ctx.on_success(create)
+    summary = f"{len(usable)} shot(s) queued"
+    if too_short:
+        summary += f", {too_short} shorter than {need:.2f} s left out"
+    ctx.progress(1.0, summary, force=True)
     return {"shots": len(ranges), "queued": len(usable), "too_short": too_short,
-            "cuts": [round(c, 3) for c in cuts]}
+            "min_seconds": round(need, 3), "cuts": [round(c, 3) for c in cuts],
+            "summary": f"{path.name}: {summary}"}

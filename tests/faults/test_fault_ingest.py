@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
+from conftest import daemon_env
 from helpers import wait_for
 from media_factory import make_video
 
-from lorad.core import files
+from lorad.core import daemon, files, jobs
 from lorad.media import clips, datasets
 
 
@@ -35,3 +38,64 @@ def test_a_conversion_cut_by_kill_9_leaves_no_part_file_after_restart(ws, conn, 
     assert _parts(media) == []
     assert not any(p.exists() for p in left)
     assert "unfinished file(s)" in ws.log_path.read_text()
+
+
+def _lorad(ws, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lorad", "-w", str(ws.root), *args],
+                          capture_output=True, text=True, env=daemon_env(), timeout=300)
+
+
+def _long_source(tmp_path: Path) -> Path:
+    """Three shots: 3.5 s, 1.5 s (long enough to be a shot, too short to train on), 3.5 s."""
+    parts = [make_video(tmp_path / f"part{i}.mp4", seconds=s, size="540x960", source=src,
+                        audio=False)
+             for i, (src, s) in enumerate([("smptebars", 3.5), ("color=c=red", 1.5),
+                                           ("mandelbrot", 3.5)])]
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(f"file '{p}'\n" for p in parts))
+    long = tmp_path / "in" / "long source.mp4"
+    long.parent.mkdir()
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "concat", "-safe", "0", "-i", str(listing),
+                    "-c", "copy", str(long)], check=True)
+    return long
+
+
+def test_split_scenes_failures_and_short_shots_are_shown_and_counted(ws, conn, tmp_path):
+    """--split-scenes failures were invisible: no clip row, `--wait` printed 0/0 and exited 0,
+    the failed file was queued again on every run, and too-short shots vanished."""
+    long = _long_source(tmp_path)
+    (long.parent / "broken.mp4").write_bytes(b"not a video at all" * 100)
+    make_video(long.parent / "brief.mp4", seconds=1.2, size="540x960", audio=False)
+    d = datasets.create(conn, "shots", "wan21-t2v-480p-portrait")
+    try:
+        first = _lorad(ws, "clips", "add", "shots", str(long.parent), "--split-scenes", "--wait")
+    finally:
+        daemon.stop(ws)
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "split long source.mp4: 2 shot(s) queued, 1 shorter than 2.56 s left out" \
+        in first.stdout
+    assert "done: 2 error, 2 ready" in first.stdout
+    assert "2 clip(s) in error" in first.stderr
+    errors = {Path(c.source_path).name: c.error
+              for c in clips.list_clips(conn, d.id, states=["error"])}
+    assert sorted(errors) == ["brief.mp4", "broken.mp4"]
+    assert "none of its 1 shot(s) is as long as the 2.56 s" in errors["brief.mp4"]
+
+    again = _lorad(ws, "clips", "add", "shots", str(long.parent), "--split-scenes")
+    assert again.returncode == 1
+    assert "queued: 0 new, 0 changed, 1 already in shots" in again.stdout
+    assert again.stderr.count("not split again:") == 2
+    assert jobs.counts_by_state(conn)["queued"] == 0  # nothing queued twice
+
+    retried = _lorad(ws, "clips", "reprocess", "shots", "--errors")
+    assert retried.returncode == 0 and "2 clip(s) queued" in retried.stdout
+    assert jobs.counts_by_state(conn)["queued"] == 2
+
+
+def test_an_empty_folder_is_an_error_not_a_silent_success(ws, conn, tmp_path):
+    datasets.create(conn, "d", "wan21-t2v-480p-portrait")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no media here")
+    out = _lorad(ws, "clips", "add", "d", str(tmp_path / "empty"))
+    assert out.returncode == 1
+    assert f"no media files in {tmp_path / 'empty'}" in out.stderr
