@@ -190,7 +190,7 @@ def add(conn: sqlite3.Connection, dataset: Dataset, paths: Iterable[Path], *,
                 if row["source_size"] == st.st_size and row["source_mtime"] == st.st_mtime:
                     report.skipped.append(source)
                     continue
-                _queue_ingest(conn, row["id"])
+                _queue_ingest(conn, row["id"], if_changed=True)
                 report.changed.append(row["id"])
                 continue
             clip_id = insert(conn, dataset.id, source, None, size=st.st_size, mtime=st.st_mtime,
@@ -213,8 +213,14 @@ def insert(conn: sqlite3.Connection, dataset_id: int, source_path: str,
     return clip_id
 
 
-def _queue_ingest(conn: sqlite3.Connection, clip_id: int, parent_job: int | None = None) -> int:
-    job_id = jobs.enqueue(conn, INGEST_KIND, {"clip_id": clip_id}, parent_id=parent_job)
+def _queue_ingest(conn: sqlite3.Connection, clip_id: int, parent_job: int | None = None, *,
+                  if_changed: bool = False) -> int:
+    """`if_changed`: the file's size or time changed; the job hashes it and leaves the clip as
+    it is when the bytes are the same (a `touch`, a copy back from a backup)."""
+    payload: dict[str, Any] = {"clip_id": clip_id}
+    if if_changed:
+        payload["if_changed"] = True
+    job_id = jobs.enqueue(conn, INGEST_KIND, payload, parent_id=parent_job)
     conn.execute("UPDATE clips SET job_id = ?, updated_at = ?, state = CASE WHEN state IN"
                  " ('approved','rejected') THEN state ELSE 'new' END WHERE id = ?",
                  (job_id, time.time(), clip_id))
@@ -239,6 +245,26 @@ def same_source(conn: sqlite3.Connection, clip: Clip, source_hash: str) -> Clip 
         (clip.dataset_id, source_hash,
          json.dumps(list(clip.source_range)) if clip.source_range else None, clip.id)).fetchone()
     return Clip.from_row(row, store.root_of(conn)) if row else None
+
+
+def release_duplicates(conn: sqlite3.Connection, original_id: int, *, unless_hash: str | None,
+                       why: str) -> list[int]:
+    """Clips linked as copies of `original_id` are processed on their own again: its content
+    changed (those still equal to `unless_hash` stay linked), or it failed, and a copy must not
+    hide that behind "rejected, duplicate"."""
+    released = []
+    with transaction(conn):
+        for row in conn.execute("SELECT id, source_hash FROM clips WHERE duplicate_of = ?",
+                                (original_id,)).fetchall():
+            if unless_hash is not None and row["source_hash"] == unless_hash:
+                continue
+            conn.execute("UPDATE clips SET duplicate_of = NULL, state = 'new', flags = '[]',"
+                         " filmstrip_path = NULL, note = ?, updated_at = ? WHERE id = ?",
+                         (f"no longer a copy of clip {original_id}: {why}", time.time(),
+                          row["id"]))
+            _queue_ingest(conn, row["id"])
+            released.append(row["id"])
+    return released
 
 
 def hashed_siblings(conn: sqlite3.Connection, clip: Clip) -> list[tuple[int, str, str]]:

@@ -51,7 +51,19 @@ async def ingest(ctx: JobContext):
         return await _ingest(ctx, clip, dataset, profile, config)
     except convert.MediaError as exc:
         clips.update(conn, clip.id, state="error", error=str(exc))
+        clips.release_duplicates(conn, clip.id, unless_hash=None,
+                                 why=f"it failed ({str(exc)[:80]})")
         raise PermanentError(f"{Path(clip.source_path).name}: {exc}") from None
+
+
+def _still_good(clip: clips.Clip, profile: profiles.Profile) -> bool:
+    """What an earlier run made from the same bytes is still there and current."""
+    if clip.error:
+        return False
+    if clip.duplicate_of is not None:
+        return True
+    return bool(clip.media_path and Path(clip.media_path).exists()
+                and clip.profile_fingerprint == profile.fingerprint())
 
 
 async def _ingest(ctx: JobContext, clip: clips.Clip, dataset: datasets.Dataset,
@@ -68,6 +80,15 @@ async def _ingest(ctx: JobContext, clip: clips.Clip, dataset: datasets.Dataset,
     # Written and checked in one synchronous step on the daemon's loop, so of two identical
     # files processed at once exactly one sees the other and becomes its duplicate.
     clips.update(conn, clip.id, source_hash=digest, source_size=size, source_mtime=mtime)
+    if ctx.payload.get("if_changed") and digest == clip.source_hash and _still_good(clip,
+                                                                                    profile):
+        clips.update(conn, clip.id, state=clip.state if clip.state in clips.REVIEW_STATES
+                     else "ready")
+        ctx.progress(1.0, "same content: nothing to do", force=True)
+        return {"clip_id": clip.id, "unchanged": True}
+    if clip.source_hash and digest != clip.source_hash:
+        clips.release_duplicates(conn, clip.id, unless_hash=digest,
+                                 why="its source's content changed")
     original = clips.same_source(conn, clip, digest)
     if original is not None:
         note = f"exact duplicate of clip {original.id} ({original.source_path})"
@@ -105,7 +126,9 @@ async def _ingest(ctx: JobContext, clip: clips.Clip, dataset: datasets.Dataset,
     duration = plan.frames / plan.fps if plan.fps else None
 
     def record(c):
-        current = clips.get(c, clip.id).state  # the user may have reviewed it meanwhile
+        now = clips.get(c, clip.id)
+        # the user may have reviewed it meanwhile; "rejected" as a copy was not their choice
+        current = "ready" if now.duplicate_of is not None else now.state
         clips.update(c, clip.id, state=current if current in clips.REVIEW_STATES else "ready",
                      error=None, note=note, duplicate_of=None, media_kind=plan.media,
                      media_path=str(out_media), filmstrip_path=str(out_strip),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from conftest import daemon_env
-from helpers import wait_for
+from helpers import run_jobs, wait_for
 from media_factory import make_video
 
 from lorad.core import daemon, files, jobs
@@ -99,3 +102,48 @@ def test_an_empty_folder_is_an_error_not_a_silent_success(ws, conn, tmp_path):
     out = _lorad(ws, "clips", "add", "d", str(tmp_path / "empty"))
     assert out.returncode == 1
     assert f"no media files in {tmp_path / 'empty'}" in out.stderr
+
+
+def test_a_touch_does_not_re_encode_and_copies_follow_their_originals_content(ws, conn,
+                                                                               tmp_path):
+    """`touch` alone re-encoded a file; a copy stayed "rejected, duplicate" of an original
+    whose content had changed, or that had failed."""
+    folder = tmp_path / "in"
+    a = make_video(folder / "a.mp4", seconds=3, size="540x960", audio=False)
+    shutil.copy(a, folder / "b.mp4")
+    d = datasets.create(conn, "d", "wan21-t2v-480p-portrait")
+    clips.add(conn, d, [folder / "a.mp4"])
+    run_jobs(ws)
+    clips.add(conn, d, [folder / "b.mp4"])
+    run_jobs(ws)
+    first, copy = clips.list_clips(conn, d.id)
+    assert copy.duplicate_of == first.id and copy.state == "rejected"
+    made = Path(first.media_path).stat().st_mtime_ns
+
+    os.utime(a, (time.time() + 60, time.time() + 60))  # touch: same bytes, new time
+    assert clips.add(conn, d, [folder]).changed == [first.id]
+    run_jobs(ws)
+    again = clips.get(conn, first.id)
+    assert jobs.get(conn, again.job_id).result == {"clip_id": first.id, "unchanged": True}
+    assert again.state == "ready" and Path(again.media_path).stat().st_mtime_ns == made
+    assert clips.get(conn, copy.id).duplicate_of == first.id
+
+    make_video(a, seconds=3, size="540x960", source="mandelbrot", audio=False)  # new content
+    assert clips.add(conn, d, [folder]).changed == [first.id]
+    run_jobs(ws)
+    changed, freed = clips.get(conn, first.id), clips.get(conn, copy.id)
+    assert changed.state == "ready" and Path(changed.media_path).stat().st_mtime_ns != made
+    assert freed.duplicate_of is None and freed.state == "ready", freed.error
+    assert Path(freed.media_path).exists() and "duplicate" not in freed.flags
+
+    shutil.copy(folder / "b.mp4", folder / "c.mp4")  # a copy of b, which then breaks
+    clips.add(conn, d, [folder / "c.mp4"])
+    run_jobs(ws)
+    third = [c for c in clips.list_clips(conn, d.id) if c.id not in (first.id, copy.id)][0]
+    assert third.duplicate_of == copy.id
+    (folder / "b.mp4").write_bytes(b"broken now" * 1000)
+    clips.add(conn, d, [folder])
+    run_jobs(ws)
+    assert clips.get(conn, copy.id).state == "error"
+    alone = clips.get(conn, third.id)  # its own bytes are fine: processed on its own
+    assert alone.duplicate_of is None and alone.state == "ready", alone.error
