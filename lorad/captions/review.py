@@ -9,7 +9,7 @@ import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
 
-from lorad.captions import lint, versions
+from lorad.captions import drafts, lint, versions
 from lorad.media import clips
 from lorad.media.datasets import Dataset
 
@@ -23,6 +23,8 @@ class CaptionRow:
     issues: list[lint.Issue]
     filmstrip: str | None
     facts: str  # "480x848, 41 frames at 16 fps", or the state while it is being processed
+    version_id: int | None = None  # the current caption version (None: never captioned)
+    draft: drafts.Draft | None = None  # unsaved editor text, kept from an earlier session
 
     @property
     def has_error(self) -> bool:
@@ -45,8 +47,11 @@ def dataset_captions(conn: sqlite3.Connection, dataset: Dataset) -> DatasetCapti
     base = clips.captionable(conn, dataset.id)
     texts = {c.id: current[c.id].text if c.id in current else "" for c in base}
     linted = lint.lint_dataset(texts, rules)
+    kept = drafts.of_dataset(conn, dataset.id)
     rows = [CaptionRow(c.id, c.name, c.state, texts[c.id], linted.by_clip[c.id],
-                       c.filmstrip_path, c.facts) for c in base]
+                       c.filmstrip_path, c.facts,
+                       current[c.id].id if c.id in current else None, kept.get(c.id))
+            for c in base]
     return DatasetCaptions(rules, rows, linted, phrases_of(list(texts.values())))
 
 

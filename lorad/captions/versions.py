@@ -25,6 +25,19 @@ class CaptionError(LoradError):
     pass
 
 
+class CaptionConflict(CaptionError):
+    """The caption changed elsewhere since the editor opened it (another terminal, a bulk
+    edit): saving would silently replace that change."""
+
+    def __init__(self, clip_id: int, theirs: CaptionVersion | None) -> None:
+        super().__init__(f"clip {clip_id}'s caption was changed elsewhere since it was opened")
+        self.clip_id = clip_id
+        self.theirs = theirs
+
+
+ANY_VERSION = -1  # set_caption's `expected` when any current version may be replaced
+
+
 @dataclass(frozen=True)
 class CaptionVersion:
     id: int
@@ -85,8 +98,12 @@ def _current_of(conn: sqlite3.Connection, clip_ids: list[int]) -> dict[int, Capt
 
 
 def set_caption(conn: sqlite3.Connection, clip_id: int, text: str, *, source: str = "typed",
-                batch_id: str | None = None) -> int | None:
-    """Record a new version; returns its id, or None when the text did not change."""
+                batch_id: str | None = None, expected: int | None = ANY_VERSION) -> int | None:
+    """Record a new version; returns its id, or None when the text did not change.
+
+    `expected`: the version the new text was written over (None: no caption yet). When the
+    current version is another, :class:`CaptionConflict` is raised and nothing is written.
+    """
     if source not in SOURCES:
         raise CaptionError(f"caption source must be one of {', '.join(SOURCES)}")
     text = text.strip()
@@ -94,6 +111,8 @@ def set_caption(conn: sqlite3.Connection, clip_id: int, text: str, *, source: st
         now = current(conn, clip_id)
         if now is not None and now.text == text:
             return None
+        if expected != ANY_VERSION and (now.id if now else None) != expected:
+            raise CaptionConflict(clip_id, now)
         if now is None and not clips.existing(conn, [clip_id]):
             raise CaptionError(f"no clip with id {clip_id}")
         return _insert(conn, clip_id, text, source, batch_id, now.id if now else None)

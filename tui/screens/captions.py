@@ -4,6 +4,10 @@ Browsing: j/k move, enter edits, u goes back one caption version, a/x approve/re
 the next clip with a lint error, w to the next clip without a caption. Editing: escape leaves
 (and saves), ctrl+s saves and moves to the next clip, ctrl+t inserts the trigger, tab accepts
 the suggested phrase.
+
+What the editor holds is kept as a draft while typing (a quit or a crash loses nothing) and
+offered back on the next edit. A save over a caption changed elsewhere since the editor opened
+it (`lorad captions set` in another terminal) asks which to keep.
 """
 
 from __future__ import annotations
@@ -19,15 +23,26 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
+from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Static, TextArea
 
-from lorad.captions import lint, review, versions
+from lorad.captions import drafts, lint, review, versions
 from lorad.captions.review import CaptionRow, suggest
+from lorad.core import fmt, store
 from lorad.media import clips, datasets
 
 from ..widgets.filmstrip import Filmstrip, load_image
 from ..widgets.rowlist import Column, RowList
 from .base import DatasetScreen
+from .confirm import ConfirmScreen
+
+DRAFT_DELAY = 0.5  # s after the last key before the editor's text is kept as a draft
+
+
+def _short(text: str, limit: int = 240) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
+
 
 COLUMNS = [Column("id", 6, "right"), Column("name", 24), Column("state", 9),
            Column("lint", 6), Column("caption", 80)]
@@ -89,7 +104,9 @@ class CaptionsScreen(DatasetScreen):
         "u goes back one version). Lint checks the dataset's rules as you type: trigger token, "
         "unfilled [placeholders], length, banned words, words from the negative prompt, "
         "captions identical to another clip's. Errors block export. Suggestions come from "
-        "phrases already used in this dataset; tab accepts the first."
+        "phrases already used in this dataset; tab accepts the first. Unsaved text is kept "
+        "as a draft and offered back; a caption changed elsewhere while you edit it is not "
+        "overwritten without asking."
     )
     BINDINGS = [
         Binding("enter", "edit", "Edit"),
@@ -113,6 +130,9 @@ class CaptionsScreen(DatasetScreen):
         self.data: CaptionsData | None = None
         self.by_id: dict[int, CaptionRow] = {}
         self.editing_id: int | None = None
+        self.editing_base: int | None = None  # the caption version the editor opened
+        self.draft_timer: Timer | None = None
+        self.editor_text = ""  # what the editor holds, readable after its widget is gone
         self.suggestions: list[str] = []
 
     def compose(self) -> ComposeResult:
@@ -245,7 +265,7 @@ class CaptionsScreen(DatasetScreen):
     def on_text_area_changed(self, event: TextArea.Changed) -> None:
         if self.editing_id is None:
             return
-        text = event.text_area.text
+        text = self.editor_text = event.text_area.text
         self.update_lint(text)
         row, col = event.text_area.cursor_location
         before = text.splitlines()[row][:col] if text else ""
@@ -255,6 +275,18 @@ class CaptionsScreen(DatasetScreen):
         self.query_one("#captions-suggest", Static).update(
             Text("tab: " + "  |  ".join(self.suggestions), style="dim")
             if self.suggestions else "")
+        if self.draft_timer is not None:
+            self.draft_timer.stop()
+        self.draft_timer = self.set_timer(DRAFT_DELAY, self._keep_draft)
+
+    def _keep_draft(self) -> None:
+        """Write what the editor holds (off the event loop), a moment after the last key."""
+        if self.editing_id is None:
+            return
+        text = self.query_one(CaptionEditor).text
+        row = self.by_id.get(self.editing_id)
+        if row is not None and text.strip() != row.text.strip():
+            self.write(drafts.keep, self.editing_id, text, self.editing_base)
 
     def accept_suggestion(self) -> None:
         if not self.suggestions or self.editing_id is None:
@@ -268,8 +300,31 @@ class CaptionsScreen(DatasetScreen):
         row = self.current_row()
         if row is None:
             return
+        draft = row.draft
+        if draft is None or draft.text.strip() == row.text.strip():
+            self._begin_edit(row)
+            return
+        question = (f"{row.name} has an unsaved draft ({fmt.age(draft.updated_at)} old):\n"
+                    f"  {_short(draft.text)}\nSaved caption:\n  {_short(row.text) or '(none)'}")
+
+        def chosen(key: str | None) -> None:
+            if key == "r":
+                self._begin_edit(row, draft)
+            elif key == "d":
+                row.draft = None
+                self.write(drafts.discard, row.id, done_message="draft discarded")
+                self._begin_edit(row)
+
+        self.app.push_screen(ConfirmScreen(question, {"r": "restore the draft",
+                                                      "d": "discard it"}), chosen)
+
+    def _begin_edit(self, row: CaptionRow, draft: drafts.Draft | None = None) -> None:
         self.editing_id = row.id
+        self.editing_base = draft.base_id if draft else row.version_id
         editor = self.query_one(CaptionEditor)
+        if draft is not None:
+            editor.load_text(draft.text)
+        self.editor_text = editor.text
         editor.read_only = False
         editor.focus()
         editor.move_cursor(editor.document.end)
@@ -277,12 +332,77 @@ class CaptionsScreen(DatasetScreen):
     def _save(self) -> None:
         if self.editing_id is None:
             return
+        if self.draft_timer is not None:
+            self.draft_timer.stop()
         text = self.query_one(CaptionEditor).text
         clip_id = self.editing_id
         row = self.by_id.get(clip_id)
-        if row is not None and text.strip() != row.text.strip():
+        if row is None:
+            return
+        if text.strip() != row.text.strip():
             row.text = text.strip()  # shown at once; the store write follows in a worker
-            self.write(versions.set_caption, clip_id, text)
+            row.draft = None
+            self._commit(clip_id, text, self.editing_base)
+        elif row.draft is not None:  # a restored draft put back as it was: nothing to keep
+            row.draft = None
+            self.write(drafts.discard, clip_id)
+
+    @work(thread=True, group="store-write")
+    def _commit(self, clip_id: int, text: str, expected: int | None) -> None:
+        conn = store.connect(self.app.ws.db_path, migrate=False)
+        try:
+            version = drafts.save(conn, clip_id, text, expected)
+        except versions.CaptionConflict as exc:
+            self.app.call_from_thread(self._conflict, clip_id, text, exc.theirs)
+            return
+        except Exception as exc:  # noqa: BLE001 - shown to the user; the draft is kept
+            drafts.keep(conn, clip_id, text, expected)
+            self.app.call_from_thread(self.notify, f"{exc} (your text is kept as a draft)",
+                                      severity="error", timeout=8)
+            return
+        finally:
+            conn.close()
+        self.app.call_from_thread(self._saved, clip_id, version)
+
+    def _saved(self, clip_id: int, version: int | None) -> None:
+        row = self.by_id.get(clip_id)
+        if row is not None and version is not None:
+            row.version_id = version
+
+    def _conflict(self, clip_id: int, mine: str,
+                  theirs: versions.CaptionVersion | None) -> None:
+        """Saving would replace a change made elsewhere: ask. Either way nothing is lost."""
+        row = self.by_id.get(clip_id)
+        name = row.name if row else f"clip {clip_id}"
+        question = (f"{name}'s caption was changed elsewhere while you edited it.\nTheirs:\n"
+                    f"  {_short(theirs.text if theirs else '') or '(none)'}\nYours:\n"
+                    f"  {_short(mine)}")
+        theirs_id = theirs.id if theirs else None
+
+        def chosen(key: str | None) -> None:
+            if key == "m":
+                self._commit(clip_id, mine, theirs_id)
+            else:
+                self.write(drafts.keep, clip_id, mine, theirs_id,
+                           done_message="kept theirs; yours is a draft (enter offers it back)")
+            self.reload()
+
+        self.app.push_screen(ConfirmScreen(question, {
+            "m": "save mine (theirs stays in history)",
+            "t": "keep theirs (mine stays a draft)"}), chosen)
+
+    def on_unmount(self) -> None:
+        """A quit while editing: keep the text (a short write, as the app closes)."""
+        if self.editing_id is None:
+            return
+        text = self.editor_text
+        row = self.by_id.get(self.editing_id)
+        if row is not None and text.strip() != row.text.strip():
+            conn = store.connect(self.app.ws.db_path, migrate=False)
+            try:
+                drafts.keep(conn, self.editing_id, text, self.editing_base)
+            finally:
+                conn.close()
 
     def action_leave(self) -> None:
         if self.close_filter():
