@@ -106,3 +106,39 @@ def daemon_proc(ws):
     d = DaemonProcess(ws)
     yield d
     d.stop()
+
+
+# ---- the fault table: each fault test records the counts that matter -----------------------
+
+FAULT_ROWS: list[dict] = []
+
+
+@pytest.fixture
+def fault_report(request):
+    """`fault_report("disk full, 40 generations", expected=40, observed=40, ...)`: one row of
+    the table printed at the end of the run (and by `bench/faults.py`). `expected`/`observed`
+    are the counts that must match (requests accepted vs generations, points printed vs
+    stored, rows before vs after); `daemon_alive` is None where no daemon is involved."""
+
+    def record(fault: str, *, counted: str, expected, observed, daemon_alive: bool | None = None,
+               note: str = "") -> None:
+        FAULT_ROWS.append({"fault": fault, "counted": counted, "expected": expected,
+                           "observed": observed, "daemon_alive": daemon_alive, "note": note,
+                           "ok": expected == observed and daemon_alive is not False,
+                           "test": request.node.nodeid})
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not FAULT_ROWS:
+        return
+    from fault_table import render
+
+    terminalreporter.write_sep("-", f"faults: {len(FAULT_ROWS)} scripted")
+    terminalreporter.write_line(render(FAULT_ROWS))
+    out = os.environ.get("LORAD_FAULT_TABLE")
+    if out:
+        import json
+
+        Path(out).write_text(json.dumps(FAULT_ROWS, indent=1))

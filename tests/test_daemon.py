@@ -23,7 +23,8 @@ def effects(conn):
         return {}
 
 
-def test_sigkill_mid_run_then_restart_runs_every_job_exactly_once(ws, conn, daemon_proc):
+def test_sigkill_mid_run_then_restart_runs_every_job_exactly_once(ws, conn, daemon_proc,
+                                                                 fault_report):
     ids = [jobs.enqueue(conn, "test.effect", {"seconds": 0.1}) for _ in range(50)]
     proc = daemon_proc.start()
     wait_for(lambda: 10 <= jobs.counts_by_state(conn)["succeeded"] < 50, timeout=60,
@@ -38,6 +39,9 @@ def test_sigkill_mid_run_then_restart_runs_every_job_exactly_once(ws, conn, daem
     wait_for(lambda: jobs.counts_by_state(conn)["succeeded"] == 50, timeout=60,
              message="all jobs to succeed after restart")
     assert set(states(conn, ids)) == {"succeeded"}
+    fault_report("kill -9 of the daemon during 50 jobs", counted="side effects (once each)",
+                 expected=50, observed=sum(effects(conn).values()),
+                 daemon_alive=daemon_proc.proc.poll() is None)
     assert effects(conn) == {i: 1 for i in ids}
 
 

@@ -99,7 +99,7 @@ def test_hostile_file_name_cannot_escape_the_download_folder(ws, conn, fal, truc
 
 
 def test_daemon_killed_with_requests_in_flight_collects_every_result_once(
-        ws, conn, fal, truck, daemon_proc, monkeypatch):
+        ws, conn, fal, truck, daemon_proc, monkeypatch, fault_report):
     fal.latency = Latency(queue_polls=10**9)  # everything waits in the queue until released
     ids = [gen(conn, seed=100 + i) for i in range(6)]
     proc = daemon_proc.start()
@@ -114,6 +114,9 @@ def test_daemon_killed_with_requests_in_flight_collects_every_result_once(
     daemon_proc.start()
     wait_for(lambda: {generations.get(conn, i).status for i in ids} == {"completed"},
              timeout=60, message="all six completed after the restart")
+    fault_report("kill -9 with 6 fal requests in flight", counted="paid requests vs "
+                 "generations", expected=6, observed=fal.submits[WAN22],
+                 daemon_alive=daemon_proc.proc.poll() is None)
     assert fal.submits[WAN22] == 6
     assert len({generations.get(conn, i).request_id for i in ids}) == 6
     assert conn.execute("SELECT COUNT(*) FROM cost_entries WHERE kind = 'generation'"

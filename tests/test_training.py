@@ -98,7 +98,7 @@ def test_full_run_end_to_end(ws, conn, server, setup):
     assert pod.host_key == server.host_key_line  # pinned on first connect
 
 
-def test_dropped_connection_loses_and_repeats_no_point(ws, conn, server, setup):
+def test_dropped_connection_loses_and_repeats_no_point(ws, conn, server, setup, fault_report):
     server.configure_double(mode="slow", step_seconds=0.15)
     run = make_run(conn, setup, name="drop")
     worker = threading.Thread(target=run_jobs, args=(ws, 180))
@@ -114,6 +114,8 @@ def test_dropped_connection_loses_and_repeats_no_point(ws, conn, server, setup):
         worker.join(200)
     run = runs.get_by_id(conn, run.id)
     assert run.state == "succeeded", (run.error, run.log_tail)
+    fault_report("SSH sessions dropped twice mid-run", counted="points printed vs stored",
+                 expected=run.total_steps, observed=len(contiguous_points(conn, run.id)))
     assert contiguous_points(conn, run.id) == list(range(1, run.total_steps + 1))
 
 
@@ -157,7 +159,8 @@ def test_stop_kills_the_remote_process(ws, conn, server, setup):
     wait_for(lambda: server.double_pids() == [], timeout=20, message="remote process killed")
 
 
-def test_daemon_killed_mid_run_then_restarted(ws, conn, server, setup, daemon_proc):
+def test_daemon_killed_mid_run_then_restarted(ws, conn, server, setup, daemon_proc,
+                                              fault_report):
     import os
     import signal
 
@@ -176,12 +179,16 @@ def test_daemon_killed_mid_run_then_restarted(ws, conn, server, setup, daemon_pr
     finally:
         os.environ.pop("FAL_KEY", None)
     run = runs.get_by_id(conn, run.id)
+    fault_report("kill -9 of the daemon mid-run", counted="points printed vs stored",
+                 expected=run.total_steps, observed=len(contiguous_points(conn, run.id)),
+                 daemon_alive=daemon_proc.proc.poll() is None)
     assert contiguous_points(conn, run.id) == list(range(1, run.total_steps + 1))
     for path in (ws.db_path, ws.log_path):
         assert b"fal-secret-value-123" not in path.read_bytes()
 
 
-def test_resume_continues_from_the_last_state_without_overwriting(ws, conn, server, setup):
+def test_resume_continues_from_the_last_state_without_overwriting(ws, conn, server, setup,
+                                                                 fault_report):
     server.configure_double(mode="slow", step_seconds=0.15)
     run = make_run(conn, setup, name="long", max_train_epochs=6)
     worker = threading.Thread(target=run_jobs, args=(ws, 120))
@@ -199,6 +206,8 @@ def test_resume_continues_from_the_last_state_without_overwriting(ws, conn, serv
     printed = Path(parent.remote_dir, "logs", "train.log").read_bytes() + b"\n"
     steps = {e.step for e in musubi_log.parser().feed(printed)
              if isinstance(e, Progress) and e.step}
+    fault_report("train stop mid-epoch", counted="points printed vs stored", expected=len(steps),
+                 observed=len({s for s, _ in runs.loss_points(conn, parent.id)} & steps))
     assert {s for s, _ in runs.loss_points(conn, parent.id)} == steps
     server.configure_double(mode="slow", step_seconds=0.02)
     child = runs.resume(conn, "long", {"learning_rate": 1e-4})  # a setting changed on the way
@@ -377,7 +386,8 @@ def test_a_resumed_runs_chart_cuts_the_parent_at_the_resumed_step(conn, setup):
 
 
 def test_stopping_a_run_while_the_daemon_is_down_takes_effect_when_it_runs(ws, conn, server,
-                                                                          setup, capsys):
+                                                                          setup, capsys,
+                                                                          fault_report):
     """`train stop` said "cancelled" (only its queued job was), the run restarted when the
     daemon started, and its process went on on the pod."""
     from lorad.cli import main
@@ -401,6 +411,8 @@ def test_stopping_a_run_while_the_daemon_is_down_takes_effect_when_it_runs(ws, c
 
     train_job.reconcile(conn)  # the periodic check does not start it again
     assert runs.get_by_id(conn, run.id).state == "stopped"
+    fault_report("train stop while the daemon is down", counted="trainer processes left on "
+                 "the pod", expected=0, observed=len(server.double_pids()))
 
 
 def test_stopping_a_run_that_never_started_is_immediate(conn, setup):

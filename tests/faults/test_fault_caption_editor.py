@@ -45,7 +45,8 @@ async def edit(app, pilot, text: str) -> CaptionEditor:
 
 @pytest.mark.parametrize("choice", ["m", "t", "escape"])
 async def test_a_cli_edit_made_while_the_editor_is_open_is_not_silently_reverted(ws, conn, clip,
-                                                                                  choice):
+                                                                                  choice,
+                                                                                  fault_report):
     """Escape saved the editor's older text over a `lorad captions set` from elsewhere."""
     app = LoradApp(ws, refresh_interval=0.05)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -62,6 +63,11 @@ async def test_a_cli_edit_made_while_the_editor_is_open_is_not_silently_reverted
             await until(pilot, lambda: drafts.get(conn, clip) is not None, message="draft kept")
             assert text_of(conn, clip) == THEIRS and drafts.get(conn, clip).text == MINE
     assert [v.text for v in versions.history(conn, clip)][:2] == [OPENED, THEIRS]
+    kept = {v.text for v in versions.history(conn, clip)} | (
+        {drafts.get(conn, clip).text} if drafts.get(conn, clip) else set())
+    fault_report(f"CLI caption edit while the editor is open ({choice})",
+                 counted="texts kept of opened, theirs, mine", expected=3,
+                 observed=len(kept & {OPENED, THEIRS, MINE}))
 
 
 async def test_a_draft_kept_after_a_conflict_is_offered_back_and_saves_cleanly(ws, conn, clip):
@@ -85,7 +91,7 @@ async def test_a_draft_kept_after_a_conflict_is_offered_back_and_saves_cleanly(w
         assert not isinstance(app.screen, ConfirmScreen)
 
 
-async def test_text_typed_before_a_quit_or_a_crash_comes_back(ws, conn, clip):
+async def test_text_typed_before_a_quit_or_a_crash_comes_back(ws, conn, clip, fault_report):
     """ctrl+q, or a crash, while editing lost the typed text."""
     app = LoradApp(ws, refresh_interval=0.05)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -97,6 +103,8 @@ async def test_text_typed_before_a_quit_or_a_crash_comes_back(ws, conn, clip):
         await pilot.press("ctrl+q")
     assert drafts.get(conn, clip).text == MINE + " and more"
     assert text_of(conn, clip) == OPENED
+    fault_report("ctrl+q while editing a caption", counted="typed characters kept",
+                 expected=len(MINE + " and more"), observed=len(drafts.get(conn, clip).text))
 
     app = LoradApp(ws, refresh_interval=0.05)
     async with app.run_test(size=(80, 24)) as pilot:

@@ -19,7 +19,7 @@ from lorad.core import daemon, jobs, store
     ("newer", "this database is at schema version 999"),
     ("damaged", "is damaged (file is not a database)"),
 ])
-def test_start_says_why_a_daemon_died_at_start(ws, breakage, reason):
+def test_start_says_why_a_daemon_died_at_start(ws, breakage, reason, fault_report):
     """It said "daemon started" and exited 0 when the daemon died a second later."""
     if breakage == "key":
         ws.config_path.write_text(ws.config_path.read_text() + "max_concurent = 4\n")
@@ -38,9 +38,13 @@ def test_start_says_why_a_daemon_died_at_start(ws, breakage, reason):
     assert cli.returncode == 1, cli.stdout
     assert "the daemon did not start: " in cli.stderr and reason in cli.stderr
     assert not daemon.status(ws).running
+    what = {"key": "a misspelt config key", "toml": "broken TOML", "newer": "a newer database",
+            "damaged": "a damaged database"}[breakage]
+    fault_report(f"daemon start with {what}", counted="exit code of start",
+                 expected=1, observed=cli.returncode, note="silent deaths: 0")
 
 
-def test_stop_returns_when_the_process_has_ended(ws, conn):
+def test_stop_returns_when_the_process_has_ended(ws, conn, fault_report):
     """`stop` said "stopped" while the old process was still finishing a call, and a second
     daemon could start beside it."""
     ws.config_path.write_text(ws.config_path.read_text().replace(
@@ -54,4 +58,6 @@ def test_stop_returns_when_the_process_has_ended(ws, conn):
     assert jobs.get(conn, job_id).state == "queued"  # handed back to the next daemon
     second = daemon.start(ws, env=daemon_env())
     assert second.pid != first.pid and second.ready
+    fault_report("stop during a hung 120 s call", counted="daemons alive after stop returned",
+                 expected=0, observed=int(daemon._alive(first.pid)))
     daemon.stop(ws)

@@ -28,7 +28,7 @@ def page_of(conn, table: str) -> int:
     return conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0]
 
 
-def test_a_zero_byte_database_is_refused_not_made_again_empty(ws, capsys):
+def test_a_zero_byte_database_is_refused_not_made_again_empty(ws, capsys, fault_report):
     """A zero-byte lorad.db was silently recreated empty: the workspace looked new."""
     ws.db_path.write_bytes(b"")
     for wal in ws.root.glob("lorad.db-*"):
@@ -43,6 +43,8 @@ def test_a_zero_byte_database_is_refused_not_made_again_empty(ws, capsys):
     assert code == 1 and not report["ok"]
     assert [c["status"] for c in report["checks"] if c["name"] == "database"] == ["error"]
     assert ws.db_path.stat().st_size == 0
+    fault_report("zero-byte lorad.db", counted="bytes written into it", expected=0,
+                 observed=ws.db_path.stat().st_size)
 
 
 def test_a_missing_database_is_not_replaced_by_an_empty_one(ws, capsys):
@@ -53,7 +55,8 @@ def test_a_missing_database_is_not_replaced_by_an_empty_one(ws, capsys):
 
 
 @pytest.mark.parametrize("where", ["header", "a table read at open", "a table read later"])
-def test_a_damaged_database_names_the_file_and_the_way_back_and_is_kept(ws, conn, capsys, where):
+def test_a_damaged_database_names_the_file_and_the_way_back_and_is_kept(ws, conn, capsys, where,
+                                                                        fault_report):
     """It gave "database disk image is malformed" with no path and no next step."""
     d = datasets.create(conn, "trucks", "wan21-t2v-480p-portrait")
     offset = {"header": 0,
@@ -74,6 +77,8 @@ def test_a_damaged_database_names_the_file_and_the_way_back_and_is_kept(ws, conn
     assert code == 1
     assert any(line.startswith("ERROR  integrity") for line in out.splitlines()), out
     assert digest(ws.db_path) == before  # left exactly as it was
+    fault_report(f"damaged lorad.db ({where})", counted="changes to the file", expected=0,
+                 observed=int(digest(ws.db_path) != before))
 
 
 def test_doctor_passes_a_healthy_workspace_and_reports_missing_media(ws, conn, capsys, tmp_path):

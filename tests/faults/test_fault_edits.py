@@ -23,7 +23,7 @@ def _has_open(pid: int, path: Path) -> bool:
         return False
 
 
-def test_concurrent_rules_edits_keep_every_addition(ws, conn):
+def test_concurrent_rules_edits_keep_every_addition(ws, conn, fault_report):
     """12 concurrent `dataset rules --eval-prompt` calls kept 6: each read the settings, then
     wrote its own copy back over the others'."""
     d = datasets.create(conn, "d", "wan21-t2v-480p-portrait")
@@ -44,5 +44,7 @@ def test_concurrent_rules_edits_keep_every_addition(ws, conn):
     errors = [c.communicate(timeout=120)[1] for c in calls]
     assert [c.returncode for c in calls] == [0] * 12, errors
     settings = datasets.get_by_id(conn, d.id).settings
+    fault_report("12 concurrent `dataset rules` edits", counted="eval prompts added vs kept",
+                 expected=12, observed=len(settings["eval_prompts"]))
     assert sorted(settings["eval_prompts"]) == sorted(f"prompt {i}" for i in range(12))
     assert sorted(settings["caption_rules"]["banned_words"]) == sorted(f"w{i}" for i in range(12))

@@ -22,7 +22,7 @@ def _parts(folder: Path) -> list[Path]:
 
 
 def test_a_conversion_cut_by_kill_9_leaves_no_part_file_after_restart(ws, conn, daemon_proc,
-                                                                       tmp_path):
+                                                                       tmp_path, fault_report):
     """Interrupted ingest left `.part-*` files in the media folders forever."""
     source = make_video(tmp_path / "long.mp4", seconds=6, size="1920x1080", source="testsrc2",
                         audio=False)
@@ -39,6 +39,9 @@ def test_a_conversion_cut_by_kill_9_leaves_no_part_file_after_restart(ws, conn, 
     wait_for(lambda: clips.list_clips(conn, d.id)[0].state == "ready",
              message="the clip converted by the next daemon")
     assert _parts(media) == []
+    fault_report("kill -9 during a conversion", counted="part files left after restart",
+                 expected=0, observed=len(_parts(media)),
+                 daemon_alive=daemon_proc.proc.poll() is None)
     assert not any(p.exists() for p in left)
     assert "unfinished file(s)" in ws.log_path.read_text()
 
@@ -63,7 +66,8 @@ def _long_source(tmp_path: Path) -> Path:
     return long
 
 
-def test_split_scenes_failures_and_short_shots_are_shown_and_counted(ws, conn, tmp_path):
+def test_split_scenes_failures_and_short_shots_are_shown_and_counted(ws, conn, tmp_path,
+                                                                     fault_report):
     """--split-scenes failures were invisible: no clip row, `--wait` printed 0/0 and exited 0,
     the failed file was queued again on every run, and too-short shots vanished."""
     long = _long_source(tmp_path)
@@ -82,6 +86,8 @@ def test_split_scenes_failures_and_short_shots_are_shown_and_counted(ws, conn, t
     errors = {Path(c.source_path).name: c.error
               for c in clips.list_clips(conn, d.id, states=["error"])}
     assert sorted(errors) == ["brief.mp4", "broken.mp4"]
+    fault_report("--split-scenes on 2 bad files and 1 good", counted="failures shown as clips",
+                 expected=2, observed=len(errors))
     assert "none of its 1 shot(s) is as long as the 2.56 s" in errors["brief.mp4"]
 
     again = _lorad(ws, "clips", "add", "shots", str(long.parent), "--split-scenes")
@@ -105,7 +111,8 @@ def test_an_empty_folder_is_an_error_not_a_silent_success(ws, conn, tmp_path):
 
 
 def test_a_touch_does_not_re_encode_and_copies_follow_their_originals_content(ws, conn,
-                                                                               tmp_path):
+                                                                               tmp_path,
+                                                                               fault_report):
     """`touch` alone re-encoded a file; a copy stayed "rejected, duplicate" of an original
     whose content had changed, or that had failed."""
     folder = tmp_path / "in"
@@ -126,6 +133,8 @@ def test_a_touch_does_not_re_encode_and_copies_follow_their_originals_content(ws
     again = clips.get(conn, first.id)
     assert jobs.get(conn, again.job_id).result == {"clip_id": first.id, "unchanged": True}
     assert again.state == "ready" and Path(again.media_path).stat().st_mtime_ns == made
+    fault_report("touch on an ingested file", counted="re-encodes", expected=0,
+                 observed=int(Path(again.media_path).stat().st_mtime_ns != made))
     assert clips.get(conn, copy.id).duplicate_of == first.id
 
     make_video(a, seconds=3, size="540x960", source="mandelbrot", audio=False)  # new content

@@ -59,7 +59,8 @@ def quiet(fal, seconds: float):
     return check
 
 
-def test_a_full_disk_neither_loses_nor_repeats_a_paid_request(tmp_path, fal, monkeypatch):
+def test_a_full_disk_neither_loses_nor_repeats_a_paid_request(tmp_path, fal, monkeypatch,
+                                                              fault_report):
     from conftest import FAST_CONFIG, GEN_CONFIG, DaemonProcess
 
     with small_disk(tmp_path / "disk") as disk:
@@ -85,6 +86,9 @@ def test_a_full_disk_neither_loses_nor_repeats_a_paid_request(tmp_path, fal, mon
             assert proc.proc.poll() is None
             assert fal.submits[WAN22] == GENERATIONS  # none lost, none paid twice
             assert jobs.counts_by_state(conn)["failed"] == 0
+            fault_report(f"disk full during {GENERATIONS} generations",
+                         counted="paid requests vs generations", expected=GENERATIONS,
+                         observed=fal.submits[WAN22], daemon_alive=proc.proc.poll() is None)
         finally:
             proc.stop()
             conn.close()
@@ -95,7 +99,8 @@ def log_text(ws) -> str:
 
 
 def test_a_write_lock_held_past_the_busy_timeout_does_not_kill_the_daemon(ws, conn,
-                                                                        daemon_proc):
+                                                                        daemon_proc,
+                                                                        fault_report):
     """Another program holding the database's write lock for more than the busy timeout (a
     bulk edit suspended with Ctrl+Z) killed the daemon with 'database is locked'."""
     proc = daemon_proc.start()
@@ -114,3 +119,6 @@ def test_a_write_lock_held_past_the_busy_timeout_does_not_kill_the_daemon(ws, co
     wait_for(lambda: jobs.get(conn, job_id).state == "succeeded", timeout=60,
              message="work to go on once the lock is gone")
     assert proc.poll() is None and "can be written again" in ws.log_path.read_text()
+    fault_report("write lock held past the busy timeout", counted="jobs done after it",
+                 expected=1, observed=jobs.counts_by_state(conn)["succeeded"],
+                 daemon_alive=proc.poll() is None)

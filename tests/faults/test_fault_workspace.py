@@ -35,7 +35,8 @@ def _ingest(ws, conn, tmp_path) -> datasets.Dataset:
 
 
 def test_a_moved_workspace_finds_its_media_and_writes_only_under_its_new_place(ws, conn,
-                                                                              tmp_path):
+                                                                              tmp_path,
+                                                                              fault_report):
     """After a move, `dataset check` reported every clip's media missing, and the daemon
     re-created the old folder to write into it."""
     d = _ingest(ws, conn, tmp_path)
@@ -56,6 +57,8 @@ def test_a_moved_workspace_finds_its_media_and_writes_only_under_its_new_place(w
         for c in clips.list_clips(conn2, d2.id):
             assert Path(c.media_path).is_relative_to(moved) and Path(c.media_path).exists()
         report = preflight.check(conn2, d2, PROFILE)
+        fault_report("workspace folder moved", counted="clips with missing media after it",
+                     expected=0, observed=sum("missing" in f.message for f in report.errors))
         assert report.ok, [f.message for f in report.errors]
         p = export.plan(conn2, d2, PROFILE)
         version = export.record(conn2, p, export.write(p, export.export_dir(ws2.root, p)))
@@ -71,7 +74,8 @@ def test_a_moved_workspace_finds_its_media_and_writes_only_under_its_new_place(w
 
 
 def test_a_daemon_whose_workspace_is_moved_stops_and_says_where_to_start(ws, conn, daemon_proc,
-                                                                          tmp_path):
+                                                                          tmp_path,
+                                                                          fault_report):
     daemon_proc.start()
     wait_for(lambda: daemon.status(ws).ready, message="the daemon serving")
     conn.close()
@@ -82,3 +86,5 @@ def test_a_daemon_whose_workspace_is_moved_stops_and_says_where_to_start(ws, con
     assert "the workspace was moved or deleted while the daemon ran" in log
     assert "daemon start" in log
     assert not old.exists()  # nothing re-created the old folder
+    fault_report("workspace moved under a running daemon", counted="old folders re-created",
+                 expected=0, observed=int(old.exists()), note="daemon stops, says where")
