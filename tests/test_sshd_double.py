@@ -16,6 +16,7 @@ import paramiko
 import pytest
 import sshd
 from helpers import wait_for
+from weights import write_dit
 
 sshd_server = sshd.sshd_server  # fixtures (module-scoped server; sshd_pod resets the double per test)
 sshd_pod = sshd.sshd_pod
@@ -52,9 +53,10 @@ def make_job(server, name: str, images: int = 3, extra_toml: str = "") -> Path:
     for i in range(images):
         png(job / "img" / f"clip_{i}.png", 64 + 16 * i, 48)
         (job / "img" / f"clip_{i}.txt").write_text(f"sks person number {i}\n")
-    for model in ("wan_2.1_vae.safetensors", "models_t5_umt5-xxl-enc-bf16.pth",
-                  "wan2.1_t2v_1.3B_bf16.safetensors"):
+    for model in ("wan_2.1_vae.safetensors", "models_t5_umt5-xxl-enc-bf16.pth"):
         (job / "models" / model).write_bytes(b"stand-in")
+    write_dit(job / "models" / "wan2.1_t2v_1.3B_bf16.safetensors", "BF16",
+              key="model.diffusion_model.blocks.0.cross_attn.k.weight")  # 1.3B key
     (job / "dataset.toml").write_text(f"""
 [general]
 resolution = [256, 256]

@@ -22,7 +22,7 @@ def cmds(**kw):
 
 
 def test_always_passed_arguments_are_there():
-    train = cmds()["train"]
+    train = cmds(mixed_precision="bf16")["train"]
     for flag in ("--sdpa", "--optimizer_type", "--output_dir", "--output_name",
                  "--network_module", "--network_dim", "--network_alpha", "--mixed_precision",
                  "--dataset_config", "--dit", "--save_state"):
@@ -56,7 +56,6 @@ def test_wan22_experts_get_the_reference_timestep_ranges():
 @pytest.mark.parametrize("kw,problem", [
     (dict(task="t2v-A14B", mixed_precision="fp16"), "set expert to high, low or both"),
     (dict(task="t2v-A14B", expert="both", mixed_precision="fp16"), "needs dit_high_noise"),
-    (dict(task="t2v-A14B", expert="high"), "use mixed_precision fp16"),
     (dict(expert="high"), "expert is for Wan 2.2"),
     (dict(blocks_to_swap=40), "0 to 39"),
     (dict(task="t2v-A14B", expert="both", dit_high_noise="/h", mixed_precision="fp16",
@@ -64,6 +63,10 @@ def test_wan22_experts_get_the_reference_timestep_ranges():
     (dict(attention="sage_attn"), "attention must be"),
     (dict(max_train_steps=100), "exactly one of max_train_epochs and max_train_steps"),
     (dict(task="i2v-14B"), "set clip"),
+    (dict(task="flf2v-14B"), "set clip"),  # it reads cached CLIP features like i2v-14B
+    (dict(task="t2v-1.3B", blocks_to_swap=30), "0 to 29"),  # 30 blocks: musubi asserts
+    (dict(data_loader_workers=-1), "data_loader_workers must be 0 or more"),
+    (dict(optimizer="SGDD"), "a torch.optim class"),
     (dict(dit=""), "dit (path"),
     (dict(task="t2v-99B"), "is not one of"),
 ])
@@ -86,3 +89,37 @@ def test_resume_and_remaining_epochs():
                                        max_train_epochs=12)["train"])
     assert train[train.index("--resume") + 1] == "o/n-000004-state"
     assert train[train.index("--max_train_epochs") + 1] == "12"
+
+
+def test_plain_torch_optimizers_and_wan22_in_bf16_are_accepted():
+    """musubi looks any other optimizer name up in torch.optim, and takes the DiT's own dtype:
+    both were refused."""
+    assert validate(TrainConfig(**BASE, optimizer="SGD")) == []
+    assert validate(TrainConfig(**{**BASE, "task": "t2v-A14B", "expert": "high",
+                                   "mixed_precision": "bf16"})) == []
+
+
+def test_no_persistent_workers_without_workers():
+    """torch's DataLoader refuses persistent_workers with num_workers 0."""
+    assert "--persistent_data_loader_workers" in cmds()["train"]
+    assert "--persistent_data_loader_workers" not in cmds(data_loader_workers=0)["train"]
+
+
+@pytest.mark.parametrize("dtype,expected", [("F16", "fp16"), ("BF16", "bf16"),
+                                            ("F8_E4M3", "bf16")])
+def test_mixed_precision_auto_is_read_from_the_dit_on_the_pod(tmp_path, dtype, expected):
+    """Mixed precision must match the DiT file's dtype (musubi asserts it), which only the pod
+    can read: the training command asks the file first."""
+    import subprocess
+    import sys
+
+    from weights import write_dit
+
+    dit = write_dit(tmp_path / "my dit's.safetensors", dtype)
+    cfg = TrainConfig(**{**BASE, "dit": str(dit), "python": sys.executable})
+    train = stage_commands(cfg, dataset_config="d", output_dir="o", output_name="n")["train"]
+    assert train.count('--mixed_precision "$LORAD_MIXED_PRECISION"') == 2
+    probe = train.split(" && ", 1)[0]
+    shown = subprocess.run(["bash", "-c", probe + ' && echo "$LORAD_MIXED_PRECISION"'],
+                           capture_output=True, text=True, check=True).stdout.split()
+    assert shown == [expected]

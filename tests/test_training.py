@@ -10,6 +10,7 @@ import pytest
 from helpers import run_jobs, wait_for
 from sshd import start_sshd
 from test_captions import add_clip
+from weights import write_dit
 
 from lorad.captions import versions
 from lorad.datasets import export
@@ -49,7 +50,8 @@ def setup(ws, conn, server, tmp_path):
     version = export.record(conn, p, folder)
     models = server.root / "models"
     models.mkdir(exist_ok=True)
-    for name in ("dit.safetensors", "vae.pth", "t5.pth"):
+    write_dit(models / "dit.safetensors", "BF16")
+    for name in ("vae.pth", "t5.pth"):
         (models / name).write_bytes(b"weights")
     pod = pods.add(conn, "local", host=server.host, port=server.port, user=server.user,
                    key_file=str(server.key_file), remote_dir=str(server.root / "lorad"),
@@ -419,3 +421,16 @@ def test_stopping_a_run_that_never_started_is_immediate(conn, setup):
     run = make_run(conn, setup, name="never")
     assert runs.request_stop(conn, run.id) == "stopped"
     assert runs.get_by_id(conn, run.id).state == "stopped"
+
+
+def test_an_fp16_dit_trains_in_fp16_without_being_told(ws, conn, server, setup, tmp_path):
+    """musubi asserts mixed precision matches the DiT's dtype; lorad passed bf16 whatever the
+    file held (and refused bf16 for every Wan 2.2 file)."""
+    fp16 = write_dit(server.root / "models" / "wan2.1_t2v_14B_fp16.safetensors", "F16")
+    run = make_run(conn, setup, name="half", dit=str(fp16), max_train_epochs=1)
+    run_jobs(ws, timeout=120)
+    run = runs.get_by_id(conn, run.id)
+    assert run.state == "succeeded", (run.error, run.log_tail)
+    ckpt = json.loads(conn.execute("SELECT metadata FROM checkpoints WHERE run_id = ?",
+                                   (run.id,)).fetchone()[0])
+    assert ckpt["ss_mixed_precision"] == "fp16"

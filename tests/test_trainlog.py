@@ -122,3 +122,19 @@ def test_a_finished_bar_is_reported_before_the_next_one_ends_it():
     assert [(e.step, e.avr_loss) for e in events] == [(16, 0.078)]
     assert parser.feed(b"") == []  # reported once
     assert parser.offset == 1  # the unfinished line is still read again after a reconnect
+
+
+def test_the_loss_is_found_after_the_key_norm_figures():
+    """With --scale_weight_norms musubi puts its key-norm figures before avr_loss; the loss was
+    lost, and with it the NaN stop."""
+    line = ("steps:  20%|█▉        | 19/96 [08:01<35:00, 2.50it/s, Average key norm=0.957, "
+            "Keys Scaled=2, avr_loss=0.0695]")
+    assert parse_line(line).avr_loss == 0.0695
+    nan = line.replace("avr_loss=0.0695", "avr_loss=nan")
+    assert math.isnan(parse_line(nan).avr_loss)
+
+
+def test_a_bar_cut_short_gives_no_truncated_loss():
+    cut = "steps:  20%|█▉        | 19/96 [08:01<35:00, 2.50it/s, avr_loss=0.06"
+    event = parse_line(cut)
+    assert isinstance(event, Progress) and event.step == 19 and event.avr_loss is None

@@ -21,8 +21,13 @@ EXPERT_RANGES = {("t2v-A14B", "high"): (875, 1000), ("t2v-A14B", "low"): (0, 875
                  ("i2v-A14B", "high"): (900, 1000), ("i2v-A14B", "low"): (0, 900)}
 BOUNDARY = {"t2v-A14B": 875, "i2v-A14B": 900}
 ATTENTION = ("sdpa", "flash_attn", "xformers", "flash3")
-OPTIMIZERS = ("adamw", "adamw8bit", "adafactor")
-PRECISIONS = ("bf16", "fp16", "no")
+OPTIMIZERS = ("adamw", "adamw8bit", "adafactor")  # musubi's own names, any case
+# Any other name is looked up in torch.optim (hv_train_network.get_optimizer falls through to
+# getattr(torch.optim, name)): these are its classes (torch 2.5).
+TORCH_OPTIMIZERS = ("Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax", "ASGD",
+                    "LBFGS", "NAdam", "RAdam", "RMSprop", "Rprop", "SGD", "SparseAdam")
+PRECISIONS = ("auto", "bf16", "fp16", "no")  # auto: what the DiT file holds (see dit_dtype_probe)
+MAX_BLOCKS_TO_SWAP = {"t2v-1.3B": 29}  # wan/modules/model.py: fewer than the 30 blocks; 14B: 39
 SCRIPTS = {"latents": "src/musubi_tuner/wan_cache_latents.py",
            "text": "src/musubi_tuner/wan_cache_text_encoder_outputs.py",
            "train": "src/musubi_tuner/wan_train_network.py"}
@@ -52,7 +57,7 @@ class TrainConfig:
     save_every_n_steps: int | None = None
     sample_every_n_epochs: int | None = None
     sample_every_n_steps: int | None = None
-    mixed_precision: str = "bf16"
+    mixed_precision: str = "auto"
     fp8_base: bool = False
     gradient_checkpointing: bool = True
     blocks_to_swap: int | None = None
@@ -103,9 +108,6 @@ def validate(cfg: TrainConfig) -> list[str]:
         if cfg.expert in ("high", "low") and cfg.dit_high_noise:
             problems.append("a single expert trains one DiT: put it in dit and leave "
                             "dit_high_noise empty")
-        if cfg.mixed_precision == "bf16":
-            problems.append("Wan 2.2 ComfyUI weights are fp16: use mixed_precision fp16 (musubi "
-                            "asserts the DiT dtype matches)")
     else:
         if cfg.expert:
             problems.append(f"expert is for Wan 2.2 tasks (t2v-A14B, i2v-A14B), not {cfg.task}")
@@ -115,13 +117,18 @@ def validate(cfg: TrainConfig) -> list[str]:
         problems.append("offload_inactive_dit only applies to expert both")
     if cfg.offload_inactive_dit and cfg.blocks_to_swap:
         problems.append("offload_inactive_dit cannot be combined with blocks_to_swap")
-    if cfg.blocks_to_swap is not None and not 0 <= cfg.blocks_to_swap <= 39:
-        problems.append("blocks_to_swap must be 0 to 39 for the 14B models (40 blocks)")
+    most = MAX_BLOCKS_TO_SWAP.get(cfg.task, 39)
+    if cfg.blocks_to_swap is not None and not 0 <= cfg.blocks_to_swap <= most:
+        problems.append(f"blocks_to_swap must be 0 to {most} for {cfg.task} ({most + 1} blocks)")
+    if cfg.data_loader_workers < 0:
+        problems.append("data_loader_workers must be 0 or more")
     if cfg.attention not in ATTENTION:
         problems.append(f"attention must be one of {', '.join(ATTENTION)} (sage_attn cannot train)")
-    if cfg.optimizer.lower() not in OPTIMIZERS and "." not in cfg.optimizer:
-        problems.append(f"optimizer {cfg.optimizer!r}: use AdamW, AdamW8bit, AdaFactor or a "
-                        "dotted class path")
+    if (cfg.optimizer.lower() not in OPTIMIZERS and "." not in cfg.optimizer
+            and cfg.optimizer not in TORCH_OPTIMIZERS):
+        problems.append(f"optimizer {cfg.optimizer!r}: use AdamW, AdamW8bit, AdaFactor, a "
+                        f"torch.optim class ({', '.join(TORCH_OPTIMIZERS)}) or a dotted class "
+                        "path")
     if cfg.mixed_precision not in PRECISIONS:
         problems.append(f"mixed_precision must be one of {', '.join(PRECISIONS)}")
     if (cfg.max_train_epochs is None) == (cfg.max_train_steps is None):
@@ -139,8 +146,9 @@ def validate(cfg: TrainConfig) -> list[str]:
                             "([A-Za-z_][A-Za-z0-9_]*)")
         elif not isinstance(value, str):
             problems.append(f"env: {name} must be a string, got {type(value).__name__}")
-    if cfg.task == "i2v-14B" and not cfg.clip:
-        problems.append("Wan 2.1 I2V caches CLIP features: set clip (models_clip_...pth)")
+    if cfg.task in ("i2v-14B", "flf2v-14B") and not cfg.clip:
+        problems.append(f"{cfg.task} trains on CLIP features cached beside the latents: set "
+                        "clip (models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth)")
     return problems
 
 
@@ -171,10 +179,11 @@ def stage_commands(cfg: TrainConfig, *, dataset_config: str, output_dir: str, ou
             latents += ["--clip", cfg.clip]
     text = [cfg.python, SCRIPTS["text"], "--dataset_config", dataset_config, "--t5", cfg.t5,
             "--batch_size", "16"]
+    precision = MIXED_PRECISION_VAR if cfg.mixed_precision == "auto" else cfg.mixed_precision
     train = [cfg.accelerate, "launch", "--num_cpu_threads_per_process", "1", "--mixed_precision",
-             cfg.mixed_precision, SCRIPTS["train"], "--task", cfg.task, "--dit", cfg.dit,
+             precision, SCRIPTS["train"], "--task", cfg.task, "--dit", cfg.dit,
              "--dataset_config", dataset_config, f"--{cfg.attention}",
-             "--mixed_precision", cfg.mixed_precision,
+             "--mixed_precision", precision,
              "--optimizer_type", cfg.optimizer, "--learning_rate", _num(cfg.learning_rate),
              "--lr_scheduler", cfg.lr_scheduler,
              "--network_module", "networks.lora_wan", "--network_dim", str(cfg.network_dim),
@@ -182,8 +191,10 @@ def stage_commands(cfg: TrainConfig, *, dataset_config: str, output_dir: str, ou
              "--timestep_sampling", cfg.timestep_sampling,
              "--discrete_flow_shift", _num(cfg.discrete_flow_shift),
              "--max_data_loader_n_workers", str(cfg.data_loader_workers),
-             "--persistent_data_loader_workers", "--seed", str(cfg.seed),
+             "--seed", str(cfg.seed),
              "--output_dir", output_dir, "--output_name", output_name]
+    if cfg.data_loader_workers:  # torch's DataLoader refuses persistent workers without any
+        train.append("--persistent_data_loader_workers")
     if cfg.lr_warmup_steps:
         train += ["--lr_warmup_steps", str(cfg.lr_warmup_steps)]
     if cfg.gradient_checkpointing:
@@ -224,5 +235,26 @@ def stage_commands(cfg: TrainConfig, *, dataset_config: str, output_dir: str, ou
     if resume:
         train += ["--resume", resume]
     train += cfg.extra_args
-    return {name: " ".join(_q(a) for a in args)
-            for name, args in (("latents", latents), ("text", text), ("train", train))}
+    commands = {name: " ".join(_q(a) for a in args)
+                for name, args in (("latents", latents), ("text", text), ("train", train))}
+    if cfg.mixed_precision == "auto":
+        commands["train"] = (f"{MIXED_PRECISION_VAR[1:]}=$({dit_dtype_probe(cfg)}) && "
+                             + commands["train"].replace(_q(MIXED_PRECISION_VAR),
+                                                         f'"{MIXED_PRECISION_VAR}"'))
+    return commands
+
+
+MIXED_PRECISION_VAR = "$LORAD_MIXED_PRECISION"
+# musubi's detect_wan_sd_dtype (wan/modules/model.py) reads this tensor's dtype from the DiT's
+# safetensors header, then asserts mixed precision is that dtype or "no"; an fp8 DiT takes either.
+_PROBE = ("import json,struct,sys;f=open(sys.argv[1],'rb');"
+          "h=json.loads(f.read(struct.unpack('<Q',f.read(8))[0]));"
+          "k=[k for k in ('blocks.0.cross_attn.k.weight',"
+          "'model.diffusion_model.blocks.0.cross_attn.k.weight') if k in h];"
+          "print('fp16' if k and h[k[0]]['dtype']=='F16' else 'bf16')")
+
+
+def dit_dtype_probe(cfg: TrainConfig) -> str:
+    """A command printing the mixed precision the DiT file needs (fp16 or bf16), run on the
+    pod just before training: the file is there, not here."""
+    return " ".join(_q(a) for a in (cfg.python, "-c", _PROBE, cfg.dit))

@@ -27,7 +27,11 @@ from lorad.training.logparse import (
 
 PROGRESS = re.compile(
     r"steps:\s*(\d+)%\|[^|]*\|\s*(\d+)/(\d+)\s*\[([\d:]+)<([\d:?]+),\s*([\d.?]+)\s*(s/it|it/s)"
-    r"(?:,\s*avr_loss=([^,\]]+))?")
+    r"(?P<postfix>[^\]]*)")
+# The loss anywhere in the postfix (with --scale_weight_norms it follows "Average key norm" and
+# "Keys Scaled"), and only when its value is ended by "," or "]": a bar cut short must not give
+# a truncated number.
+AVR_LOSS = re.compile(r"avr_loss=([^,\]\s]+)\s*(?=[,\]])")
 EPOCH = re.compile(r"^epoch (\d+)/(\d+)\s*$")
 CHECKPOINT = re.compile(r"^saving checkpoint: (.+\.safetensors)\s*$")
 TOTAL_STEPS = re.compile(r"total optimization steps / .*?: (\d+)")
@@ -82,8 +86,10 @@ def _event(line: str) -> Event | None:
             rate_value = None if "?" in m.group(6) else float(m.group(6))
             if rate_value is not None and m.group(7) == "s/it":
                 rate_value = 1.0 / rate_value if rate_value else None
+            loss = AVR_LOSS.search(line, m.start("postfix"))
             return Progress(int(m.group(2)), int(m.group(3)), clock(m.group(4)),
-                            clock(m.group(5)), rate_value, parse_loss(m.group(8)))
+                            clock(m.group(5)), rate_value, parse_loss(loss.group(1)) if loss
+                            else None)
     m = EPOCH.match(line)
     if m:
         return Epoch(int(m.group(1)), int(m.group(2)))

@@ -582,6 +582,17 @@ def cache_parser(text_encoder: bool) -> argparse.ArgumentParser:
     return p
 
 
+def detect_wan_sd_dtype(path: str) -> str:
+    """fp16, bf16 or fp8, from the header of the DiT file as musubi reads it."""
+    header = read_header(Path(path))
+    for key in ("model.diffusion_model.blocks.0.cross_attn.k.weight", "blocks.0.cross_attn.k.weight"):
+        if key in header:
+            dtype = header[key]["dtype"]
+            info("musubi_tuner.wan.modules.model", f"Detected DiT dtype: {dtype}")
+            return {"F16": "fp16", "BF16": "bf16"}.get(dtype, "fp8" if dtype.startswith("F8") else "fp32")
+    raise ValueError(f"Could not find the dtype in the model weights: {path}")
+
+
 def _load_model(path: str) -> None:
     with open(path, "rb"):  # a missing file fails like torch.load / safe_open
         pass
@@ -923,6 +934,11 @@ class Trainer:
                 if self.args.task.startswith(("i2v", "flf2v")) and not any(
                         k.startswith("latents_image") for k in header):
                     raise KeyError("latents_image")
+                # wan_train_network.call_dit: Wan 2.1 I2V and FLF2V (not 2.2) read batch["clip"],
+                # cached only with --clip (reference §9)
+                if self.args.task in ("i2v-14B", "flf2v-14B") and not any(
+                        k.startswith("clip_") for k in header):
+                    raise KeyError("clip")
                 found.append({"key": key, "bucket": bucket})
             result.append((ds, found))
         return result
@@ -957,11 +973,12 @@ class Trainer:
                 raise ValueError("timestep_boundary is not specified for high noise model")
         if a.timestep_boundary is not None and a.timestep_boundary > 1:
             info(self.module, f"Converted timestep_boundary to 0 to 1 range: {a.timestep_boundary / 1000}")
-        dit_name = os.path.basename(a.dit).lower()
-        dit_dtype = "fp16" if "fp16" in dit_name else "bf16" if "bf16" in dit_name else None
-        if dit_dtype and a.mixed_precision not in (dit_dtype, "no"):
+        # wan/modules/model.py detect_wan_sd_dtype: the dtype of one known tensor in the file's
+        # header, then wan_train_network.py asserts mixed precision matches (reference §9)
+        dit_dtype = detect_wan_sd_dtype(a.dit)
+        if dit_dtype in ("fp16", "bf16") and a.mixed_precision not in (dit_dtype, "no"):
             raise AssertionError(f"DiT weights are in {dit_dtype}, mixed precision must be {dit_dtype} or no")
-        if "fp8" in dit_name and a.fp8_scaled:
+        if dit_dtype == "fp8" and a.fp8_scaled:
             raise ValueError("DiT weights is already in fp8 format, cannot scale to fp8.")
         torch_dtype = {"fp16": "torch.float16", "bf16": "torch.bfloat16"}.get(a.mixed_precision,
                                                                               "torch.float32")
@@ -1043,6 +1060,9 @@ class Trainer:
         mode, step_seconds = cfg["mode"], cfg["step_seconds"]
         rng = random.Random(self.seed)
         workers = min(a.max_data_loader_n_workers, os.cpu_count() or 1)
+        if a.persistent_data_loader_workers and workers == 0:
+            # torch.utils.data.DataLoader.__init__
+            raise ValueError("persistent_workers option needs num_workers > 0")
         bar = Bar(a.max_train_steps, desc="steps")
         recorder = LossRecorder()
         global_step, micro = 0, 0
@@ -1083,7 +1103,14 @@ class Trainer:
                 elif mode == "nan" and global_step + 1 >= fail_at:
                     loss = float("nan")
                 recorder.add(epoch=epoch, step=step, loss=loss)
-                bar.set_postfix(avr_loss=recorder.moving_average)
+                if a.scale_weight_norms:
+                    # trainer_base.py: progress_bar.set_postfix(**{**max_mean_logs, **logs}),
+                    # the key-norm figures first (reference §9)
+                    bar.set_postfix(**{"Average key norm": 0.9 + rng.random() / 10,
+                                       "Keys Scaled": rng.randint(0, 3),
+                                       "avr_loss": recorder.moving_average})
+                else:
+                    bar.set_postfix(avr_loss=recorder.moving_average)
                 if global_step >= a.max_train_steps:
                     break
             if a.save_every_n_epochs is not None:
