@@ -434,3 +434,24 @@ def test_an_fp16_dit_trains_in_fp16_without_being_told(ws, conn, server, setup, 
     ckpt = json.loads(conn.execute("SELECT metadata FROM checkpoints WHERE run_id = ?",
                                    (run.id,)).fetchone()[0])
     assert ckpt["ss_mixed_precision"] == "fp16"
+
+
+def test_checkpoint_names_and_epochs_as_musubi_writes_them(ws, conn, server, setup):
+    """A run named `truck-2` made its final `truck-2.safetensors` "epoch 2"; step checkpoints
+    took musubi's 0-based epoch from their metadata as the epoch number."""
+    run = make_run(conn, setup, name="truck-2", max_train_epochs=3, save_every_n_epochs=1,
+                   save_every_n_steps=4)
+    run_jobs(ws, timeout=120)
+    run = runs.get_by_id(conn, run.id)
+    assert run.state == "succeeded", (run.error, run.log_tail)
+    rows = conn.execute("SELECT name, step, epoch, metadata FROM checkpoints WHERE run_id = ?"
+                        " ORDER BY id", (run.id,)).fetchall()
+    by_name = {r["name"]: r for r in rows}
+    final = by_name["truck-2.safetensors"]
+    assert final["epoch"] == 3 and json.loads(final["metadata"])["ss_epoch"] == "3"
+    steps = [r for r in rows if "-step" in r["name"]]
+    per_epoch = run.total_steps // 3
+    assert steps, [r["name"] for r in rows]
+    for r in steps:  # saved during epoch (step - 1) // per_epoch + 1, counted from 1
+        assert json.loads(r["metadata"])["ss_epoch"] == str((r["step"] - 1) // per_epoch)
+        assert r["epoch"] == (r["step"] - 1) // per_epoch + 1

@@ -35,11 +35,7 @@ async def pull(ctx: JobContext):
     finally:
         await session.close()
     metadata = checkpoints.verify(local)
-    step, epoch = ckpt.step, ckpt.epoch
-    if step is None and metadata.get("ss_steps", "").isdigit():
-        step = int(metadata["ss_steps"])
-    if epoch is None and metadata.get("ss_epoch", "").isdigit():
-        epoch = int(metadata["ss_epoch"])
+    step, epoch = run.trainer_impl.metadata_mark(metadata, ckpt.step, ckpt.epoch)
     ctx.on_success(lambda c: checkpoints.mark_pulled(c, ckpt.id, local, digest, metadata,
                                                      step=step, epoch=epoch))
     return {"checkpoint": local.name, "sha256": digest, "at": time.time()}

@@ -333,7 +333,8 @@ def record_events(conn, run: runs.Run, events: list, trainer: Trainer, *,
             elif isinstance(event, logparse.Epoch):
                 runs.update(conn, run.id, epoch=event.epoch)
             elif isinstance(event, logparse.Checkpoint):
-                step, epoch = trainer.checkpoint_mark(posixpath.basename(event.path))
+                step, epoch = trainer.checkpoint_mark(posixpath.basename(event.path),
+                                                      run.output_name)
                 checkpoints.record(conn, run.id, event.path, step=step, epoch=epoch)
         runs.add_losses(conn, run, points, now)
         if last is not None:

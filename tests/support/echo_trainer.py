@@ -97,9 +97,13 @@ class Echo:
     def failure_reason(self, log_tail: str) -> str | None:
         return common_failure(log_tail)
 
-    def checkpoint_mark(self, file_name: str) -> tuple[int | None, int | None]:
+    def checkpoint_mark(self, file_name: str, output_name: str) -> tuple[int | None, int | None]:
         m = re.search(r"-step(\d+)\.safetensors$", file_name)
         return (int(m.group(1)), None) if m else (None, None)
+
+    def metadata_mark(self, metadata: dict[str, str], step: int | None,
+                      epoch: int | None) -> tuple[int | None, int | None]:
+        return step, epoch
 
     def sample_dir(self, paths: RunPaths) -> str | None:
         return None

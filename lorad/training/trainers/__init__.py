@@ -102,8 +102,14 @@ class Trainer(Protocol):
         """Why a stage failed, in words, from its last lines (None: no idea)."""
         ...
 
-    def checkpoint_mark(self, file_name: str) -> tuple[int | None, int | None]:
-        """(step, epoch) a checkpoint's file name says, either may be None."""
+    def checkpoint_mark(self, file_name: str, output_name: str) -> tuple[int | None, int | None]:
+        """(step, epoch) a checkpoint's file name says, either may be None. `output_name` is
+        the run's stem (a run called `truck-2` does not make `truck-2.safetensors` epoch 2)."""
+        ...
+
+    def metadata_mark(self, metadata: dict[str, str], step: int | None,
+                      epoch: int | None) -> tuple[int | None, int | None]:
+        """(step, epoch) completed from a pulled checkpoint's metadata, 1-based epochs."""
         ...
 
     def sample_dir(self, paths: RunPaths) -> str | None:

@@ -70,13 +70,30 @@ class Musubi:
                    "are missing"
         return logparse.common_failure(log_tail)
 
-    def checkpoint_mark(self, file_name: str) -> tuple[int | None, int | None]:
-        tail = file_name.removesuffix(".safetensors").rsplit("-", 1)[-1]
-        if tail.startswith("step") and tail[4:].isdigit():
-            return int(tail[4:]), None
-        if tail.isdigit():
-            return None, int(tail)
+    def checkpoint_mark(self, file_name: str, output_name: str) -> tuple[int | None, int | None]:
+        """`NAME-000004` is epoch 4 and `NAME-step00000100` step 100; `NAME` itself is the
+        final model (musubi gives the last epoch no numbered file), whatever NAME ends with."""
+        stem = file_name.removesuffix(".safetensors")
+        if not stem.startswith(output_name + "-"):
+            return None, None
+        mark = stem[len(output_name) + 1:]
+        if mark.startswith("step") and mark[4:].isdigit():
+            return int(mark[4:]), None
+        if mark.isdigit():
+            return None, int(mark)
         return None, None
+
+    def metadata_mark(self, metadata: dict[str, str], step: int | None,
+                      epoch: int | None) -> tuple[int | None, int | None]:
+        """musubi writes `ss_steps`, and `ss_epoch` counted from 0 in step checkpoints (the
+        epoch under way) but from 1 in epoch and final ones (epochs done)."""
+        steps, saved = metadata.get("ss_steps", ""), metadata.get("ss_epoch", "")
+        step_file = step is not None
+        if step is None and steps.isdigit():
+            step = int(steps)
+        if epoch is None and saved.isdigit():
+            epoch = int(saved) + 1 if step_file else int(saved)
+        return step, epoch
 
     def sample_dir(self, paths: RunPaths) -> str | None:
         return posixpath.join(paths.output, "sample")
