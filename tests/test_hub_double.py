@@ -253,3 +253,33 @@ def test_the_double_refuses_lfs_lines_and_records_unknown_routes(hub):
     r = httpx.get(f"{hub.url}/api/models/team/lora/refs", headers=auth)
     assert (r.status_code, hub.unhandled) == (404, ["GET /api/models/team/lora/refs"])
     hub.unhandled.clear()
+
+
+def test_create_repo_keeps_an_existing_repos_visibility(hub, api):
+    api.create_repo("team/open")
+    api.create_repo("team/secret", private=True)
+    # huggingface_hub: `private` "is ignored if the repo already exists"; exist_ok swallows the 409
+    assert api.create_repo("team/open", private=True, exist_ok=True).repo_id == "team/open"
+    api.create_repo("team/secret", private=False, exist_ok=True)
+    assert (hub.repos["team/open"].private, hub.repos["team/secret"].private) == (False, True)
+    assert api.repo_info("team/open").private is False
+    assert api.model_info("team/secret").private is True
+    assert [(c.method, c.path, c.status) for c in hub.requests[2:]] == [
+        ("POST", "/api/repos/create", 409), ("POST", "/api/repos/create", 409),
+        ("GET", "/api/models/team/open", 200), ("GET", "/api/models/team/secret", 200)]
+
+
+def test_model_info_reads_the_cards_metadata(hub, api):
+    api.create_repo("team/lora")
+    assert api.model_info("team/lora").card_data is None  # no README.md: no cardData
+    card = (b'---\ntags:\n- lora\n- wan\npipeline_tag: text-to-video\nlibrary_name: diffusers\n'
+            b'base_model: "Wan-AI/Wan2.2-T2V-A14B"\ninstance_prompt: "TRK"\n---\n# Truck\n')
+    api.upload_file(path_or_fileobj=card, path_in_repo="README.md", repo_id="team/lora")
+    info = api.model_info("team/lora")
+    assert (info.pipeline_tag, info.library_name) == ("text-to-video", "diffusers")
+    assert info.card_data.base_model == "Wan-AI/Wan2.2-T2V-A14B"
+    assert info.card_data.instance_prompt == "TRK" and info.card_data.tags == ["lora", "wan"]
+    api.upload_file(path_or_fileobj=b"---\nlicense: mit\n---\n", path_in_repo="README.md",
+                    repo_id="team/lora")
+    info = api.model_info("team/lora")
+    assert (info.pipeline_tag, info.library_name, info.card_data.license) == (None, None, "mit")

@@ -220,3 +220,95 @@ def test_model_card_front_matter_survives_odd_prompts(tmp_path):
     front = yaml.safe_load(text.split("---\n")[1])
     assert front["instance_prompt"] == 'T"RK: x' and front["widget"][0]["text"] == prompt
     assert front["base_model"] == "Wan-AI/Wan2.2-T2V-A14B"
+
+
+def test_private_to_an_existing_public_repo_uploads_nothing(ws, conn, hub, checkpoint):
+    """create_repo(private=True) does not change a public repo: the files would have gone out
+    public while lorad recorded them private."""
+    hub.add_repo("me/open")  # made public before
+    commits = len(hub.repos["me/open"].commits)
+    job_id = publish_job.enqueue(conn, "1", "me/open", private=True, name="open")
+    run_jobs(ws)
+    job = jobs.get(conn, job_id)
+    assert job.state == "failed" and job.attempts == 1
+    assert "me/open already exists and is public" in job.error
+    assert "nothing was uploaded" in job.error and "Settings on the Hub" in job.error
+    assert not hub.repos["me/open"].private
+    assert len(hub.repos["me/open"].commits) == commits  # nothing public went out
+    assert hub.calls("GET", "/api/models/me/open")  # visibility read from the Hub
+    assert loras.find(conn, "open") is None
+
+
+def test_an_existing_private_repo_is_recorded_private(ws, conn, hub, checkpoint):
+    hub.add_repo("me/secret", private=True)
+    job_id = publish_job.enqueue(conn, "1", "me/secret", name="secret")  # asked public
+    run_jobs(ws)
+    job = jobs.get(conn, job_id)
+    assert job.state == "succeeded", job.error
+    lora = loras.get(conn, "secret")
+    assert lora.private and "fal probably cannot download it" in lora.warning
+    assert job.result["private"] is True
+    assert "me/secret already exists and is private" in job.result["notice"]
+    assert "make it public" in job.result["notice"]
+
+
+def test_a_new_repo_gets_what_was_asked_and_no_notice(ws, conn, hub, checkpoint):
+    job_id = publish_job.enqueue(conn, "1", "me/fresh", private=True, name="fresh")
+    run_jobs(ws)
+    job = jobs.get(conn, job_id)
+    assert job.result["private"] is True and "notice" not in job.result
+    assert loras.get(conn, "fresh").private
+
+
+def test_the_hub_reads_the_cards_task_library_and_base(ws, conn, hub, checkpoint):
+    from huggingface_hub import HfApi
+
+    publish_job.enqueue(conn, "1", "me/truck-lora", name="truck")
+    run_jobs(ws)
+    info = HfApi(endpoint=hub.url, token=hub.token).model_info("me/truck-lora")
+    assert (info.pipeline_tag, info.library_name) == ("text-to-video", "diffusers")
+    assert info.card_data.base_model == "Wan-AI/Wan2.2-T2V-A14B"
+    assert info.card_data.instance_prompt == "TRK"
+    readme = hub.repos["me/truck-lora"].files["README.md"].decode()
+    code = readme.split("```py\n")[1].split("```")[0]
+    compile(code, "README.md", "exec")
+    assert 'from_pretrained("Wan-AI/Wan2.2-T2V-A14B-Diffusers"' in code
+    assert ('pipe.load_lora_weights("me/truck-lora", '
+            'weight_name="truck-diffusers.safetensors")') in code  # high-noise: `transformer`
+    assert "load_into_transformer_2" not in code and "export_to_video" in code
+    assert "- `truck-diffusers.safetensors`: " in readme and "load this one" in readme
+
+
+def _card_front(text: str) -> dict:
+    import yaml
+
+    return yaml.safe_load(text.split("---\n")[1])
+
+
+def test_model_card_task_library_and_weight_file(tmp_path):
+    src = card.Source(tmp_path / "x.safetensors", base_model="Wan-AI/Wan2.2-I2V-A14B",
+                      expert="low", tags=("wan",), trigger='say "``` hi`')
+    text = card.model_card(src, "x", {"x.safetensors": "native"}, [],
+                           weights="x.safetensors", repo="me/x")
+    front = _card_front(text)
+    assert (front["pipeline_tag"], front["library_name"]) == ("image-to-video", "diffusers")
+    assert "image-to-video" in front["tags"]
+    code = text.split("```py\n")[1].split("\n```")[0]
+    compile(code, "README.md", "exec")  # a backtick in the prompt does not end the fence
+    assert ('pipe.load_lora_weights("me/x", weight_name="x.safetensors", '
+            "load_into_transformer_2=True)") in code  # low-noise expert: transformer_2
+    assert "load_image(" in code and "image=image" in code
+
+    both = card.model_card(card.Source(tmp_path / "y.safetensors", expert="both",
+                                       tags=("wan",)), "y", {"y.safetensors": "it"}, [])
+    assert both.count('weight_name="y.safetensors"') == 2
+    assert _card_front(both)["pipeline_tag"] == "text-to-video"
+
+    image = card.model_card(card.Source(tmp_path / "z.safetensors", media="image",
+                                        base_model="Wan-AI/Wan2.1-T2V-14B", tags=("wan",)),
+                            "z", {"z.safetensors": "it"}, [])
+    assert _card_front(image)["pipeline_tag"] == "text-to-image"
+
+    other = card.model_card(card.Source(tmp_path / "o.safetensors"), "o",
+                            {"o.safetensors": "it"}, [])
+    assert "library_name" not in _card_front(other) and "## Use it" not in other

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from lorad.cli.common import EXIT_OK, CliError, opened, print_json
+from lorad.cli.common import EXIT_OK, CliError, opened, print_json, warn
 
 
 def add_parser(sub) -> None:
@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"published: {result.get('commit_url')}")
         for path, url in sorted((result.get("files") or {}).items()):
             print(f"  {path:40} {url}")
+        if result.get("notice"):
+            warn(result["notice"])
     return EXIT_OK
 
 

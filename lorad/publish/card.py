@@ -15,7 +15,17 @@ from lorad.publish.publishers import PublishError
 from lorad.training import checkpoints, lineage
 
 MAX_SAMPLES = 4
+# The Hub's task (`pipeline_tag`) for what the LoRA makes. The Hub docs ("Specifying a task
+# (pipeline_tag)", huggingface/hub-docs docs/hub/model-cards.md) say it sets the task filter and
+# which widget/snippet a model page shows; huggingface.js model-libraries-snippets.ts `diffusers`
+# picks its LoRA snippet from it (text-to-video, image-to-video, else text-to-image).
 TASK_TAGS = {"video": "text-to-video", "image": "text-to-image", "audio": "text-to-audio"}
+IMAGE_TO_VIDEO = "image-to-video"
+I2V_BASES = {"i2v", "flf2v"}  # Wan's image-conditioned bases: Wan-AI/Wan2.2-I2V-A14B, ...
+# `library_name` for LoRAs of these families: the Hub docs ("Specifying a library") recommend
+# setting it explicitly for anything but transformers; diffusers loads Wan LoRAs (both the
+# musubi-tuner and the converted format) with `load_lora_weights`.
+LIBRARIES = {"wan": "diffusers"}
 # ss_* metadata shown in the card, with the label people know them by
 SETTINGS = [
     ("ss_network_dim", "rank (network_dim)"), ("ss_network_alpha", "alpha"),
@@ -102,13 +112,75 @@ def _yaml(value: Any) -> str:
                   json.dumps(value, ensure_ascii=False))
 
 
+def pipeline_tag(src: Source) -> str:
+    """The Hub task of what this LoRA makes: image-to-video for an image-conditioned base."""
+    words = set(re.split(r"[-/_.]", (src.base_model or "").lower()))
+    if src.media == "video" and words & I2V_BASES:
+        return IMAGE_TO_VIDEO
+    return TASK_TAGS.get(src.media, "text-to-video")
+
+
+def _py(value: str) -> str:
+    """A Python string literal that cannot close the Markdown code fence around it."""
+    return json.dumps(value).replace("`", "\\x60")
+
+
+def diffusers_base(base: str | None) -> str:
+    """The repo diffusers loads a Wan base from: Wan-AI publishes the diffusers layout as
+    `<id>-Diffusers` (Wan-AI/Wan2.2-T2V-A14B-Diffusers); the plain repos are for Wan's own code."""
+    if not base:
+        return "BASE-MODEL-Diffusers"
+    if base.startswith("Wan-AI/") and not base.lower().endswith("-diffusers"):
+        return f"{base}-Diffusers"
+    return base
+
+
+def usage(src: Source, task: str, repo: str, weights: str, prompt: str) -> list[str]:
+    """How to load the LoRA with diffusers, naming the file: the repo holds more than one
+    .safetensors, and diffusers' load_lora_weights only guesses (warns, or refuses in older
+    releases) when weight_name is not given."""
+    load = f"{_py(repo)}, weight_name={_py(weights)}"
+    # Wan 2.2 A14B: `transformer` is the high-noise expert, `transformer_2` the low-noise one
+    loads = {None: [f"pipe.load_lora_weights({load})"],
+             "high": [f"pipe.load_lora_weights({load})"],
+             "low": [f"pipe.load_lora_weights({load}, load_into_transformer_2=True)"],
+             "both": [f'pipe.load_lora_weights({load}, adapter_name="high")',
+                      f'pipe.load_lora_weights({load}, adapter_name="low", '
+                      "load_into_transformer_2=True)"]}[src.expert]
+    imports = ["import torch", "from diffusers import DiffusionPipeline"]
+    if task == IMAGE_TO_VIDEO:
+        imports.append("from diffusers.utils import export_to_video, load_image")
+        run = ['image = load_image("first_frame.png")',
+               f"frames = pipe(image=image, prompt={_py(prompt)}).frames[0]",
+               'export_to_video(frames, "output.mp4", fps=16)']
+    elif task == "text-to-video":
+        imports.append("from diffusers.utils import export_to_video")
+        run = [f"frames = pipe(prompt={_py(prompt)}).frames[0]",
+               'export_to_video(frames, "output.mp4", fps=16)']
+    else:
+        run = [f"prompt = {_py(prompt)}  # generate as the base pipeline does"]
+    return ["## Use it", "",
+            f"Load `{weights}`. With 🧨 diffusers (`pip install -U diffusers`):", "",
+            "```py", *imports, "",
+            f"pipe = DiffusionPipeline.from_pretrained({_py(diffusers_base(src.base_model))}, "
+            "torch_dtype=torch.bfloat16).to(\"cuda\")",
+            *loads, *run, "```", ""]
+
+
 def model_card(src: Source, name: str, files: dict[str, str],
-               samples: list[tuple[str, dict[str, Any]]]) -> str:
-    """README.md with the Hub's YAML front matter."""
+               samples: list[tuple[str, dict[str, Any]]], *, weights: str | None = None,
+               repo: str | None = None) -> str:
+    """README.md with the Hub's YAML front matter. `weights` is the file to load (of `files`),
+    `repo` the Hub repo it goes to (for the usage snippet)."""
     tags = list(src.tags) or (["wan"] if src.metadata.get("ss_base_model_version") == "wan"
                               else ["diffusion"])
-    front = ["---", "tags:", "- lora", *[f"- {t}" for t in tags], "- lorad",
-             f"- {TASK_TAGS.get(src.media, 'text-to-video')}"]
+    task = pipeline_tag(src)
+    library = next((LIBRARIES[t] for t in tags if t in LIBRARIES), None)
+    weights = weights or next((f for f in files if f.endswith(".safetensors")), None)
+    front = ["---", "tags:", "- lora", *[f"- {t}" for t in tags], "- lorad", f"- {task}",
+             f"pipeline_tag: {task}"]
+    if library:
+        front.append(f"library_name: {library}")
     if src.base_model:
         front.append(f"base_model: {_yaml(src.base_model)}")
     if src.trigger:
@@ -127,9 +199,13 @@ def model_card(src: Source, name: str, files: dict[str, str],
     lines += [about + ", published with lorad.", ""]
     if src.trigger:
         lines += ["## Trigger", "", f"Put `{src.trigger}` in the prompt.", ""]
+    if library == "diffusers" and weights:
+        prompt = src.trigger or next((s["prompt"] for _p, s in samples if s["prompt"]), "")
+        lines += usage(src, task, repo or f"OWNER/{name}", weights, prompt or "a prompt")
     lines += ["## Files", ""]
     for path, what in files.items():
-        lines.append(f"- `{path}`: {what}")
+        lines.append(f"- `{path}`: {what}" + (" (**load this one**)" if path == weights
+                                                and len(files) > 1 else ""))
     lines.append("")
     settings = [(label, src.metadata[key]) for key, label in SETTINGS if src.metadata.get(key)]
     if settings:

@@ -5,6 +5,7 @@ first) as one revision, and the result in the LoRA registry."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import shutil
 import sqlite3
@@ -20,9 +21,16 @@ from lorad.publish.publishers import Published, PublishError
 
 KIND = "hf.publish"
 CONVERTED_SUFFIX = "-diffusers"  # x.safetensors -> x-diffusers.safetensors
+log = logging.getLogger("lorad.publish")
 
 
-def stage(src: card.Source, folder: Path, *, name: str, convert: bool) -> dict[str, str]:
+def weights_file(name: str, convert: bool) -> str:
+    """The file services and diffusers should load: the converted copy when there is one."""
+    return f"{name}{CONVERTED_SUFFIX}.safetensors" if convert else f"{name}.safetensors"
+
+
+def stage(src: card.Source, folder: Path, *, name: str, convert: bool,
+          repo: str | None = None) -> dict[str, str]:
     """Fill `folder` with what gets uploaded; returns path -> what it is."""
     if folder.exists():
         shutil.rmtree(folder)
@@ -43,7 +51,9 @@ def stage(src: card.Source, folder: Path, *, name: str, convert: bool) -> dict[s
         (folder / "samples").mkdir(exist_ok=True)
         link_or_copy(Path(s["path"]), folder / path)
         samples.append((path, s))
-    (folder / "README.md").write_text(card.model_card(src, name, files, samples), encoding="utf-8")
+    (folder / "README.md").write_text(card.model_card(src, name, files, samples,
+                                                      weights=weights_file(name, convert),
+                                                      repo=repo), encoding="utf-8")
     return files
 
 
@@ -60,14 +70,24 @@ def check_name(name: str) -> str:
 
 def record(conn: sqlite3.Connection, src: card.Source, published: Published, *, name: str,
            convert: bool, private: bool = False) -> loras.Lora:
-    """Put (or refresh) the LoRA in the registry; its URL is the file services should load."""
-    native = f"{name}.safetensors"
-    preferred = f"{name}{CONVERTED_SUFFIX}.safetensors" if convert else native
+    """Put (or refresh) the LoRA in the registry; its URL is the file services should load.
+    `private` is the repo's real visibility (Published.private), not what was asked."""
     weights = {k: v for k, v in published.files.items() if k.endswith(".safetensors")}
-    return loras.add(conn, name, published.files[preferred], trigger=src.trigger,
+    return loras.add(conn, name, published.files[weights_file(name, convert)], trigger=src.trigger,
                      base_model=src.base_model, expert=src.expert, repo=published.repo,
                      checkpoint_id=src.checkpoint_id, files=weights,
                      dataset_version_id=src.dataset_version_id, private=private, replace=True)
+
+
+def visibility_notice(repo: str, asked: bool, actual: bool) -> str | None:
+    """What to tell the person when the repo's visibility is not what they asked for: the Hub
+    keeps an existing repo's visibility (create_repo does not change it). The other way round
+    (--private to a public repo) the publisher refuses before uploading."""
+    if asked or not actual:
+        return None
+    return (f"repo {repo} already exists and is private; publishing without --private did not "
+            "make it public, and fal probably cannot download a LoRA from a private repo: make "
+            "it public in the repo's Settings on the Hub, or publish to another --repo")
 
 
 def enqueue(conn: sqlite3.Connection, ref: str, repo: str, *, private: bool = False,
@@ -97,7 +117,7 @@ async def run(ctx: JobContext) -> dict[str, Any]:
                  else "writing the model card", force=True)
     try:
         await asyncio.to_thread(stage, src, folder, name=check_name(p["name"]),
-                                convert=p["convert"])
+                                convert=p["convert"], repo=p["repo"])
         ctx.progress(0.2, f"uploading to {p['repo']} on {publisher.title}", force=True)
         message = f"{p['name']} from lorad" + (f" (run {src.run})" if src.run else "")
         published = await asyncio.to_thread(publisher.publish, ctx.ws.config()["publish"],
@@ -105,7 +125,13 @@ async def run(ctx: JobContext) -> dict[str, Any]:
                                             message=message)
     finally:
         await asyncio.to_thread(shutil.rmtree, folder, True)
+    private = p["private"] if published.private is None else published.private
+    notice = visibility_notice(published.repo, p["private"], private)
+    if notice:
+        log.warning("job %s: %s", ctx.job.id, notice)
+        ctx.progress(1.0, notice, force=True)  # `lorad jobs` shows it beside the job
     ctx.on_success(lambda conn: record(conn, src, published, name=p["name"],
-                                       convert=p["convert"], private=p["private"]))
-    return {"repo": published.repo, "commit_url": published.commit_url,
-            "revision": published.revision, "files": published.files}
+                                       convert=p["convert"], private=private))
+    result = {"repo": published.repo, "commit_url": published.commit_url,
+              "revision": published.revision, "files": published.files, "private": private}
+    return {**result, "notice": notice} if notice else result

@@ -13,7 +13,10 @@ Authorization header"}, also as X-Error-Message: the client uses it to tell a ba
   POST /api/validate-yaml                        {"content", "repoType"}: the client's check of a README.md
                                                  before committing it. 200 {"errors": [], "warnings"}; a YAML
                                                  front matter that is not a YAML mapping: 400 {"errors"}.
-  GET  /api/{kind}s/{ns}/{name}[/revision/{rev}] {"id", "private", "sha", "siblings": [{"rfilename"}], ...}
+  GET  /api/{kind}s/{ns}/{name}[/revision/{rev}] {"id", "private", "sha", "siblings": [{"rfilename"}], ...};
+                                                 with a README.md front matter also "cardData" and, as set
+                                                 there, "pipeline_tag" and "library_name" (what the Hub
+                                                 infers when they are not set is not imitated).
   GET  /api/{kind}s/{ns}/{name}/tree/{rev}[/{path}]?recursive=  [{"type": "file"|"directory", "path", "oid",
                                                  "size"}], one page (list_repo_files works).
   POST /api/{kind}s/{ns}/{name}/preupload/{rev}  {"files": [{"path", "uploadMode": "regular",
@@ -256,6 +259,10 @@ class HubDouble:
         repo_id = f"{body.get('organization') or USER}/{body['name']}"
         existing = self.repos.get(repo_id)
         if existing is not None:
+            # The Hub leaves a repo that exists as it is: huggingface_hub's create_repo documents
+            # `private`/`visibility` as "ignored if the repo already exists", and with exist_ok=True it
+            # swallows this 409 and returns (hf_api.py, 2.4.0). Visibility changes only through
+            # update_repo_settings, which the double does not imitate.
             return 409, {"error": f"You already created this {existing.type} repo",
                          "url": self.repo_url(existing)}, {}
         private = body.get("visibility", "private" if body.get("private") else "public") == "private"
@@ -282,11 +289,20 @@ class HubDouble:
         if not repo.knows(revision):
             return _error(404, f"Invalid rev id: {revision}", "RevisionNotFound")
         head = repo.head(revision)
-        return 200, {"_id": hashlib.sha1(repo.repo_id.encode()).hexdigest()[:24], "id": repo.repo_id,
-                     "author": repo.repo_id.split("/")[0], "sha": head.oid if head else None,
-                     "private": repo.private, "gated": False, "disabled": False,
-                     "lastModified": head.date if head else repo.created, "createdAt": repo.created,
-                     "tags": [], "siblings": [{"rfilename": p} for p in sorted(repo.tree(revision))]}, {}
+        info = {"_id": hashlib.sha1(repo.repo_id.encode()).hexdigest()[:24], "id": repo.repo_id,
+                "author": repo.repo_id.split("/")[0], "sha": head.oid if head else None,
+                "private": repo.private, "gated": False, "disabled": False,
+                "lastModified": head.date if head else repo.created, "createdAt": repo.created,
+                "tags": [], "siblings": [{"rfilename": p} for p in sorted(repo.tree(revision))]}
+        card = card_data(repo.tree(revision).get("README.md"))
+        if card:
+            # ModelInfo reads "cardData" (into ModelCardData), "pipeline_tag" and "library_name"
+            # (huggingface_hub hf_api.py ModelInfo.__init__); the Hub takes the last two from the card
+            # when it sets them (hub-docs docs/hub/model-cards.md, "Specifying a library/a task").
+            info["cardData"] = card
+            info.update({k: card[k] for k in ("pipeline_tag", "library_name")
+                         if isinstance(card.get(k), str)})
+        return 200, info, {}
 
     def _tree(self, repo: FakeRepo, revision: str, path: str, recursive: bool) -> Answer:
         if not repo.knows(revision):
@@ -372,6 +388,18 @@ class HubDouble:
         data = head.files[path]
         return 200, data, {"Content-Type": "application/octet-stream", "ETag": f'"{blob_oid(data)}"',
                            "X-Repo-Commit": head.oid}
+
+
+def card_data(readme: bytes | None) -> dict[str, Any] | None:
+    """The YAML front matter of a README.md, as the Hub parses it (None: none, or not a mapping)."""
+    match = FRONT_MATTER.match(readme.decode("utf-8", "replace")) if readme else None
+    if match is None:
+        return None
+    try:
+        data = yaml.safe_load(match.group(1))
+    except yaml.YAMLError:
+        return None
+    return json.loads(json.dumps(data, default=str)) if isinstance(data, dict) and data else None  # dates
 
 
 def _phrase(status: int) -> str:

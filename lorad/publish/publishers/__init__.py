@@ -38,6 +38,9 @@ class Published:
     commit_url: str
     revision: str  # the commit: resolve URLs point at it, so they never change under a LoRA
     files: dict[str, str]  # path in repo -> URL pinned to the revision
+    # the destination's visibility as read back after creating it (an existing repo keeps
+    # its own, whatever was asked); None when the publisher cannot tell
+    private: bool | None = None
 
 
 class Publisher(Protocol):
@@ -55,7 +58,8 @@ class Publisher(Protocol):
 
     def publish(self, settings: dict[str, Any], repo: str, folder: Path, *, private: bool,
                 message: str) -> Published:
-        """Upload `folder` as one revision (blocking); `settings` is lorad.toml's [publish]."""
+        """Upload `folder` as one revision (blocking); `settings` is lorad.toml's [publish].
+        `private` is asked of a new destination; Published.private says what it really is."""
         ...
 
 

@@ -53,15 +53,33 @@ class Hub:
         api = HfApi(endpoint=settings.get("endpoint") or None, token=token)
         try:
             api.create_repo(repo, private=private, exist_ok=True, repo_type="model")
+            visible = repo_private(api, repo)
+            if private and visible is False:  # uploading would make the files public
+                raise PublishRefused(
+                    f"repo {repo} already exists and is public, and the Hub keeps an existing "
+                    "repo's visibility (--private cannot change it): nothing was uploaded. Make "
+                    "it private in the repo's Settings on the Hub and publish again, publish to "
+                    "another --repo, or publish without --private")
             info = api.upload_folder(repo_id=repo, folder_path=folder, commit_message=message,
                                      repo_type="model")
+        except PublishRefused:
+            raise
         except Exception as exc:  # noqa: BLE001 - turned into a readable, classified error
             raise hub_error(exc, repo) from None
         revision = info.oid
         files = {p.relative_to(folder).as_posix(): hf_hub_url(
             repo, p.relative_to(folder).as_posix(), revision=revision, endpoint=api.endpoint)
             for p in sorted(folder.rglob("*")) if p.is_file()}
-        return Published(repo, str(info.commit_url), revision, files)
+        return Published(repo, str(info.commit_url), revision, files,
+                         private if visible is None else visible)
+
+
+def repo_private(api: Any, repo: str) -> bool | None:
+    """The repo's real visibility. create_repo(private=...) does not change a repo that exists:
+    huggingface_hub's create_repo docstring says the value "is ignored if the repo already
+    exists", and with exist_ok=True it swallows the Hub's 409 and returns the repo as it is
+    (hf_api.py, huggingface_hub 2.4). repo_info (GET /api/models/{repo}) says what it is."""
+    return api.repo_info(repo, repo_type="model").private
 
 
 def hub_error(exc: Exception, repo: str) -> Exception:
