@@ -168,3 +168,30 @@ def test_no_approved_clips_is_an_error(conn):
 ])
 def test_schema_check_names_the_unknown_or_mistyped_key(config, problem):
     assert any(problem in p for p in musubi.check_config(config))
+
+
+def test_a_24fps_wan_dataset_is_judged_as_musubi_reads_it(conn, tmp_path):
+    """musubi resamples every Wan video to 16 fps and has no TI2V-5B training: a wan22-5b-720p
+    dataset of 121-frame 24 fps clips gives zero training items there, yet preflight said fine."""
+    profile = profiles.get("wan22-5b-720p")
+    d = datasets.create(conn, "five", profile.name, trigger="TRK")
+    for n in range(3):
+        media = tmp_path / f"c{n}.mp4"
+        media.write_bytes(b"v%d" % n)
+        clip = add_clip(conn, d.id, f"c{n}", media=str(media), frames=121, fps=24.0)
+        conn.execute("UPDATE clips SET profile_fingerprint = ? WHERE id = ?",
+                     (profile.fingerprint(), clip))
+        versions.set_caption(conn, clip, f"TRK, a truck number {n} parked in a dry field")
+    report = preflight.check(conn, d, profile)
+    errors = [f.message for f in report.errors]
+    assert report.items == 0
+    assert any("0 training items per epoch" in e for e in errors)
+    assert any("121 frames become 81" in e and "16 fps" in e for e in errors)
+    assert any("inference only" in e and "14B only" in e for e in errors)
+
+
+@pytest.mark.parametrize("frames,fps,kept", [(121, 24.0, 81), (81, 16.0, 81), (61, 30.0, 33),
+                                             (41, 12.0, 41)])
+def test_frames_kept_at_16fps_follow_musubis_loader(frames, fps, kept):
+    """image_video_dataset.load_video keeps a frame each time int(i * 16 / fps) changes."""
+    assert musubi.frames_at_16fps(frames, fps) == kept

@@ -43,6 +43,7 @@ class Profile:
     audio: bool = False
     description: str = ""
     format: str = "musubi"  # the dataset format its trainer reads (lorad.datasets.formats)
+    trainable: bool = True  # False: no trainer lorad drives can train it (inference only)
 
     # -- rules ------------------------------------------------------------------------------
     def frames_for(self, available: int) -> int | None:
@@ -73,7 +74,7 @@ class Profile:
     def fingerprint(self) -> str:
         """Changes whenever anything that shapes the output changes (not the description)."""
         data = {k: v for k, v in asdict(self).items()
-                if k not in ("name", "description", "format")}
+                if k not in ("name", "description", "format", "trainable")}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def summary(self) -> str:
@@ -108,8 +109,9 @@ BUILTIN: dict[str, Profile] = {
                 description="Wan 2.2 A14B 720p (portrait sources become 720x1280), 16 fps, "
                             "up to 81 frames"),
         Profile("wan22-5b-720p", width=1280, height=704, fps=24.0, frames=None, min_frames=25,
-                max_frames=121, orientation="match",
-                description="Wan 2.2 TI2V-5B 1280x704 (or 704x1280), 24 fps, up to 121 frames"),
+                max_frames=121, orientation="match", trainable=False,
+                description="Wan 2.2 TI2V-5B 1280x704 (or 704x1280), 24 fps, up to 121 "
+                            "frames: inference only (musubi-tuner trains Wan 2.2 14B only)"),
         Profile("image-1024", media="image", width=1024, height=1024, fps=None, frames=1,
                 min_frames=1, max_frames=1,
                 description="still images bucketed to about 1024x1024 pixels, sides in /16"),

@@ -29,6 +29,23 @@ IMAGE = {**GENERAL, "image_directory": (str,), "image_jsonl_file": (str,),
          "fp_1f_target_index": (int,), "fp_1f_no_post": (bool,), "no_resize_control": (bool,),
          "control_resolution": (list,)}
 FRAME_EXTRACTION = ("head", "chunk", "slide", "uniform", "full")
+TARGET_FPS_WAN = 16.0  # image_video_dataset.VideoDataset: every Wan video is read at 16 fps
+
+
+def frames_at_16fps(frames: int, source_fps: float | None) -> int:
+    """How many of a clip's frames musubi keeps: with source_fps set, its video loader drops
+    frames to 16 fps (image_video_dataset.load_video: an index advancing by 16/source_fps per
+    frame, a frame kept when the whole part changes), exactly as counted here."""
+    if not source_fps or source_fps <= TARGET_FPS_WAN:
+        return frames
+    delta = TARGET_FPS_WAN / source_fps
+    position, previous, kept = 0.0, -1, 0
+    for _ in range(frames):
+        index = int(position)
+        position += delta
+        if index != previous:
+            previous, kept = index, kept + 1
+    return kept
 
 
 def _type_ok(value: Any, types: tuple) -> bool:
@@ -188,6 +205,7 @@ def items_in(frames: list[int | None], entry: dict) -> int:
     """What `head` / `full` extraction yields: one item per (clip, target) the clip can fill."""
     if "image_directory" in entry or "image_jsonl_file" in entry:
         return len(frames) * entry.get("num_repeats", 1)
+    frames = [frames_at_16fps(f, entry.get("source_fps")) if f else f for f in frames]
     targets = entry.get("target_frames", [1])
     if entry.get("frame_extraction") == "full":
         n = sum(1 for f in frames if f and f >= min(targets))
@@ -220,6 +238,19 @@ class Musubi:
         found = [f"dataset.toml: {problem}" for problem in
                  check_config(toml) + (check_config(val_toml) if val_toml else [])]
         found += prompt_problems(p.dataset)
+        if not p.profile.trainable:
+            found.append(f"profile {p.profile.name} is inference only: musubi-tuner cannot "
+                         "train it (its Wan 2.2 training is 14B only); make the dataset with "
+                         "wan22-14b-720p")
+        fps = p.profile.fps
+        if p.profile.media == "video" and fps and fps > TARGET_FPS_WAN:
+            longest = max((i.frames for i in p.items if i.frames), default=0)
+            found.append(
+                f"musubi-tuner reads every Wan video at 16 fps: it drops frames of these "
+                f"{fps:g} fps clips, so {longest} frames become "
+                f"{frames_at_16fps(longest, fps)} and target_frames "
+                f"{self.target_frames(p)} need clips that long after the drop; use a 16 fps "
+                "profile")
         return found
 
     def target_frames(self, p: Plan) -> list[int]:

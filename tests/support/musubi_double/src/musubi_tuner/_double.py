@@ -468,8 +468,14 @@ class Dataset:
         if not self.is_video:
             return [(0, 1)]
         n = frame_count
-        if self.source_fps:  # frames are dropped to Wan's 16 fps
-            n = int(frame_count * 16.0 / float(self.source_fps)) if self.source_fps > 16.0 else frame_count
+        if self.source_fps:  # image_video_dataset.load_video drops frames to Wan's 16 fps:
+            # an index advancing by 16/source_fps per decoded frame, kept when it changes
+            delta, position, previous, n = 16.0 / float(self.source_fps), 0.0, -1, 0
+            for _ in range(frame_count):
+                index = int(position)
+                position += delta
+                if index != previous:
+                    previous, n = index, n + 1
         clips: list[tuple[int, int]] = []
         fe = self.frame_extraction
         if fe == "full":
