@@ -123,3 +123,38 @@ def test_mixed_precision_auto_is_read_from_the_dit_on_the_pod(tmp_path, dtype, e
     shown = subprocess.run(["bash", "-c", probe + ' && echo "$LORAD_MIXED_PRECISION"'],
                            capture_output=True, text=True, check=True).stdout.split()
     assert shown == [expected]
+
+
+HEAD = ("running training / 学習開始\n  num train items / 学習画像、動画数: 12\n"
+        "  num batches per epoch / 1epochのバッチ数: {batches}\n  num epochs / epoch数: 6\n")
+
+
+@pytest.mark.parametrize("parent,state,batches,expected", [
+    # saved by step under an epoch limit: musubi restarts its counters, so the rest is steps
+    (dict(max_train_epochs=6, save_every_n_steps=5), "n-step00000010-state", 4,
+     dict(max_train_steps=14, max_train_epochs=None, done=10)),
+    # saved by epoch under a step limit: the steps not done yet
+    (dict(max_train_epochs=None, max_train_steps=40), "n-000003-state", 4,
+     dict(max_train_steps=28, max_train_epochs=None, done=12)),
+    # gradient accumulation: batches per epoch are not steps per epoch
+    (dict(max_train_epochs=6, save_every_n_steps=5,
+          extra_args=["--gradient_accumulation_steps", "2"]), "n-step00000010-state", 8,
+     dict(max_train_steps=14, max_train_epochs=None, done=10)),
+    # saved by epoch under an epoch limit: the epochs left
+    (dict(max_train_epochs=6), "n-000004-state", 4,
+     dict(max_train_steps=None, max_train_epochs=2, done=16)),
+])
+def test_resume_passes_the_remaining_budget_in_the_states_unit(parent, state, batches,
+                                                                 expected):
+    """Resume trained too long when states were saved by step under an epoch limit, or by
+    epoch under a step limit."""
+    from lorad.training.trainers.musubi import Musubi
+
+    cfg = TrainConfig(**{**BASE, **parent})
+    plan = Musubi().resume(cfg, cfg, "/o", [state, "n-000001.safetensors"], "n", None,
+                           log_head=HEAD.format(batches=batches))
+    assert plan.config["max_train_steps"] == expected["max_train_steps"]
+    assert plan.config["max_train_epochs"] == expected["max_train_epochs"]
+    assert plan.done_steps == expected["done"]
+    assert plan.config["extra_args"][-2:] == ["--resume", f"/o/{state}"]
+    assert validate(TrainConfig(**plan.config)) == []

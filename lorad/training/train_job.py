@@ -37,6 +37,9 @@ def remote_paths(run: runs.Run, pod: pods.Pod, dataset_root: str) -> RunPaths:
                     logs=posixpath.join(run_dir, "logs"), output_name=run.output_name or run.name)
 
 
+LOG_HEAD_BYTES = 1 << 16  # where a trainer prints its schedule (batches per epoch...)
+
+
 def stage_files(paths: RunPaths, stage: str) -> tuple[str, str]:
     return (posixpath.join(paths.logs, f"{stage}.log"),
             posixpath.join(paths.logs, f"{stage}.exit"))
@@ -135,8 +138,12 @@ async def resolve_resume(ctx: JobContext, session: Session, run: runs.Run, pod: 
     version = export.get_version(conn, parent.dataset_version_id)
     out = remote_paths(parent, pod, version.remote_root).output
     names = await session.call("listdir", out)
+    parent_paths = remote_paths(parent, pod, version.remote_root)
+    log_head = await session.call("read_from", stage_files(parent_paths, trainer.train_stage)[0],
+                                  0, LOG_HEAD_BYTES)
     plan = trainer.resume(run.train_config, parent.train_config, out, names,
-                          parent.output_name or parent.name, parent.total_steps)
+                          parent.output_name or parent.name, parent.total_steps,
+                          log_head=(log_head or b"").decode("utf-8", "replace"))
     if plan is None:
         raise PermanentError(f"run {parent.name} saved no state {trainer.title} can resume from "
                              f"on the pod ({out}); start a new run instead")

@@ -114,7 +114,8 @@ class Echo:
     def resume_problem(self, options: dict[str, Any]) -> str | None:
         return "the echo trainer saves no state: start a new run"
 
-    def resume(self, config, parent_config, output_dir, files, output_name, total_steps):
+    def resume(self, config, parent_config, output_dir, files, output_name, total_steps, *,
+               log_head=""):
         return None  # it cannot: lorad says so instead of guessing
 
     def model_info(self, options: dict[str, Any]) -> ModelInfo:

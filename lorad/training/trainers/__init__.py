@@ -126,7 +126,8 @@ class Trainer(Protocol):
         ...
 
     def resume(self, config: Any, parent_config: Any, output_dir: str, files: list[str],
-               output_name: str, total_steps: int | None) -> ResumePlan | None:
+               output_name: str, total_steps: int | None, *, log_head: str = ""
+               ) -> ResumePlan | None:
         """How the new run (`config`, the parent's with any changed settings) continues the
         stopped one (`parent_config`, `total_steps`) from the states it saved (`files` are the
         names in its output folder); None when there is none to continue from."""

@@ -10,6 +10,7 @@ folder from which `--resume` continues (the optimizer included; the step counter
 from __future__ import annotations
 
 import posixpath
+import re
 import shlex
 from typing import Any
 
@@ -34,6 +35,25 @@ BASE_MODELS = {
 }
 LABELS = {"latents": "caching latents", "text": "caching text encoder outputs",
           "train": "training"}
+
+
+BATCHES_PER_EPOCH = re.compile(r"num batches per epoch / [^:]*:\s*(\d+)")
+
+
+def steps_per_epoch(log_head: str, parent: TrainConfig, total_steps: int | None) -> int | None:
+    """Optimizer steps per epoch: from the batches per epoch musubi printed at the start of the
+    parent's log (over any --gradient_accumulation_steps in extra_args), or else from the
+    parent's total steps over its epochs."""
+    m = BATCHES_PER_EPOCH.search(log_head)
+    if m:
+        accumulation = 1
+        args = parent.extra_args
+        if "--gradient_accumulation_steps" in args[:-1]:
+            accumulation = int(args[args.index("--gradient_accumulation_steps") + 1])
+        return -(-int(m.group(1)) // max(1, accumulation))
+    if parent.max_train_epochs and total_steps:
+        return total_steps // parent.max_train_epochs
+    return None
 
 
 class Musubi:
@@ -126,10 +146,13 @@ class Musubi:
         return None
 
     def resume(self, config: TrainConfig, parent_config: TrainConfig, output_dir: str,
-               files: list[str], output_name: str, total_steps: int | None
-               ) -> ResumePlan | None:
-        """Continue from the newest `NAME-step{N}-state` or `NAME-{epoch}-state` folder, with
-        the remaining epochs (or steps) of the new run's schedule."""
+               files: list[str], output_name: str, total_steps: int | None, *,
+               log_head: str = "") -> ResumePlan | None:
+        """Continue from the newest `NAME-step{N}-state` or `NAME-{epoch}-state` folder with
+        what is left of the new run's budget. musubi's --resume restarts its epoch and step
+        counters, so the budget passed is the remainder, in the unit that state counts in: a
+        state saved by step under an epoch limit continues for the remaining steps, one saved
+        by epoch under a step limit for the steps not yet done."""
         states = []
         for name in files:
             if not name.endswith("-state") or not name.startswith(output_name + "-"):
@@ -141,23 +164,21 @@ class Musubi:
                 states.append((int(mark), "epoch", name))
         if not states:
             return None
-        ran = parent_config.max_train_epochs  # the epochs the parent's total_steps were for
-        steps_per_epoch = total_steps // ran if ran and total_steps else None
-        epochs = config.max_train_epochs
-        number, kind, name = max(states, key=lambda s: (s[0] * (steps_per_epoch or 1)
+        per_epoch = steps_per_epoch(log_head, parent_config, total_steps)
+        number, kind, name = max(states, key=lambda s: (s[0] * (per_epoch or 1)
                                                          if s[1] == "epoch" else s[0]))
+        done = number * (per_epoch or 0) if kind == "epoch" else number
         cfg = TrainConfig.from_dict(config.as_dict())
-        if kind == "epoch":
-            done_steps = number * (steps_per_epoch or 0)
-            if epochs:
-                cfg.max_train_epochs = max(1, epochs - number)
-        else:
-            done_steps = number
-            if cfg.max_train_steps:
-                cfg.max_train_steps = max(1, cfg.max_train_steps - number)
+        if cfg.max_train_steps:  # a step budget: the steps not done yet
+            cfg.max_train_steps = max(1, cfg.max_train_steps - done)
+        elif kind == "epoch":  # an epoch budget from an epoch state: the epochs left
+            cfg.max_train_epochs = max(1, (cfg.max_train_epochs or 0) - number)
+        elif per_epoch:  # an epoch budget from a step state: the steps left, counted as steps
+            cfg.max_train_steps = max(1, (cfg.max_train_epochs or 0) * per_epoch - done)
+            cfg.max_train_epochs = None
         state = posixpath.join(output_dir, name)
         cfg.extra_args = [*cfg.extra_args, "--resume", state]
-        return ResumePlan(cfg.as_dict(), done_steps, state)
+        return ResumePlan(cfg.as_dict(), done, state)
 
     def model_info(self, options: dict[str, Any]) -> ModelInfo:
         config = TrainConfig.from_dict({k: v for k, v in options.items()
