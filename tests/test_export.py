@@ -6,6 +6,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from media_factory import tiny_clip
 from musubi_schema import assert_valid
 from test_captions import add_clip
 
@@ -26,9 +27,7 @@ def ready(conn, tmp_path):
                              caption_rules={"negative_prompt": "spinning wheels, motion blur"})
     ids = []
     for n, color in enumerate(["red", "blue", "green", "black"]):
-        media = tmp_path / "media" / f"clip{n}-abcd.mp4"
-        media.parent.mkdir(exist_ok=True)
-        media.write_bytes(f"video {n}".encode())
+        media = tiny_clip(tmp_path / "media" / f"clip{n}-abcd.mp4", color)
         clip = add_clip(conn, d.id, f"clip{n}-abcd", media=str(media))
         conn.execute("UPDATE clips SET profile_fingerprint = ? WHERE id = ?",
                      (PROFILE.fingerprint(), clip))
@@ -62,7 +61,8 @@ def test_export_is_deterministic_and_musubi_valid(conn, ready, tmp_path):
         "TRUCKUGC, red pickup truck parked in a dry field, static shot\n"
     prompts = (out1 / "sample_prompts.txt").read_text().splitlines()
     assert prompts[1] == ("TRUCKUGC, white Ram 1500 parked on a dirt road, static shot --w 480 "
-                          "--h 848 --f 41 --d 42 --s 20 --n spinning wheels, motion blur")
+                          f"--h 848 --f 41 --d 42 --s 20 --i {p1.remote_root}/samples/start-1.png"
+                          " --n spinning wheels, motion blur")
     version = export.record(conn, p1, out1)
     assert export.record(conn, p2, out2) == version  # same content, same version
 
@@ -195,3 +195,27 @@ def test_a_24fps_wan_dataset_is_judged_as_musubi_reads_it(conn, tmp_path):
 def test_frames_kept_at_16fps_follow_musubis_loader(frames, fps, kept):
     """image_video_dataset.load_video keeps a frame each time int(i * 16 / fps) changes."""
     assert musubi.frames_at_16fps(frames, fps) == kept
+
+
+def test_each_eval_prompt_has_a_start_image_from_a_training_clip(conn, ready, tmp_path):
+    """musubi skips an image-to-video sample prompt without `--i` ("No image_path for i2v
+    model"): every sample of an I2V run was silently missing."""
+    import subprocess
+
+    d, _ids = ready
+    datasets.update_settings(conn, d.id, eval_prompts=["TRUCKUGC, one", "TRUCKUGC, two"])
+    d = datasets.get(conn, d.name)
+    p = export.plan(conn, d, PROFILE)
+    out = export.write(p, tmp_path / "v")
+    prompts = [line for line in (out / "sample_prompts.txt").read_text().splitlines()
+               if not line.startswith("#")]
+    for n, line in enumerate(prompts, 1):
+        assert f" --i {p.remote_root}/samples/start-{n}.png" in line
+        start = out / "samples" / f"start-{n}.png"
+        clip = [i for i in p.items if i.split == "train"][n - 1]
+        first = subprocess.run(["ffmpeg", "-v", "error", "-i", clip.media_path, "-frames:v", "1",
+                                "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True,
+                               check=True).stdout
+        png = subprocess.run(["ffmpeg", "-v", "error", "-i", str(start), "-f", "rawvideo",
+                              "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+        assert png == first  # the clip's first frame, losslessly

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from helpers import run_jobs, wait_for
+from media_factory import tiny_clip
 from sshd import start_sshd
 from test_captions import add_clip
 from weights import write_dit
@@ -35,9 +36,8 @@ def setup(ws, conn, server, tmp_path):
     d = datasets.create(conn, f"trucks{tmp_path.name[-6:]}".replace("_", ""),
                         "wan21-t2v-480p-portrait", trigger="TRK")
     for n in range(3):
-        media = tmp_path / "media" / f"clip{n}.mp4"
-        media.parent.mkdir(exist_ok=True)
-        media.write_bytes(b"fake video %d" % n * 100)
+        media = tiny_clip(tmp_path / "media" / f"clip{n}.mp4", ("red", "blue", "green")[n],
+                          seconds=41 / 16)  # the profile's 41 frames
         clip = add_clip(conn, d.id, f"clip{n}-{tmp_path.name[-6:]}", media=str(media))
         conn.execute("UPDATE clips SET profile_fingerprint = ? WHERE id = ?",
                      (PROFILE.fingerprint(), clip))
@@ -455,3 +455,16 @@ def test_checkpoint_names_and_epochs_as_musubi_writes_them(ws, conn, server, set
     for r in steps:  # saved during epoch (step - 1) // per_epoch + 1, counted from 1
         assert json.loads(r["metadata"])["ss_epoch"] == str((r["step"] - 1) // per_epoch)
         assert r["epoch"] == (r["step"] - 1) // per_epoch + 1
+
+
+def test_an_i2v_run_samples_every_eval_prompt_from_its_start_image(ws, conn, server, setup):
+    """Without `--i` musubi skips every image-to-video sample ("No image_path for i2v model")."""
+    (server.root / "models" / "clip.pth").write_bytes(b"weights")
+    run = make_run(conn, setup, name="i2v", task="i2v-14B", max_train_epochs=1,
+                   clip=str(server.root / "models" / "clip.pth"), sample_every_n_epochs=1)
+    run_jobs(ws, timeout=120)
+    run = runs.get_by_id(conn, run.id)
+    assert run.state == "succeeded", (run.error, run.log_tail)
+    log = (Path(run.remote_dir) / "logs" / "train.log").read_text()
+    assert "No image_path for i2v model" not in log
+    assert "image path: " in log and "samples/start-1.png" in log

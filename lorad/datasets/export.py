@@ -26,7 +26,7 @@ from lorad.core import store
 from lorad.core.errors import LoradError
 from lorad.core.files import link_or_copy
 from lorad.datasets import formats
-from lorad.media import clips, datasets, profiles
+from lorad.media import clips, convert, datasets, profiles
 
 
 class ExportError(LoradError):
@@ -70,6 +70,18 @@ class Plan:
     @property
     def format(self) -> formats.DatasetFormat:
         return formats.get(self.profile.format)
+
+    @property
+    def start_frames(self) -> list[tuple[str, str]]:
+        """(file in the version, clip media) per eval prompt of a video dataset: the first frame
+        of a training clip, the start image an image-to-video model samples from (musubi skips
+        an I2V sample prompt without one)."""
+        train = [i for i in self.items if i.split == "train"]
+        if self.profile.media != "video" or not train:
+            return []
+        prompts = self.dataset.settings.get("eval_prompts", [])
+        return [(f"samples/start-{n + 1}.png", train[n % len(train)].media_path)
+                for n in range(len(prompts))]
 
 
 def approved_items(conn: sqlite3.Connection, dataset: datasets.Dataset) -> list[Item]:
@@ -149,6 +161,8 @@ def write(p: Plan, target: Path) -> Path:
             link_or_copy(src, folder / item.file)
             (folder / f"{item.name}.txt").write_text(item.caption.strip() + "\n",
                                                      encoding="utf-8")
+        for name, media in p.start_frames:
+            convert.first_frame(Path(media), tmp / name)
         for name, text in p.format.files(p).items():
             (tmp / name).write_text(text, encoding="utf-8")
         (tmp / "manifest.json").write_text(json.dumps(manifest(p), indent=2, sort_keys=True)

@@ -350,6 +350,19 @@ async def convert(src_path: Path, src: Probe, profile: Profile, p: Plan, out_med
     return Converted(stdout[: p.frames * aw * ah], p.frames)
 
 
+def first_frame(src: Path, out: Path) -> Path:
+    """The clip's first frame as a lossless PNG (an image-to-video sample's start image)."""
+    import subprocess
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), "-frames:v", "1",
+                           str(out)], capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not out.exists():
+        raise MediaError(f"cannot read the first frame of {src.name}: "
+                         f"{(done.stderr or '').strip()[-200:]}")
+    return out
+
+
 def filmstrip(src: Path, out: Path, facts: Probe | None = None) -> Path | None:
     """First, middle and last frame of a finished video side by side (for review screens).
     Pass the file's probe as `facts` if you have it."""

@@ -84,3 +84,10 @@ def ffprobe(path: Path) -> dict:
             "fps": float(num) / float(den), "frames": int(stream["nb_read_frames"]),
             "codec": stream["codec_name"], "pix_fmt": stream.get("pix_fmt"),
             "sar": stream.get("sample_aspect_ratio"), "rotation": rotation}
+
+
+def tiny_clip(path: Path, colour: str = "red", seconds: float = 0.5) -> Path:
+    """A real, very small video (64x112 at 16 fps) for code that must read frames but not
+    judge them: exports write each eval prompt's start image from a clip."""
+    return make_video(path, size="64x112", fps=16, seconds=seconds,
+                      source=f"color=c={colour}", audio=False)

@@ -174,8 +174,13 @@ def configs(p: Plan) -> tuple[dict[str, Any], dict[str, Any] | None]:
     return toml, val_toml
 
 
-def sample_prompts(dataset: Dataset, profile: Profile) -> str:
-    """musubi's prompt file: `prompt --w W --h H --f F --d seed --s steps [--n negative]`."""
+def sample_prompts(p: Plan) -> str:
+    """musubi's prompt file: `prompt --w W --h H --f F --d seed --s steps [--i start image]
+    [--n negative]`. Video prompts carry a start image (a training clip's first frame, in the
+    version's samples/ folder): musubi skips an image-to-video prompt without one, and a
+    text-to-video model ignores it."""
+    dataset, profile = p.dataset, p.profile
+    starts = [f"{p.remote_root}/{name}" for name, _media in p.start_frames]
     prompts = dataset.settings.get("eval_prompts", [])
     negative = dataset.settings.get("caption_rules", {}).get("negative_prompt")
     w, h = profile.width, profile.height
@@ -183,6 +188,8 @@ def sample_prompts(dataset: Dataset, profile: Profile) -> str:
     lines = [f"# sample prompts for {dataset.name} ({profile.name}), written by lorad"]
     for n, prompt in enumerate(prompts):
         line = f"{' '.join(prompt.split())} --w {w} --h {h} --f {frames} --d {42 + n} --s 20"
+        if n < len(starts):
+            line += f" --i {starts[n]}"
         if negative:
             line += f" --n {' '.join(negative.split())}"
         lines.append(line)
@@ -230,7 +237,7 @@ class Musubi:
                                  i.caption.strip()}, ensure_ascii=False)
                      for i in p.items if i.split == "train"]
             out["train.jsonl"] = "\n".join(lines) + "\n"
-        out["sample_prompts.txt"] = sample_prompts(p.dataset, p.profile)
+        out["sample_prompts.txt"] = sample_prompts(p)
         return out
 
     def problems(self, p: Plan) -> list[str]:

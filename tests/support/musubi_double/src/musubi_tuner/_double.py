@@ -1295,6 +1295,8 @@ class Trainer:
                 if not p.get("image_path"):
                     log("ERROR", TB, "No image_path for i2v model")
                     continue
+                if not os.path.isfile(p["image_path"]):  # PIL.Image.open in process_sample_prompts
+                    raise FileNotFoundError(f"[Errno 2] No such file or directory: '{p['image_path']}'")
                 info(TB, f"image path: {p['image_path']}")
             base = (f"{a.output_name + '_' if a.output_name else ''}{suffix}_{idx:02d}_{stamp}"
                     f"{'_' + str(p['seed']) if p['seed'] is not None else ''}")
