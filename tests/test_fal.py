@@ -10,7 +10,7 @@ import subprocess
 
 import httpx
 import pytest
-from fal_double import FLUX, WAN21_I2V, WAN22_I2V, WAN22_T2V, Latency, fal_double, media
+from fal_double import FLUX, WAN21_I2V, WAN21_T2V, WAN22_I2V, WAN22_T2V, Latency, fal_double, media
 
 from lorad.core.errors import LoradError, PermanentError, is_transient
 from lorad.generation.services.fal import (
@@ -396,18 +396,65 @@ def test_download_a_real_video(fal, client, tmp_path):
     out = finished(client, fal)
     path = client.download(out["video"]["url"], tmp_path / "gen", max_bytes=10_000_000, stem="gen-0001")
     assert path == tmp_path / "gen" / "gen-0001.mp4" and path.stat().st_size == out["video"]["file_size"]
-    assert probe(path) == {"width": 160, "height": 288, "r_frame_rate": "16/1", "nb_read_frames": "17"}
+    # 17 frames at 16 fps asked; Wan 2.2 interpolates one frame between each pair by default
+    assert probe(path) == {"width": 160, "height": 288, "r_frame_rate": "32/1", "nb_read_frames": "33"}
     assert [p.name for p in (tmp_path / "gen").iterdir()] == ["gen-0001.mp4"]
     assert not fal.requests[-1].auth_sent  # the key never goes to file URLs
 
 
 def test_static_video_and_image_outputs(fal, client, tmp_path):
     static = finished(client, fal, output="static")
-    assert probe(client.download(static["video"]["url"], tmp_path, max_bytes=10**7))["nb_read_frames"] == "17"
+    assert probe(client.download(static["video"]["url"], tmp_path, max_bytes=10**7))["nb_read_frames"] == "33"
     image = finished(client, fal, FLUX, {"prompt": "a cat"}, output="image")
     assert set(image) >= {"images", "seed", "timings", "has_nsfw_concepts"}
     path = client.download(image["images"][0]["url"], tmp_path, max_bytes=10**7, stem="img")
     assert path.name == "img.png" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("endpoint,extra,frames,fps", [
+    (WAN22_T2V, {}, 33, "32/1"),  # fal's defaults: film, 1 frame between each pair, fps adjusted
+    (WAN22_T2V, {"interpolator_model": "none"}, 17, "16/1"),
+    (WAN22_T2V, {"num_interpolated_frames": 0}, 17, "16/1"),
+    (WAN22_T2V, {"interpolator_model": "rife", "num_interpolated_frames": 2,
+                 "adjust_fps_for_interpolation": False}, 49, "16/1"),
+    (WAN22_I2V, {"image_url": "https://v3.fal.media/files/x/start.png", "frames_per_second": 8}, 33, "16/1"),
+    (WAN21_T2V, {"num_frames": 81, "resolution": "480p"}, 81, "16/1"),  # Wan 2.1 does not interpolate
+])
+def test_the_double_interpolates_wan22_outputs_like_fal(fal, client, tmp_path, endpoint, extra, frames, fps):
+    """services.md §6: Wan 2.2 LoRA outputs come back with (N-1)*(k+1)+1 frames at fps*(k+1)."""
+    args = {key: value for key, value in {**WAN, **extra}.items() if key != "loras"}
+    out = finished(client, fal, endpoint, args)
+    path = client.download(out["video"]["url"], tmp_path, max_bytes=10**7)
+    assert (probe(path)["nb_read_frames"], probe(path)["r_frame_rate"]) == (str(frames), fps)
+
+
+def test_flux_takes_an_image_size_object_and_acceleration(fal, client):
+    args = {"prompt": "a cat", "image_size": {"width": 1280, "height": 720}, "acceleration": "regular",
+            "num_images": 2}
+    out = finished(client, fal, FLUX, args, output="image")
+    assert len(out["images"]) == 2 and out["has_nsfw_concepts"] == [False, False]
+    assert fal.calls("POST", FLUX)[-1].body["image_size"] == {"width": 1280, "height": 720}
+    with pytest.raises(FalValidationError) as bad:
+        client.submit(FLUX, {"prompt": "a cat", "image_size": {"width": 0, "height": 20000},
+                             "acceleration": "high"})
+    assert [name for name, _ in bad.value.errors] == ["image_size.width", "image_size.height", "acceleration"]
+
+
+def test_sync_mode_images_come_back_as_data_uris_and_are_decoded(fal, client, tmp_path):
+    out = finished(client, fal, FLUX, {"prompt": "a cat", "sync_mode": True}, output="image")
+    url = out["images"][0]["url"]
+    assert url.startswith("data:image/png;base64,")
+    path = client.download(url, tmp_path / "gen", max_bytes=10**6, stem="gen-0002")
+    assert path == tmp_path / "gen" / "gen-0002.png" and path.read_bytes() == media()["image"]
+    size = len(media()["image"])
+    with pytest.raises(FalDownloadError, match=f"is {size} bytes, over the {size - 1}-byte limit"):
+        client.download(url, tmp_path / "small", max_bytes=size - 1)
+    with pytest.raises(FalDownloadError, match="is text/html, not video/ or image/"):
+        client.download("data:text/html;base64,PGI+aGk8L2I+", tmp_path / "html", max_bytes=10**6)
+    with pytest.raises(FalDownloadError, match="not valid base64"):
+        client.download("data:image/png;base64,%%%not-base64", tmp_path / "bad", max_bytes=10**6)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["gen", "gen-0002.png"]
+    assert not any(r.path.startswith("/files/") for r in fal.requests)  # nothing fetched
 
 
 @pytest.mark.parametrize("chunked", [False, True])

@@ -41,12 +41,48 @@ def test_a_sweep_runs_end_to_end(ws, conn, fal, truck):
         path = out_dir / f"gen-{g.id:06d}.mp4"
         assert g.output_path == str(path) and path.stat().st_size > 1000
         assert path.with_suffix(".strip.jpg").exists()
-        assert g.checks["ok"] and g.checks["frames"] == 17 and g.checks["width"] == 160
+        # 17 frames at 16 fps asked: fal's default interpolation doubles both
+        assert g.checks["ok"] and g.checks["frames"] == 33 and g.checks["width"] == 160
+        assert g.checks["expected"] == {"frames": 33, "fps": 32.0}
         assert g.request_id and set(g.handle) == {"request_id", "endpoint_id", "status_url",
                                                   "response_url", "cancel_url"}
         assert events(conn, g.id)[:2] == ["draft", "queued"] and events(conn, g.id)[-1] == \
             "completed"
     assert generations.spent(conn) == pytest.approx(plan.cost)
+
+
+@pytest.mark.parametrize("extra,frames,fps", [
+    ({}, 33, 32.0),  # fal's defaults: film interpolation, one frame between each pair
+    ({"interpolator_model": "none"}, 17, 16.0),
+    ({"num_interpolated_frames": 0}, 17, 16.0),
+    ({"num_interpolated_frames": 2, "adjust_fps_for_interpolation": False}, 49, 16.0),
+])
+def test_wan22_outputs_are_checked_against_what_fal_makes_of_the_request(ws, conn, fal, truck,
+                                                                        extra, frames, fps):
+    """Every default Wan 2.2 output used to be flagged: more frames and fps than asked."""
+    gen_id = gen(conn, extra={"num_frames": 17, **extra})
+    run_jobs(ws)
+    g = generations.get(conn, gen_id)
+    assert g.status == "completed" and g.checks["problems"] == [] and g.checks["ok"]
+    assert (g.checks["frames"], g.checks["fps"]) == (frames, fps)
+    assert g.checks["expected"] == {"frames": frames, "fps": fps}
+
+
+def test_a_flux_image_sent_back_as_a_data_uri_is_saved(ws, conn, fal):
+    from pathlib import Path
+
+    from fal_double import media
+
+    loras.add(conn, "style", "https://hf.example/style.safetensors", base_model="flux-dev")
+    fal.plan_next(output="image")
+    gen_id = generations.create(conn, FLUX, "a style", lora="style", seed=3, extra={
+        "sync_mode": True, "image_size": {"width": 1280, "height": 720}, "acceleration": "regular"})
+    run_jobs(ws)
+    g = generations.get(conn, gen_id)
+    assert g.status == "completed" and g.output_path.endswith(f"gen-{gen_id:06d}.png")
+    assert Path(g.output_path).read_bytes() == media()["image"] and g.checks["kind"] == "image"
+    assert fal.calls("GET", "/files/") == []  # the bytes came inline
+    assert g.cost == pytest.approx(0.035 * 1280 * 720 / 1e6, abs=1e-6)
 
 
 def test_static_output_is_flagged_before_anyone_looks(ws, conn, fal, truck):

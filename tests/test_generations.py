@@ -142,3 +142,53 @@ def test_a_lora_name_must_be_a_name(conn, name):
     """Names like ../x, a newline or 200 characters were taken and broke the tables."""
     with pytest.raises(loras.LoraError, match="letters, digits"):
         loras.add(conn, name, "https://hf.example/t.safetensors")
+
+
+@pytest.fixture
+def start_image(tmp_path):
+    from fal_double import media
+
+    path = tmp_path / "start.png"
+    path.write_bytes(media()["image"])
+    return path
+
+
+def test_sweeps_and_budgets_follow_fal_billing(conn, start_image):
+    """flux-lora used to cost $0.035 a request whatever its size and image count, and Wan 2.1
+    image-to-video $0.75 whatever its resolution and length."""
+    loras.add(conn, "style", "https://hf.example/style.safetensors", base_model="flux-dev")
+    flux = generations.plan_sweep(conn, "fal-ai/flux-lora", lora_names=["style"],
+                                  scales=[0.8, 1.0], prompts=["a style"], seeds=[1],
+                                  extra={"image_size": "square_hd", "num_images": 2})
+    assert flux.cost == pytest.approx(2 * 2 * 0.035 * 1024 * 1024 / 1e6, abs=1e-5)
+    loras.add(conn, "wan21", "https://hf.example/wan21.safetensors")
+    i2v = generations.plan_sweep(conn, "fal-ai/wan-i2v-lora", lora_names=["wan21"],
+                                 scales=[1.0], prompts=["TRK"], seeds=[1, 2],
+                                 extra={"resolution": "480p", "num_frames": 90},
+                                 files={"image_url": start_image})
+    assert i2v.cost == pytest.approx(2 * 0.75 * 0.5 * 1.25)
+    with pytest.raises(generations.GenerationError, match="about \\$0.94 .* over the \\$0.90"):
+        generations.submit_sweep(conn, i2v, budget=0.9)
+    assert len(generations.submit_sweep(conn, i2v, budget=1.0)) == 2
+    assert [g.cost for g in generations.list_all(conn)] == [pytest.approx(0.75 * 0.5 * 1.25)] * 2
+
+
+def test_gen_and_sweep_say_when_a_price_is_unverified(ws, conn, capsys, start_image):
+    from lorad import cli
+
+    i2v = ["--endpoint", "fal-ai/wan-i2v-lora", "--image", str(start_image),
+           "--param", "resolution=480p"]
+    assert cli.main(["-w", str(ws.root), "gen", "TRK", "--seed", "1", *i2v]) == 0
+    out = capsys.readouterr().out
+    assert "1 generation(s) queued" in out and "about $0.38" in out
+    assert "the price is unverified" in out and "https://fal.ai/models/fal-ai/wan-i2v-lora" in out
+    loras.add(conn, "wan21", "https://hf.example/wan21.safetensors")
+    assert cli.main(["-w", str(ws.root), "sweep", "--lora", "wan21", "--scale", "1",
+                     "--prompt", "TRK", "--seed", "1", "--seed", "2", *i2v]) == 0
+    out = capsys.readouterr().out
+    assert "about $0.75" in out and "the price is unverified" in out
+    assert cli.main(["-w", str(ws.root), "gen", "a cat", "--seed", "1", "--endpoint",
+                     "fal-ai/flux-lora", "--param", 'image_size={"width": 1000, "height": 1000}',
+                     "--param", "acceleration=regular"]) == 0
+    out = capsys.readouterr().out
+    assert "about $0.04" in out and "unverified" not in out

@@ -54,6 +54,18 @@ def local_files(args) -> dict:
     return files
 
 
+def price_caveat(endpoint_id: str) -> str:
+    """What to add to a price when the endpoint's price rule is not confirmed by the service."""
+    from lorad.generation import endpoints
+
+    endpoint = endpoints.get(endpoint_id)
+    if endpoint.price_verified:
+        return ""
+    page = f" at https://fal.ai/models/{endpoint.id}" if endpoint.service == "fal" else ""
+    return (f"; the price is unverified: {endpoint.price_note}. Check the current price{page} "
+            "before spending much")
+
+
 def run(args: argparse.Namespace) -> int:
     from lorad.cli.lora import warn_private
     from lorad.core import daemon
@@ -82,5 +94,6 @@ def run(args: argparse.Namespace) -> int:
         warn_private(conn, [args.lora] if args.lora else [])
         daemon.nudge(ws)
         cost = sum(generations.get(conn, i).cost or 0 for i in ids)
-    print(f"{len(ids)} generation(s) queued (ids {', '.join(map(str, ids))}), about ${cost:.2f}")
+    print(f"{len(ids)} generation(s) queued (ids {', '.join(map(str, ids))}), about ${cost:.2f}"
+          f"{price_caveat(args.endpoint)}")
     return EXIT_OK

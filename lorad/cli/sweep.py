@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lorad.cli.gen import extra_params, local_files
+    from lorad.cli.gen import extra_params, local_files, price_caveat
     from lorad.cli.lora import warn_private
     from lorad.core import daemon
     from lorad.generation import generations
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         prompts = len({c["prompt"] for c in plan.cells})
         print(f"sweep {plan.sweep_id}: {len(args.lora)} LoRA(s) x {len(args.scale)} scale(s) x "
               f"{prompts} prompt(s) x {len(args.seed)} seed(s) = {len(plan.cells)} "
-              f"generations, about ${plan.cost:.2f}")
+              f"generations, about ${plan.cost:.2f}{price_caveat(plan.endpoint_id)}")
         if not args.yes:
             print("add --yes to submit")
             return EXIT_OK

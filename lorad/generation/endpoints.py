@@ -1,10 +1,16 @@
 """Generation endpoints as data: the service that runs each (lorad.generation.services),
-parameter names, ranges and enums, the LoRA field, and the price per output (services reference
-§2). Adding an endpoint is adding an entry here, or, for a plugin service, `register` in its
-module."""
+parameter names, ranges, enums and defaults, the LoRA field, the price rule (services reference
+§2 and §6) and what an output should be. Adding an endpoint is adding an entry here, or, for a
+plugin service, `register` in its module.
+
+What the service does with a parameter it was not sent matters: fal's Wan 2.2 LoRA endpoints
+interpolate frames by default, so the output has more frames, at a higher fps, than asked
+(:meth:`Endpoint.expected_output`), and a price depends on the resolution or image size that
+applies. The `defaults` of an endpoint are the service's own."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +22,16 @@ class ParamError(LoradError):
     pass
 
 
+# fal's image size presets and custom sizes: fal-ai/fal projects/fal/src/fal/toolkit/image/image.py
+# (IMAGE_SIZE_PRESETS; ImageSize: width and height ints, 0 < side <= 14142, 512 when left out)
+IMAGE_SIZES = {"square_hd": (1024, 1024), "square": (512, 512), "portrait_4_3": (768, 1024),
+               "portrait_16_9": (576, 1024), "landscape_4_3": (1024, 768),
+               "landscape_16_9": (1024, 576)}
+IMAGE_SIDE = (1, 14142)
+IMAGE_SIDE_DEFAULT = 512
+MEGAPIXEL = 1_000_000  # pixels; services.md names no rounding, so fractions are priced as such
+
+
 @dataclass(frozen=True)
 class Param:
     kind: type | tuple  # int, float, str, bool
@@ -23,19 +39,67 @@ class Param:
     high: float | None = None
     choices: tuple = ()
     required: bool = False
+    size: bool = False  # also takes an image size object {"width": W, "height": H}
+
+
+def image_size_problems(name: str, value: Any) -> list[str]:
+    """What is wrong with an image size object (fal's ImageSize)."""
+    if not isinstance(value, dict):
+        return [f"{name} must be one of {', '.join(IMAGE_SIZES)} or {{\"width\": W, "
+                f"\"height\": H}} (e.g. --param 'image_size={{\"width\": 1280, \"height\": 720}}')"]
+    problems = []
+    unknown = sorted(set(value) - {"width", "height"})
+    if unknown:
+        problems.append(f"{name} takes width and height only, not {', '.join(unknown)}")
+    low, high = IMAGE_SIDE
+    for side in ("width", "height"):
+        pixels = value.get(side, IMAGE_SIDE_DEFAULT)
+        if isinstance(pixels, bool) or not isinstance(pixels, int):
+            problems.append(f"{name} {side} must be a whole number of pixels, got {pixels!r}")
+        elif not low <= pixels <= high:
+            problems.append(f"{name} {side} must be {low}-{high}, got {pixels}")
+    return problems
+
+
+def image_dimensions(image_size: str | dict[str, Any]) -> tuple[int, int]:
+    """(width, height) of a valid image size: a preset name or {width, height}."""
+    if isinstance(image_size, dict):
+        return (int(image_size.get("width", IMAGE_SIDE_DEFAULT)),
+                int(image_size.get("height", IMAGE_SIDE_DEFAULT)))
+    return IMAGE_SIZES[image_size]
+
+
+def interpolated_frames(params: dict[str, Any]) -> int:
+    """Frames the service adds between each pair of generated frames (0: none); `params` are
+    the effective ones. An endpoint without `interpolator_model` does not interpolate."""
+    if params.get("interpolator_model", "none") == "none":
+        return 0
+    return int(params.get("num_interpolated_frames") or 0)
 
 
 @dataclass(frozen=True)
 class Endpoint:
+    """Prices: `price_per_second` of output video (num_frames / frames_per_second), else
+    `price_per_megapixel` of each image (times num_images), else `price_per_output` times the
+    request's `billing_units`. `price_verified` false: some number of the rule is not confirmed
+    by the service (`price_note` says which), and `lorad gen`/`sweep` say so."""
+
     id: str
     media: str  # video | image
     params: dict[str, Param]
     lora_transformer: bool = False  # Wan 2.2: each LoRA says which expert it applies to
     price_per_second: float | None = None  # of output video
     price_per_output: float | None = None
+    price_per_megapixel: float | None = None  # of each image
+    billing_units: Callable[[dict[str, Any]], float] | None = None  # of one request
     price_note: str = ""
-    defaults: dict[str, Any] = field(default_factory=dict)
+    price_verified: bool = True
+    defaults: dict[str, Any] = field(default_factory=dict)  # the service's, for unsent params
     service: str = "fal"
+
+    def effective(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The parameters the service works with: what is sent, else its defaults."""
+        return {**self.defaults, **args}
 
     def validate(self, args: dict[str, Any]) -> list[str]:
         problems = []
@@ -49,6 +113,9 @@ class Endpoint:
             if spec is None:
                 problems.append(f"{self.id}: unknown parameter {name!r} (known: "
                                 f"{', '.join(sorted(self.params))})")
+                continue
+            if spec.size and not isinstance(value, str):
+                problems += [f"{self.id}: {p}" for p in image_size_problems(name, value)]
                 continue
             kinds = spec.kind if isinstance(spec.kind, tuple) else (spec.kind,)
             if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
@@ -68,11 +135,41 @@ class Endpoint:
 
     def price(self, args: dict[str, Any]) -> float:
         """Estimated cost of one request, before submitting."""
+        p = self.effective(args)
         if self.price_per_second is not None:
-            frames = args.get("num_frames", self.defaults.get("num_frames", 81))
-            fps = args.get("frames_per_second", self.defaults.get("frames_per_second", 16))
+            frames = p.get("num_frames", 81)
+            fps = p.get("frames_per_second", 16)
             return round(self.price_per_second * frames / fps, 6)
-        return self.price_per_output or 0.0
+        if self.price_per_megapixel is not None:
+            width, height = image_dimensions(p.get("image_size", "square_hd"))
+            images = p.get("num_images", 1)
+            return round(self.price_per_megapixel * width * height / MEGAPIXEL * images, 6)
+        units = self.billing_units(p) if self.billing_units is not None else 1.0
+        return round((self.price_per_output or 0.0) * units, 6)
+
+    def expected_output(self, args: dict[str, Any]) -> dict[str, Any]:
+        """What the output of a request should be, for the automatic checks: `frames` and `fps`
+        of a video from the effective parameters (with `interpolation`, `asked_frames` and
+        `asked_fps` when the service interpolates), and the `aspect_ratio` when one was asked."""
+        expected: dict[str, Any] = {}
+        p = self.effective(args)
+        frames, fps = p.get("num_frames"), p.get("frames_per_second")
+        if self.media == "video" and isinstance(frames, int) and isinstance(fps, (int, float)):
+            expected.update(frames=frames, fps=float(fps))
+            between = interpolated_frames(p)
+            if between:
+                # `between` new frames in each of the frames - 1 gaps (fal: "Number of frames to
+                # interpolate between each pair of generated frames"); the fps grows alike when
+                # adjust_fps_for_interpolation (services.md §2.1, §6)
+                expected.update(frames=(frames - 1) * (between + 1) + 1, asked_frames=frames,
+                                asked_fps=fps, interpolation=(
+                                    f"{p['interpolator_model']}, {between} frame"
+                                    f"{'s' if between > 1 else ''} between each pair"))
+                if p.get("adjust_fps_for_interpolation"):
+                    expected["fps"] = float(fps * (between + 1))
+        if "aspect_ratio" in args:
+            expected["aspect_ratio"] = args["aspect_ratio"]
+        return expected
 
 
 def _wan21(i2v: bool) -> dict[str, Param]:
@@ -90,6 +187,14 @@ def _wan21(i2v: bool) -> dict[str, Param]:
         p.update(resolution=Param(str, choices=("480p", "580p", "720p")),
                  aspect_ratio=Param(str, choices=("9:16", "16:9")))
     return p
+
+
+def _wan21_i2v_units(params: dict[str, Any]) -> float:
+    """fal's WanI2vLoraInput (fal-js endpoints.ts): "480p is 0.5 billing units, and 720p is 1
+    billing unit"; "If the number of frames is greater than 81, the video will be generated with
+    1.25x more billing units" (services.md §2.2, §6). `params` are the effective ones."""
+    units = 0.5 if params.get("resolution") == "480p" else 1.0
+    return units * (1.25 if params.get("num_frames", 81) > 81 else 1.0)
 
 
 def _wan22(i2v: bool) -> dict[str, Param]:
@@ -112,27 +217,45 @@ def _wan22(i2v: bool) -> dict[str, Param]:
     return p
 
 
+# The services' defaults (services.md §2): Wan 2.1 LoRA from fal's zWanT2vLoraInput and
+# zWanI2vLoraInput, Wan 2.2 A14B LoRA (frame interpolation on: film, 1 frame between each pair, fps
+# adjusted) from WanV22A14b*LoraInput, flux-lora from FluxLoraInput (fal-js types).
+_WAN21_T2V_DEFAULTS = {"num_frames": 81, "frames_per_second": 16, "resolution": "480p",
+                       "aspect_ratio": "16:9"}
+_WAN21_I2V_DEFAULTS = {"num_frames": 81, "frames_per_second": 16, "resolution": "720p",
+                       "aspect_ratio": "16:9"}
+_WAN22_DEFAULTS = {"num_frames": 81, "frames_per_second": 16, "resolution": "720p",
+                   "interpolator_model": "film", "num_interpolated_frames": 1,
+                   "adjust_fps_for_interpolation": True}
+_FLUX_DEFAULTS = {"image_size": "landscape_4_3", "num_images": 1, "acceleration": "none"}
+
 ENDPOINTS: dict[str, Endpoint] = {e.id: e for e in [
     Endpoint("fal-ai/wan-t2v-lora", "video", _wan21(False), price_per_output=0.75,
-             price_note="$0.75 per video", defaults={"num_frames": 81, "frames_per_second": 16}),
+             price_note="$0.75 per video", defaults=_WAN21_T2V_DEFAULTS),
     Endpoint("fal-ai/wan-i2v-lora", "video", _wan21(True), price_per_output=0.75,
-             price_note="$0.75 per video (UNVERIFIED for I2V)",
-             defaults={"num_frames": 81, "frames_per_second": 16}),
+             billing_units=_wan21_i2v_units, price_verified=False,
+             price_note="$0.75 per billing unit, the unit price UNVERIFIED for I2V; a 720p "
+                        "video is 1 unit, 480p 0.5, and more than 81 frames 1.25 times that",
+             defaults=_WAN21_I2V_DEFAULTS),
     Endpoint("fal-ai/wan/v2.2-a14b/text-to-video/lora", "video", _wan22(False),
-             lora_transformer=True, price_per_second=0.1, price_note="$0.10 per second of video",
-             defaults={"num_frames": 81, "frames_per_second": 16}),
-    Endpoint("fal-ai/wan/v2.2-a14b/image-to-video/lora", "video", _wan22(True),
              lora_transformer=True, price_per_second=0.1,
-             price_note="$0.10 per second (UNVERIFIED for I2V)",
-             defaults={"num_frames": 81, "frames_per_second": 16}),
+             price_note="$0.10 per second of video (num_frames / frames_per_second)",
+             defaults={**_WAN22_DEFAULTS, "aspect_ratio": "16:9"}),
+    Endpoint("fal-ai/wan/v2.2-a14b/image-to-video/lora", "video", _wan22(True),
+             lora_transformer=True, price_per_second=0.1, price_verified=False,
+             price_note="$0.10 per second of video (num_frames / frames_per_second), "
+                        "UNVERIFIED for I2V",
+             defaults={**_WAN22_DEFAULTS, "aspect_ratio": "auto"}),
     Endpoint("fal-ai/flux-lora", "image",
-             {"prompt": Param(str, required=True), "image_size": Param(str, choices=(
-                 "square_hd", "square", "portrait_4_3", "portrait_16_9", "landscape_4_3",
-                 "landscape_16_9")), "num_images": Param(int, 1, 4),
+             {"prompt": Param(str, required=True),
+              "image_size": Param(str, choices=tuple(IMAGE_SIZES), size=True),
+              "num_images": Param(int, 1, 4),
               "num_inference_steps": Param(int, 1, 50), "guidance_scale": Param((int, float), 0, 35),
               "seed": Param(int), "enable_safety_checker": Param(bool),
-              "output_format": Param(str, choices=("jpeg", "png")), "sync_mode": Param(bool)},
-             price_per_output=0.035, price_note="~$0.035 per megapixel (UNVERIFIED)"),
+              "output_format": Param(str, choices=("jpeg", "png")), "sync_mode": Param(bool),
+              "acceleration": Param(str, choices=("none", "regular"))},
+             price_per_megapixel=0.035, defaults=_FLUX_DEFAULTS,
+             price_note="$0.035 per megapixel of each image (num_images x image_size)"),
 ]}
 
 

@@ -53,13 +53,14 @@ def _output_dir(ws) -> Path:
     return ws.downloads_dir() / "generations"
 
 
-def finish_output(path: Path, asked: dict[str, Any], media: str) -> dict[str, Any]:
-    """Checks and a filmstrip for a downloaded output (runs in the media process pool)."""
+def finish_output(path: Path, expected: dict[str, Any], media: str) -> dict[str, Any]:
+    """Checks and a filmstrip for a downloaded output (runs in the media process pool);
+    `expected`: what the endpoint makes of the request (`Endpoint.expected_output`)."""
     try:
         facts = convert.probe(path)  # once, for the checks and the filmstrip
     except convert.MediaError:
         facts = None
-    checks = outputcheck.check(path, asked, probe=facts, media=media)
+    checks = outputcheck.check(path, expected, probe=facts, media=media)
     if facts is not None:
         convert.filmstrip(path, path.with_suffix(".strip.jpg"), facts)
     return checks
@@ -239,8 +240,9 @@ async def _run(ctx: JobContext, service: services.GenerationService, client: Ser
     ctx.progress(None, "downloading the output", force=True)
     path = await _call(client.download, url, _output_dir(ctx.ws), max_bytes=max_bytes,
                        stem=f"gen-{g.id:06d}")
-    media = endpoints.get(g.endpoint).media
-    checks = await ctx.in_process(finish_output, path, g.params, media)  # shares the cores
+    endpoint = endpoints.get(g.endpoint)
+    expected = endpoint.expected_output(g.params)  # fal's defaults (interpolation) included
+    checks = await ctx.in_process(finish_output, path, expected, endpoint.media)  # shares cores
     metrics = status.metrics or {}
     inference = metrics.get("inference_time")
     inference = float(inference) if isinstance(inference, (int, float)) else None

@@ -1,7 +1,11 @@
 """Automatic checks of a generated output before a person looks: that it is a readable file of
-the kind the endpoint makes (else it is unusable: a failed generation, paid for), then the
-size, fps, frame count and aspect asked for, and a frozen/static-video check (near-zero frame
-difference), which flag it for a person."""
+the kind the endpoint makes (else it is unusable: a failed generation, paid for), then the fps,
+frame count and aspect it should have, and a frozen/static-video check (near-zero frame
+difference), which flag it for a person.
+
+What an output should be comes from the endpoint (`Endpoint.expected_output`), not from the
+raw request: a service may change it on purpose (fal's Wan 2.2 interpolates frames by default,
+so 81 frames at 16 fps come back as 161 at 32)."""
 
 from __future__ import annotations
 
@@ -15,10 +19,12 @@ STATIC_MAD = 0.3  # mean abs frame difference (0-255) below which a clip counts 
 ASPECTS = {"9:16": 9 / 16, "16:9": 16 / 9, "1:1": 1.0}
 
 
-def check(path: Path, asked: dict[str, Any], probe: convert.Probe | None = None,
+def check(path: Path, expected: dict[str, Any], probe: convert.Probe | None = None,
           media: str = "video") -> dict[str, Any]:
     """Facts and problems; `problems` empty means it passed, `usable` false that the output is
-    not a readable `media` at all. Pass `probe` if you have it."""
+    not a readable `media` at all. `expected`: `frames`, `fps` and `aspect_ratio`, each checked
+    when given (`Endpoint.expected_output`); the frames and fps are recorded as `expected`. Pass
+    `probe` if you have it."""
     try:
         probe = probe or convert.probe(path)
     except convert.MediaError as exc:
@@ -30,20 +36,22 @@ def check(path: Path, asked: dict[str, Any], probe: convert.Probe | None = None,
         return {**facts, "ok": False,
                 "problems": [f"the endpoint makes a {media}, but the output is a {probe.kind}"]}
     problems = []
-    aspect = asked.get("aspect_ratio")
+    aspect = expected.get("aspect_ratio")
     if aspect in ASPECTS and probe.height:
         actual = probe.width / probe.height
         if abs(actual - ASPECTS[aspect]) / ASPECTS[aspect] > 0.03:
             problems.append(f"aspect {probe.width}x{probe.height} is not the {aspect} asked")
     if probe.kind == "video":
-        want_fps = asked.get("frames_per_second")
-        if want_fps and probe.fps and abs(probe.fps - want_fps) > 0.5 \
-                and not asked.get("num_interpolated_frames"):
-            problems.append(f"{probe.fps:g} fps, {want_fps} asked")
-        want_frames = asked.get("num_frames")
-        if want_frames and probe.frames and not asked.get("num_interpolated_frames") \
-                and abs(probe.frames - want_frames) > 1:
-            problems.append(f"{probe.frames} frames, {want_frames} asked")
+        facts["expected"] = {k: expected[k] for k in ("frames", "fps") if k in expected}
+        why = expected.get("interpolation")
+        want_fps = expected.get("fps")
+        if want_fps and probe.fps and abs(probe.fps - want_fps) > 0.5:
+            because = f" ({expected.get('asked_fps')} asked; {why})" if why else ""
+            problems.append(f"{probe.fps:g} fps, {want_fps:g} expected{because}")
+        want_frames = expected.get("frames")
+        if want_frames and probe.frames and abs(probe.frames - want_frames) > 1:
+            because = f" ({expected.get('asked_frames')} asked; {why})" if why else ""
+            problems.append(f"{probe.frames} frames, {want_frames} expected{because}")
         mad = frame_difference(path, probe=probe)
         facts["motion"] = mad
         if mad is not None and mad < STATIC_MAD:

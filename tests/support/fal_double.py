@@ -33,10 +33,17 @@ outcome (error, output kind, content type, file name, chunked serving). Faults: 
 every request (with its headers; an upload's body as bytes); `submits` counts accepted submissions per
 endpoint, `uploads` lists the names uploaded files are served under, `tokens` holds the storage tokens
 the CDN accepts (clear it to revoke them).
+
+Outputs follow the request the way fal's endpoints do: a Wan video has `num_frames` frames at
+`frames_per_second` (the endpoint's defaults when not sent), and the Wan 2.2 LoRA endpoints then
+interpolate by default (:func:`output_shape`), so 81 frames at 16 fps come back as 161 at 32 fps.
+flux-lora answers one image per `num_images`, and with `sync_mode: true` as `data:` URIs instead of
+file URLs.
 """
 
 from __future__ import annotations
 
+import base64
 import collections
 import contextlib
 import functools
@@ -77,8 +84,10 @@ def _wan22(i2v: bool) -> dict[str, tuple]:
             "seed": (int,), "num_inference_steps": (int, 2, 40), "guidance_scale": (float, 1, 10),
             "guidance_scale_2": (float, 1, 10), "shift": (float, 1, 10),
             "acceleration": (str, None, None, ("none", "regular")),
+            "enable_safety_checker": (bool,), "enable_output_safety_checker": (bool,),
+            "enable_prompt_expansion": (bool,), "reverse_video": (bool,),
             "interpolator_model": (str, None, None, ("none", "film", "rife")),
-            "num_interpolated_frames": (int, 0, 4),
+            "num_interpolated_frames": (int, 0, 4), "adjust_fps_for_interpolation": (bool,),
             "video_quality": (str, None, None, ("low", "medium", "high", "maximum")),
             "video_write_mode": (str, None, None, ("fast", "balanced", "small"))}
     if i2v:
@@ -90,21 +99,65 @@ def _wan21(i2v: bool) -> dict[str, tuple]:
     spec = {"prompt": (str,), "negative_prompt": (str,), "num_frames": (int, 81, 100),
             "frames_per_second": (int, 5, 24), "num_inference_steps": (int, 2, 40), "seed": (int,),
             "resolution": (str, None, None, ("480p", "720p") if i2v else ("480p", "580p", "720p")),
-            "aspect_ratio": (str, None, None, ("auto", "16:9", "9:16", "1:1") if i2v else ("9:16", "16:9"))}
+            "aspect_ratio": (str, None, None, ("auto", "16:9", "9:16", "1:1") if i2v else ("9:16", "16:9")),
+            "turbo_mode": (bool,), "enable_safety_checker": (bool,), "enable_prompt_expansion": (bool,),
+            "reverse_video": (bool,)}
     if i2v:
         spec.update(image_url=(str,), shift=(float, 1, 10), guide_scale=(float, 1, 10))
     return spec
 
+
+# fal's image size presets: fal-ai/fal projects/fal/src/fal/toolkit/image/image.py IMAGE_SIZE_PRESETS;
+# a custom size is that file's ImageSize {width, height}: ints, 0 < side <= 14142, each 512 if left out.
+IMAGE_SIZE_PRESETS = {"square_hd": (1024, 1024), "square": (512, 512), "portrait_4_3": (768, 1024),
+                      "portrait_16_9": (576, 1024), "landscape_4_3": (1024, 768),
+                      "landscape_16_9": (1024, 576)}
+IMAGE_SIDE_MAX = 14142
+
+# flux-lora's input: FALJS-GEN image/zod.gen.ts `zFluxLoraInput` (image_size a preset or ImageSize,
+# num_images 1-4, sync_mode), plus `acceleration` "none" | "regular" (default "none") from fal-js
+# libs/client/src/types/endpoints.ts `FluxLoraInput` (commit 381105e1, 2026-08-02).
+FLUX_FIELDS: dict[str, tuple] = {
+    "prompt": (str,), "num_images": (int, 1, 4), "num_inference_steps": (int, 1, 50),
+    "guidance_scale": (float, 0, 35), "seed": (int,), "output_format": (str, None, None, ("jpeg", "png")),
+    "enable_safety_checker": (bool,), "sync_mode": (bool,),
+    "acceleration": (str, None, None, ("none", "regular"))}
 
 SCHEMAS: dict[str, tuple[dict[str, tuple], tuple[str, ...], bool]] = {  # fields, required, lora transformer
     WAN22_T2V: (_wan22(False), ("prompt",), True),
     WAN22_I2V: (_wan22(True), ("prompt", "image_url"), True),
     WAN21_T2V: (_wan21(False), ("prompt",), False),
     WAN21_I2V: (_wan21(True), ("prompt", "image_url"), False),
-    FLUX: ({"prompt": (str,), "num_images": (int, 1, 4), "num_inference_steps": (int, 1, 50),
-            "guidance_scale": (float, 0, 35), "seed": (int,),
-            "output_format": (str, None, None, ("jpeg", "png"))}, ("prompt",), False),
+    FLUX: (FLUX_FIELDS, ("prompt",), False),
 }
+
+# What an endpoint does with what it was not sent. Wan 2.1 LoRA: `num_frames` 81, `frames_per_second` 16
+# (FALJS-GEN video/zod.gen.ts `zWanT2vLoraInput`, `zWanI2vLoraInput`). Wan 2.2 A14B LoRA: the same, and
+# frame interpolation on by default: `interpolator_model` "film", `num_interpolated_frames` 1 ("Number of
+# frames to interpolate between each pair of generated frames"), `adjust_fps_for_interpolation` true ("the
+# number of frames per second will be multiplied by the number of interpolated frames plus one") -- fal-js
+# libs/client/src/types/endpoints.ts `WanV22A14bTextToVideoLoraInput` / `WanV22A14bImageToVideoLoraInput`
+# (commit 381105e1) and https://fal.ai/models/fal-ai/wan/v2.2-a14b/image-to-video/llms.txt.
+VIDEO_DEFAULTS: dict[str, dict[str, Any]] = {
+    WAN21_T2V: {"num_frames": 81, "frames_per_second": 16},
+    WAN21_I2V: {"num_frames": 81, "frames_per_second": 16},
+    **{e: {"num_frames": 81, "frames_per_second": 16, "interpolator_model": "film",
+           "num_interpolated_frames": 1, "adjust_fps_for_interpolation": True}
+       for e in (WAN22_T2V, WAN22_I2V)},
+}
+
+
+def output_shape(endpoint_id: str, arguments: dict[str, Any]) -> tuple[int, int]:
+    """(frames, fps) of the video a Wan endpoint returns for `arguments`: k frames interpolated between
+    each pair of the N generated ones make (N - 1) * (k + 1) + 1, and the fps is multiplied by k + 1
+    when `adjust_fps_for_interpolation` (see VIDEO_DEFAULTS for the sources)."""
+    p = {**VIDEO_DEFAULTS[endpoint_id], **arguments}
+    frames, fps = p["num_frames"], p["frames_per_second"]
+    between = p.get("num_interpolated_frames", 0) if p.get("interpolator_model", "none") != "none" else 0
+    if between:
+        frames = (frames - 1) * (between + 1) + 1
+        fps = fps * (between + 1) if p.get("adjust_fps_for_interpolation") else fps
+    return frames, fps
 
 
 def validate(endpoint_id: str, body: Any) -> list[dict[str, Any]]:
@@ -118,6 +171,8 @@ def validate(endpoint_id: str, body: Any) -> list[dict[str, Any]]:
     for name, value in body.items():
         if name == "loras":
             errors += _check_loras(value, transformer)
+        elif name == "image_size" and endpoint_id == FLUX:
+            errors += _check_image_size(value)
         elif name in fields:
             errors += _check(["body", name], value, *fields[name])
     return errors
@@ -126,7 +181,7 @@ def validate(endpoint_id: str, body: Any) -> list[dict[str, Any]]:
 def _check(loc: list[Any], value: Any, kind: type, low: float | None = None, high: float | None = None,
            choices: tuple = ()) -> list[dict[str, Any]]:
     kinds = (int, float) if kind is float else (kind,)
-    if isinstance(value, bool) or not isinstance(value, kinds):
+    if (kind is not bool and isinstance(value, bool)) or not isinstance(value, kinds):
         return [{"loc": loc, "msg": f"Input should be a valid {kind.__name__}",
                  "type": f"{kind.__name__}_type", "input": value}]
     if choices and value not in choices:
@@ -139,6 +194,21 @@ def _check(loc: list[Any], value: Any, kind: type, low: float | None = None, hig
         return [{"loc": loc, "msg": f"Input should be less than or equal to {high}",
                  "type": "less_than_equal", "input": value, "ctx": {"le": high}}]
     return []
+
+
+def _check_image_size(value: Any) -> list[dict[str, Any]]:
+    """A preset name or an ImageSize object (IMAGE_SIZE_PRESETS' source)."""
+    loc = ["body", "image_size"]
+    if isinstance(value, str):
+        return _check(loc, value, str, None, None, tuple(IMAGE_SIZE_PRESETS))
+    if not isinstance(value, dict):
+        return [{"loc": loc, "msg": "Input should be a valid dictionary or one of the presets",
+                 "type": "union_type", "input": value}]
+    errors: list[dict[str, Any]] = []
+    for side in ("width", "height"):
+        if side in value:
+            errors += _check([*loc, side], value[side], int, 1, IMAGE_SIDE_MAX)
+    return errors
 
 
 def _check_loras(value: Any, transformer: bool) -> list[dict[str, Any]]:
@@ -165,19 +235,26 @@ def _check_loras(value: Any, transformer: bool) -> list[dict[str, Any]]:
 
 # -- media ------------------------------------------------------------------------------------------------
 
+CLIP_SOURCES = {"motion": "testsrc=size=160x288:rate={fps}",
+                "static": "color=c=0x336699:size=160x288:rate={fps}"}
+
+
+@functools.cache
+def clip(kind: str, frames: int, fps: int) -> bytes:
+    """A tiny real mp4 (160x288) of `frames` frames at `fps`: a moving test pattern or one colour."""
+    with tempfile.TemporaryDirectory(prefix="fal-double-") as tmp:
+        path = Path(tmp) / f"{kind}.mp4"
+        subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                        CLIP_SOURCES[kind].format(fps=fps), "-frames:v", str(frames), "-c:v", "libx264",
+                        "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)], check=True)
+        return path.read_bytes()
+
+
 @functools.cache
 def media() -> dict[str, bytes]:
     """Tiny real outputs, made once per test run: 160x288, 16 fps, 17 frames."""
+    out = {kind: clip(kind, 17, 16) for kind in CLIP_SOURCES}
     with tempfile.TemporaryDirectory(prefix="fal-double-") as tmp:
-        sources = {"motion.mp4": "testsrc=size=160x288:rate=16",
-                   "static.mp4": "color=c=0x336699:size=160x288:rate=16"}
-        out = {}
-        for name, src in sources.items():
-            path = Path(tmp) / name
-            subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", src,
-                            "-frames:v", "17", "-c:v", "libx264", "-preset", "ultrafast",
-                            "-pix_fmt", "yuv420p", str(path)], check=True)
-            out[name.removesuffix(".mp4")] = path.read_bytes()
         image = Path(tmp) / "image.png"
         subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
                         "testsrc=size=64x64", "-frames:v", "1", str(image)], check=True)
@@ -227,7 +304,7 @@ class FakeRequest:
     cancel_requested: bool = False
     expired: bool = False
     logs: list[dict[str, Any]] = field(default_factory=list)
-    file: str = ""
+    files: list[str] = field(default_factory=list)  # names of the output files (one per image)
 
 
 @dataclass
@@ -394,9 +471,16 @@ class FalDouble:
             self._log(job, "Writing video")
             kind = job.plan.output
             ext = ".png" if kind == "image" else ".mp4"
-            job.file = f"{uuid.uuid4().hex[:12]}_output{ext}"
             ctype = job.plan.content_type or ("image/png" if kind == "image" else "video/mp4")
-            self.files[job.file] = (self._media[kind], ctype, job.plan.chunked)
+            if kind in CLIP_SOURCES and job.endpoint_id in VIDEO_DEFAULTS:
+                data = clip(kind, *output_shape(job.endpoint_id, job.arguments))
+            else:
+                data = self._media[kind]
+            count = job.arguments.get("num_images", 1) if job.endpoint_id == FLUX else 1
+            for _ in range(count):
+                name = f"{uuid.uuid4().hex[:12]}_output{ext}"
+                self.files[name] = (data, ctype, job.plan.chunked)
+                job.files.append(name)
 
     def _status(self, job: FakeRequest, query: dict[str, list[str]]) -> tuple[int, Any]:
         self._advance(job)
@@ -422,16 +506,26 @@ class FalDouble:
             status = job.plan.error_status if job.error_type != "request_cancelled" else 400
             headers = {"X-Fal-Error-Type": str(job.error_type), "x-fal-request-id": job.id}
             return status, {"detail": job.error, "error_type": job.error_type}, headers
-        data, ctype, _ = self.files[job.file]
-        url = f"{self.url_base}/files/{job.file}"
         seed = job.arguments.get("seed", next(self._seeds))
-        name = job.plan.file_name or job.file
         if job.plan.output == "image":
-            return 200, {"images": [{"url": url, "width": 64, "height": 64, "content_type": ctype,
-                                     "file_name": name}], "seed": seed, "prompt": job.arguments.get("prompt"),
-                         "timings": {"inference": 1.2}, "has_nsfw_concepts": [False]}, {}
-        return 200, {"video": {"url": url, "content_type": ctype, "file_name": name, "file_size": len(data)},
+            images = [{"url": self._file_url(job, name), "width": 64, "height": 64,
+                       "content_type": self.files[name][1], "file_name": job.plan.file_name or name}
+                      for name in job.files]
+            return 200, {"images": images, "seed": seed, "prompt": job.arguments.get("prompt"),
+                         "timings": {"inference": 1.2}, "has_nsfw_concepts": [False] * len(images)}, {}
+        name = job.files[0]
+        data, ctype, _ = self.files[name]
+        return 200, {"video": {"url": self._file_url(job, name), "content_type": ctype,
+                               "file_name": job.plan.file_name or name, "file_size": len(data)},
                      "seed": seed, "prompt": job.arguments.get("prompt")}, {}
+
+    def _file_url(self, job: FakeRequest, name: str) -> str:
+        """Where an output is: on the CDN, or with flux-lora's `sync_mode` the bytes themselves ("If `True`,
+        the media will be returned as a data URI", FALJS-GEN image/zod.gen.ts `zFluxLoraInput.sync_mode`)."""
+        if job.endpoint_id == FLUX and job.arguments.get("sync_mode") is True:
+            data, ctype, _ = self.files[name]
+            return f"data:{ctype};base64,{base64.b64encode(data).decode()}"
+        return f"{self.url_base}/files/{name}"
 
     def _cancel(self, job: FakeRequest | None) -> tuple[int, Any]:
         if job is None:

@@ -15,6 +15,10 @@ lorad does not do that. A submit is retried only when it certainly did not reach
 connection was refused or could not be made, or fal answered with a retryable status); a lost
 answer is :class:`FalSubmitUnknown`, and the caller decides.
 
+Outputs are files on fal's CDN, fetched without the key; a request sent with `sync_mode: true`
+(flux-lora) gets its media back inline as a `data:` URI instead, which :meth:`Fal.download` decodes
+under the same rules (content type, size limit, a name lorad chooses).
+
 Uploads (services.md §1.8, the small-file path only): a storage token from fal's REST API (the key goes
 there as well, and nowhere but there and the queue), then the raw bytes to the CDN the token names,
 authorized by that token, never by the key. The token is cached until shortly before it expires.
@@ -22,6 +26,8 @@ authorized by that token, never by the key. The token is cached until shortly be
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import mimetypes
 import os
@@ -30,7 +36,8 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,6 +77,9 @@ INGRESS_CODES = (502, 503, 504)
 MAX_ATTEMPTS, BASE_DELAY, MAX_DELAY = 10, 0.1, 30.0
 EXTENSIONS = {"video/mp4": ".mp4", "video/webm": ".webm", "video/quicktime": ".mov", "image/png": ".png",
               "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
+# RFC 2397: data:[<mediatype>][;base64],<data>; a media type with no type means text/plain
+_DATA_URI = re.compile(r"^data:(?P<type>[^,;]*)(?P<params>(?:;[^,;]*)*?)(?P<base64>;base64)?,",
+                       re.IGNORECASE)
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _TOKEN = re.compile(r"^[!-~]+$")  # printable ASCII, no spaces: safe in a header
 _TOKEN_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
@@ -161,6 +171,31 @@ def safe_name(stem: str, content_type: str) -> str:
     return clean + EXTENSIONS.get(content_type, ".bin")
 
 
+def decode_data_uri(url: str, max_bytes: int) -> tuple[str, bytes]:
+    """(content type, bytes) of a `data:` URI, refused over `max_bytes` before it is decoded."""
+    shown = url[:40] + "..."
+    match = _DATA_URI.match(url)
+    if match is None:
+        raise FalDownloadError(f"fal output {shown} is not a well-formed data: URI")
+    kind = (match["type"] or "text/plain").strip().lower()
+    payload = url[match.end():]
+    if match["base64"]:
+        size = len(payload.rstrip("=")) * 3 // 4  # 3 bytes in 4 characters: exact if valid
+        if size > max_bytes:  # refused before it is decoded
+            raise FalDownloadError(f"fal output {shown} is {size} bytes, over the {max_bytes}-byte "
+                                   f"limit")
+        try:
+            data = base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            raise FalDownloadError(f"fal output {shown} is not valid base64") from None
+    else:  # percent-encoded: never longer than the text
+        data = urllib.parse.unquote_to_bytes(payload)
+    if len(data) > max_bytes:
+        raise FalDownloadError(f"fal output {shown} is {len(data)} bytes, over the {max_bytes}-byte "
+                               f"limit")
+    return kind, data
+
+
 def app_path(endpoint_id: str) -> str:
     """owner/app (or namespace/owner/app) of an endpoint id: where its requests live."""
     parts = _check_endpoint(endpoint_id).split("/")
@@ -189,6 +224,35 @@ def _expiry(value: Any) -> float | None:
     except ValueError:
         return None
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+def _check_type(shown: str, kind: str, allowed_types: tuple[str, ...]) -> None:
+    if not any(kind.startswith(t) for t in allowed_types):
+        raise FalDownloadError(f"fal output {shown} is {kind or 'untyped'}, not {' or '.join(allowed_types)}")
+
+
+def _write_output(dest: Path, stem: str, kind: str, chunks: Iterable[bytes], shown: str,
+                  max_bytes: int) -> Path:
+    """`chunks` to `dest/<stem><ext>` through a partial file: no partial output is left behind."""
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / safe_name(stem, kind)
+    if target.resolve().parent != dest.resolve():
+        raise FalDownloadError(f"refusing to write outside {dest}")
+    fd, part = tempfile.mkstemp(dir=dest, prefix=files.PART_PREFIX + "fal-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            size = 0
+            for chunk in chunks:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise FalDownloadError(f"fal output {shown} is over the {max_bytes}-byte limit; "
+                                           f"stopped downloading")
+                out.write(chunk)
+        os.replace(part, target)
+    except BaseException:
+        Path(part).unlink(missing_ok=True)
+        raise
+    return target
 
 
 @dataclass(frozen=True, repr=False)
@@ -376,43 +440,28 @@ class Fal:
     def download(self, url: str, dest_dir: Path, *, max_bytes: int, stem: str = "output",
                  allowed_types: tuple[str, ...] = ("video/", "image/")) -> Path:
         """Stream an output file to `dest_dir/<stem><ext>`, the extension fixed by its content type.
-        The key is not sent; the file name fal suggests is never used."""
+        The key is not sent; the file name fal suggests is never used. A `data:` URI (what
+        `sync_mode: true` answers) is decoded instead, nothing fetched."""
+        if url[:5].lower() == "data:":
+            kind, data = decode_data_uri(url, max_bytes)
+            _check_type(url[:40] + "...", kind, allowed_types)
+            return _write_output(Path(dest_dir), stem, kind, [data], url[:40] + "...", max_bytes)
         if httpx.URL(url).scheme not in ("http", "https"):
-            raise FalDownloadError(f"refusing to download {url[:100]!r}: not an http(s) URL")
-        dest = Path(dest_dir)
-        dest.mkdir(parents=True, exist_ok=True)
+            raise FalDownloadError(f"refusing to download {url[:100]!r}: not an http(s) or data: URL")
         response = self._send("GET", url, what=f"download of {url[:100]}", auth=False, stream=True)
         try:
             kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
-            if not any(kind.startswith(t) for t in allowed_types):
-                raise FalDownloadError(f"fal output {url[:100]} is {kind or 'untyped'}, not "
-                                       f"{' or '.join(allowed_types)}")
+            _check_type(url[:100], kind, allowed_types)
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > max_bytes:
                 raise FalDownloadError(f"fal output {url[:100]} is {int(declared)} bytes, over the "
                                        f"{max_bytes}-byte limit")
-            target = dest / safe_name(stem, kind)
-            if target.resolve().parent != dest.resolve():
-                raise FalDownloadError(f"refusing to write outside {dest}")
-            fd, part = tempfile.mkstemp(dir=dest, prefix=files.PART_PREFIX + "fal-")
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    size = 0
-                    for chunk in response.iter_bytes(1 << 16):
-                        size += len(chunk)
-                        if size > max_bytes:
-                            raise FalDownloadError(f"fal output {url[:100]} is over the {max_bytes}-byte "
-                                                   f"limit; stopped downloading")
-                        out.write(chunk)
-                os.replace(part, target)
-            except BaseException:
-                Path(part).unlink(missing_ok=True)
-                raise
+            return _write_output(Path(dest_dir), stem, kind, response.iter_bytes(1 << 16), url[:100],
+                                 max_bytes)
         except (httpx.TransportError, httpx.DecodingError) as exc:
             raise FalTransient(f"download of {url[:100]} broke off ({exc.__class__.__name__})") from None
         finally:
             response.close()
-        return target
 
     def upload(self, path: Path) -> str:
         """Put a local file (at most 100 MiB) on fal's CDN; its public URL, e.g. for `image_url`.
