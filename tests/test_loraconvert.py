@@ -73,3 +73,17 @@ def test_bf16_keeps_nan_and_inf():
                       dtype=np.float32)
     back = Tensor.from_float32("BF16", values).as_float32()
     assert np.isnan(back[0]) and np.isnan(back[1]) and back[2] == np.inf and back[3] == -1.5
+
+
+@pytest.mark.parametrize("part", ["hada_w1_a", "lokr_w1"])
+def test_a_loha_or_lokr_is_refused_not_converted_to_nothing(tmp_path, part):
+    """convert_lora.py skips every key but lora_down/lora_up: a LyCORIS network came out empty
+    (or, here, failed on its first key with no way forward)."""
+    src = tmp_path / "lyco.safetensors"
+    module = "lora_unet_blocks_0_self_attn_q"
+    loraconvert.write(src, {f"{module}.{part}": Tensor.from_float32("F32", np.ones((4, 8))),
+                            f"{module}.alpha": Tensor.from_float32("F32", np.array(4.0))}, {})
+    kind = "LoHa" if part.startswith("hada") else "LoKr"
+    with pytest.raises(loraconvert.ConvertError, match=f"{kind} .*--no-convert"):
+        loraconvert.convert(src, tmp_path / "out.safetensors")
+    assert not (tmp_path / "out.safetensors").exists()

@@ -104,7 +104,21 @@ def module_name(lora_name: str) -> str:
     return name
 
 
+# LyCORIS networks (lycoris.kohya): LoHa's Hadamard factors and LoKr's Kronecker factors
+LYCORIS_PARTS = (".hada_w1_a", ".hada_w1_b", ".hada_w2_a", ".hada_w2_b", ".hada_t1",
+                 ".lokr_w1", ".lokr_w2", ".lokr_t2")
+
+
 def to_other(tensors: dict[str, Tensor], prefix: str = "diffusion_model") -> dict[str, Tensor]:
+    lycoris = next((k for k in tensors if any(p in k for p in LYCORIS_PARTS)), None)
+    if lycoris is not None:
+        # convert_lora.py --target other maps lora_down/lora_up only and skips every other key
+        # with a warning: a LoHa or LoKr would come out empty.
+        kind = "LoHa" if ".hada_" in lycoris else "LoKr"
+        raise ConvertError(f"this is a {kind} (LyCORIS) network ({lycoris}), which has no "
+                           "lora_A/lora_B form for diffusers and inference services: publish "
+                           "it with --no-convert (ComfyUI and musubi-tuner load the file as "
+                           "it is)")
     alphas = {k.split(".", 1)[0]: t for k, t in tensors.items() if k.endswith(".alpha")}
     out: dict[str, Tensor] = {}
     for key, t in tensors.items():
