@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -468,3 +469,45 @@ def test_an_i2v_run_samples_every_eval_prompt_from_its_start_image(ws, conn, ser
     log = (Path(run.remote_dir) / "logs" / "train.log").read_text()
     assert "No image_path for i2v model" not in log
     assert "image path: " in log and "samples/start-1.png" in log
+
+
+def test_images_are_made_in_musubis_own_buckets_and_batches_counted_per_bucket(
+        ws, conn, server, setup, tmp_path):
+    """Stills were sized by rounding each side, so musubi resized and cropped them a second
+    time into its own buckets; batches per epoch were counted over all items at once."""
+    from media_factory import make_image
+
+    from lorad.datasets import preflight
+    from lorad.media import clips
+
+    _version, pod, config = setup
+    profile = profiles.get("image-1024")
+    d = datasets.create(conn, "stills", profile.name, trigger="TRK")
+    folder = tmp_path / "stills"
+    shapes = [("1600x900", "red"), ("1200x900", "blue"), ("1200x900", "green"),
+              ("1000x1000", "yellow"), ("900x1600", "white")]
+    for n, (size, colour) in enumerate(shapes):
+        make_image(folder / f"s{n}.png", size=size, source=f"color=c={colour}")
+    clips.add(conn, d, [folder])
+    run_jobs(ws)
+    for c in clips.list_clips(conn, d.id):
+        assert c.state == "ready", c.error
+        versions.set_caption(conn, c.id, f"TRK, a flat {c.name} picture")
+        clips.set_review(conn, [c.id], "approved")
+    opts = export.Options(remote_root=str(server.root / "datasets" / "stills"), batch_size=2)
+    p = export.plan(conn, d, profile, opts)
+    version = export.record(conn, p, export.write(p, export.export_dir(ws.root, p)))
+    report = preflight.check(conn, d, profile, opts)
+    run = runs.create(conn, "stills", version, pod.id,
+                      {**config, "max_train_epochs": 1})
+    runs.start(conn, run.id)
+    run_jobs(ws, timeout=120)
+    run = runs.get_by_id(conn, run.id)
+    assert run.state == "succeeded", (run.error, run.log_tail)
+    log = (Path(run.remote_dir) / "logs" / "train.log").read_text()
+    buckets = {tuple(int(x) for x in m.split(", ")[:2])
+               for m in re.findall(r"bucket: \((\d+, \d+(?:, \d+)?)\)", log)}
+    made = {(c.width, c.height) for c in clips.list_clips(conn, d.id)}
+    assert buckets == made  # every still already is its bucket's size: nothing resized again
+    assert f"total batches: {report.batches}" in log  # 1600x900 | 2 x 1184x880 | 1:1 | 9:16
+    assert report.batches == 4

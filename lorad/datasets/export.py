@@ -56,6 +56,8 @@ class Item:
     frames: int | None
     fps: float | None
     split: str = "train"
+    width: int | None = None  # of the processed media: the trainer buckets by it
+    height: int | None = None
 
 
 @dataclass
@@ -93,7 +95,7 @@ def approved_items(conn: sqlite3.Connection, dataset: datasets.Dataset) -> list[
         items.append(Item(c.id, c.name, media, c.name + Path(media).suffix.lower(),
                           v.text if v else "", v.id if v else None, c.source_path,
                           c.source_hash, list(c.source_range) if c.source_range else None,
-                          c.frames, c.fps))
+                          c.frames, c.fps, width=c.width, height=c.height))
     return items
 
 

@@ -88,5 +88,5 @@ def check(conn: sqlite3.Connection, dataset: datasets.Dataset, profile: profiles
     if p.items and n_items == 0:
         add("error", "0 training items per epoch: training would stop with 'No training items "
                      "found'")
-    batches = -(-n_items // max(1, options.batch_size))
+    batches = fmt.batches_per_epoch(p)
     return Report(findings, n_items, batches, len(p.items))

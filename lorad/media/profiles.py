@@ -75,6 +75,8 @@ class Profile:
         """Changes whenever anything that shapes the output changes (not the description)."""
         data = {k: v for k, v in asdict(self).items()
                 if k not in ("name", "description", "format", "trainable")}
+        if self.media == "image":
+            data["buckets"] = "musubi"  # images were once rounded per side: those are stale
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def summary(self) -> str:
@@ -89,12 +91,33 @@ def largest_4n1(n: int) -> int:
     return (n - 1) // 4 * 4 + 1 if n >= 1 else 0
 
 
+def bucket_list(resolution: tuple[int, int], step: int = 16) -> list[tuple[int, int]]:
+    """musubi-tuner's buckets around `resolution` (dataset/image_video_dataset.BucketSelector):
+    widths from half the square side up to it in steps, each with the height that keeps the
+    area, both ways round, sorted."""
+    area = resolution[0] * resolution[1]
+    side = int(math.sqrt(area))
+    low = (side // 2) - (side // 2) % step
+    found = set()
+    for w in range(low, side + step, step):
+        h = (area // w) - (area // w) % step
+        found.update({(w, h), (h, w)})
+    return sorted(found)
+
+
+def bucket_for(width: int, height: int, resolution: tuple[int, int]) -> tuple[int, int]:
+    """The bucket musubi puts a `width`x`height` picture in: the one whose aspect ratio is
+    nearest (the first of equals, as numpy's argmin)."""
+    buckets = bucket_list(resolution)
+    aspect = width / height
+    return min(buckets, key=lambda b: abs(b[0] / b[1] - aspect))
+
+
 def bucket_size(width: int, height: int, area: int, step: int = 16) -> tuple[int, int]:
-    """Keep the aspect ratio, aim at `area` pixels, round both sides down to multiples of step."""
-    scale = math.sqrt(area / (width * height))
-    w = max(step, int(width * scale) // step * step)
-    h = max(step, int(height * scale) // step * step)
-    return w, h
+    """The musubi bucket of a picture, for a square resolution of about `area` pixels: lorad
+    makes images that size, so musubi neither resizes nor crops them a second time."""
+    side = int(math.sqrt(area))
+    return bucket_for(width, height, (side, side))
 
 
 BUILTIN: dict[str, Profile] = {

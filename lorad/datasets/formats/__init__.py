@@ -43,6 +43,10 @@ class DatasetFormat(Protocol):
         """Training items the trainer will make of the version's training clips per epoch."""
         ...
 
+    def batches_per_epoch(self, plan: Plan) -> int:
+        """Batches of `plan.options.batch_size` per epoch, as the trainer groups its items."""
+        ...
+
 
 FORMATS: Registry[DatasetFormat] = Registry("dataset_formats", "dataset format")
 

@@ -10,6 +10,8 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from lorad.datasets.formats import FORMATS
+from lorad.media import profiles
+from lorad.media.profiles import largest_4n1
 
 if TYPE_CHECKING:
     from lorad.datasets.export import Item, Plan
@@ -208,6 +210,16 @@ def prompt_problems(dataset: Dataset) -> list[str]:
             for what, text in texts if " --" in " ".join(text.split())]
 
 
+def clip_lengths(frames: int, entry: dict) -> list[int]:
+    """The training items (as frame counts) `head` / `full` extraction cuts from one clip."""
+    targets = entry.get("target_frames", [1])
+    if entry.get("frame_extraction") == "full":
+        if frames < min(targets):
+            return []
+        return [largest_4n1(min(frames, entry.get("max_frames", frames)))]
+    return [t for t in targets if frames >= t]
+
+
 def items_in(frames: list[int | None], entry: dict) -> int:
     """What `head` / `full` extraction yields: one item per (clip, target) the clip can fill."""
     if "image_directory" in entry or "image_jsonl_file" in entry:
@@ -268,6 +280,26 @@ class Musubi:
     def items_per_epoch(self, p: Plan) -> int:
         toml, _val = configs(p)
         return items_in([i.frames for i in p.items if i.split == "train"], toml["datasets"][0])
+
+    def batches_per_epoch(self, p: Plan) -> int:
+        """musubi batches each bucket on its own (BucketBatchManager: ceil per bucket), a
+        bucket being a size, and for video a frame count too."""
+        toml, _val = configs(p)
+        entry, general = toml["datasets"][0], toml["general"]
+        resolution = tuple(general["resolution"])
+        buckets: dict[tuple, int] = {}
+        for item in (i for i in p.items if i.split == "train"):
+            size = (profiles.bucket_for(item.width, item.height, resolution)
+                    if general["enable_bucket"] and item.width and item.height else resolution)
+            if p.profile.media == "image":
+                keys = [size]
+            else:
+                frames = frames_at_16fps(item.frames or 0, entry.get("source_fps"))
+                keys = [(*size, t) for t in clip_lengths(frames, entry)]
+            for key in keys:
+                buckets[key] = buckets.get(key, 0) + entry.get("num_repeats", 1)
+        batch = max(1, p.options.batch_size)
+        return sum(-(-n // batch) for n in buckets.values())
 
 
 FORMATS.register(Musubi.name, Musubi())

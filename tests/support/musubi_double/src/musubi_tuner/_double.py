@@ -496,15 +496,23 @@ class Dataset:
         return clips
 
     def bucket(self, width: int, height: int) -> tuple[int, int]:
+        """dataset/image_video_dataset.py BucketSelector: a list of buckets of about the
+        resolution's area, then the one of nearest aspect ratio (numpy argmin: the first)."""
         rw, rh = self.resolution
         if not self.enable_bucket:
             return rw, rh
-        if self.bucket_no_upscale and width * height <= rw * rh:
+        area = rw * rh
+        if self.bucket_no_upscale and width * height <= area:
             return width // 16 * 16, height // 16 * 16
-        area, ar = rw * rh, width / height
-        bw = max(16, int(math.sqrt(area * ar)) // 16 * 16)
-        bh = max(16, int(area / bw) // 16 * 16)
-        return bw, bh
+        side = int(math.sqrt(area))
+        low = (side // 2) - (side // 2) % 16
+        resos = set()
+        for w in range(low, side + 16, 16):
+            h = (area // w) - (area // w) % 16
+            resos.update({(w, h), (h, w)})
+        resos = sorted(resos)
+        errors = [abs(w / h - width / height) for w, h in resos]
+        return resos[errors.index(min(errors))]
 
 
 def load_datasets(file: str, args_batch_size: int | None = None) -> list[Dataset]:
