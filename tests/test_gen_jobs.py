@@ -396,3 +396,30 @@ def test_a_start_image_gone_before_upload_fails_that_generation_clearly(ws, conn
     with pytest.raises(generations.GenerationError, match="no such file"):
         gen(conn, endpoint="fal-ai/wan/v2.2-a14b/image-to-video/lora",
             files={"image_url": start})
+
+
+def test_a_smoke_run_does_not_flag_a_frozen_clip_and_every_output_says_what_made_it(
+        ws, conn, fal, truck, capsys):
+    """The frozen check's threshold follows the run's check profile and is recorded, with the
+    tools and effective parameters, in the generation's manifest and beside its output."""
+    from pathlib import Path
+
+    from lorad.cli import main
+
+    for _ in range(2):
+        fal.plan_next(output="static")
+    args = ["-w", str(ws.root), "gen", "TRK, a parked truck", "--lora", "truck-e8",
+            "--endpoint", WAN22, "--param", "num_frames=17", "--seed", "3"]
+    assert main([*args, "--check-profile", "smoke"]) == 0
+    assert main(args) == 0  # the workspace's default: quality
+    run_jobs(ws)
+    smoke, quality = sorted(generations.list_all(conn), key=lambda g: g.id)
+    assert smoke.checks["ok"] and smoke.checks["thresholds"]["profile"] == "smoke"
+    assert not quality.checks["ok"] and "frozen" in quality.checks["problems"][0]
+    m = quality.manifest
+    assert m["checks"]["thresholds"] == {"profile": "quality", "min_frame_diff": 0.003,
+                                         "min_frame_diff_from": "profile"}
+    assert m["tools"]["ffmpeg"] and m["endpoint"] == WAN22 and m["seed"] == 3
+    assert m["params_effective"]["num_interpolated_frames"] == 1  # fal's default, recorded
+    assert m["lora"]["url"] == "https://hf.example/o/truck/resolve/main/e8.safetensors"
+    assert json.loads(Path(quality.output_path).with_suffix(".json").read_text()) == m

@@ -47,3 +47,26 @@ def test_aspect_is_checked_only_when_asked(interpolated):
     assert outputcheck.check(interpolated, {"aspect_ratio": "9:16"})["ok"]  # 160x288
     facts = outputcheck.check(interpolated, {"aspect_ratio": "16:9"})
     assert facts["problems"] == ["aspect 160x288 is not the 16:9 asked"]
+
+
+@pytest.mark.parametrize("profile,override,flagged,floor", [
+    ("quality", None, True, 0.003),  # the seed's threshold for quality runs
+    ("smoke", None, False, 0.0),  # quick runs: a frozen clip is no news
+    ("smoke", 0.02, True, 0.02),  # a run's own threshold wins, and is recorded
+    ("quality", 0.0, False, 0.0),
+])
+def test_the_frozen_check_follows_the_check_profile(tmp_path, profile, override, flagged, floor):
+    """The frozen check had one hard-coded threshold: a smoke run's still clip and a quality
+    run's were judged alike, and nobody could tell afterwards which threshold had been used."""
+    still = tmp_path / "still.mp4"
+    still.write_bytes(clip("static", 17, 16))
+    facts = outputcheck.check(still, {}, limits=outputcheck.thresholds(profile, override))
+    assert any("frozen" in p for p in facts["problems"]) == flagged
+    assert facts["thresholds"]["min_frame_diff"] == floor
+    assert facts["thresholds"]["min_frame_diff_from"] == ("override" if override is not None
+                                                          else "profile")
+
+
+def test_an_unknown_check_profile_is_refused():
+    with pytest.raises(Exception, match="use one of quality, smoke"):
+        outputcheck.thresholds("fast")

@@ -99,6 +99,15 @@ def test_full_run_end_to_end(ws, conn, server, setup):
     assert [r["epoch"] for r in rows[:2]] == [1, 2]
     pod = pods.get(conn, "local")
     assert pod.host_key == server.host_key_line  # pinned on first connect
+    # how it was made: trainer version read on the pod, every stage's command, the data
+    m = run.manifest
+    assert m["trainer"]["name"] == "musubi" and m["trainer"]["version"]
+    assert [s["name"] for s in m["stages"]] == ["latents", "text", "train"]
+    assert "wan_train_network.py" in m["stages"][2]["command"]
+    assert m["dataset_version"]["content_hash"] == \
+        export.get_version(conn, run.dataset_version_id).content_hash
+    assert m["base_model"] == "Wan-AI/Wan2.1-T2V-14B" and m["tools"]["lorad"]
+    assert json.loads((ws.downloads_dir() / run.name / "manifest.json").read_text()) == m
 
 
 def test_dropped_connection_loses_and_repeats_no_point(ws, conn, server, setup, fault_report):

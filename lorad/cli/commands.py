@@ -9,6 +9,7 @@ from pathlib import Path
 
 from lorad.cli import (
     captions,
+    chain,
     clips,
     daemon,
     dataset,
@@ -31,7 +32,7 @@ from lorad.cli.common import EXIT_ERROR, EXIT_OK
 
 # in the order `lorad --help` lists them
 NOUNS = [workspace, daemon, doctor, jobs, profiles, dataset, clips, captions, pod, trainers, train, lora,
-         gen, gens, sweep, rate, publish, tui]
+         gen, gens, sweep, chain, rate, publish, tui]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,6 +35,24 @@ def request_options(p) -> None:
     p.add_argument("--image", metavar="PATH", help="image-to-video: a local start image "
                                                    "(uploaded to fal's storage by the daemon)")
     p.add_argument("--end-image", metavar="PATH", help="image-to-video: a local end image")
+    p.add_argument("--check-profile", choices=["quality", "smoke"],
+                   help="output checks (default: [generations] check_profile): smoke does not "
+                        "flag frozen clips")
+    p.add_argument("--min-frame-diff", type=float, metavar="X",
+                   help="flag as frozen below this mean frame difference (0-1)")
+
+
+def check_settings(args) -> dict:
+    """--check-profile / --min-frame-diff: the output checks this run asks for."""
+    out: dict = {}
+    if args.check_profile:
+        out["check_profile"] = args.check_profile
+    if args.min_frame_diff is not None:
+        if not 0 <= args.min_frame_diff <= 1:
+            raise CliError("--min-frame-diff is a fraction of the full range, 0 to 1 (the "
+                           "quality profile uses 0.003)")
+        out["min_frame_diff"] = args.min_frame_diff
+    return out
 
 
 def extra_params(args) -> dict:
@@ -89,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
                  for i in range(args.count)]
         ids = [generations.create(conn, args.endpoint, prompt, lora=args.lora, scale=args.scale,
                                   seed=s, extra=extra_params(args), dataset=args.dataset,
-                                  files=local_files(args))
+                                  files=local_files(args), checks=check_settings(args))
                for prompt in prompts for s in seeds]
         warn_private(conn, [args.lora] if args.lora else [])
         daemon.nudge(ws)

@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lorad.cli.gen import extra_params, local_files, price_caveat
+    from lorad.cli.gen import check_settings, extra_params, local_files, price_caveat
     from lorad.cli.lora import warn_private
     from lorad.core import daemon
     from lorad.generation import generations
@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
         plan = generations.plan_sweep(conn, args.endpoint, lora_names=args.lora,
                                       scales=args.scale, prompts=args.prompt or [],
                                       seeds=args.seed, extra=extra_params(args),
-                                      dataset=args.dataset, files=local_files(args))
+                                      dataset=args.dataset, files=local_files(args),
+                                      checks=check_settings(args))
         prompts = len({c["prompt"] for c in plan.cells})
         print(f"sweep {plan.sweep_id}: {len(args.lora)} LoRA(s) x {len(args.scale)} scale(s) x "
               f"{prompts} prompt(s) x {len(args.seed)} seed(s) = {len(plan.cells)} "

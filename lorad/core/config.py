@@ -52,6 +52,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "max_output_mb": (int, 500),  # refuse larger downloads
         "request_timeout_seconds": ((int, float), 120.0),  # one HTTP call to the service
         "retry_after_max_seconds": ((int, float), 60.0),  # the longest Retry-After honoured
+        "check_profile": (str, "quality"),  # output checks: quality | smoke
+        "min_frame_diff": ((int, float), -1.0),  # frozen below this; -1: the check profile's
     },
     "publish": {
         "endpoint": (str, ""),  # empty: https://huggingface.co (or $HF_ENDPOINT)
@@ -79,6 +81,7 @@ LIMITS: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("generations", "max_output_mb"): (1, None),
     ("generations", "retry_after_max_seconds"): (0, 86400),
     ("generations", "request_timeout_seconds"): (1, 3600),
+    ("generations", "min_frame_diff"): (-1, 1),
     ("ingest", "near_duplicate_distance"): (0, 192), ("ingest", "scene_threshold"): (0, 1),
     ("ingest", "min_shot_seconds"): (0, None),
 }

@@ -18,6 +18,7 @@ import json
 import logging
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from lorad.core import ledger
 from lorad.core.errors import PermanentError, is_transient
 from lorad.core.files import sha256_file
 from lorad.core.handlers import JobContext, periodic, register
-from lorad.generation import endpoints, generations, services
+from lorad.generation import endpoints, generations, loras, manifests, services
 from lorad.generation.services import RequestStatus, ServiceSession
 from lorad.media import convert, outputcheck
 
@@ -49,18 +50,26 @@ def record_submitted(conn: sqlite3.Connection, gen_id: int, request: services.Re
                            error=None)
 
 
+def check_limits(settings: dict[str, Any], asked: dict[str, Any]) -> dict[str, Any]:
+    """The output checks' thresholds: what the generation asked for, else the workspace's."""
+    return outputcheck.thresholds(asked.get("check_profile") or settings["check_profile"],
+                                  asked.get("min_frame_diff", settings["min_frame_diff"]))
+
+
 def _output_dir(ws) -> Path:
     return ws.downloads_dir() / "generations"
 
 
-def finish_output(path: Path, expected: dict[str, Any], media: str) -> dict[str, Any]:
+def finish_output(path: Path, expected: dict[str, Any], media: str,
+                  limits: dict[str, Any] | None = None) -> dict[str, Any]:
     """Checks and a filmstrip for a downloaded output (runs in the media process pool);
-    `expected`: what the endpoint makes of the request (`Endpoint.expected_output`)."""
+    `expected`: what the endpoint makes of the request (`Endpoint.expected_output`); `limits`:
+    the check thresholds (`outputcheck.thresholds`)."""
     try:
         facts = convert.probe(path)  # once, for the checks and the filmstrip
     except convert.MediaError:
         facts = None
-    checks = outputcheck.check(path, expected, probe=facts, media=media)
+    checks = outputcheck.check(path, expected, probe=facts, media=media, limits=limits)
     if facts is not None:
         convert.filmstrip(path, path.with_suffix(".strip.jpg"), facts)
     return checks
@@ -242,7 +251,8 @@ async def _run(ctx: JobContext, service: services.GenerationService, client: Ser
                        stem=f"gen-{g.id:06d}")
     endpoint = endpoints.get(g.endpoint)
     expected = endpoint.expected_output(g.params)  # fal's defaults (interpolation) included
-    checks = await ctx.in_process(finish_output, path, expected, endpoint.media)  # shares cores
+    limits = check_limits(ctx.ws.config()["generations"], g.check_settings)
+    checks = await ctx.in_process(finish_output, path, expected, endpoint.media, limits)
     metrics = status.metrics or {}
     inference = metrics.get("inference_time")
     inference = float(inference) if isinstance(inference, (int, float)) else None
@@ -250,10 +260,16 @@ async def _run(ctx: JobContext, service: services.GenerationService, client: Ser
 
     usable = checks.get("usable", True)
 
+    made = replace(g, seed=seed, output_path=str(path), checks=checks)
+    manifest = manifests.for_generation(made, loras.get_by_id(conn, g.lora_id) if g.lora_id
+                                        else None, checks, expected)
+    path.with_suffix(".json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
     def record(c: sqlite3.Connection) -> None:
         now = time.time()
         done = {"output_path": str(path), "checks": json.dumps(checks),
-                "inference_time": inference, "finished_at": now, "seed": seed}
+                "inference_time": inference, "finished_at": now, "seed": seed,
+                "manifest": json.dumps(manifest, sort_keys=True)}
         detail = f"{g.endpoint} request {g.request_id}"
         if usable:
             generations.set_status(c, g.id, "completed", error=None, **done)

@@ -62,6 +62,10 @@ class Generation:
     dataset_id: int | None = None
     inputs: dict[str, Any] = field(default_factory=dict)  # param -> {path, sha256, url}
     service: str = "fal"
+    chain_id: int | None = None
+    shot_index: int | None = None  # 0-based, in its chain
+    manifest: dict[str, Any] = field(default_factory=dict)  # how it was made (see manifests)
+    check_settings: dict[str, Any] = field(default_factory=dict)  # check_profile, min_frame_diff
 
     @classmethod
     def from_row(cls, row: sqlite3.Row, root: Path) -> Generation:
@@ -77,7 +81,8 @@ class Generation:
                    store.local_path(root, d["output_path"]), json.loads(d["checks"] or "{}"),
                    d["inference_time"],
                    d["cost"], d["error"], d["prompt"], d["job_id"], d["created_at"],
-                   d["dataset_id"], inputs, d["service"])
+                   d["dataset_id"], inputs, d["service"], d["chain_id"], d["shot_index"],
+                   json.loads(d["manifest"] or "{}"), json.loads(d["check_settings"] or "{}"))
 
 
 _SLOT = re.compile(r"\[([A-Za-z][\w ]*?)(\?)?\]")
@@ -174,7 +179,8 @@ def create(conn: sqlite3.Connection, endpoint_id: str, prompt: str, *, lora: str
            scale: float = 1.0, seed: int, extra: dict[str, Any] | None = None,
            sweep_id: str | None = None, parent_id: int | None = None,
            submit: bool = True, dataset: str | None = None,
-           files: dict[str, str | Path] | None = None) -> int:
+           files: dict[str, str | Path] | None = None, chain_id: int | None = None,
+           shot_index: int | None = None, checks: dict[str, Any] | None = None) -> int:
     """A generation; with `dataset`, its default negative prompt applies unless given.
     `files` maps parameters to local images (image-to-video's `image_url`)."""
     endpoint = endpoints.get(endpoint_id)
@@ -186,7 +192,8 @@ def create(conn: sqlite3.Connection, endpoint_id: str, prompt: str, *, lora: str
                      lora_id=lo.id if lo else None,
                      checkpoint_id=lo.checkpoint_id if lo else None, endpoint=endpoint_id,
                      params=params, scale=scale if lo else None, seed=seed, prompt=prompt,
-                     cost=endpoint.price(params), dataset_id=defaults.dataset_id)
+                     cost=endpoint.price(params), dataset_id=defaults.dataset_id,
+                     chain_id=chain_id, shot_index=shot_index, check_settings=checks or {})
     if submit:
         queue(conn, gen_id)
     return gen_id
@@ -348,12 +355,14 @@ class SweepPlan:
     cost: float
     dataset: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # resolved: defaults, local files
+    checks: dict[str, Any] = field(default_factory=dict)  # output check settings asked for
 
 
 def plan_sweep(conn: sqlite3.Connection, endpoint_id: str, *, lora_names: list[str],
                scales: list[float], prompts: list[str], seeds: list[int],
                extra: dict[str, Any] | None = None, dataset: str | None = None,
-               files: dict[str, str | Path] | None = None) -> SweepPlan:
+               files: dict[str, str | Path] | None = None,
+               checks: dict[str, Any] | None = None) -> SweepPlan:
     """The grid, validated and priced; nothing is submitted. With `dataset`, no prompts means
     its eval prompts, and its negative prompt applies unless given."""
     endpoint = endpoints.get(endpoint_id)
@@ -369,7 +378,7 @@ def plan_sweep(conn: sqlite3.Connection, endpoint_id: str, *, lora_names: list[s
         cells.append({"lora": name, "scale": scale, "prompt": prompt, "seed": seed,
                       "cost": endpoint.price(params)})
     return SweepPlan(uuid.uuid4().hex[:10], endpoint_id, cells,
-                     round(sum(c["cost"] for c in cells), 6), dataset, extra)
+                     round(sum(c["cost"] for c in cells), 6), dataset, extra, checks or {})
 
 
 def submit_sweep(conn: sqlite3.Connection, plan: SweepPlan, *, budget: float | None
@@ -384,7 +393,8 @@ def submit_sweep(conn: sqlite3.Connection, plan: SweepPlan, *, budget: float | N
         for c in plan.cells:
             ids.append(create(conn, plan.endpoint_id, c["prompt"], lora=c["lora"],
                               scale=c["scale"], seed=c["seed"], extra=plan.extra,
-                              sweep_id=plan.sweep_id, dataset=plan.dataset))
+                              sweep_id=plan.sweep_id, dataset=plan.dataset,
+                              checks=plan.checks))
     return ids
 
 

@@ -363,6 +363,53 @@ def first_frame(src: Path, out: Path) -> Path:
     return out
 
 
+def last_frame(src: Path, out: Path) -> Path:
+    """The video's exact last frame as a lossless PNG: every frame is decoded and written over
+    the same file (image2's -update), so the last one stays, whatever the container says."""
+    import subprocess
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    part = out.with_name(out.stem + ".part" + out.suffix)
+    done = subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), "-map", "0:v:0",
+                           "-f", "image2", "-update", "1", "-c:v", "png", str(part)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not part.exists():
+        part.unlink(missing_ok=True)
+        raise MediaError(f"cannot read the last frame of {src.name}: "
+                         f"{(done.stderr or '').strip()[-200:]}")
+    part.replace(out)
+    return out
+
+
+def concat(sources: list[Path], out: Path, crf: int = 16) -> Path:
+    """The videos one after the other (every frame of each), re-encoded once: shots from a
+    service may differ in encoding details that a stream copy would trip on. They must share
+    a size; the first one's frame rate is kept."""
+    import subprocess
+
+    if not sources:
+        raise MediaError("nothing to join")
+    sizes = {(p.width, p.height) for p in (probe(s) for s in sources)}
+    if len(sizes) > 1:
+        listed = ", ".join(f"{w}x{h}" for w, h in sorted(sizes))
+        raise MediaError(f"the shots have different sizes ({listed}): they cannot be joined "
+                         "into one video")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    part = out.with_name(out.stem + ".part" + out.suffix)
+    inputs = [arg for s in sources for arg in ("-i", str(s))]
+    chain = "".join(f"[{n}:v:0]" for n in range(len(sources)))
+    done = subprocess.run(["ffmpeg", "-v", "error", "-y", *inputs, "-filter_complex",
+                           f"{chain}concat=n={len(sources)}:v=1:a=0[v]", "-map", "[v]",
+                           "-fps_mode", "passthrough", "-c:v", "libx264", "-crf", str(crf),
+                           "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(part)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not part.exists():
+        part.unlink(missing_ok=True)
+        raise MediaError(f"joining the shots failed: {(done.stderr or '').strip()[-300:]}")
+    part.replace(out)
+    return out
+
+
 def filmstrip(src: Path, out: Path, facts: Probe | None = None) -> Path | None:
     """First, middle and last frame of a finished video side by side (for review screens).
     Pass the file's probe as `facts` if you have it."""

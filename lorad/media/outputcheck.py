@@ -15,12 +15,27 @@ from typing import Any
 
 from lorad.media import analysis, convert
 
-STATIC_MAD = 0.3  # mean abs frame difference (0-255) below which a clip counts as frozen
+# The frozen check's threshold per check profile: the mean absolute difference between
+# consecutive frames, as a fraction of the full range (the seed's runner: 0.003 for quality runs,
+# 0 for smoke runs, where a frozen clip is no news).
+CHECK_PROFILES = {"quality": 0.003, "smoke": 0.0}
 ASPECTS = {"9:16": 9 / 16, "16:9": 16 / 9, "1:1": 1.0}
 
 
+def thresholds(profile: str = "quality", min_frame_diff: float | None = None) -> dict[str, Any]:
+    """The thresholds a check uses: the profile's, `min_frame_diff` (0-1) overriding it when
+    given and not negative. Recorded with the check's result."""
+    if profile not in CHECK_PROFILES:
+        raise convert.MediaError(f"check profile {profile!r}: use one of "
+                                 f"{', '.join(CHECK_PROFILES)}")
+    override = min_frame_diff is not None and min_frame_diff >= 0
+    return {"profile": profile,
+            "min_frame_diff": float(min_frame_diff) if override else CHECK_PROFILES[profile],
+            "min_frame_diff_from": "override" if override else "profile"}
+
+
 def check(path: Path, expected: dict[str, Any], probe: convert.Probe | None = None,
-          media: str = "video") -> dict[str, Any]:
+          media: str = "video", limits: dict[str, Any] | None = None) -> dict[str, Any]:
     """Facts and problems; `problems` empty means it passed, `usable` false that the output is
     not a readable `media` at all. `expected`: `frames`, `fps` and `aspect_ratio`, each checked
     when given (`Endpoint.expected_output`); the frames and fps are recorded as `expected`. Pass
@@ -52,11 +67,15 @@ def check(path: Path, expected: dict[str, Any], probe: convert.Probe | None = No
         if want_frames and probe.frames and abs(probe.frames - want_frames) > 1:
             because = f" ({expected.get('asked_frames')} asked; {why})" if why else ""
             problems.append(f"{probe.frames} frames, {want_frames} expected{because}")
+        limits = limits or thresholds()
+        facts["thresholds"] = limits
         mad = frame_difference(path, probe=probe)
         facts["motion"] = mad
-        if mad is not None and mad < STATIC_MAD:
+        floor = limits["min_frame_diff"]
+        if mad is not None and floor > 0 and mad / 255 < floor:
             problems.append(f"frozen: the picture barely changes (mean frame difference "
-                            f"{mad:.2f}); probably a broken output")
+                            f"{mad / 255:.4f} of the range, below {floor:g} for "
+                            f"{limits['profile']} checks); probably a broken output")
     facts["ok"] = not problems
     facts["problems"] = problems
     return facts

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lorad.core import jobs, logs, store
@@ -56,11 +56,13 @@ class Run:
     log_tail: str = ""
     trainer: str = trainers.DEFAULT
     resume_from: str | None = None  # the saved state a resumed run continues from
+    manifest: dict[str, Any] = field(default_factory=dict)  # how it was made (run_manifest)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Run:
         data = dict(row)
         data["config"] = json.loads(data["config"] or "{}")
+        data["manifest"] = json.loads(data.get("manifest") or "{}")
         return cls(**data)
 
     @property

@@ -11,6 +11,7 @@ done, a live pid is followed, otherwise the stage is started.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import posixpath
 import time
@@ -20,7 +21,7 @@ from lorad.core import store
 from lorad.core.errors import PermanentError, TransientError, is_transient
 from lorad.core.handlers import JobContext, periodic, register
 from lorad.datasets import export
-from lorad.training import checkpoints, logparse, pods, runs
+from lorad.training import checkpoints, logparse, pods, run_manifest, runs
 from lorad.training.session import Session
 from lorad.training.trainers import RunPaths, Stage, Trainer
 
@@ -79,6 +80,8 @@ async def train_run(ctx: JobContext):
                 and not run.resume_from:
             run = await resolve_resume(ctx, session, run, pod, trainer)
         stages = trainer.stages(run.train_config, paths)  # the config as resumed
+        if not run.manifest:
+            await write_manifest(ctx, session, run, trainer, version, pod, stages)
         order = [s.name for s in stages]
         for n, stage in enumerate(stages):
             run = runs.get_by_id(conn, run.id)
@@ -127,6 +130,21 @@ def reconcile(conn) -> None:
     for run in runs.unfollowed(conn):
         log.info("run %s has no live job; following it again", run.name)
         runs.start(conn, run.id)
+
+
+async def write_manifest(ctx: JobContext, session: Session, run: runs.Run, trainer: Trainer,
+                         version, pod: pods.Pod, stages) -> None:
+    """Record how the run is made, the trainer's version read on the pod, before it trains."""
+    command = trainer.version_command(run.train_config)
+    found = None
+    if command:
+        code, out, _err = await session.call("run", command, check=False)
+        found = " ".join(out.split()) or None if code == 0 else None
+    manifest = run_manifest.build(run, trainer, found, version, pod, stages)
+    folder = ctx.ws.downloads_dir() / run.name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    runs.update(ctx.conn, run.id, manifest=manifest)
 
 
 async def resolve_resume(ctx: JobContext, session: Session, run: runs.Run, pod: pods.Pod,

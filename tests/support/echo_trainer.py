@@ -108,6 +108,9 @@ class Echo:
     def sample_dir(self, paths: RunPaths) -> str | None:
         return None
 
+    def version_command(self, config) -> str | None:
+        return "echo echo-trainer-1"
+
     def pod_checks(self, options: dict[str, Any]) -> list[PodCheck]:
         return [PodCheck("sh", "command -v sh", "install a POSIX shell")]
 

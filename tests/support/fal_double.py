@@ -235,17 +235,21 @@ def _check_loras(value: Any, transformer: bool) -> list[dict[str, Any]]:
 
 # -- media ------------------------------------------------------------------------------------------------
 
-CLIP_SOURCES = {"motion": "testsrc=size=160x288:rate={fps}",
+# "motion" changes as a generated clip does (mean frame difference about 1% of the range, above
+# the 0.003 of lorad's quality checks; testsrc's one small moving square is 0.1%).
+CLIP_SOURCES = {"motion": "testsrc2=size=160x288:rate={fps}",
                 "static": "color=c=0x336699:size=160x288:rate={fps}"}
 
 
 @functools.cache
-def clip(kind: str, frames: int, fps: int) -> bytes:
-    """A tiny real mp4 (160x288) of `frames` frames at `fps`: a moving test pattern or one colour."""
+def clip(kind: str, frames: int, fps: int, hue: int = 0) -> bytes:
+    """A tiny real mp4 (160x288) of `frames` frames at `fps`: a moving test pattern or one colour;
+    `hue` turns the colours (requests with other seeds give other videos, as a model does)."""
+    source = CLIP_SOURCES[kind].format(fps=fps) + (f",hue=h={hue}" if hue else "")
     with tempfile.TemporaryDirectory(prefix="fal-double-") as tmp:
         path = Path(tmp) / f"{kind}.mp4"
         subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                        CLIP_SOURCES[kind].format(fps=fps), "-frames:v", str(frames), "-c:v", "libx264",
+                        source, "-frames:v", str(frames), "-c:v", "libx264",
                         "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)], check=True)
         return path.read_bytes()
 
@@ -473,7 +477,9 @@ class FalDouble:
             ext = ".png" if kind == "image" else ".mp4"
             ctype = job.plan.content_type or ("image/png" if kind == "image" else "video/mp4")
             if kind in CLIP_SOURCES and job.endpoint_id in VIDEO_DEFAULTS:
-                data = clip(kind, *output_shape(job.endpoint_id, job.arguments))
+                seed = job.arguments.get("seed")
+                hue = seed % 360 if isinstance(seed, int) and kind == "motion" else 0
+                data = clip(kind, *output_shape(job.endpoint_id, job.arguments), hue)
             else:
                 data = self._media[kind]
             count = job.arguments.get("num_images", 1) if job.endpoint_id == FLUX else 1

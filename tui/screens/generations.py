@@ -13,13 +13,15 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Header, Input, Static
 
-from lorad.generation import generations, loras, ratings
+from lorad.core import store
+from lorad.generation import chains, generations, loras, ratings
 from lorad.media import player
 from lorad.training import checkpoints
 
 from ..widgets.filmstrip import Filmstrip, load_image
 from ..widgets.rowlist import Column, RowList
 from .base import StoreScreen
+from .chain_row import ChainRowScreen
 from .confirm import ConfirmScreen
 from .sweep_grid import SweepGridScreen, pages_of
 
@@ -35,6 +37,15 @@ class GenRow:
     lora: str
     rating: ratings.Rating | None
     checkpoint: str = ""
+    chain: str = ""  # the chain it is a shot of
+
+
+def group_label(x: GenRow) -> str:
+    """The sweep column: a sweep's id, or a chain's name and shot."""
+    g = x.gen
+    if x.chain and g.shot_index is not None:
+        return f"{x.chain}#{g.shot_index + 1}"
+    return g.sweep_id or "-"
 
 
 @dataclass
@@ -105,7 +116,7 @@ class GenerationsScreen(StoreScreen):
         Binding("space", "play", "Play"),
         Binding("m", "mark", "Mark"),
         Binding("c", "compare", "Compare"),
-        Binding("v", "grid", "Sweep grid"),
+        Binding("v", "grid", "Sweep grid / chain"),
         Binding("f", "cycle_filter", "Filter"),
         Binding("slash", "search", "Search"),
         Binding("x", "cancel", "Cancel request", show=False),
@@ -146,10 +157,12 @@ class GenerationsScreen(StoreScreen):
     def load(self, conn) -> GenData:
         names = loras.names(conn)
         ckpts = checkpoints.names(conn)
+        chain_names = {c.id: c.name for c in chains.list_all(conn)}
         rows = []
         for g in generations.list_all(conn):
             r = ratings.current(conn, g.id)
-            rows.append(GenRow(g, names.get(g.lora_id, "-"), r, ckpts.get(g.checkpoint_id, "")))
+            rows.append(GenRow(g, names.get(g.lora_id, "-"), r, ckpts.get(g.checkpoint_id, ""),
+                               chain_names.get(g.chain_id, "")))
         if self.search_text:
             rows = [x for x in rows if matches(x, self.search_text)]
         flt = self.FILTERS[self.filter_index]
@@ -170,7 +183,7 @@ class GenerationsScreen(StoreScreen):
             g, r = x.gen, x.rating
             check = "" if not g.checks else ("ok" if g.checks.get("ok") else "FLAG")
             out.append((
-                "•" if g.id in table.marked else " ", str(g.id), g.sweep_id or "-", x.lora,
+                "•" if g.id in table.marked else " ", str(g.id), group_label(x), x.lora,
                 f"{g.scale:g}" if g.scale is not None else "-", str(g.seed or "-"),
                 Text(g.status, style=STATUS_STYLE.get(g.status, "")),
                 Text(check, style="red" if check == "FLAG" else "green"),
@@ -324,12 +337,27 @@ class GenerationsScreen(StoreScreen):
 
     def action_grid(self) -> None:
         x = self.current()
+        if x is not None and x.gen.chain_id is not None:
+            self._chain_row(x.gen.chain_id)
+            return
         if x is None or not x.gen.sweep_id:
-            self.notify("the grid shows a sweep: move to a generation of one (`lorad sweep`)")
+            self.notify("the grid shows a sweep or a chain: move to a generation of one "
+                        "(`lorad sweep`, `lorad chain run`)")
             return
         rows = [r for r in (self.data.rows if self.data else [])
                 if r.gen.sweep_id == x.gen.sweep_id]
         self._grid(x, rows)
+
+    @work(thread=True, exclusive=True, group="gen-grid")
+    def _chain_row(self, chain_id: int) -> None:
+        conn = store.connect(self.app.ws.db_path, migrate=False)
+        try:
+            chain = chains.get_by_id(conn, chain_id)
+            shots = [generations.get(conn, g) if g else None for g in chain.shots]
+        finally:
+            conn.close()
+        images = {g.id: load_image(filmstrip_of(g)) for g in shots if g and filmstrip_of(g)}
+        self.app.call_from_thread(self.app.push_screen, ChainRowScreen(chain, shots, images))
 
     @work(thread=True, exclusive=True, group="gen-grid")
     def _grid(self, x: GenRow, rows: list[GenRow]) -> None:

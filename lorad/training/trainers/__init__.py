@@ -112,6 +112,11 @@ class Trainer(Protocol):
         """(step, epoch) completed from a pulled checkpoint's metadata, 1-based epochs."""
         ...
 
+    def version_command(self, config: Any) -> str | None:
+        """A shell command printing the trainer's version on the pod (musubi-tuner: its git
+        commit), for the run's manifest; None when there is no way to tell."""
+        ...
+
     def sample_dir(self, paths: RunPaths) -> str | None:
         """Where the trainer writes sample outputs during training, if it does."""
         ...

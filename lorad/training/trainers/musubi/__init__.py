@@ -115,6 +115,13 @@ class Musubi:
             epoch = int(saved) + 1 if step_file else int(saved)
         return step, epoch
 
+    def version_command(self, config: TrainConfig) -> str | None:
+        """musubi-tuner's git commit (and whether the tree has local changes)."""
+        where = shlex.quote(config.musubi_dir)
+        return (f"git -C {where} rev-parse HEAD 2>/dev/null && (git -C {where} status "
+                "--porcelain --untracked-files=no 2>/dev/null | grep -q . && echo modified "
+                "|| true) || echo 'not a git checkout'")
+
     def sample_dir(self, paths: RunPaths) -> str | None:
         return posixpath.join(paths.output, "sample")
 
