@@ -174,3 +174,39 @@ async def test_the_generations_screen_shows_a_chain_as_a_row_of_shots(ws, conn, 
         assert any("chain ride" in t for t in labels)
         assert [t.split("  ")[0] for t in labels if t.startswith("shot ")] == \
             ["shot 1", "shot 2", "shot 3"]
+
+
+async def test_r_on_a_chain_shot_prices_it_and_the_shots_after_it_before_running_them(
+        ws, conn, fal, truck, tmp_path, capsys):
+    import asyncio
+
+    from helpers import pilot_until as until
+
+    from tui.app import LoradApp
+    from tui.screens.confirm import ConfirmScreen
+    from tui.screens.generations import GenerationsScreen
+    from tui.widgets.rowlist import RowList
+
+    cli(ws, capsys, "chain", "run", str(shot_list(tmp_path, shots=3)), "--yes")
+    await asyncio.to_thread(run_jobs, ws, 180)
+    chain = chains.get(conn, "ride")
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("ctrl+p")
+        await pilot.press(*"Go to Generations", "enter")
+        await until(pilot, lambda: isinstance(app.screen, GenerationsScreen), message="gens")
+        table = app.screen.query_one(RowList)
+        await until(pilot, lambda: len(table.rows) == 3, message="the shots")
+        table.set_cursor(next(i for i, r in enumerate(table.rows) if int(r[1]) ==
+                              chain.shots[1]))
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), message="the price")
+        question = str(app.screen.query("Static").first().render())
+        assert "shot 2 again" in question and "the 1 shot(s) after it" in question
+        assert fal.submits[I2V] == 3  # nothing sent before the answer
+        await pilot.press("y")
+        await until(pilot, lambda: chains.get(conn, "ride").status == "queued",
+                    message="the chain queued again")
+    await asyncio.to_thread(run_jobs, ws, 180)
+    chain = chains.get(conn, "ride")
+    assert chain.status == "completed" and fal.submits[I2V] == 5

@@ -249,9 +249,39 @@ class GenerationsScreen(StoreScreen):
 
     def action_retake(self) -> None:
         x = self.current()
-        if x is not None:
-            self.write(generations.retake, x.gen.id, done_message=f"retake of #{x.gen.id} queued")
-            self._rate(verdict="retake")
+        if x is None:
+            return
+        if x.gen.chain_id is not None and x.gen.shot_index is not None:
+            self._price_chain_retake(x.chain, x.gen.shot_index + 1)  # the shots after it too
+            return
+        self.write(generations.retake, x.gen.id, done_message=f"retake of #{x.gen.id} queued")
+        self._rate(verdict="retake")
+
+    @work(thread=True, exclusive=True, group="chain-retake")
+    def _price_chain_retake(self, name: str, shot: int) -> None:
+        conn = store.connect(self.app.ws.db_path, migrate=False)
+        try:
+            chain, plan = chains.retake_plan(conn, name, shot)
+        except chains.ChainError as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="warning", timeout=8)
+            return
+        finally:
+            conn.close()
+        self.app.call_from_thread(self._confirm_chain_retake, chain, plan, shot)
+
+    def _confirm_chain_retake(self, chain, plan, shot: int) -> None:
+        later = len(plan.shots) - 1
+        question = (f"chain {chain.name}: shot {shot} again with a new seed"
+                    + (f", and the {later} shot(s) after it (they start from its last frame)"
+                       if later else "") + f": about ${plan.cost:.2f}.")
+
+        def chosen(key: str | None) -> None:
+            if key == "y":
+                self.write(chains.retake, chain, plan,
+                           done_message=f"chain {chain.name}: shots {shot}..{chain.shot_count} "
+                                        "queued")
+
+        self.app.push_screen(ConfirmScreen(question, {"y": "run them"}), chosen)
 
     def action_cancel(self) -> None:
         x = self.current()
