@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 
@@ -65,6 +66,8 @@ def test_export_is_deterministic_and_musubi_valid(conn, ready, tmp_path):
                           " --n spinning wheels, motion blur")
     version = export.record(conn, p1, out1)
     assert export.record(conn, p2, out2) == version  # same content, same version
+    tools = json.loads((out1 / "manifest.json").read_text())["tools"]  # how it was made
+    assert tools["lorad"] and tools["ffmpeg"]
 
 
 def test_one_changed_caption_gives_a_new_hash(conn, ready):

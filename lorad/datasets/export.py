@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lorad.captions import versions
-from lorad.core import store
+from lorad.core import provenance, store
 from lorad.core.errors import LoradError
 from lorad.core.files import link_or_copy
 from lorad.datasets import formats
@@ -133,6 +133,7 @@ def plan(conn: sqlite3.Connection, dataset: datasets.Dataset, profile: profiles.
 def manifest(p: Plan) -> dict[str, Any]:
     return {
         "lorad_export": 1,
+        "tools": provenance.tools(),
         "dataset": p.dataset.name,
         "content_hash": p.content_hash,
         "format": p.profile.format,
