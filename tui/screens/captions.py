@@ -205,8 +205,11 @@ class CaptionsScreen(DatasetScreen):
             errors = sum(1 for r in data.rows if r.has_error)
             trig = f"trigger {data.rules.trigger}" if data.rules.trigger else "no trigger set"
             shown = f"  [filter: {self.filter_text}]" if self.filter_text else ""
-            summary.update(f"{data.dataset.name}: {done}/{total} captioned, {errors} with lint "
-                           f"errors, {trig}{shown}")
+            summary.update(Text(f"{data.dataset.name}: {done}/{total} captioned, {errors} with "
+                                f"lint errors, {trig}{shown}"))  # Text: [filter: x] is no markup
+        table.empty_text = (f"no clip matches the filter {self.filter_text!r}: / changes it, "
+                            "escape clears it" if self.filter_text else
+                            "no clips in this dataset yet")
         if self.editing_id is None:
             self.show_current()
 

@@ -29,6 +29,8 @@ COLUMNS = [Column("", 1), Column("id", 6, "right"), Column("name", 28), Column("
            Column("frames", 6, "right"), Column("fps", 4, "right"), Column("size", 9),
            Column("motion", 8), Column("flags", 24), Column("message", 60)]
 
+EMPTY_CLIPS = "no clips: `lorad clips add DATASET FOLDER` ingests a folder"
+
 
 @dataclass
 class ClipsData:
@@ -115,7 +117,7 @@ class ClipsScreen(DatasetScreen):
                 yield ProgressBar(id="clips-progress", show_eta=False)
             with Horizontal(id="clips-main"):
                 table = RowList(COLUMNS, key_of=lambda r: int(r[1]), id="clips-table")
-                table.empty_text = "no clips: `lorad clips add DATASET FOLDER` ingests a folder"
+                table.empty_text = EMPTY_CLIPS
                 yield table
                 with Vertical(id="clips-side"):
                     yield Filmstrip(id="clips-filmstrip")
@@ -174,7 +176,10 @@ class ClipsScreen(DatasetScreen):
             shown = f"  [{len(data.rows)} shown: {self.filter_text}]" if self.filter_text else ""
             marked = f"  {len(table.marked)} marked" if table.marked else ""
             profile = data.profile.summary() if data.profile else data.dataset.profile
-            summary.update(f"{data.dataset.name} ({profile})  {counts}{shown}{marked}")
+            # Text, not markup: "[3 shown: state:error]" would vanish as a markup tag
+            summary.update(Text(f"{data.dataset.name} ({profile})  {counts}{shown}{marked}"))
+            table.empty_text = (f"no clip matches the filter {self.filter_text!r}: / changes "
+                                "it, escape clears it" if self.filter_text else EMPTY_CLIPS)
             done, total = data.progress
             bar.display = done < total
             bar.update(total=total or 1, progress=done)

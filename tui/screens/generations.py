@@ -25,6 +25,7 @@ from .chain_row import ChainRowScreen
 from .confirm import ConfirmScreen
 from .sweep_grid import SweepGridScreen, pages_of
 
+EMPTY_GENERATIONS = "no generations: `lorad gen PROMPT --lora NAME` or `lorad sweep`"
 COLUMNS = [Column("", 1), Column("id", 5, "right"), Column("sweep", 10), Column("lora", 16),
            Column("scale", 5, "right"), Column("seed", 10, "right"), Column("status", 10),
            Column("check", 8), Column("stars", 5), Column("verdict", 12), Column("tags", 30)]
@@ -136,7 +137,7 @@ class GenerationsScreen(StoreScreen):
             yield Static("", id="gens-summary")
             with Horizontal(id="gens-main"):
                 table = RowList(COLUMNS, key_of=lambda r: int(r[1]), id="gens-table")
-                table.empty_text = "no generations: `lorad gen PROMPT --lora NAME` or `lorad sweep`"
+                table.empty_text = EMPTY_GENERATIONS
                 yield table
                 with Vertical(id="gens-side"):
                     yield Filmstrip(id="gens-filmstrip")
@@ -190,6 +191,11 @@ class GenerationsScreen(StoreScreen):
                 "★" * (r.stars or 0) if r else "", (r.verdict or "") if r else "",
                 ", ".join(r.tags) if r else ""))
         table.set_rows(out)
+        flt = self.FILTERS[self.filter_index]
+        table.empty_text = (
+            f"nothing matches [{flt}{' ' + self.search_text if self.search_text else ''}]: f "
+            "cycles the filters, / changes the search" if flt != "all" or self.search_text
+            else EMPTY_GENERATIONS)
         self.query_one("#gens-summary", Static).update(Text(  # plain text: [x] is not markup
             f"{len(data.rows)} shown [{self.FILTERS[self.filter_index]}"
             + (f" {self.search_text}" if self.search_text else "") + "]   in flight "

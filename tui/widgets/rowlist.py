@@ -154,11 +154,14 @@ class RowList(ScrollView, can_focus=True):
         segments: list[Segment] = []
         for column, cell in zip(self.columns, cells, strict=False):
             text = cell.copy() if isinstance(cell, Text) else Text(str(cell))
+            if text.style:  # a cell's own style as a span, so the row's goes under it
+                text.stylize(text.style)
+                text.style = ""
             text.no_wrap = True
             text.truncate(column.width, overflow="ellipsis")
             text.align("right" if column.align == "right" else "left", column.width)
             text.append(" ")
-            text.stylize(style)
+            text.stylize_before(style)  # under the cell's own styles: a red state stays red
             segments.extend(text.render(self.app.console))
         return segments
 
