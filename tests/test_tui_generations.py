@@ -8,6 +8,7 @@ from helpers import pilot_until as until
 from lorad.core import jobs
 from lorad.generation import generations, loras, ratings
 from tui.app import LoradApp
+from tui.screens.confirm import ConfirmScreen
 from tui.screens.generations import CompareScreen, GenerationsScreen
 from tui.widgets.rowlist import RowList
 
@@ -37,14 +38,17 @@ async def test_rate_approve_retake_tag(ws, conn, gens):
     app = LoradApp(ws, refresh_interval=0.05)
     async with app.run_test(size=(170, 45)) as pilot:
         screen, table = await open_gens(app, pilot, rows=3)
-        await pilot.press("4")
+        await pilot.press("s", "4")  # a digit alone switches screens, as everywhere
         await until(pilot, lambda: (ratings.current(conn, gens[0]) or ratings.Rating(
             0, None, None, (), None, 0)).stars == 4, message="stars")
         await pilot.press("a")  # approve keeps the stars, moves on
         await until(pilot, lambda: ratings.current(conn, gens[0]).verdict == "approve")
         assert ratings.current(conn, gens[0]).stars == 4
         assert table.current_key == gens[1]
-        await pilot.press("r")
+        await pilot.press("r")  # paid: the price first
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), message="the price")
+        assert len(generations.list_all(conn)) == 3
+        await pilot.press("y")
         await until(pilot, lambda: len(generations.list_all(conn)) == 4, message="retake")
         retake = generations.list_all(conn)[-1]
         assert retake.parent_id == gens[1] and retake.seed != 1
@@ -171,3 +175,15 @@ async def test_r_asks_before_sending_a_lost_submit_again(ws, conn, gens):
         await until(pilot, lambda: generations.get(conn, lost).status == "queued",
                     message="sent again")
     assert jobs.get(conn, generations.get(conn, lost).job_id).state == "queued"
+
+
+async def test_a_digit_switches_screens_on_the_generations_screen_too(ws, conn, gens):
+    """Pressing 1 to go to Clips rated the video one star and changed a checkpoint's rank."""
+    from tui.screens.clips import ClipsScreen
+
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_gens(app, pilot, rows=3)
+        await pilot.press("1")
+        await until(pilot, lambda: isinstance(app.screen, ClipsScreen), message="clips")
+    assert all(ratings.current(conn, g) is None for g in gens)

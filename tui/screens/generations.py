@@ -99,8 +99,9 @@ def filmstrip_of(gen: generations.Generation) -> Path | None:
 class GenerationsScreen(StoreScreen):
     LABEL = "Generations"
     HELP = (
-        "Test generations of your LoRAs, grouped by sweep. Rate with 1-5, a approve, n needs "
-        "review, t toggles checklist tags; r retakes with a new seed (linked to the original). "
+        "Test generations of your LoRAs, grouped by sweep. Rate with s then 1-5, a approve, n "
+        "needs review, t toggles checklist tags; r retakes with a new seed (linked to the "
+        "original) after showing its price. "
         "Automatic checks flag outputs with the wrong size, fps or frames and frozen videos "
         "before you look. Mark several with m and press c to compare their filmstrips; v shows "
         "the sweep as a grid (LoRA x scale) for one prompt and seed. f cycles "
@@ -108,8 +109,8 @@ class GenerationsScreen(StoreScreen):
         "Ratings are never overwritten; checkpoints are ranked from them (`lorad rate rank`)."
     )
     BINDINGS = [
-        *[Binding(str(n), f"stars({n})", f"{n} star{'s' if n > 1 else ''}", show=n in (1, 5))
-          for n in range(1, 6)],
+        # digits switch screens everywhere (the app's keys); stars are s, then 1-5
+        Binding("s", "ask_stars", "Stars"),
         Binding("a", "verdict('approve')", "Approve"),
         Binding("n", "verdict('needs_review')", "Needs review"),
         Binding("r", "retake", "Retake"),
@@ -249,6 +250,18 @@ class GenerationsScreen(StoreScreen):
     def action_stars(self, n: int) -> None:
         self._rate(stars=n)
 
+    def action_ask_stars(self) -> None:
+        x = self.current()
+        if x is None:
+            return
+
+        def chosen(key: str | None) -> None:
+            if key:
+                self.action_stars(int(key))
+
+        self.app.push_screen(ConfirmScreen(
+            f"#{x.gen.id}: how many stars?", {str(n): "★" * n for n in range(1, 6)}), chosen)
+
     def action_verdict(self, verdict: str) -> None:
         self._rate(verdict=verdict)
         self.query_one(RowList).action_cursor_down()
@@ -260,8 +273,16 @@ class GenerationsScreen(StoreScreen):
         if x.gen.chain_id is not None and x.gen.shot_index is not None:
             self._price_chain_retake(x.chain, x.gen.shot_index + 1)  # the shots after it too
             return
-        self.write(generations.retake, x.gen.id, done_message=f"retake of #{x.gen.id} queued")
-        self._rate(verdict="retake")
+        gen_id, cost = x.gen.id, x.gen.cost or 0.0
+
+        def chosen(key: str | None) -> None:
+            if key == "y":
+                self.write(generations.retake, gen_id, done_message=f"retake of #{gen_id} queued")
+                self._rate(verdict="retake")
+
+        self.app.push_screen(ConfirmScreen(
+            f"#{gen_id} again with a new seed, linked to it: about ${cost:.2f}.",
+            {"y": "submit"}), chosen)
 
     @work(thread=True, exclusive=True, group="chain-retake")
     def _price_chain_retake(self, name: str, shot: int) -> None:
