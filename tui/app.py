@@ -78,6 +78,26 @@ class LoradApp(App):
         else:
             self.sub_title = "daemon: stopped — run `lorad daemon start`"
 
+    def play_media(self, path: str, title: str = "") -> None:
+        """Play a clip: in a player window where a display exists (or the player set), else
+        inside the terminal (over SSH a window never appears, and suspending the TUI for it
+        left the person with a blank screen)."""
+        from lorad.media import player
+
+        from .screens.player import PlayerScreen
+
+        setting = self.ws.config()["tui"]["player"]
+        if player.in_terminal(setting):
+            self.push_screen(PlayerScreen(path, title))
+            return
+        try:
+            args = player.command(setting, path)
+        except player.PlayerError as exc:
+            self.notify(f"{exc}; playing inside the terminal instead", severity="warning")
+            self.push_screen(PlayerScreen(path, title))
+            return
+        self.play(args)
+
     def play(self, args: list[str]) -> None:
         """Play media in an external player: in the terminal (suspending the TUI) when we can,
         detached otherwise (a GUI player, or no real terminal)."""

@@ -121,6 +121,7 @@ class CaptionsScreen(DatasetScreen):
         Binding("w", "next_uncaptioned", "Next uncaptioned"),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("d", "next_dataset", "Next dataset"),
+        Binding("space", "play", "Play"),
     ]
 
     FILTER_ID = "captions-filter"
@@ -467,6 +468,25 @@ class CaptionsScreen(DatasetScreen):
             conn.close()
         self.app.call_from_thread(self.app.push_screen, HistoryScreen(name, past))
 
+    def action_play(self) -> None:
+        row = self.current_row()
+        if row is None:
+            return
+        self._play(row.id, row.name)
+
+    @work(thread=True, exclusive=True, group="caption-play")
+    def _play(self, clip_id: int, name: str) -> None:
+        conn = store.connect(self.app.ws.db_path, migrate=False)
+        try:
+            media = clips.get(conn, clip_id).media_path
+        finally:
+            conn.close()
+        if not media:
+            self.app.call_from_thread(self.notify, "this clip has no processed media to play",
+                                      severity="warning")
+            return
+        self.app.call_from_thread(self.app.play_media, media, name)
+
     def action_review(self, state: str) -> None:
         row = self.current_row()
         if row is None or self.editing_id is not None:
@@ -494,6 +514,6 @@ class CaptionsScreen(DatasetScreen):
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         editing = self.editing_id is not None
         if editing and action in ("edit", "undo_version", "history", "review", "next_lint",
-                                  "next_uncaptioned", "filter", "next_dataset"):
+                                  "next_uncaptioned", "filter", "next_dataset", "play"):
             return False  # keys type into the caption while editing
         return True

@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, Input, ProgressBar, Static
 
-from lorad.media import clips, datasets, player, profiles
+from lorad.media import clips, datasets, profiles
 
 from ..widgets.filmstrip import Filmstrip, load_image
 from ..widgets.rowlist import Column, RowList
@@ -290,12 +290,7 @@ class ClipsScreen(DatasetScreen):
         if clip is None or not clip.media_path:
             self.notify("this clip has no processed media to play", severity="warning")
             return
-        try:
-            args = player.command(self.app.ws.config()["tui"]["player"], clip.media_path)
-        except player.PlayerError as exc:
-            self.notify(str(exc), severity="error", timeout=8)
-            return
-        self.app.play(args)
+        self.app.play_media(clip.media_path, clip.name)
 
     def action_reprocess(self) -> None:
         ids = self.query_one(RowList).selected_keys()

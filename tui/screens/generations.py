@@ -15,7 +15,6 @@ from textual.widgets import Footer, Header, Input, Static
 
 from lorad.core import store
 from lorad.generation import chains, generations, loras, ratings
-from lorad.media import player
 from lorad.training import checkpoints
 
 from ..widgets.filmstrip import Filmstrip, load_image
@@ -365,12 +364,7 @@ class GenerationsScreen(StoreScreen):
         if x is None or not x.gen.output_path:
             self.notify("no output yet", severity="warning")
             return
-        try:
-            args = player.command(self.app.ws.config()["tui"]["player"], x.gen.output_path)
-        except player.PlayerError as exc:
-            self.notify(str(exc), severity="error")
-            return
-        self.app.play(args)
+        self.app.play_media(x.gen.output_path, f"#{x.gen.id} {x.gen.prompt or ''}")
 
     def action_mark(self) -> None:
         table = self.query_one(RowList)
