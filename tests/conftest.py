@@ -142,3 +142,14 @@ def pytest_terminal_summary(terminalreporter):
         import json
 
         Path(out).write_text(json.dumps(FAULT_ROWS, indent=1))
+
+
+@pytest.fixture
+def notices(monkeypatch):
+    """A loopback receiver the daemon's notifications go to ($LORAD_NOTIFY_URLS)."""
+    from loopback import running
+    from notify_receiver import Receiver
+
+    with running(Receiver()) as receiver:
+        monkeypatch.setenv("LORAD_NOTIFY_URLS", receiver.url)
+        yield receiver

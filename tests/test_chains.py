@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import run_jobs
+from helpers import run_jobs, wait_for
 from media_factory import make_image
 
 from lorad.cli import main
@@ -84,7 +84,7 @@ def test_the_plan_is_priced_and_nothing_is_sent_without_yes(ws, conn, fal, truck
 
 
 def test_a_four_shot_chain_continues_each_shot_from_the_last_frame_of_the_one_before(
-        ws, conn, fal, truck, tmp_path, capsys):
+        ws, conn, fal, truck, tmp_path, capsys, notices):
     code, out, err = cli(ws, capsys, "chain", "run", str(shot_list(tmp_path)), "--yes")
     assert code == 0, err
     run_jobs(ws, timeout=180)
@@ -119,6 +119,8 @@ def test_a_four_shot_chain_continues_each_shot_from_the_last_frame_of_the_one_be
     assert json.loads(Path(shots[1].output_path).with_suffix(".json").read_text()) == manifest
     code, out, _ = cli(ws, capsys, "chain", "show", "ride")
     assert code == 0 and "completed" in out and f"video: {chain.output_path}" in out
+    wait_for(lambda: notices.titles(), message="the chain's notice")
+    assert notices.titles() == ["lorad: chain ride done"]
 
 
 def test_a_failed_shot_stops_the_chain_and_a_retake_prices_the_downstream_shots_first(

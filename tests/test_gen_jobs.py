@@ -22,7 +22,7 @@ def events(conn, gen_id):
         "SELECT status FROM generation_events WHERE generation_id = ? ORDER BY id", (gen_id,))]
 
 
-def test_a_sweep_runs_end_to_end(ws, conn, fal, truck):
+def test_a_sweep_runs_end_to_end(ws, conn, fal, truck, notices):
     plan = generations.plan_sweep(conn, WAN22, lora_names=["truck-e4", "truck-e8"],
                                   scales=[0.6, 1.0], prompts=["TRK, a parked truck"],
                                   seeds=[11, 12], extra={"num_frames": 17})
@@ -49,6 +49,10 @@ def test_a_sweep_runs_end_to_end(ws, conn, fal, truck):
         assert events(conn, g.id)[:2] == ["draft", "queued"] and events(conn, g.id)[-1] == \
             "completed"
     assert generations.spent(conn) == pytest.approx(plan.cost)
+    # one notice when the last of the 8 ended, whichever it was
+    wait_for(lambda: notices.titles(), message="the sweep's notice")
+    assert notices.titles() == [f"lorad: sweep {plan.sweep_id} done"]
+    assert notices.received[0]["message"].startswith("8 completed, 0 failed")
 
 
 @pytest.mark.parametrize("extra,frames,fps", [

@@ -74,7 +74,7 @@ def contiguous_points(conn, run_id) -> list[int]:
     return [step for step, _loss in runs.loss_points(conn, run_id)]
 
 
-def test_full_run_end_to_end(ws, conn, server, setup):
+def test_full_run_end_to_end(ws, conn, server, setup, notices):
     run = make_run(conn, setup)
     run_jobs(ws, timeout=120)
     run = runs.get_by_id(conn, run.id)
@@ -108,6 +108,9 @@ def test_full_run_end_to_end(ws, conn, server, setup):
         export.get_version(conn, run.dataset_version_id).content_hash
     assert m["base_model"] == "Wan-AI/Wan2.1-T2V-14B" and m["tools"]["lorad"]
     assert json.loads((ws.downloads_dir() / run.name / "manifest.json").read_text()) == m
+    # the person who walked away hears of it
+    assert notices.titles() == ["lorad: run truck finished"]
+    assert f"step {run.total_steps}/{run.total_steps}" in notices.received[0]["message"]
 
 
 def test_dropped_connection_loses_and_repeats_no_point(ws, conn, server, setup, fault_report):
@@ -136,13 +139,16 @@ def test_dropped_connection_loses_and_repeats_no_point(ws, conn, server, setup, 
     ("nan", "loss became NaN"),
     ("crash", "the trainer crashed"),
 ])
-def test_failures_end_the_run_with_their_reason(ws, conn, server, setup, mode, reason):
+def test_failures_end_the_run_with_their_reason(ws, conn, server, setup, mode, reason,
+                                                notices):
     server.configure_double(mode=mode)
     run = make_run(conn, setup, name=f"fail-{mode}")
     run_jobs(ws, timeout=120)
     run = runs.get_by_id(conn, run.id)
     assert run.state == "failed"
     assert reason in run.error
+    assert notices.titles() == [f"lorad: run fail-{mode} failed"]
+    assert reason in notices.received[0]["message"]
     wait_for(lambda: server.double_pids() == [], timeout=20, message="remote process gone")
 
 

@@ -55,6 +55,10 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "check_profile": (str, "quality"),  # output checks: quality | smoke
         "min_frame_diff": ((int, float), -1.0),  # frozen below this; -1: the check profile's
     },
+    "notify": {  # the URLs come from $LORAD_NOTIFY_URLS only (they carry tokens)
+        "events": (list, ["run_finished", "run_failed", "run_stopped", "generations_done",
+                          "daemon_error"]),
+    },
     "publish": {
         "endpoint": (str, ""),  # empty: https://huggingface.co (or $HF_ENDPOINT)
     },

@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from lorad.core import files, handlers, jobs, logs, plugins, store
+from lorad.core import files, handlers, jobs, logs, notify, plugins, store
 from lorad.core.errors import LoradError, is_transient
 from lorad.core.workspace import Workspace
 
@@ -458,6 +458,7 @@ def run_foreground(ws: Workspace, *, verbose: bool = False) -> int:
     lock = Lock(ws)
     lock.acquire()  # held until the process ends (see Lock)
     cfg = ws.config()["daemon"]  # a broken config ends the daemon here, and start() says why
+    notify.check(ws.config())
     logs.setup(ws.log_path, max_bytes=cfg["log_max_bytes"], backups=cfg["log_backups"],
                also_stderr=verbose)
     loaded = plugins.load_all()  # job kinds, and every implementation they may ask for
@@ -486,9 +487,13 @@ def run_foreground(ws: Workspace, *, verbose: bool = False) -> int:
         loop.run_until_complete(main())
     except BaseException as exc:  # noqa: BLE001 - logged, then the process ends with an error
         if store.is_damage(exc):
-            log.error("the daemon stopped: %s", store.damaged(ws.db_path, str(exc)))
+            reason = str(store.damaged(ws.db_path, str(exc)))
+            log.error("the daemon stopped: %s", reason)
         else:
+            reason = f"{exc.__class__.__name__}: {exc}"
             log.exception("the daemon stopped on an unexpected error")
+        notify.send(ws.config(), "daemon_error", f"lorad: the daemon of {ws.name} stopped",
+                    f"{logs.redact(reason)}\nits log: {ws.log_path}")
         code = 1
     logging.shutdown()
     os._exit(code)

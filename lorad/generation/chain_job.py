@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lorad.core import notify
 from lorad.core.errors import PermanentError
 from lorad.core.handlers import JobContext, register
 from lorad.generation import chains, generations, manifests
@@ -71,6 +72,9 @@ async def run(ctx: JobContext) -> dict[str, Any]:
                        f"`lorad chain retake {chain.name} {index + 1}` runs shots {index + 1}"
                        f"..{n} again (it shows the price first)")
             chains.update(conn, chain.id, status="failed", error=message)
+            await asyncio.to_thread(notify.send, ctx.ws.config(), "generations_done",
+                                    f"lorad: chain {chain.name} stopped at shot {index + 1}",
+                                    message)
             raise PermanentError(message)
         if chain.spec.chain_last_frame and index + 1 < n:
             frame = continuity_frame(chain, index, gen_id)
@@ -90,6 +94,9 @@ async def run(ctx: JobContext) -> dict[str, Any]:
     def record(c) -> None:
         chains.update(c, chain.id, status="completed", error=None, output_path=str(final),
                       manifest=manifest)
+        notify.soon(ctx.ws.config(), "generations_done", f"lorad: chain {chain.name} done",
+                    f"{n} shots, {facts.frames} frames joined in {final.name}; about "
+                    f"${manifest['cost']:.2f}")
 
     ctx.on_success(record)
     return {"chain": chain.name, "output": posixpath.basename(str(final)),

@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from lorad.core import ledger
+from lorad.core import ledger, notify
 from lorad.core.errors import PermanentError, is_transient
 from lorad.core.files import sha256_file
 from lorad.core.handlers import JobContext, periodic, register
@@ -48,6 +48,18 @@ def record_submitted(conn: sqlite3.Connection, gen_id: int, request: services.Re
     generations.set_status(conn, gen_id, "submitted", request_id=request.request_id,
                            handle=json.dumps(request.handle), submitted_at=time.time(),
                            error=None)
+
+
+def sweep_done_notice(conn: sqlite3.Connection, config, sweep_id: str) -> None:
+    """When this was the sweep's last generation to end, say so (writes serialize, so of two
+    ending at once exactly one sees the other done)."""
+    counts = generations.sweep_counts(conn, sweep_id)
+    if counts.get("pending"):
+        return
+    flagged = counts.get("flagged", 0)
+    notify.soon(config, "generations_done", f"lorad: sweep {sweep_id} done",
+                f"{counts.get('completed', 0)} completed, {counts.get('failed', 0)} failed, "
+                f"{flagged} flagged by the checks; rate them on the Generations screen (4)")
 
 
 def check_limits(settings: dict[str, Any], asked: dict[str, Any]) -> dict[str, Any]:
@@ -280,6 +292,8 @@ async def _run(ctx: JobContext, service: services.GenerationService, client: Ser
             detail = f"bad output: {detail}"
         if g.cost:
             ledger.book(c, ledger.GENERATION, g.cost, detail, generation_id=g.id, at=now)
+        if g.sweep_id:
+            sweep_done_notice(c, ctx.ws.config(), g.sweep_id)
 
     ctx.on_success(record)
     return {"generation_id": g.id, "output": str(path), "ok": checks.get("ok")}

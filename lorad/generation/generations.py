@@ -398,6 +398,22 @@ def submit_sweep(conn: sqlite3.Connection, plan: SweepPlan, *, budget: float | N
     return ids
 
 
+def sweep_counts(conn: sqlite3.Connection, sweep_id: str) -> dict[str, int]:
+    """How a sweep stands: completed, failed (cancelled and unknown too), pending, and how
+    many completed ones the checks flagged."""
+    counts = {"completed": 0, "failed": 0, "pending": 0, "flagged": 0}
+    for status, checks in conn.execute("SELECT status, checks FROM generations WHERE sweep_id"
+                                       " = ?", (sweep_id,)):
+        if status == "completed":
+            counts["completed"] += 1
+            counts["flagged"] += not json.loads(checks or "{}").get("ok", True)
+        elif status in ("failed", "cancelled", UNKNOWN):
+            counts["failed"] += 1
+        else:
+            counts["pending"] += 1
+    return counts
+
+
 def events(conn: sqlite3.Connection, gen_id: int) -> list[dict[str, Any]]:
     """A generation's status history (written by triggers, migration 006)."""
     return [dict(r) for r in conn.execute(

@@ -17,7 +17,7 @@ import posixpath
 import time
 from pathlib import Path
 
-from lorad.core import store
+from lorad.core import notify, store
 from lorad.core.errors import PermanentError, TransientError, is_transient
 from lorad.core.handlers import JobContext, periodic, register
 from lorad.datasets import export
@@ -117,9 +117,26 @@ async def train_run(ctx: JobContext):
         raise
     finally:
         await session.close()
-        if runs.get_by_id(conn, run.id).state in runs.ENDED:
+        ended = runs.get_by_id(conn, run.id)
+        if ended.state in runs.ENDED:
             done = await asyncio.to_thread(pods.stop_after_run, ctx.ws, pod.id, outcome)
             log.info("run %s ended (%s); pod %s policy: %s", run.name, outcome, pod.name, done)
+            await asyncio.to_thread(notify_end, ctx.ws.config(), ended, pod.name, done)
+
+
+RUN_EVENTS = {"succeeded": ("run_finished", "finished"), "failed": ("run_failed", "failed"),
+              "stopped": ("run_stopped", "stopped")}
+
+
+def notify_end(config, run: runs.Run, pod_name: str, pod_policy: str) -> None:
+    event, said = RUN_EVENTS.get(run.state, (None, None))
+    if event is None:
+        return
+    loss = f", loss {run.avr_loss:.4g}" if run.avr_loss is not None else ""
+    body = (f"run {run.name} {said} at step {run.step or 0}/{run.total_steps or '?'}{loss}. "
+            f"Pod {pod_name}: " + ("left as it is" if pod_policy == "none" else pod_policy)
+            + "." + (f"\n{run.error}" if run.error else ""))
+    notify.send(config, event, f"lorad: run {run.name} {said}", body)
 
 
 @periodic

@@ -61,3 +61,20 @@ def test_stop_returns_when_the_process_has_ended(ws, conn, fault_report):
     fault_report("stop during a hung 120 s call", counted="daemons alive after stop returned",
                  expected=0, observed=int(daemon._alive(first.pid)))
     daemon.stop(ws)
+
+
+def test_an_unknown_notification_event_is_refused_at_start(ws):
+    ws.config_path.write_text(ws.config_path.read_text() + '\n[notify]\nevents = ["run_done"]\n')
+    cli = subprocess.run([sys.executable, "-m", "lorad", "-w", str(ws.root), "daemon", "start"],
+                         capture_output=True, text=True, env=daemon_env(), timeout=60)
+    assert cli.returncode == 1
+    assert "notify.events: unknown run_done (known: run_finished" in cli.stderr
+
+
+def test_a_notification_that_cannot_be_delivered_stops_nothing(ws, monkeypatch, caplog):
+    from lorad.core import notify
+
+    monkeypatch.setenv("LORAD_NOTIFY_URLS", "json://127.0.0.1:9/nowhere not-a-url://x")
+    assert notify.send(ws.config(), "run_finished", "t", "b") is False
+    assert "127.0.0.1:9" not in caplog.text  # URLs carry tokens: never logged
+    assert notify.send(ws.config(), "pod_weather", "t", "b") is False  # not an event asked for
