@@ -187,3 +187,39 @@ async def test_a_digit_switches_screens_on_the_generations_screen_too(ws, conn, 
         await pilot.press("1")
         await until(pilot, lambda: isinstance(app.screen, ClipsScreen), message="clips")
     assert all(ratings.current(conn, g) is None for g in gens)
+
+
+async def test_the_sweep_grid_is_walked_and_rated_from_the_keyboard_at_80x24(ws, conn, gens,
+                                                                            tmp_path):
+    """Only the first row of LoRAs could be seen at 80x24, and nothing could be rated there."""
+    from tui.screens.sweep_grid import SweepGridScreen
+
+    loras.add(conn, "truck-v2", "https://hf.example/t2.safetensors", expert="high")
+    loras.add(conn, "truck-v3", "https://hf.example/t3.safetensors", expert="high")
+    plan = generations.plan_sweep(conn, WAN22, lora_names=["truck-v1", "truck-v2", "truck-v3"],
+                                  scales=[0.6, 1.0], prompts=["TRK, a"], seeds=[5])
+    ids = generations.submit_sweep(conn, plan, budget=None)
+    conn.execute(f"UPDATE generations SET status = 'completed' WHERE id IN "
+                 f"({','.join(map(str, ids))})")
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_gens(app, pilot, rows=9)
+        await pilot.press("end", "v")
+        await until(pilot, lambda: isinstance(app.screen, SweepGridScreen), message="grid")
+        grid = app.screen
+        cells = list(grid.query(".grid-cell"))
+        assert cells[0].has_class("-cursor")
+        await pilot.press("down", "down", "right")  # truck-v3 @ 1.0, below the fold
+        assert (grid.row, grid.col) == (2, 1) and cells[5].has_class("-cursor")
+        assert not cells[0].has_class("-cursor")
+        target = grid.cell().gen.id
+        assert grid.cell().lora == "truck-v3" and grid.cell().gen.scale == 1.0
+        await pilot.press("a")
+        await until(pilot, lambda: (ratings.current(conn, target) or ratings.Rating(
+            0, None, None, (), None, 0)).verdict == "approve", message="approved")
+        await pilot.press("s", "3")
+        await until(pilot, lambda: ratings.current(conn, target).stars == 3, message="stars")
+        await until(pilot, lambda: "★★★" in str(cells[5].query_one("Static").render()),
+                    message="the cell says so")
+        await pilot.press("up", "up", "up", "left", "left")  # stops at the edges
+        assert (grid.row, grid.col) == (0, 0)

@@ -1,6 +1,8 @@
 """A sweep as a grid (`v` on the Generations screen): one row per LoRA, one column per scale,
 each cell the filmstrip of that generation, for one prompt and seed at a time (`[` / `]`).
-Fixed seeds make the cells comparable: only the LoRA and the scale change across the grid."""
+Fixed seeds make the cells comparable: only the LoRA and the scale change across the grid.
+Arrows (or hjkl) move a cursor from cell to cell, and the grid scrolls to it; `s` then 1-5
+rates the cell, `a` approves, `n` marks it for review, `space` plays it."""
 
 from __future__ import annotations
 
@@ -8,11 +10,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
+
+from lorad.core import store
+from lorad.generation import ratings
 
 from ..widgets.filmstrip import Filmstrip
 
@@ -61,8 +67,16 @@ def cell_label(x) -> Text:
 class SweepGridScreen(ModalScreen[None]):
     BINDINGS = [
         Binding("escape,q,v", "dismiss", "Close"),
-        Binding("right_square_bracket,right", "page(1)", "Next prompt/seed"),
-        Binding("left_square_bracket,left", "page(-1)", "Previous"),
+        Binding("right_square_bracket", "page(1)", "Next prompt/seed", key_display="]"),
+        Binding("left_square_bracket", "page(-1)", "Previous", key_display="["),
+        Binding("left,h", "move(0, -1)", "Left", show=False),
+        Binding("right,l", "move(0, 1)", "Right", show=False),
+        Binding("up,k", "move(-1, 0)", "Up", show=False),
+        Binding("down,j", "move(1, 0)", "Down", show=False),
+        Binding("s", "ask_stars", "Stars"),
+        Binding("a", "verdict('approve')", "Approve"),
+        Binding("n", "verdict('needs_review')", "Needs review"),
+        Binding("space", "play", "Play"),
     ]
 
     def __init__(self, sweep_id: str, pages: list[Page], images: dict[int, Any],
@@ -72,6 +86,7 @@ class SweepGridScreen(ModalScreen[None]):
         self.pages = pages
         self.images = images  # generation id -> PIL image (loaded in a worker)
         self.index = start
+        self.row, self.col = 0, 0  # the cursor cell
 
     def compose(self) -> ComposeResult:
         page = self.pages[self.index]
@@ -93,6 +108,7 @@ class SweepGridScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         self._fill()
+        self._show_cursor()
 
     def _fill(self) -> None:
         page = self.pages[self.index]
@@ -107,3 +123,76 @@ class SweepGridScreen(ModalScreen[None]):
             self.index = (self.index + step) % len(self.pages)
             await self.recompose()
             self._fill()
+            self._show_cursor()
+
+    # -- the cursor cell ----------------------------------------------------------------------
+    def cell(self):
+        """The GenRow under the cursor, or None for an empty cell."""
+        page = self.pages[self.index]
+        if not page.loras or not page.scales:
+            return None
+        return page.cells.get((page.loras[self.row], page.scales[self.col]))
+
+    def _show_cursor(self) -> None:
+        page = self.pages[self.index]
+        self.row = min(self.row, max(0, len(page.loras) - 1))
+        self.col = min(self.col, max(0, len(page.scales) - 1))
+        at = self.row * max(1, len(page.scales)) + self.col
+        for n, widget in enumerate(self.query(".grid-cell")):
+            widget.set_class(n == at, "-cursor")
+            if n == at:
+                widget.scroll_visible(animate=False)
+
+    def action_move(self, rows: int, cols: int) -> None:
+        page = self.pages[self.index]
+        self.row = max(0, min(len(page.loras) - 1, self.row + rows))
+        self.col = max(0, min(len(page.scales) - 1, self.col + cols))
+        self._show_cursor()
+
+    def _rate(self, **kw) -> None:
+        x = self.cell()
+        if x is None:
+            self.notify("no generation in this cell", severity="warning")
+            return
+        self._write_rating(x.gen.id, kw)
+
+    @work(thread=True, group="grid-rate")
+    def _write_rating(self, gen_id: int, kw: dict) -> None:
+        conn = store.connect(self.app.ws.db_path, migrate=False)
+        try:
+            rating = ratings.rate(conn, gen_id, **kw)
+        finally:
+            conn.close()
+        self.app.call_from_thread(self._rated, gen_id, rating)
+
+    def _rated(self, gen_id: int, rating) -> None:
+        page = self.pages[self.index]
+        for key, x in page.cells.items():
+            if x.gen.id == gen_id:
+                x.rating = rating
+                at = page.loras.index(key[0]) * len(page.scales) + page.scales.index(key[1])
+                self.query(".grid-cell")[at].query_one(Static).update(cell_label(x))
+
+    def action_ask_stars(self) -> None:
+        from .confirm import ConfirmScreen
+
+        x = self.cell()
+        if x is None:
+            return
+
+        def chosen(key: str | None) -> None:
+            if key:
+                self._rate(stars=int(key))
+
+        self.app.push_screen(ConfirmScreen(
+            f"#{x.gen.id}: how many stars?", {str(n): "★" * n for n in range(1, 6)}), chosen)
+
+    def action_verdict(self, verdict: str) -> None:
+        self._rate(verdict=verdict)
+
+    def action_play(self) -> None:
+        x = self.cell()
+        if x is None or not x.gen.output_path:
+            self.notify("no output in this cell yet", severity="warning")
+            return
+        self.app.play_media(x.gen.output_path, f"#{x.gen.id} {x.lora} @ {x.gen.scale}")
