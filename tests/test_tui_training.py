@@ -109,3 +109,39 @@ async def test_shift_p_publishes_the_best_rated_local_checkpoint(ws, conn, run, 
         await pilot.press(*"me/truck", "enter")
         await until(pilot, lambda: published, message="publish queued")
     assert published == [("1", "me/truck", {"private": False, "convert": True, "name": None})]
+
+
+async def test_a_run_watched_from_afar_says_how_fresh_it_is_and_what_it_will_cost(ws, conn):
+    """The step and ETA froze with no warning when the pod stopped answering; a projected cost
+    past the budget was not said; a stopped run still showed an ETA."""
+    pod = pods.add(conn, "gpu1", host="127.0.0.1", port=2222, cost_per_hour=2.0)
+    conn.execute("INSERT INTO datasets (name, profile, created_at) VALUES ('d', 'p', 0)")
+    conn.execute("INSERT INTO dataset_versions (dataset_id, content_hash, manifest, created_at)"
+                 " VALUES (1, 'h', '{}', 0)")
+    r = runs.create(conn, "far", 1, pod.id, CFG, budget=2.5)
+    job = runs.start(conn, r.id)
+    now = time.time()
+    runs.update(conn, r.id, state="running", stage="train", step=236, total_steps=960,
+                avr_loss=0.08, rate=0.5, remaining=4 * 3600, started_at=now - 3600)
+    conn.execute("INSERT INTO loss_points (run_id, step, avr_loss, at) VALUES (?, 236, 0.08, ?)",
+                 (r.id, now - 600))
+    conn.execute("UPDATE jobs SET progress_msg = 'pod unreachable since 12:04, reconnecting'"
+                 " WHERE id = ?", (job,))
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3")
+        await until(pilot, lambda: isinstance(app.screen, TrainingScreen))
+        screen = app.screen
+        figures = screen.query_one("#training-figures")
+        await until(pilot, lambda: "updated" in str(figures.render()), message="freshness")
+        text = str(figures.render())
+        assert "step 236/960" in text and "ETA 4h" in text
+        assert "updated 10m0" in text and "ago" in text
+        assert "pod unreachable since 12:04" in text
+        assert "passes the budget $2.50" in text
+        await until(pilot, lambda: "training far 236/960" in app.sub_title, message="header")
+        runs.update(conn, r.id, state="stopped", error="stopped by request")
+        await until(pilot, lambda: "stopped by request" in str(figures.render()),
+                    message="stopped")
+        text = str(figures.render())
+        assert "ETA" not in text and "updated" not in text and "passes the budget" not in text

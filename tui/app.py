@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -58,11 +59,15 @@ class LoradApp(App):
         self.refresh_interval = refresh_interval or config["tui"]["refresh_interval"]
         self.title = f"lorad — {ws.name}"
         self.sub_title = "daemon: checking"
+        self.daemon_status: daemon.DaemonStatus | None = None
+        self.training_note = ""  # "truck 236/960": the runs training now, for the header
         self.watcher = StoreWatcher(ws, self, self.refresh_interval)
 
     def on_mount(self) -> None:
         self.switch_mode(SECTIONS[0].mode)
         self.watcher.start()
+        self.set_interval(1.0, self._show_header)  # the uptime moves, whatever else does
+        self._read_training()
 
     def on_unmount(self) -> None:
         self.watcher.stop()
@@ -70,13 +75,43 @@ class LoradApp(App):
     def on_store_changed(self, _message: StoreChanged) -> None:
         if isinstance(self.screen, StoreScreen):
             self.screen.reload()
+        self._read_training()
 
     def on_daemon_changed(self, message: DaemonChanged) -> None:
-        status: daemon.DaemonStatus = message.status
-        if status.running:
-            self.sub_title = f"daemon: running (pid {status.pid}, up {fmt.duration(status.uptime)})"
+        self.daemon_status = message.status
+        self._show_header()
+
+    @work(thread=True, exclusive=True, group="header")
+    def _read_training(self) -> None:
+        from lorad.core import store
+        from lorad.training import runs
+
+        conn = store.connect(self.ws.db_path, migrate=False)
+        try:
+            running = [r for r in runs.list_all(conn) if r.state == "running"]
+        finally:
+            conn.close()
+        note = "  ".join(
+            f"{r.name} {(r.step or 0) + r.step_offset}/{(r.total_steps or 0) + r.step_offset}"
+            if r.total_steps else f"{r.name} {r.stage or 'starting'}" for r in running[:2])
+        if len(running) > 2:
+            note += f" +{len(running) - 2}"
+        self.call_from_thread(self._set_training_note, note)
+
+    def _set_training_note(self, note: str) -> None:
+        self.training_note = note
+        self._show_header()
+
+    def _show_header(self) -> None:
+        status = self.daemon_status
+        if status is None:
+            text = "daemon: checking"
+        elif status.running:
+            text = f"daemon: up {fmt.duration(status.uptime)}"
         else:
-            self.sub_title = "daemon: stopped — run `lorad daemon start`"
+            text = "daemon: stopped — run `lorad daemon start`"
+        self.sub_title = f"{text} — training {self.training_note}" if self.training_note \
+            else text
 
     def play_media(self, path: str, title: str = "") -> None:
         """Play a clip: in a player window where a display exists (or the player set), else

@@ -190,6 +190,20 @@ def add_losses(conn: sqlite3.Connection, run: Run, points: list[tuple[int, float
          for step, loss in points), replace=True, batch_size=500)
 
 
+def last_progress_at(conn: sqlite3.Connection, run_id: int) -> float | None:
+    """When the run's log last brought a step (the newest loss point)."""
+    return conn.execute("SELECT MAX(at) FROM loss_points WHERE run_id = ?",
+                        (run_id,)).fetchone()[0]
+
+
+def watch_note(conn: sqlite3.Connection, run: Run) -> str | None:
+    """What its job says while it cannot follow the run ("pod unreachable since ...")."""
+    if run.state != "running" or not run.job_id:
+        return None
+    message = jobs.get(conn, run.job_id).progress_msg or ""
+    return message if "unreachable" in message else None
+
+
 def loss_points(conn: sqlite3.Connection, run_id: int) -> list[tuple[int, float | None]]:
     return [(r[0], r[1]) for r in conn.execute(
         "SELECT step, avr_loss FROM loss_points WHERE run_id = ? ORDER BY step", (run_id,))]

@@ -3,6 +3,7 @@ the last lines of its log."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from rich.text import Text
@@ -31,6 +32,9 @@ RAW_COLOR = (90, 90, 160)
 SMOOTH_COLOR = (240, 180, 60)
 
 
+STALE_SECONDS = 120  # no new step for this long: the "updated ... ago" line turns yellow
+
+
 @dataclass
 class RunDetail:
     run: runs.Run
@@ -45,6 +49,8 @@ class RunDetail:
     cost: float = 0.0
     projected: float | None = None
     last_repo: str = ""  # where this run's checkpoints were last published
+    last_progress_at: float | None = None  # when the log last brought a step
+    watch_note: str | None = None  # "pod unreachable since ..." while the job cannot follow
 
 
 @dataclass
@@ -65,7 +71,8 @@ def load_detail(conn, run: runs.Run, buckets: int) -> RunDetail:
     ckpts = [{**c.__dict__, "rank": ranks.get(c.id)} for c in checkpoints.for_run(conn, run.id)]
     repo = loras.last_repo(conn, [c["id"] for c in ckpts])
     return RunDetail(run, xs, lows, highs, sx, sh, len(steps), ckpts, pod, cost.spent,
-                     cost.projected, repo or "")
+                     cost.projected, repo or "", runs.last_progress_at(conn, run.id),
+                     runs.watch_note(conn, run))
 
 
 def rank_label(rank: ratings.Rank | None) -> str:
@@ -154,14 +161,27 @@ class TrainingScreen(StoreScreen):
         rate = f"{r.rate:.2f} it/s" if r.rate and r.rate >= 1 else (
             f"{1 / r.rate:.1f} s/it" if r.rate else "-")
         pod = d.pod
+        running = r.state == "running"
+        step = (f"  step {(r.step or 0) + r.step_offset}/{(r.total_steps or 0) + r.step_offset}"
+                if r.total_steps else "")
+        eta = f"  ETA {fmt.duration(r.remaining)}" if running and r.remaining else ""
         lines = [
-            Text.assemble((r.name, "bold"), f"  {r.state}  stage {r.stage or '-'}  epoch "
-                          f"{r.epoch or '-'}  {rate}  ETA {fmt.duration(r.remaining)}"),
+            Text.assemble((r.name, "bold"), f"  {r.state}  stage {r.stage or '-'}{step}  epoch "
+                          f"{r.epoch or '-'}  {rate}{eta}"),
             Text(f"pod {pod.name if pod else '-'} ({pod.state if pod else '-'}, "
                  f"${pod.cost_per_hour if pod else 0:.2f}/h)  cost ${d.cost:.2f}"
                  + (f", projected ${d.projected:.2f}" if d.projected else "")
                  + (f", budget ${r.budget:.2f}" if r.budget else "")),
         ]
+        if running and d.last_progress_at:
+            age = time.time() - d.last_progress_at
+            lines.append(Text(f"updated {fmt.duration(age)} ago",
+                              style="yellow" if age > STALE_SECONDS else "dim"))
+        if d.watch_note:
+            lines.append(Text(d.watch_note, style="bold yellow"))
+        if running and r.budget and d.projected and d.projected > r.budget:
+            lines.append(Text(f"projected ${d.projected:.2f} passes the budget ${r.budget:.2f}: "
+                              "the run will be stopped when it is spent", style="bold yellow"))
         if r.error:
             lines.append(Text(r.error.splitlines()[0], style="bold red"))
         figures.update(Text("\n").join(lines))
