@@ -50,3 +50,38 @@ async def test_the_active_filter_shows_and_an_empty_result_says_it_is_the_filter
         await pilot.press("f")
         await until(pilot, lambda: "[unrated]" in str(summary.render()), message="the filter")
         assert rows.empty_text.startswith("nothing matches [unrated]")
+
+
+def test_columns_give_way_in_their_order_and_the_growing_one_takes_the_rest():
+    from tui.widgets.rowlist import fit
+
+    cols = [Column("id", 5, keep=3), Column("name", 16, keep=2), Column("state", 9, keep=4),
+            Column("lint", 6), Column("caption", 24, grow=True)]
+    assert [c.title for _i, c in fit(cols, 44)] == ["lint", "caption"]
+    assert fit(cols, 44)[-1][1].width == 44 - 7 - 1  # the caption takes what is left
+    assert [c.title for _i, c in fit(cols, 60)] == ["id", "name", "lint", "caption"]
+    assert [c.title for _i, c in fit(cols, 80)] == ["id", "name", "state", "lint", "caption"]
+    assert [i for i, _c in fit(cols, 60)] == [0, 1, 3, 4]  # cells are picked by index
+
+
+async def test_at_80x24_the_caption_and_the_rating_stay_in_sight(ws, conn):
+    """At 80x24 most lists showed only id and name; Captions showed 11 characters."""
+    from helpers import pilot_until as until
+    from test_captions import add_clip
+
+    from lorad.captions import versions
+    from lorad.media import datasets
+    from tui.app import LoradApp
+    from tui.screens.captions import CaptionsScreen
+
+    d = datasets.create(conn, "d", "wan21-t2v-480p-portrait")
+    clip = add_clip(conn, d.id, "c", state="ready")
+    versions.set_caption(conn, clip, "TRK, a white pickup truck parked on a dirt road")
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2")
+        await until(pilot, lambda: isinstance(app.screen, CaptionsScreen), message="captions")
+        rows = app.screen.query_one(RowList)
+        await until(pilot, lambda: len(rows.rows) == 1, message="row")
+        line = "".join(seg.text for seg in rows.render_line(1))
+        assert "TRK, a white pickup truck parked" in line

@@ -44,8 +44,9 @@ def _short(text: str, limit: int = 240) -> str:
     return flat if len(flat) <= limit else flat[:limit - 1] + "…"
 
 
-COLUMNS = [Column("id", 6, "right"), Column("name", 24), Column("state", 9),
-           Column("lint", 6), Column("caption", 80)]
+# the caption text stays whatever the width, and takes what is left
+COLUMNS = [Column("id", 5, "right", keep=3), Column("name", 16, keep=2),
+           Column("state", 9, keep=4), Column("lint", 6), Column("caption", 24, grow=True)]
 
 
 @dataclass

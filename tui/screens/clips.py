@@ -25,9 +25,12 @@ FLAG_BADGE = {"duplicate": ("dup", "yellow"), "near_duplicate": ("near-dup", "ye
               "letterboxed": ("bars", "magenta"), "vfr": ("vfr", "dim"), "hdr": ("hdr", "dim"),
               "static": ("static", "green"), "slight": ("slight", "green"),
               "moving": ("moving", "cyan"), "panning": ("panning", "red")}
-COLUMNS = [Column("", 1), Column("id", 6, "right"), Column("name", 28), Column("state", 10),
-           Column("frames", 6, "right"), Column("fps", 4, "right"), Column("size", 9),
-           Column("motion", 8), Column("flags", 24), Column("message", 60)]
+# as the screen narrows, the state, flags and message stay; frames, fps, size and motion go
+COLUMNS = [Column("", 1), Column("id", 5, "right", keep=3), Column("name", 16),
+           Column("state", 9), Column("frames", 6, "right", keep=4),
+           Column("fps", 4, "right", keep=5), Column("size", 9, keep=5),
+           Column("motion", 7, keep=4), Column("flags", 12, keep=1),
+           Column("message", 20, keep=2, grow=True)]
 
 EMPTY_CLIPS = "no clips: `lorad clips add DATASET FOLDER` ingests a folder"
 

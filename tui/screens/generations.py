@@ -25,9 +25,12 @@ from .confirm import ConfirmScreen
 from .sweep_grid import SweepGridScreen, pages_of
 
 EMPTY_GENERATIONS = "no generations: `lorad gen PROMPT --lora NAME` or `lorad sweep`"
-COLUMNS = [Column("", 1), Column("id", 5, "right"), Column("sweep", 10), Column("lora", 16),
-           Column("scale", 5, "right"), Column("seed", 10, "right"), Column("status", 10),
-           Column("check", 8), Column("stars", 5), Column("verdict", 12), Column("tags", 30)]
+# the rating first: status, check, stars and verdict stay; seed, sweep and tags go first
+COLUMNS = [Column("", 1), Column("id", 5, "right"), Column("sweep", 10, keep=4),
+           Column("lora", 12, keep=2), Column("scale", 5, "right", keep=3),
+           Column("seed", 10, "right", keep=5), Column("status", 10), Column("check", 5),
+           Column("stars", 5), Column("verdict", 12, keep=1),
+           Column("tags", 12, keep=4, grow=True)]
 STATUS_STYLE = {"queued": "dim", "submitting": "cyan", "submitted": "cyan", "in_progress": "cyan",
                 "completed": "green", "failed": "bold red", "cancelled": "yellow",
                 "unknown": "bold magenta"}

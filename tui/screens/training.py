@@ -26,8 +26,9 @@ from .publish import PublishRequest, PublishScreen
 
 STATE_STYLE = {"created": "dim", "queued": "dim", "running": "bold cyan", "succeeded": "green",
                "failed": "bold red", "stopped": "yellow"}
-COLUMNS = [Column("run", 18), Column("state", 10), Column("stage", 8), Column("step", 11),
-           Column("loss", 8, "right"), Column("eta", 8, "right")]
+COLUMNS = [Column("run", 10, grow=True), Column("state", 9, keep=1),
+           Column("stage", 6, keep=4), Column("step", 11), Column("loss", 7, "right", keep=2),
+           Column("eta", 7, "right", keep=3)]
 RAW_COLOR = (90, 90, 160)
 SMOOTH_COLOR = (240, 180, 60)
 

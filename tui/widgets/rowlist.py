@@ -24,9 +24,32 @@ from textual.strip import Strip
 
 @dataclass(frozen=True)
 class Column:
+    """`keep`: which columns stay as the list narrows (0 always; then 1, 2, ...: the larger the
+    number, the sooner it goes). `grow`: takes the width left over (a caption, a message)."""
+
     title: str
     width: int
     align: str = "left"
+    keep: int = 0
+    grow: bool = False
+
+
+def fit(columns: Sequence[Column], width: int) -> list[tuple[int, Column]]:
+    """The columns shown at `width`, in their order, as (index in the row, column): those kept
+    longest that fit (columns of one `keep` level go together), the growing one widened."""
+    levels = sorted({c.keep for c in columns})
+    shown: set[int] = set()
+    for level in levels:
+        trial = shown | {i for i, c in enumerate(columns) if c.keep == level}
+        if level and sum(columns[i].width + 1 for i in trial) > width:
+            break
+        shown = trial
+    picked = [(i, c) for i, c in enumerate(columns) if i in shown]
+    spare = width - sum(c.width + 1 for _i, c in picked)
+    if spare > 0:
+        picked = [(i, Column(c.title, c.width + spare, c.align, c.keep, c.grow) if c.grow else c)
+                  for i, c in picked]
+    return picked
 
 
 class RowList(ScrollView, can_focus=True):
@@ -66,6 +89,7 @@ class RowList(ScrollView, can_focus=True):
         self.index: dict[Hashable, int] = {}
         self.marked: set[Hashable] = set()
         self.empty_text = "nothing to show"
+        self.shown: list[tuple[int, Column]] = list(enumerate(self.columns))
 
     # -- data -------------------------------------------------------------------------------
     def set_rows(self, rows: list[Sequence]) -> None:
@@ -74,8 +98,7 @@ class RowList(ScrollView, can_focus=True):
         self.rows = rows
         self.index = {self.key_of(r): i for i, r in enumerate(rows)}
         self.marked &= set(self.index)
-        width = sum(c.width + 1 for c in self.columns)
-        self.virtual_size = Size(width, len(rows) + 1)
+        self._resize_content()
         if current in self.index:
             self.set_cursor(self.index[current], notify=False)
         else:
@@ -147,12 +170,23 @@ class RowList(ScrollView, can_focus=True):
         self.set_cursor(len(self.rows) - 1)
 
     # -- rendering --------------------------------------------------------------------------
+    def _resize_content(self) -> None:
+        width = self.scrollable_content_region.width
+        self.shown = fit(self.columns, width or sum(c.width + 1 for c in self.columns))
+        width = sum(c.width + 1 for _i, c in self.shown)
+        self.virtual_size = Size(width, len(self.rows) + 1)
+
+    def on_resize(self) -> None:
+        self._resize_content()
+        self.refresh()
+
     def _line_cache_clear(self) -> None:
         pass  # strips are cheap to build; kept as the hook for a cache if ever needed
 
     def _cells(self, cells: Sequence, style: Style) -> list[Segment]:
         segments: list[Segment] = []
-        for column, cell in zip(self.columns, cells, strict=False):
+        for index, column in self.shown:
+            cell = cells[index] if index < len(cells) else ""
             text = cell.copy() if isinstance(cell, Text) else Text(str(cell))
             if text.style:  # a cell's own style as a span, so the row's goes under it
                 text.stylize(text.style)
