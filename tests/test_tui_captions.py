@@ -144,7 +144,38 @@ async def test_history_key_shows_every_version(ws, conn, ds):
         await until(pilot, lambda: screen.current_row() is not None)
         await pilot.press("h")
         await until(pilot, lambda: isinstance(app.screen, HistoryScreen), message="history")
-        assert [v.text for v in app.screen.versions] == ["TRUCKUGC, version one here",
-                                                         "TRUCKUGC, version two here"]
+        assert [v.text for v in app.screen.versions] == ["TRUCKUGC, version two here",
+                                                         "TRUCKUGC, version one here"]
         await pilot.press("escape")
         await until(pilot, lambda: app.screen is screen)
+        # restoring a version from the history: a new version with its text
+        await pilot.press("h")
+        await until(pilot, lambda: isinstance(app.screen, HistoryScreen), message="history")
+        await pilot.press("down", "enter")
+        await until(pilot, lambda: text_of(conn, a) == "TRUCKUGC, version one here",
+                    message="restored")
+        assert len(versions.history(conn, a)) == 3  # nothing lost
+
+
+async def test_editing_keys_clear_say_and_reach_warnings(ws, conn, ds):
+    """ctrl+u cleared one wrapped line; ctrl+t said nothing when the trigger was there; n
+    skipped clips with only warnings."""
+    a = add_clip(conn, ds.id, "a", state="ready")
+    b = add_clip(conn, ds.id, "b", state="ready")
+    versions.set_caption(conn, a, "TRUCKUGC, a fine caption of a truck in a field at dawn")
+    versions.set_caption(conn, b, "TRUCKUGC, a cinematic truck in a field, long " + "x " * 60)
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_captions(app, pilot)
+        table = screen.query_one(RowList)
+        await until(pilot, lambda: len(table.rows) == 2, message="rows")
+        await pilot.press("n")  # b has only a warning (a banned word): n reaches it
+        await until(pilot, lambda: table.current_key == b, message="the warning")
+        await pilot.press("enter", "ctrl+t")
+        await until(pilot, lambda: any("already in this caption" in str(n.message)
+                                       for n in app._notifications), message="said")
+        editor = screen.query_one(CaptionEditor)
+        await pilot.press("ctrl+u")
+        assert editor.text == ""  # all of it, though it wrapped over several lines
+        await pilot.press("ctrl+z")
+        assert editor.text.startswith("TRUCKUGC, a cinematic truck")

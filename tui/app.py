@@ -147,6 +147,25 @@ class LoradApp(App):
             subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True)
 
+    async def action_quit(self) -> None:
+        """Quitting while a caption is being edited asks first (the text is kept as a draft
+        either way)."""
+        screen = self.screen
+        if isinstance(screen, CaptionsScreen) and screen.unsaved():
+            from .screens.confirm import ConfirmScreen
+
+            async def chosen(key: str | None) -> None:
+                if key == "y":
+                    screen.save_now()
+                if key in ("y", "n"):
+                    self.exit()
+
+            self.push_screen(ConfirmScreen("This caption has changes not saved yet.",
+                                           {"y": "save and quit",
+                                            "n": "quit (kept as a draft)"}), chosen)
+            return
+        self.exit()
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))

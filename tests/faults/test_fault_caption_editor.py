@@ -100,7 +100,9 @@ async def test_text_typed_before_a_quit_or_a_crash_comes_back(ws, conn, clip, fa
         await until(pilot, lambda: (d := drafts.get(conn, clip)) and d.text == MINE,
                     message="the draft written as the user types")
         await pilot.press(*" and more")
-        await pilot.press("ctrl+q")
+        await pilot.press("ctrl+q")  # asks first; n quits, the text kept as a draft
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), message="asked")
+        await pilot.press("n")
     assert drafts.get(conn, clip).text == MINE + " and more"
     assert text_of(conn, clip) == OPENED
     fault_report("ctrl+q while editing a caption", counted="typed characters kept",
@@ -118,3 +120,13 @@ async def test_text_typed_before_a_quit_or_a_crash_comes_back(ws, conn, clip, fa
         await pilot.press("escape")
         await until(pilot, lambda: text_of(conn, clip) == MINE + " and more", message="saved")
     assert drafts.get(conn, clip) is None
+
+
+async def test_quitting_while_editing_can_save_first(ws, conn, clip):
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await edit(app, pilot, MINE)
+        await pilot.press("ctrl+q")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), message="asked")
+        await pilot.press("y")
+    assert text_of(conn, clip) == MINE and drafts.get(conn, clip) is None

@@ -1,9 +1,10 @@
 """Captions screen: write and fix captions clip after clip, with lint as you type.
 
 Browsing: j/k move, enter edits, u goes back one caption version, a/x approve/reject, n jumps to
-the next clip with a lint error, w to the next clip without a caption. Editing: escape leaves
-(and saves), ctrl+s saves and moves to the next clip, ctrl+t inserts the trigger, tab accepts
-the suggested phrase.
+the next clip with a lint error (then warnings), w to the next clip without a caption, h the
+history (enter restores a version), space plays. Editing: escape leaves (and saves), ctrl+s
+saves and moves to the next clip, ctrl+t inserts the trigger, tab accepts the suggested
+phrase, ctrl+u clears the caption, ctrl+z / ctrl+y undo and redo; ctrl+q asks to save.
 
 What the editor holds is kept as a draft while typing (a quit or a crash loses nothing) and
 offered back on the next edit. A save over a caption changed elsewhere since the editor opened
@@ -21,7 +22,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Static, TextArea
@@ -67,35 +68,58 @@ def lint_badge(issues: list[lint.Issue]) -> Text:
     return Text("✓", style="green")
 
 
-class HistoryScreen(ModalScreen[None]):
-    """Every version of one clip's caption, newest first."""
+class HistoryScreen(ModalScreen[str | None]):
+    """Every version of one clip's caption, newest first; enter restores the one under the
+    cursor (as a new version: nothing is lost), escape closes."""
 
-    BINDINGS = [Binding("escape,q,h", "dismiss", "Close")]
+    BINDINGS = [Binding("escape,q,h", "dismiss_none", "Close"),
+                Binding("enter", "restore", "Restore this version")]
 
     def __init__(self, name: str, versions: list[versions.CaptionVersion]) -> None:
         super().__init__()
         self.clip_name = name
-        self.versions = versions
+        self.versions = list(reversed(versions))
 
     def compose(self) -> ComposeResult:
         import datetime
 
-        lines = [Text(f"caption history of {self.clip_name} (escape closes)", style="bold")]
-        for v in reversed(self.versions):
-            when = datetime.datetime.fromtimestamp(v.created_at).strftime("%Y-%m-%d %H:%M")
-            lines.append(Text.assemble((f"v{v.id} {when} {v.source:<8} ", "dim"),
-                                       v.text or "(empty)"))
-        if not self.versions:
-            lines.append(Text("no caption yet", style="dim"))
-        with VerticalScroll(id="history-body"):
-            yield Static(Text("\n").join(lines))
+        with Vertical(id="history-body"):
+            yield Static(Text(f"caption history of {self.clip_name}: enter restores, escape "
+                              "closes", style="bold"))
+            table = RowList([Column("version", 8), Column("when", 16, keep=2),
+                             Column("source", 8, keep=1), Column("caption", 30, grow=True)],
+                            key_of=lambda r: r[0], id="history-table")
+            table.empty_text = "no caption yet"
+            table.set_rows([(f"v{v.id}", datetime.datetime.fromtimestamp(v.created_at)
+                             .strftime("%Y-%m-%d %H:%M"), v.source, v.text or "(empty)")
+                            for v in self.versions])
+            yield table
+
+    def on_mount(self) -> None:
+        self.query_one(RowList).focus()
+
+    def action_restore(self) -> None:
+        table = self.query_one(RowList)
+        if self.versions and table.current_key is not None:
+            self.dismiss(self.versions[table.cursor].text)
+
+    def action_dismiss_none(self) -> None:
+        self.dismiss(None)
 
 
 class CaptionEditor(TextArea):
-    BINDINGS = [Binding("tab", "complete", "Accept suggestion", show=False)]
+    """TextArea's own keys work too: ctrl+z undo, ctrl+y redo."""
+
+    BINDINGS = [Binding("tab", "complete", "Accept suggestion", show=False),
+                Binding("ctrl+u", "clear_caption", "Clear the caption", show=False)]
 
     def action_complete(self) -> None:
         self.screen.accept_suggestion()
+
+    def action_clear_caption(self) -> None:
+        """The whole caption, not one wrapped line (an edit: ctrl+z brings it back)."""
+        self.select_all()
+        self.replace("", *self.selection)
 
 
 class CaptionsScreen(DatasetScreen):
@@ -396,6 +420,27 @@ class CaptionsScreen(DatasetScreen):
             "m": "save mine (theirs stays in history)",
             "t": "keep theirs (mine stays a draft)"}), chosen)
 
+    def unsaved(self) -> bool:
+        """Editing, with text that differs from the saved caption."""
+        if self.editing_id is None:
+            return False
+        row = self.by_id.get(self.editing_id)
+        return row is not None and self.editor_text.strip() != row.text.strip()
+
+    def save_now(self) -> None:
+        """Save what the editor holds, in this thread (the app is about to close)."""
+        row = self.by_id.get(self.editing_id) if self.editing_id is not None else None
+        if row is None:
+            return
+        conn = store.connect(self.app.ws.db_path, migrate=False)
+        try:
+            drafts.save(conn, row.id, self.editor_text, self.editing_base)
+            row.text = self.editor_text.strip()
+        except versions.CaptionConflict:
+            drafts.keep(conn, row.id, self.editor_text, self.editing_base)  # asked next time
+        finally:
+            conn.close()
+
     def on_unmount(self) -> None:
         """A quit while editing: keep the text (a short write, as the app closes)."""
         if self.editing_id is None:
@@ -446,6 +491,7 @@ class CaptionsScreen(DatasetScreen):
             self.action_edit()
         editor = self.query_one(CaptionEditor)
         if trigger in editor.text:
+            self.notify(f"the trigger {trigger} is already in this caption")
             return
         editor.move_cursor((0, 0))
         editor.insert(f"{trigger}, ")
@@ -467,7 +513,15 @@ class CaptionsScreen(DatasetScreen):
             past = versions.history(conn, clip_id)
         finally:
             conn.close()
-        self.app.call_from_thread(self.app.push_screen, HistoryScreen(name, past))
+        self.app.call_from_thread(self._show_history, clip_id, name, past)
+
+    def _show_history(self, clip_id: int, name: str, past) -> None:
+        def restored(text: str | None) -> None:
+            if text is not None:
+                self.write(versions.set_caption, clip_id, text,
+                           done_message=f"{name}: that version is the caption again")
+
+        self.app.push_screen(HistoryScreen(name, past), restored)
 
     def action_play(self) -> None:
         row = self.current_row()
@@ -507,7 +561,12 @@ class CaptionsScreen(DatasetScreen):
         self.notify("none left")
 
     def action_next_lint(self) -> None:
-        self._jump(lambda r: r.has_error)
+        """The next clip with a lint error, else with a warning (banned words, duplicates)."""
+        rows = self.data.rows if self.data else []
+        if any(r.has_error for r in rows):
+            self._jump(lambda r: r.has_error)
+        else:
+            self._jump(lambda r: bool(r.issues))
 
     def action_next_uncaptioned(self) -> None:
         self._jump(lambda r: not r.text.strip())
