@@ -110,7 +110,19 @@ def daemon_proc(ws):
 
 # ---- the fault table: each fault test records the counts that matter -----------------------
 
-FAULT_ROWS: list[dict] = []
+FAULT_ROWS_ENV = "LORAD_FAULT_ROWS"  # a JSON-lines file every test process appends to
+
+
+def pytest_configure(config):
+    """The run's fault rows file, made once by the controlling process (xdist workers inherit
+    it through the environment, and the summary reads it at the end)."""
+    if not hasattr(config, "workerinput") and not os.environ.get(FAULT_ROWS_ENV):
+        import tempfile
+
+        handle, path = tempfile.mkstemp(prefix="lorad-faults-", suffix=".jsonl")
+        os.close(handle)
+        os.environ[FAULT_ROWS_ENV] = path
+        config._lorad_fault_rows = path
 
 
 @pytest.fixture
@@ -122,26 +134,38 @@ def fault_report(request):
 
     def record(fault: str, *, counted: str, expected, observed, daemon_alive: bool | None = None,
                note: str = "") -> None:
-        FAULT_ROWS.append({"fault": fault, "counted": counted, "expected": expected,
-                           "observed": observed, "daemon_alive": daemon_alive, "note": note,
-                           "ok": expected == observed and daemon_alive is not False,
-                           "test": request.node.nodeid})
+        import json
+
+        row = {"fault": fault, "counted": counted, "expected": expected,
+               "observed": observed, "daemon_alive": daemon_alive, "note": note,
+               "ok": expected == observed and daemon_alive is not False,
+               "test": request.node.nodeid}
+        path = os.environ.get(FAULT_ROWS_ENV)
+        if path:
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(row, default=str) + "\n")
 
     return record
 
 
-def pytest_terminal_summary(terminalreporter):
-    if not FAULT_ROWS:
+def pytest_terminal_summary(terminalreporter, config):
+    import json
+
+    path = getattr(config, "_lorad_fault_rows", None)
+    if not path or not Path(path).exists():
+        return
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    Path(path).unlink(missing_ok=True)
+    if not rows:
         return
     from fault_table import render
 
-    terminalreporter.write_sep("-", f"faults: {len(FAULT_ROWS)} scripted")
-    terminalreporter.write_line(render(FAULT_ROWS))
+    rows.sort(key=lambda r: r["test"])
+    terminalreporter.write_sep("-", f"faults: {len(rows)} scripted")
+    terminalreporter.write_line(render(rows))
     out = os.environ.get("LORAD_FAULT_TABLE")
     if out:
-        import json
-
-        Path(out).write_text(json.dumps(FAULT_ROWS, indent=1))
+        Path(out).write_text(json.dumps(rows, indent=1))
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import run_jobs, wait_for
+from helpers import go_to, run_jobs, wait_for
 from media_factory import make_image
 
 from lorad.cli import main
@@ -164,11 +164,8 @@ async def test_the_generations_screen_shows_a_chain_as_a_row_of_shots(ws, conn, 
     await asyncio.to_thread(run_jobs, ws, 180)
     app = LoradApp(ws, refresh_interval=0.05)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("ctrl+p")
-        await pilot.press(*"Go to Generations", "enter")
-        await until(pilot, lambda: isinstance(app.screen, GenerationsScreen), message="gens")
-        table = app.screen.query_one(RowList)
-        await until(pilot, lambda: len(table.rows) == 3, message="the shots")
+        table = (await go_to(app, pilot, "Generations", GenerationsScreen, rows=3)
+                 ).query_one(RowList)
         assert "ride#1" in str(table.rows)
         await pilot.press("v")
         await until(pilot, lambda: isinstance(app.screen, ChainRowScreen), message="the row")
@@ -194,11 +191,8 @@ async def test_r_on_a_chain_shot_prices_it_and_the_shots_after_it_before_running
     chain = chains.get(conn, "ride")
     app = LoradApp(ws, refresh_interval=0.05)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("ctrl+p")
-        await pilot.press(*"Go to Generations", "enter")
-        await until(pilot, lambda: isinstance(app.screen, GenerationsScreen), message="gens")
-        table = app.screen.query_one(RowList)
-        await until(pilot, lambda: len(table.rows) == 3, message="the shots")
+        table = (await go_to(app, pilot, "Generations", GenerationsScreen, rows=3)
+                 ).query_one(RowList)
         table.set_cursor(next(i for i, r in enumerate(table.rows) if int(r[1]) ==
                               chain.shots[1]))
         await pilot.press("r")

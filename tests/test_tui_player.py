@@ -4,6 +4,7 @@ with q; a player window only where a display exists."""
 from __future__ import annotations
 
 import pytest
+from helpers import go_to
 from helpers import pilot_until as until
 from media_factory import make_video
 
@@ -48,10 +49,7 @@ async def test_space_plays_inside_the_terminal_without_a_display(ws, conn, tmp_p
     windows = []
     monkeypatch.setattr(app, "play", windows.append)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("ctrl+p")
-        await pilot.press(*"Go to Generations", "enter")
-        await until(pilot, lambda: isinstance(app.screen, GenerationsScreen), message="gens")
-        await until(pilot, lambda: len(app.screen.query_one(RowList).rows) == 1, message="row")
+        await go_to(app, pilot, "Generations", GenerationsScreen, rows=1)
         await pilot.press("space")
         await until(pilot, lambda: isinstance(app.screen, PlayerScreen), message="the player")
         screen = app.screen

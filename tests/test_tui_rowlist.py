@@ -33,6 +33,7 @@ async def test_a_cells_colour_is_not_painted_over_by_the_rows_style():
 async def test_the_active_filter_shows_and_an_empty_result_says_it_is_the_filter(ws, conn):
     """`[all]` vanished as Rich markup, and an empty filter result said "no generations: lorad
     gen ..." as if the workspace were empty."""
+    from helpers import go_to
     from helpers import pilot_until as until
 
     from tui.app import LoradApp
@@ -40,9 +41,7 @@ async def test_the_active_filter_shows_and_an_empty_result_says_it_is_the_filter
 
     app = LoradApp(ws, refresh_interval=0.05)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("ctrl+p")
-        await pilot.press(*"Go to Generations", "enter")
-        await until(pilot, lambda: isinstance(app.screen, GenerationsScreen), message="gens")
+        await go_to(app, pilot, "Generations", GenerationsScreen)
         rows = app.screen.query_one(RowList)
         summary = app.screen.query_one("#gens-summary")
         await until(pilot, lambda: "[all]" in str(summary.render()), message="[all] shown")

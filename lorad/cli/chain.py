@@ -49,16 +49,24 @@ def _plan_table(p) -> None:
     print(fmt.table(["SHOT", "PROMPT", "FRAMES", "SEED", "STARTS FROM", "PRICE"], rows))
 
 
-def _check_budget(cost: float, budget: float) -> None:
-    if cost > budget:
-        raise CliError(f"about ${cost:.2f} is above the budget of ${budget:.2f}: raise --budget "
-                       "if you mean it")
+def _priced(p, endpoint: str, args: argparse.Namespace, total: str = "") -> bool:
+    """Show the shots and their price; True when they are to be sent (--yes, in budget)."""
+    from lorad.cli.gen import price_caveat
+
+    _plan_table(p)
+    print(f"about ${p.cost:.2f}{total}{price_caveat(endpoint)}")
+    if not args.yes:
+        print("add --yes to submit")
+        return False
+    if p.cost > args.budget:
+        raise CliError(f"about ${p.cost:.2f} is above the budget of ${args.budget:.2f}: raise "
+                       "--budget if you mean it")
+    return True
 
 
 def run_file(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from lorad.cli.gen import price_caveat
     from lorad.core import daemon
     from lorad.generation import chains
 
@@ -71,12 +79,8 @@ def run_file(args: argparse.Namespace) -> int:
         how = ("each from the last frame of the one before" if spec.chain_last_frame
                else "each from its start image")
         print(f"chain {spec.name}: {len(p.shots)} shot(s) on {spec.endpoint}, {how}")
-        _plan_table(p)
-        print(f"about ${p.cost:.2f} in all{price_caveat(spec.endpoint)}")
-        if not args.yes:
-            print("add --yes to submit")
+        if not _priced(p, spec.endpoint, args, " in all"):
             return EXIT_OK
-        _check_budget(p.cost, args.budget)
         folder = ws.downloads_dir() / "chains" / spec.name
         chains.create(conn, p, folder)
         daemon.nudge(ws)
@@ -133,7 +137,6 @@ def show(args: argparse.Namespace) -> int:
 
 
 def retake(args: argparse.Namespace) -> int:
-    from lorad.cli.gen import price_caveat
     from lorad.core import daemon
     from lorad.generation import chains
 
@@ -144,12 +147,8 @@ def retake(args: argparse.Namespace) -> int:
             f", and the {later} shot(s) after it (they start from its last frame)"
             if later and chain.spec.chain_last_frame else
             f", and the {later} shot(s) after it" if later else ""))
-        _plan_table(p)
-        print(f"about ${p.cost:.2f}{price_caveat(chain.spec.endpoint)}")
-        if not args.yes:
-            print("add --yes to submit")
+        if not _priced(p, chain.spec.endpoint, args):
             return EXIT_OK
-        _check_budget(p.cost, args.budget)
         chains.retake(conn, chain, p)
         daemon.nudge(ws)
     print("submitted")

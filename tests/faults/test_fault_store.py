@@ -35,13 +35,12 @@ def small_disk(path, size: str = "24m"):
 def fill(path) -> int:
     """Write until the disk is full; returns the bytes written."""
     written = 0
-    with open(path, "wb") as fh:
-        block = b"\0" * (1 << 16)
+    block = b"\0" * (1 << 16)
+    # unbuffered: nothing is left to flush at close, where a full disk would raise again
+    with open(path, "wb", buffering=0) as fh:
         try:
             while True:
-                fh.write(block)
-                fh.flush()
-                written += len(block)
+                written += fh.write(block) or 0
         except OSError as exc:
             assert exc.errno == errno.ENOSPC
     return written

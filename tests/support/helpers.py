@@ -68,3 +68,17 @@ def queue_generation(conn, **kw) -> int:
     args = {"lora": "truck-e8", "scale": 0.8, "seed": 7, "extra": {"num_frames": 17}}
     args.update(kw)
     return generations.create(conn, args.pop("endpoint", WAN22), "TRK, a parked truck", **args)
+
+
+async def go_to(app, pilot, title: str, screen_type, rows: int | None = None):
+    """Open a screen through the command palette ("Go to TITLE"), as a person would, and
+    wait for it (and for `rows` rows in its list); returns the screen."""
+    await pilot.press("ctrl+p")
+    await pilot.press(*f"Go to {title}", "enter")
+    await pilot_until(pilot, lambda: isinstance(app.screen, screen_type), message=title)
+    if rows is not None:
+        from tui.widgets.rowlist import RowList
+
+        table = app.screen.query_one(RowList)
+        await pilot_until(pilot, lambda: len(table.rows) == rows, message=f"{rows} rows")
+    return app.screen
