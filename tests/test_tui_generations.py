@@ -10,6 +10,7 @@ from lorad.generation import generations, loras, ratings
 from tui.app import LoradApp
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.generations import CompareScreen, GenerationsScreen
+from tui.screens.retake import RetakeScreen
 from tui.widgets.rowlist import RowList
 
 WAN22 = "fal-ai/wan/v2.2-a14b/text-to-video/lora"
@@ -45,13 +46,21 @@ async def test_rate_approve_retake_tag(ws, conn, gens):
         await until(pilot, lambda: ratings.current(conn, gens[0]).verdict == "approve")
         assert ratings.current(conn, gens[0]).stars == 4
         assert table.current_key == gens[1]
-        await pilot.press("r")  # paid: the price first
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), message="the price")
-        assert len(generations.list_all(conn)) == 3
-        await pilot.press("y")
+        await pilot.press("r")  # paid: a dialog with the price, a new seed, scale, prompt
+        await until(pilot, lambda: isinstance(app.screen, RetakeScreen), message="the dialog")
+        dialog = app.screen
+        assert "about $" in str(dialog.query("Static").first().render())
+        shown = int(dialog.query_one("#retake-seed").value)
+        assert shown != 1  # a new seed unless asked
+        dialog.query_one("#retake-scale").value = "0.5"
+        dialog.query_one("#retake-prompt").value = "TRK, a truck by a red barn"
+        assert len(generations.list_all(conn)) == 3  # nothing sent yet
+        await pilot.press("enter")
         await until(pilot, lambda: len(generations.list_all(conn)) == 4, message="retake")
         retake = generations.list_all(conn)[-1]
-        assert retake.parent_id == gens[1] and retake.seed != 1
+        assert retake.parent_id == gens[1] and retake.seed == shown
+        assert retake.scale == 0.5 and retake.params["loras"][0]["scale"] == 0.5
+        assert retake.prompt == retake.params["prompt"] == "TRK, a truck by a red barn"
         assert jobs.get(conn, retake.job_id).state == "queued"
         await pilot.press("t", *"spinning tires", "enter")
         await until(pilot, lambda: "spinning tires" in ratings.current(conn, gens[1]).tags)
@@ -155,7 +164,6 @@ async def test_v_shows_the_sweep_as_a_lora_by_scale_grid(ws, conn, gens, tmp_pat
 async def test_r_asks_before_sending_a_lost_submit_again(ws, conn, gens):
     """A generation whose submit answer was lost is shown, and the person decides: escape
     keeps it, y sends it again (a new job), f forgets it."""
-    from tui.screens.confirm import ConfirmScreen
 
     lost = gens[0]
     generations.mark_unknown(conn, lost, "the answer was lost")

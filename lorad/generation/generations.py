@@ -325,10 +325,14 @@ def new_seed(avoid: int | None = None) -> int:
 
 
 def retake(conn: sqlite3.Connection, gen_id: int, *, seed: int | None = None,
-           scale: float | None = None) -> int:
-    """Same parameters, a new seed (or a changed scale), linked to the original."""
+           scale: float | None = None, prompt: str | None = None) -> int:
+    """Same parameters, a new seed (or a changed scale or prompt), linked to the original."""
     g = get(conn, gen_id)
     params = dict(g.params)
+    if prompt is not None:
+        if not prompt.strip():
+            raise GenerationError("the prompt is empty")
+        params["prompt"] = prompt.strip()
     # a new seed every time (a seed derived from the original's made two retakes identical,
     # paid twice); the same one only when asked
     params["seed"] = seed if seed is not None else new_seed(avoid=g.seed)
@@ -341,7 +345,8 @@ def retake(conn: sqlite3.Connection, gen_id: int, *, seed: int | None = None,
     gen_id = _insert(conn, parent_id=g.id, sweep_id=g.sweep_id, lora_id=g.lora_id,
                      checkpoint_id=g.checkpoint_id, endpoint=g.endpoint, params=params,
                      scale=scale if scale is not None else g.scale, seed=params["seed"],
-                     prompt=g.prompt, cost=endpoints.get(g.endpoint).price(params),
+                     prompt=params.get("prompt", g.prompt),
+                     cost=endpoints.get(g.endpoint).price(params),
                      dataset_id=g.dataset_id, inputs=g.inputs)
     queue(conn, gen_id)
     return gen_id

@@ -22,6 +22,7 @@ from ..widgets.rowlist import Column, RowList
 from .base import StoreScreen
 from .chain_row import ChainRowScreen
 from .confirm import ConfirmScreen
+from .retake import RetakeScreen
 from .sweep_grid import SweepGridScreen, pages_of
 
 EMPTY_GENERATIONS = "no generations: `lorad gen PROMPT --lora NAME` or `lorad sweep`"
@@ -275,16 +276,19 @@ class GenerationsScreen(StoreScreen):
         if x.gen.chain_id is not None and x.gen.shot_index is not None:
             self._price_chain_retake(x.chain, x.gen.shot_index + 1)  # the shots after it too
             return
-        gen_id, cost = x.gen.id, x.gen.cost or 0.0
+        gen_id = x.gen.id
 
-        def chosen(key: str | None) -> None:
-            if key == "y":
-                self.write(generations.retake, gen_id, done_message=f"retake of #{gen_id} queued")
-                self._rate(verdict="retake")
+        def chosen(asked: dict | None) -> None:
+            if asked is None:
+                return
+            self.write(lambda conn: generations.retake(conn, gen_id, seed=asked["seed"],
+                                                       scale=asked["scale"],
+                                                       prompt=asked["prompt"]),
+                       done_message=f"retake of #{gen_id} queued")
+            self._rate(verdict="retake")
 
-        self.app.push_screen(ConfirmScreen(
-            f"#{gen_id} again with a new seed, linked to it: about ${cost:.2f}.",
-            {"y": "submit"}), chosen)
+        self.app.push_screen(RetakeScreen(x.gen, generations.new_seed(avoid=x.gen.seed)),
+                             chosen)
 
     @work(thread=True, exclusive=True, group="chain-retake")
     def _price_chain_retake(self, name: str, shot: int) -> None:
