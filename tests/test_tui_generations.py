@@ -231,3 +231,24 @@ async def test_the_sweep_grid_is_walked_and_rated_from_the_keyboard_at_80x24(ws,
                     message="the cell says so")
         await pilot.press("up", "up", "up", "left", "left")  # stops at the edges
         assert (grid.row, grid.col) == (0, 0)
+
+
+async def test_keys_are_remapped_from_the_config(ws, conn, gens):
+    """[tui.keys] maps a binding id to a key on every screen; an unknown id is said."""
+    ws.config_path.write_text(ws.config_path.read_text()
+                              + '\n[tui.keys]\nretake = "e"\n"verdict.approve" = "A"\n'
+                                'retkae = "x"\n')
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await open_gens(app, pilot, rows=3)
+        await pilot.press("r")  # no longer retake
+        await pilot.pause()
+        assert not isinstance(app.screen, RetakeScreen)
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, RetakeScreen), message="retake on e")
+        await pilot.press("escape")
+        await pilot.press("A")
+        await until(pilot, lambda: (ratings.current(conn, gens[0]) or ratings.Rating(
+            0, None, None, (), None, 0)).verdict == "approve", message="approve on A")
+        assert any("tui.keys.retkae: no key has that id" in str(n.message)
+                   for n in app._notifications)

@@ -13,6 +13,7 @@ from textual.screen import Screen
 from lorad.core import daemon, fmt
 from lorad.core.workspace import Workspace
 
+from .keys import keyed
 from .screens.base import StoreScreen
 from .screens.captions import CaptionsScreen
 from .screens.clips import ClipsScreen
@@ -43,14 +44,43 @@ SECTIONS: list[Section] = [
 ]
 
 
+def binding_ids() -> set[str]:
+    """Every binding id of the app, its screens, dialogs and widgets (what `[tui.keys]` may
+    name)."""
+    from .screens import (
+        captions,
+        chain_row,
+        clips,
+        confirm,
+        generations,
+        help,
+        jobs,
+        player,
+        pods,
+        publish,
+        retake,
+        sweep_grid,
+        training,
+    )
+    from .widgets import rowlist
+
+    found = {b.id for b in LoradApp.BINDINGS if b.id}
+    for module in (captions, chain_row, clips, confirm, generations, help, jobs, player, pods,
+                   publish, retake, sweep_grid, training, rowlist):
+        for value in vars(module).values():
+            if isinstance(value, type) and value.__module__ == module.__name__:
+                found.update(b.id for b in getattr(value, "BINDINGS", []) if b.id)
+    return found
+
+
 class LoradApp(App):
     CSS_PATH = "app.tcss"
     MODES = {s.mode: s.screen for s in SECTIONS}
-    BINDINGS = [
+    BINDINGS = keyed([
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
         *[Binding(s.key, f"switch_mode('{s.mode}')", s.title, show=False) for s in SECTIONS],
-    ]
+    ])
 
     def __init__(self, ws: Workspace, *, refresh_interval: float | None = None):
         super().__init__()
@@ -64,10 +94,23 @@ class LoradApp(App):
         self.watcher = StoreWatcher(ws, self, self.refresh_interval)
 
     def on_mount(self) -> None:
+        self._apply_keymap()
         self.switch_mode(SECTIONS[0].mode)
         self.watcher.start()
         self.set_interval(1.0, self._show_header)  # the uptime moves, whatever else does
         self._read_training()
+
+    def _apply_keymap(self) -> None:
+        """`[tui.keys]`: binding ids to keys; an id no screen has is said, not ignored."""
+        from .keys import keymap
+
+        wanted, problems = keymap(self.ws.config()["tui"]["keys"])
+        known = binding_ids()
+        problems += [f"tui.keys.{name}: no key has that id (known: {', '.join(sorted(known))})"
+                     for name in wanted if name not in known]
+        self.set_keymap({k: v for k, v in wanted.items() if k in known})
+        for problem in problems:
+            self.notify(problem, severity="warning", timeout=15)
 
     def on_unmount(self) -> None:
         self.watcher.stop()

@@ -38,6 +38,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     "tui": {
         "refresh_interval": ((int, float), 0.25),
         "player": (str, "auto"),
+        "keys": (dict, {}),  # [tui.keys]: binding id -> key (tui/keys.py)
     },
     "training": {
         "poll_seconds": ((int, float), 1.0),  # remote log reads while a stage runs

@@ -32,6 +32,7 @@ from lorad.captions.review import CaptionRow, suggest
 from lorad.core import fmt, store
 from lorad.media import clips, datasets
 
+from ..keys import keyed
 from ..widgets.filmstrip import Filmstrip, load_image
 from ..widgets.rowlist import Column, RowList
 from .base import DatasetScreen
@@ -72,8 +73,8 @@ class HistoryScreen(ModalScreen[str | None]):
     """Every version of one clip's caption, newest first; enter restores the one under the
     cursor (as a new version: nothing is lost), escape closes."""
 
-    BINDINGS = [Binding("escape,q,h", "dismiss_none", "Close"),
-                Binding("enter", "restore", "Restore this version")]
+    BINDINGS = keyed([Binding("escape,q,h", "dismiss_none", "Close"),
+                Binding("enter", "restore", "Restore this version")])
 
     def __init__(self, name: str, versions: list[versions.CaptionVersion]) -> None:
         super().__init__()
@@ -110,8 +111,8 @@ class HistoryScreen(ModalScreen[str | None]):
 class CaptionEditor(TextArea):
     """TextArea's own keys work too: ctrl+z undo, ctrl+y redo."""
 
-    BINDINGS = [Binding("tab", "complete", "Accept suggestion", show=False),
-                Binding("ctrl+u", "clear_caption", "Clear the caption", show=False)]
+    BINDINGS = keyed([Binding("tab", "complete", "Accept suggestion", show=False),
+                Binding("ctrl+u", "clear_caption", "Clear the caption", show=False)])
 
     def action_complete(self) -> None:
         self.screen.accept_suggestion()
@@ -133,7 +134,7 @@ class CaptionsScreen(DatasetScreen):
         "as a draft and offered back; a caption changed elsewhere while you edit it is not "
         "overwritten without asking."
     )
-    BINDINGS = [
+    BINDINGS = keyed([
         Binding("enter", "edit", "Edit"),
         Binding("escape", "leave", "Leave edit (saves)"),
         Binding("ctrl+s", "save_next", "Save and next", priority=True),
@@ -147,7 +148,7 @@ class CaptionsScreen(DatasetScreen):
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("d", "next_dataset", "Next dataset"),
         Binding("space", "play", "Play"),
-    ]
+    ])
 
     FILTER_ID = "captions-filter"
 

@@ -14,6 +14,7 @@ from textual.containers import Grid, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from ..keys import keyed
 from ..widgets.filmstrip import Filmstrip
 
 SHOTS_PER_ROW = 4  # four filmstrips side by side still fit 80 columns
@@ -31,7 +32,7 @@ def shot_label(number: int, gen) -> Text:
 
 
 class ChainRowScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,q,v", "dismiss", "Close")]
+    BINDINGS = keyed([Binding("escape,q,v", "dismiss", "Close")])
 
     def __init__(self, chain, shots: list[Any], images: dict[int, Any]) -> None:
         super().__init__()

@@ -14,6 +14,7 @@ from textual.widgets import Footer, Header, Input, ProgressBar, Static
 
 from lorad.media import clips, datasets, profiles
 
+from ..keys import keyed
 from ..widgets.filmstrip import Filmstrip, load_image
 from ..widgets.rowlist import Column, RowList
 from .base import DatasetScreen
@@ -92,7 +93,7 @@ class ClipsScreen(DatasetScreen):
         "rejected clips are kept but never exported. Mark several clips with m to approve or "
         "reject them together. Filter with / using words, state:NAME and flag:NAME."
     )
-    BINDINGS = [
+    BINDINGS = keyed([
         Binding("a", "review('approved')", "Approve"),
         Binding("x", "review('rejected')", "Reject"),
         Binding("u", "review('ready')", "Undo review"),
@@ -104,7 +105,7 @@ class ClipsScreen(DatasetScreen):
         Binding("r", "reprocess", "Reprocess"),
         Binding("e", "next_error", "Next error"),
         Binding("d", "next_dataset", "Next dataset"),
-    ]
+    ])
 
     FILTER_ID = "clips-filter"
 

@@ -10,6 +10,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from ..keys import keyed
+
 
 class ConfirmScreen(ModalScreen[str | None]):
     """Dismissed with the key of the choice taken (None: escape)."""
@@ -19,7 +21,7 @@ class ConfirmScreen(ModalScreen[str | None]):
     #confirm-body { width: 72; max-width: 100%; height: auto; border: round $warning;
                     padding: 0 1; background: $surface; }
     """
-    BINDINGS = [Binding("escape", "dismiss_none", "Keep as is")]
+    BINDINGS = keyed([Binding("escape", "dismiss_none", "Keep as is")])
 
     def __init__(self, question: str, choices: dict[str, str]) -> None:
         super().__init__()

@@ -17,6 +17,7 @@ from lorad.core import store
 from lorad.generation import chains, generations, loras, ratings
 from lorad.training import checkpoints
 
+from ..keys import keyed
 from ..widgets.filmstrip import Filmstrip, load_image
 from ..widgets.rowlist import Column, RowList
 from .base import StoreScreen
@@ -111,7 +112,7 @@ class GenerationsScreen(StoreScreen):
         "quick filters; / filters by lora:, ckpt:, scale:, sweep:, status:, verdict: or words. "
         "Ratings are never overwritten; checkpoints are ranked from them (`lorad rate rank`)."
     )
-    BINDINGS = [
+    BINDINGS = keyed([
         # digits switch screens everywhere (the app's keys); stars are s, then 1-5
         Binding("s", "ask_stars", "Stars"),
         Binding("a", "verdict('approve')", "Approve"),
@@ -126,7 +127,7 @@ class GenerationsScreen(StoreScreen):
         Binding("slash", "search", "Search"),
         Binding("x", "cancel", "Cancel request", show=False),
         Binding("R", "resolve_unknown", "Send again or forget (unknown)", show=False),
-    ]
+    ])
     FILTERS = ["all", "unrated", "approve", "needs_review", "retake", "failed checks"]
 
     def __init__(self) -> None:
@@ -435,7 +436,7 @@ class GenerationsScreen(StoreScreen):
 class CompareScreen(ModalScreen[None]):
     """Filmstrips of several generations one above the other."""
 
-    BINDINGS = [Binding("escape,q,c", "dismiss", "Close")]
+    BINDINGS = keyed([Binding("escape,q,c", "dismiss", "Close")])
 
     def __init__(self, items: list) -> None:
         super().__init__()

@@ -10,6 +10,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
+from ..keys import keyed
+
 
 def binding_rows(screen: Screen) -> list[tuple[str, str]]:
     """(keys, description) for the screen's and the app's bindings, in the order they apply."""
@@ -26,7 +28,7 @@ def binding_rows(screen: Screen) -> list[tuple[str, str]]:
 
 
 class HelpScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close help")]
+    BINDINGS = keyed([Binding("escape,q,question_mark", "dismiss", "Close help")])
 
     def __init__(self, target: Screen):
         super().__init__()

@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from lorad.core import fmt, jobs
 from lorad.generation import generations
 
+from ..keys import keyed
 from .base import StoreScreen
 
 STATE_STYLE = {
@@ -79,11 +80,11 @@ class JobsScreen(StoreScreen):
         "training, pulls, uploads, generations. Jobs survive restarts; transient failures retry "
         "with backoff. Cancel stops a queued job at once and asks a running one to stop cleanly."
     )
-    BINDINGS = [
+    BINDINGS = keyed([
         Binding("c", "cancel", "Cancel job"),
         Binding("r", "retry", "Retry job"),
         Binding("f", "cycle_filter", "Filter"),
-    ]
+    ])
 
     def __init__(self) -> None:
         super().__init__()

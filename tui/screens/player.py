@@ -18,6 +18,8 @@ from textual_image.widget import Image
 
 from lorad.media import player
 
+from ..keys import keyed
+
 BAR = 30
 
 
@@ -29,12 +31,12 @@ class PlayerScreen(ModalScreen[None]):
                    padding: 0 1; }
     #player-body > Image { width: auto; height: auto; max-height: 16; }
     """
-    BINDINGS = [
+    BINDINGS = keyed([
         Binding("escape,q", "dismiss", "Close"),
         Binding("space", "toggle", "Pause / play"),
         Binding("right,l", "seek(1)", "+1 s"),
         Binding("left,h", "seek(-1)", "-1 s"),
-    ]
+    ])
 
     def __init__(self, path: str | Path, title: str = "") -> None:
         super().__init__()

@@ -14,6 +14,7 @@ from textual.widgets import Footer, Header, Static
 from lorad.core import fmt, ledger
 from lorad.training import pods, runs
 
+from ..keys import keyed
 from ..widgets.rowlist import Column, RowList
 from .base import StoreScreen
 
@@ -37,11 +38,11 @@ class PodsScreen(StoreScreen):
         "unless another run is queued; every automatic stop is logged. Host keys are pinned "
         "on the first connection after each start."
     )
-    BINDINGS = [
+    BINDINGS = keyed([
         Binding("s", "start_pod", "Start"),
         Binding("x", "stop_pod", "Stop"),
         Binding("c", "check_pod", "Check"),
-    ]
+    ])
 
     def compose(self) -> ComposeResult:
         yield Header()

@@ -13,6 +13,8 @@ from textual.widgets import Checkbox, Input, Select, Static
 
 from lorad.publish import publishers
 
+from ..keys import keyed
+
 
 @dataclass
 class PublishRequest:
@@ -26,7 +28,7 @@ class PublishRequest:
 class PublishScreen(ModalScreen[PublishRequest | None]):
     """Choose the checkpoint (best rated first, else newest), the repo and the options."""
 
-    BINDINGS = [Binding("escape", "dismiss", "Cancel"), Binding("ctrl+s", "publish", "Publish")]
+    BINDINGS = keyed([Binding("escape", "dismiss", "Cancel"), Binding("ctrl+s", "publish", "Publish")])
 
     def __init__(self, checkpoints: list[dict], repo: str = "") -> None:
         super().__init__()

@@ -13,6 +13,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
+from ..keys import keyed
+
 
 class RetakeScreen(ModalScreen[dict[str, Any] | None]):
     DEFAULT_CSS = """
@@ -21,7 +23,7 @@ class RetakeScreen(ModalScreen[dict[str, Any] | None]):
                    padding: 0 1; background: $surface; }
     #retake-body Input { margin: 0 0 0 0; }
     """
-    BINDINGS = [Binding("escape", "dismiss_none", "Do not send")]
+    BINDINGS = keyed([Binding("escape", "dismiss_none", "Do not send")])
 
     def __init__(self, gen, new_seed: int) -> None:
         super().__init__()

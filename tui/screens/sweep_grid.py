@@ -20,6 +20,7 @@ from textual.widgets import Static
 from lorad.core import store
 from lorad.generation import ratings
 
+from ..keys import keyed
 from ..widgets.filmstrip import Filmstrip
 
 
@@ -65,7 +66,7 @@ def cell_label(x) -> Text:
 
 
 class SweepGridScreen(ModalScreen[None]):
-    BINDINGS = [
+    BINDINGS = keyed([
         Binding("escape,q,v", "dismiss", "Close"),
         Binding("right_square_bracket", "page(1)", "Next prompt/seed", key_display="]"),
         Binding("left_square_bracket", "page(-1)", "Previous", key_display="["),
@@ -77,7 +78,7 @@ class SweepGridScreen(ModalScreen[None]):
         Binding("a", "verdict('approve')", "Approve"),
         Binding("n", "verdict('needs_review')", "Needs review"),
         Binding("space", "play", "Play"),
-    ]
+    ])
 
     def __init__(self, sweep_id: str, pages: list[Page], images: dict[int, Any],
                  start: int = 0) -> None:

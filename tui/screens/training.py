@@ -20,6 +20,7 @@ from lorad.generation import loras, ratings
 from lorad.publish import publish_job
 from lorad.training import checkpoints, lossplot, pods, runs
 
+from ..keys import keyed
 from ..widgets.rowlist import Column, RowList
 from .base import StoreScreen
 from .publish import PublishRequest, PublishScreen
@@ -95,14 +96,14 @@ class TrainingScreen(StoreScreen):
         "process group on the pod; resume continues from the last saved state. P publishes a "
         "pulled checkpoint (best rated first) to the Hugging Face Hub."
     )
-    BINDINGS = [
+    BINDINGS = keyed([
         Binding("x", "stop_run", "Stop run"),
         Binding("r", "resume_run", "Resume"),
         Binding("s", "toggle_smooth", "Smoothing"),
         Binding("p", "pull", "Pull checkpoints"),
         Binding("l", "full_log", "Log"),
         Binding("P", "publish", "Publish"),
-    ]
+    ])
 
     def __init__(self) -> None:
         super().__init__()
@@ -276,7 +277,7 @@ class TrainingScreen(StoreScreen):
 class LogScreen(ModalScreen[None]):
     """A run's whole log, scrollable; progress-bar updates collapsed to the last per line."""
 
-    BINDINGS = [Binding("escape,q,l", "dismiss", "Close")]
+    BINDINGS = keyed([Binding("escape,q,l", "dismiss", "Close")])
 
     def __init__(self, name: str, lines: list[str]) -> None:
         super().__init__()

@@ -21,6 +21,8 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from ..keys import keyed
+
 
 @dataclass(frozen=True)
 class Column:
@@ -63,14 +65,14 @@ class RowList(ScrollView, can_focus=True):
     RowList > .rowlist--marked { color: $warning; }
     """
     COMPONENT_CLASSES = {"rowlist--header", "rowlist--cursor", "rowlist--marked"}
-    BINDINGS = [
+    BINDINGS = keyed([
         Binding("down,j", "cursor_down", "Down", show=False),
         Binding("up,k", "cursor_up", "Up", show=False),
         Binding("pagedown", "page_down", "Page down", show=False),
         Binding("pageup", "page_up", "Page up", show=False),
         Binding("home,g", "first", "First", show=False),
         Binding("end,G", "last", "Last", show=False),
-    ]
+    ])
 
     cursor = reactive(0)
 
