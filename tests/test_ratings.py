@@ -7,10 +7,11 @@ import pytest
 from lorad.generation import ratings
 
 
-def gen(conn, checkpoint_id=None):
+def gen(conn, checkpoint_id=None, status="completed"):
     now = time.time()
-    cur = conn.execute("INSERT INTO generations (endpoint, checkpoint_id, created_at, updated_at)"
-                       " VALUES ('fal-ai/wan-t2v-lora', ?, ?, ?)", (checkpoint_id, now, now))
+    cur = conn.execute("INSERT INTO generations (endpoint, checkpoint_id, status, created_at,"
+                       " updated_at) VALUES ('fal-ai/wan-t2v-lora', ?, ?, ?, ?)",
+                       (checkpoint_id, status, now, now))
     return cur.lastrowid
 
 
@@ -52,6 +53,17 @@ def test_rank_checkpoints_by_current_ratings(conn):
     assert (ranked[1].rated, ranked[1].good) == (3, 2)
 
 
+def test_a_service_error_does_not_count_against_a_checkpoint(conn):
+    """Generations fal failed (and someone marked retake) lowered the checkpoint's rank."""
+    a = checkpoint(conn, "a")
+    for _ in range(3):
+        ratings.rate(conn, gen(conn, a), stars=5)
+    for _ in range(3):
+        ratings.rate(conn, gen(conn, a, status="failed"), verdict="retake")
+    ranked = ratings.rank_checkpoints(conn)
+    assert (ranked[0].rated, ranked[0].good) == (3, 3)
+
+
 def test_loras_added_by_url_rank_too(conn):
     from lorad.generation import generations, loras
 
@@ -61,6 +73,7 @@ def test_loras_added_by_url_rank_too(conn):
         for i, s in enumerate(stars):
             g = generations.create(conn, "fal-ai/wan-t2v-lora", "p", lora=name, seed=i)
             ratings.rate(conn, g, stars=s)
+    conn.execute("UPDATE generations SET status = 'completed'")
     ranked = ratings.rank_loras(conn)
     assert [(r.name, r.good, r.rated) for r in ranked] == [("theirs", 4, 4), ("mine", 1, 2)]
     assert ratings.rank_checkpoints(conn) == []

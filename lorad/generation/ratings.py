@@ -102,12 +102,13 @@ def is_good(r: Rating) -> bool:
 
 def rank_checkpoints(conn: sqlite3.Connection, run_id: int | None = None) -> list[Rank]:
     """Checkpoints ordered by the lower bound of their good-generation share (current ratings
-    only), ties by mean stars."""
+    only), ties by mean stars. Only generations that completed count: a service error says
+    nothing of the LoRA."""
     sql = ("SELECT g.id, g.checkpoint_id, c.name FROM generations g JOIN checkpoints c ON"
-           " c.id = g.checkpoint_id")
+           " c.id = g.checkpoint_id WHERE g.status = 'completed'")
     args: list = []
     if run_id is not None:
-        sql += " WHERE c.run_id = ?"
+        sql += " AND c.run_id = ?"
         args.append(run_id)
     return _rank(conn, conn.execute(sql, args).fetchall())
 
@@ -116,7 +117,7 @@ def rank_loras(conn: sqlite3.Connection) -> list[Rank]:
     """LoRAs lorad did not train (added by URL), ranked the same way."""
     return _rank(conn, conn.execute(
         "SELECT g.id, l.id, l.name FROM generations g JOIN loras l ON l.id = g.lora_id"
-        " WHERE l.checkpoint_id IS NULL").fetchall())
+        " WHERE l.checkpoint_id IS NULL AND g.status = 'completed'").fetchall())
 
 
 def _rank(conn: sqlite3.Connection, rows: list) -> list[Rank]:
