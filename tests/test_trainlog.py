@@ -138,3 +138,16 @@ def test_a_bar_cut_short_gives_no_truncated_loss():
     cut = "steps:  20%|█▉        | 19/96 [08:01<35:00, 2.50it/s, avr_loss=0.06"
     event = parse_line(cut)
     assert isinstance(event, Progress) and event.step == 19 and event.avr_loss is None
+
+
+def test_the_log_tail_shows_a_redrawn_bar_once_as_a_terminal_would():
+    """Every tqdm step showed twice in the log tail (drawn by update, then by set_postfix)."""
+    from lorad.training.logparse import as_terminal
+
+    chunks = ["loading\nsteps:   1%| 1/96 [00:01<01:30, avr_loss=0.1]",
+              "\rsteps:   1%| 1/96 [00:01<01:30, avr_loss=0.09]\rsteps:   2%| 2/96",
+              " [00:02<01:29, avr_loss=0.08]\nepoch 1/4\n"]
+    tail: list[str] = []
+    for chunk in chunks:  # a read may end in the middle of a bar
+        tail = as_terminal(tail, chunk, 10)
+    assert tail == ["loading", "steps:   2%| 2/96 [00:02<01:29, avr_loss=0.08]", "epoch 1/4", ""]

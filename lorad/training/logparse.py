@@ -132,3 +132,18 @@ def readable(text: str, events_in: LineReader) -> list[str]:
     progress = [any(isinstance(e, Progress) for e in events_in(line)) for line in lines]
     return [line for n, line in enumerate(lines)
             if not (progress[n] and n + 1 < len(lines) and progress[n + 1])]
+
+
+def as_terminal(lines: list[str], text: str, limit: int) -> list[str]:
+    """The last `limit` lines a terminal would show after `text`: a carriage return draws over
+    the current line (a progress bar redrawn for every step shows once, not once per redraw)."""
+    out = list(lines) or [""]
+    for n, piece in enumerate(text.split("\n")):
+        if n:
+            out.append("")
+        for m, segment in enumerate(piece.split("\r")):
+            if m == 0:
+                out[-1] += segment
+            elif segment:
+                out[-1] = segment
+    return out[-limit:]

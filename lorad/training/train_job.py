@@ -307,8 +307,8 @@ async def run_stage(ctx: JobContext, session: Session, run: runs.Run, stage: Sta
         if data:
             offset += len(data)
             events = parser.feed(data)
-            tail = (tail + data.decode("utf-8", errors="replace").replace("\r", "\n")
-                    .splitlines())[-TAIL_LINES:]
+            tail = logparse.as_terminal(tail, data.decode("utf-8", errors="replace"),
+                                        TAIL_LINES)
             if training:
                 await apply_events(ctx, session, run, events, trainer, stage, base)
                 runs.update(conn, run.id, log_offset=parser.offset, log_tail="\n".join(tail))
