@@ -36,7 +36,7 @@ async def test_cancel_and_retry_keys_change_the_store(ws, conn):
         await pilot.press("0")
         screen = app.screen
         await until(pilot, lambda: table_ids(screen) == [job_id])
-        await pilot.press("c")
+        await pilot.press("c", "y")  # asked first
         await until(pilot, lambda: jobs.get(conn, job_id).state == "cancelled", message="cancel")
         await until(pilot, lambda: screen.shown[job_id].state == "cancelled", message="redraw")
         await pilot.press("r")

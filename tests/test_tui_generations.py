@@ -83,11 +83,11 @@ async def test_x_cancels_a_queued_generation(ws, conn, gens):
     app = LoradApp(ws, refresh_interval=0.05)
     async with app.run_test(size=(170, 45)) as pilot:
         screen, table = await open_gens(app, pilot, rows=3)
-        await pilot.press("x")
+        await pilot.press("x", "y")  # asked first
         await until(pilot, lambda: generations.get(conn, gens[0]).status == "cancelled",
                     message="cancelled")
         assert jobs.get(conn, generations.get(conn, gens[0]).job_id).state == "cancelled"
-        await pilot.press("x")  # a finished one: a readable toast, nothing else
+        await pilot.press("x", "y")  # a finished one: a readable toast, nothing else
         await until(pilot, lambda: any("nothing to cancel" in str(n.message)
                                        for n in app._notifications), message="toast")
 

@@ -64,7 +64,11 @@ async def test_training_screen_charts_100k_points_and_stops(ws, conn, run):
         await until(pilot, lambda: jobs.counts_by_state(conn)["queued"] >= 2, message="pull")
         job = jobs.get(conn, runs.get_by_id(conn, run.id).job_id)
         conn.execute("UPDATE jobs SET state = 'running' WHERE id = ?", (job.id,))
-        await pilot.press("x")
+        await pilot.press("x")  # stops work: asked first
+        await until(pilot, lambda: "Stop run truck" in str(app.screen.query("Static").first()
+                                                         .render()), message="asked")
+        assert not jobs.get(conn, job.id).cancel_requested
+        await pilot.press("y")
         await until(pilot, lambda: jobs.get(conn, job.id).cancel_requested, message="stop")
 
 
@@ -78,6 +82,10 @@ async def test_pods_screen_queues_start_stop_check(ws, conn, run):
         assert table.rows[0][5] == "truck"  # the run on it
         for key, kind in (("s", "pod.start"), ("x", "pod.stop"), ("c", "pod.check")):
             await pilot.press(key)
+            if key in "sx":  # costs money or stops work: asked first
+                await pilot.pause()
+                assert not jobs.list_jobs(conn, kind=kind)
+                await pilot.press("y")
             await until(pilot, lambda kind=kind: jobs.list_jobs(conn, kind=kind), message=kind)
 
 

@@ -52,6 +52,18 @@ class StoreScreen(Screen):
     def show(self, data: Any) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def confirm_then(self, question: str, label: str, fn, *args,
+                     done_message: str | None = None) -> None:
+        """Ask before an edit that costs money or stops work; `y` does it (a worker write),
+        escape keeps things as they are."""
+        from .confirm import ConfirmScreen
+
+        def chosen(key: str | None) -> None:
+            if key == "y":
+                self.write(fn, *args, done_message=done_message)
+
+        self.app.push_screen(ConfirmScreen(question, {"y": label}), chosen)
+
     @work(thread=True, group="store-write")
     def write(self, fn, *args, done_message: str | None = None) -> None:
         """Run a small user edit (fn(conn, *args)) off the event loop; errors become toasts."""

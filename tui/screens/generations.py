@@ -320,7 +320,9 @@ class GenerationsScreen(StoreScreen):
     def action_cancel(self) -> None:
         x = self.current()
         if x is not None:
-            self.write(generations.cancel, x.gen.id, done_message=f"#{x.gen.id}: cancelling")
+            self.confirm_then(f"Cancel #{x.gen.id} (on {x.gen.service} too, if it is there)?",
+                              "cancel it", generations.cancel, x.gen.id,
+                              done_message=f"#{x.gen.id}: cancelling")
 
     def action_resolve_unknown(self) -> None:
         """A submit whose answer was lost: the service may have it. The person decides."""

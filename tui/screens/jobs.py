@@ -155,8 +155,9 @@ class JobsScreen(StoreScreen):
     def action_cancel(self) -> None:
         job_id = self.selected_job_id()
         if job_id is not None:
-            self.write(generations.cancel_job, job_id,
-                       done_message=f"cancel requested for job {job_id}")
+            self.confirm_then(f"Cancel job {job_id} (a running one is asked to stop)?",
+                              "cancel it", generations.cancel_job, job_id,
+                              done_message=f"cancel requested for job {job_id}")
 
     def action_retry(self) -> None:
         job_id = self.selected_job_id()

@@ -109,10 +109,18 @@ class PodsScreen(StoreScreen):
             self.write(pods.queue, kind, pod.name, done_message=f"{word} {pod.name} queued")
 
     def action_start_pod(self) -> None:
-        self._queue(pods.START_KIND, "start of")
+        pod = self.selected()
+        if pod:
+            self.confirm_then(f"Start pod {pod.name} (billed ${pod.cost_per_hour or 0:.2f}/h "
+                              "while it runs)?", "start it", pods.queue, pods.START_KIND,
+                              pod.name, done_message=f"start of {pod.name} queued")
 
     def action_stop_pod(self) -> None:
-        self._queue(pods.STOP_KIND, "stop of")
+        pod = self.selected()
+        if pod:
+            self.confirm_then(f"Stop pod {pod.name} (a run on it loses the pod)?", "stop it",
+                              pods.queue, pods.STOP_KIND, pod.name,
+                              done_message=f"stop of {pod.name} queued")
 
     def action_check_pod(self) -> None:
         self._queue(pods.CHECK_KIND, "check of")

@@ -217,12 +217,16 @@ class TrainingScreen(StoreScreen):
     def action_stop_run(self) -> None:
         run = self.selected()
         if run:
-            self.write(runs.request_stop, run.id, done_message=f"stopping {run.name}")
+            self.confirm_then(f"Stop run {run.name} (its trainer is killed on the pod; the "
+                              "last saved state can be resumed)?", "stop it",
+                              runs.request_stop, run.id, done_message=f"stopping {run.name}")
 
     def action_resume_run(self) -> None:
         run = self.selected()
         if run:
-            self.write(runs.resume, run.name, done_message=f"{run.name} resumes")
+            self.confirm_then(f"Resume {run.name} as a new run on its pod (the pod's time is "
+                              "paid again)?", "resume it", runs.resume, run.name,
+                              done_message=f"{run.name} resumes")
 
     def action_toggle_smooth(self) -> None:
         self.smoothing = not self.smoothing
