@@ -84,10 +84,18 @@ async def test_help_lists_every_binding_of_the_screen(ws):
         jobs_screen = app.screen
         await pilot.press("question_mark")
         await until(pilot, lambda: isinstance(app.screen, HelpScreen), message="help")
-        descriptions = {d for _, d in binding_rows(jobs_screen)}
+        rows = binding_rows(jobs_screen)
+        descriptions = {d for _k, d, _id, _all in rows}
         for binding in JobsScreen.BINDINGS:
             assert binding.description in descriptions
         assert {"Help", "Quit"} <= descriptions
+        # the screen's own keys first, then the app's; aliases and the id to remap each
+        everywhere = [everywhere for _k, _d, _id, everywhere in rows]
+        assert everywhere == sorted(everywhere) and not everywhere[0] and everywhere[-1]
+        cancel = next(r for r in rows if r[1] == "Cancel job")
+        assert cancel[2] == "cancel"
+        down = next((r for r in rows if r[2] == "cursor_down"), None)
+        assert down is None or "j" in down[0]
         await pilot.press("escape")
         await until(pilot, lambda: app.screen is jobs_screen, message="help closed")
 

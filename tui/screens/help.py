@@ -13,17 +13,25 @@ from textual.widgets import Static
 from ..keys import keyed
 
 
-def binding_rows(screen: Screen) -> list[tuple[str, str]]:
-    """(keys, description) for the screen's and the app's bindings, in the order they apply."""
-    rows: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    for key, active in screen.active_bindings.items():
+def binding_rows(screen: Screen) -> list[tuple[str, str, str, bool]]:
+    """(keys, description, id, everywhere) for lorad's bindings that apply on the screen: the
+    screen's own first, then its list's, then the app's (everywhere); each with every key that
+    does it (aliases) and its id (what `[tui.keys]` remaps). Textual's built-in keys (scrolling,
+    focus) are left out."""
+    keys_of: dict[str, list[str]] = {}
+    first: dict[str, tuple[int, object]] = {}
+    for active in screen.active_bindings.values():
         binding = active.binding
-        if not binding.description or binding.action in seen and binding.show is False:
+        if not binding.description or not binding.id:
             continue
-        rows.append((screen.app.get_key_display(binding), binding.description))
-        seen.add(binding.action)
-        del key
+        keys_of.setdefault(binding.action, []).append(screen.app.get_key_display(binding))
+        if binding.action not in first:
+            rank = 2 if active.node is screen.app else 0 if active.node is screen else 1
+            first[binding.action] = (rank, binding)
+    rows = []
+    for action, (rank, binding) in sorted(first.items(), key=lambda kv: kv[1][0]):
+        aliases = " / ".join(dict.fromkeys(keys_of[action]))
+        rows.append((aliases, binding.description, binding.id or "", rank == 2))
     return rows
 
 
@@ -39,12 +47,18 @@ class HelpScreen(ModalScreen[None]):
         table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
         table.add_column("Key", style="bold cyan", no_wrap=True)
         table.add_column("Action")
-        for keys, description in binding_rows(self.target):
-            table.add_row(keys, description)
+        table.add_column("id", style="dim")
+        first_app = True
+        for keys, description, binding_id, everywhere in binding_rows(self.target):
+            if everywhere and first_app:
+                table.add_row(Text("everywhere", style="bold"), "", "")
+                first_app = False
+            table.add_row(keys, description, binding_id)
         about = getattr(self.target, "HELP", "")
         with VerticalScroll(id="help-body"):
             yield Static(Text(f"{title}: keys", style="bold"), id="help-title")
+            yield Static(table, id="help-table")  # the keys first: what help is opened for
             if about:
                 yield Static(Text(about), id="help-about")  # "[placeholders]" is not markup
-            yield Static(table, id="help-table")
-            yield Static("Press escape to close.", id="help-footer")
+            yield Static("Remap a key in lorad.toml by its id: [tui] keys = { retake = \"e\" }. "
+                         "Press escape to close.", id="help-footer")
