@@ -84,3 +84,12 @@ async def test_at_80x24_the_caption_and_the_rating_stay_in_sight(ws, conn):
         await until(pilot, lambda: len(rows.rows) == 1, message="row")
         line = "".join(seg.text for seg in rows.render_line(1))
         assert "TRK, a white pickup truck parked" in line
+
+
+def test_a_clip_filter_takes_the_badge_text_a_person_sees():
+    """`flag:near-dup` (what the list shows) found nothing: the flag is near_duplicate."""
+    from tui.screens.clips import parse_filter
+
+    assert parse_filter("flag:near-dup truck")["flag"] == "near_duplicate"
+    assert parse_filter("flag:bars")["flag"] == "letterboxed"
+    assert parse_filter("flag:panning")["flag"] == "panning"

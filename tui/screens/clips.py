@@ -48,6 +48,9 @@ class ClipsData:
     image: object | None  # PIL image of the selected clip's filmstrip
 
 
+BADGE_FLAG = {label: flag for flag, (label, _style) in FLAG_BADGE.items()}
+
+
 def parse_filter(text: str) -> dict:
     """`state:error flag:panning truck` -> states, flag and free text."""
     out: dict = {"states": [], "flag": None, "text": None}
@@ -56,7 +59,7 @@ def parse_filter(text: str) -> dict:
         if token.startswith("state:"):
             out["states"].append(token[6:])
         elif token.startswith("flag:"):
-            out["flag"] = token[5:]
+            out["flag"] = BADGE_FLAG.get(token[5:], token[5:])  # the badge's text works too
         else:
             words.append(token)
     out["text"] = " ".join(words) or None
