@@ -132,6 +132,30 @@ async def test_suggestions_come_from_phrases_in_the_dataset(ws, conn, ds):
             "TRUCKUGC, red truck, phone camera quality"
 
 
+async def test_tab_again_swaps_in_the_next_suggestion(ws, conn, ds):
+    """Only the first suggestion could be taken."""
+    a = add_clip(conn, ds.id, "a", state="ready")
+    add_clip(conn, ds.id, "b", state="ready")
+    versions.set_caption(conn, a, "TRUCKUGC, phone camera quality, photo of a dusty road")
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_captions(app, pilot)
+        table = screen.query_one(RowList)
+        await until(pilot, lambda: len(table.rows) == 2)
+        await pilot.press("j", "enter", *"TRUCKUGC, ph")
+        await until(pilot, lambda: len(screen.suggestions) == 2, message="two suggestions")
+        first, second = screen.suggestions
+        editor = screen.query_one(CaptionEditor)
+        await pilot.press("tab")
+        assert editor.text == f"TRUCKUGC, {first}"
+        await pilot.press("tab")
+        assert editor.text == f"TRUCKUGC, {second}"
+        await pilot.press("tab")  # round again
+        assert editor.text == f"TRUCKUGC, {first}"
+        await pilot.press(*",")  # a key of one's own ends the cycle
+        assert editor.text == f"TRUCKUGC, {first},"
+
+
 async def test_history_key_shows_every_version(ws, conn, ds):
     from tui.screens.captions import HistoryScreen
 

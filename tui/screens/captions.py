@@ -4,7 +4,8 @@ Browsing: j/k move, enter edits, u goes back one caption version, a/x approve/re
 the next clip with a lint error (then warnings), w to the next clip without a caption, h the
 history (enter restores a version), space plays. Editing: escape leaves (and saves), ctrl+s
 saves and moves to the next clip, ctrl+t inserts the trigger, tab accepts the suggested
-phrase, ctrl+u clears the caption, ctrl+z / ctrl+y undo and redo; ctrl+q asks to save.
+phrase (tab again: the next one), ctrl+u clears the caption, ctrl+z / ctrl+y undo and
+redo; ctrl+q asks to save.
 
 What the editor holds is kept as a draft while typing (a quit or a crash loses nothing) and
 offered back on the next edit. A save over a caption changed elsewhere since the editor opened
@@ -159,6 +160,7 @@ class CaptionsScreen(DatasetScreen):
         self.editing_id: int | None = None
         self.editing_base: int | None = None  # the caption version the editor opened
         self.draft_timer: Timer | None = None
+        self.cycle: dict | None = None  # the suggestion tab put in, while tab may swap it
         self.editor_text = ""  # what the editor holds, readable after its widget is gone
         self.suggestions: list[str] = []
 
@@ -297,14 +299,16 @@ class CaptionsScreen(DatasetScreen):
             return
         text = self.editor_text = event.text_area.text
         self.update_lint(text)
-        row, col = event.text_area.cursor_location
-        before = text.splitlines()[row][:col] if text else ""
-        segment = re.split(r"[,\n]", before)[-1] if before else ""
-        self.suggestions = suggest(segment, self.data.phrases if self.data else Counter())
-        self.suggest_prefix = segment.lstrip()
-        self.query_one("#captions-suggest", Static).update(
-            Text("tab: " + "  |  ".join(self.suggestions), style="dim")
-            if self.suggestions else "")
+        cycling = self.cycle is not None and event.text_area.cursor_location == self.cycle["at"]
+        if not cycling:  # a key of the person's own: suggest afresh
+            self.cycle = None
+            row, col = event.text_area.cursor_location
+            before = text.splitlines()[row][:col] if text else ""
+            segment = re.split(r"[,\n]", before)[-1] if before else ""
+            self.suggestions = suggest(segment, self.data.phrases if self.data else Counter(),
+                                       limit=5)
+            self.suggest_prefix = segment.lstrip()
+        self._show_suggestions()
         if self.draft_timer is not None:
             self.draft_timer.stop()
         self.draft_timer = self.set_timer(DRAFT_DELAY, self._keep_draft)
@@ -318,12 +322,30 @@ class CaptionsScreen(DatasetScreen):
         if row is not None and text.strip() != row.text.strip():
             self.write(drafts.keep, self.editing_id, text, self.editing_base)
 
+    def _show_suggestions(self) -> None:
+        chosen = self.cycle["index"] if self.cycle else -1
+        text = Text("tab: ", style="dim")
+        for n, phrase in enumerate(self.suggestions):
+            if n:
+                text.append("  |  ", style="dim")
+            text.append(phrase, style="bold reverse" if n == chosen else "dim")
+        self.query_one("#captions-suggest", Static).update(text if self.suggestions else "")
+
     def accept_suggestion(self) -> None:
+        """tab puts in the first suggestion; tab again right after swaps it for the next one
+        (up to five), as shells cycle completions."""
         if not self.suggestions or self.editing_id is None:
             return
         editor = self.query_one(CaptionEditor)
-        rest = self.suggestions[0][len(self.suggest_prefix):]
-        editor.insert(rest)
+        if self.cycle is not None and editor.cursor_location == self.cycle["at"]:
+            index = (self.cycle["index"] + 1) % len(self.suggestions)
+            start = self.cycle["start"]
+        else:
+            index, start = 0, editor.cursor_location
+        rest = self.suggestions[index][len(self.suggest_prefix):]
+        result = editor.replace(rest, start, editor.cursor_location)
+        self.cycle = {"index": index, "start": start, "at": result.end_location}
+        self._show_suggestions()
 
     # -- editing ----------------------------------------------------------------------------
     def action_edit(self) -> None:
