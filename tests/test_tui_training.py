@@ -153,3 +153,31 @@ async def test_a_run_watched_from_afar_says_how_fresh_it_is_and_what_it_will_cos
                     message="stopped")
         text = str(figures.render())
         assert "ETA" not in text and "updated" not in text and "passes the budget" not in text
+
+
+async def test_a_runs_samples_are_listed_by_checkpoint_and_play(ws, conn, run, monkeypatch,
+                                                                tmp_path):
+    """Samples came down with the run but could only be found in the file browser."""
+    from media_factory import make_video
+
+    from lorad.media import player
+    from tui.screens.player import PlayerScreen
+    from tui.screens.samples import SamplesScreen
+
+    monkeypatch.setattr(player, "has_display", lambda *a: False)
+    folder = ws.downloads_dir() / "truck" / "sample"
+    for name in ("truck_e000001_00_20261130120000_42", "truck_e000002_00_20261130130000_42",
+                 "truck_000150_01_20261130123000"):
+        make_video(folder / f"{name}.mp4", size="160x288", fps=16, seconds=1, audio=False)
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3")
+        await until(pilot, lambda: isinstance(app.screen, TrainingScreen))
+        await until(pilot, lambda: app.screen.selected() is not None, message="the run")
+        await pilot.press("S")
+        await until(pilot, lambda: isinstance(app.screen, SamplesScreen), message="samples")
+        table = app.screen.query_one(RowList)
+        assert [r[0] for r in table.rows] == ["epoch 2", "epoch 1", "step 150"]
+        assert table.rows[2][1:3] == ("2", "-")  # the second prompt, no seed in the name
+        await pilot.press("space")
+        await until(pilot, lambda: isinstance(app.screen, PlayerScreen), message="playing")

@@ -59,6 +59,7 @@ def binding_ids() -> set[str]:
         pods,
         publish,
         retake,
+        samples,
         sweep_grid,
         training,
     )
@@ -66,7 +67,7 @@ def binding_ids() -> set[str]:
 
     found = {b.id for b in LoradApp.BINDINGS if b.id}
     for module in (captions, chain_row, clips, confirm, generations, help, jobs, player, pods,
-                   publish, retake, sweep_grid, training, rowlist):
+                   publish, retake, samples, sweep_grid, training, rowlist):
         for value in vars(module).values():
             if isinstance(value, type) and value.__module__ == module.__name__:
                 found.update(b.id for b in getattr(value, "BINDINGS", []) if b.id)

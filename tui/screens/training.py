@@ -103,6 +103,7 @@ class TrainingScreen(StoreScreen):
         Binding("p", "pull", "Pull checkpoints"),
         Binding("l", "full_log", "Log"),
         Binding("P", "publish", "Publish"),
+        Binding("S", "samples", "Samples"),
     ])
 
     def __init__(self) -> None:
@@ -213,6 +214,14 @@ class TrainingScreen(StoreScreen):
     def selected(self) -> runs.Run | None:
         key = self.query_one(RowList).current_key
         return next((r for r in (self.data.runs if self.data else []) if r.name == key), None)
+
+    def action_samples(self) -> None:
+        from .samples import SamplesScreen
+
+        run = self.selected()
+        if run is not None:
+            self.app.push_screen(SamplesScreen(run.name,
+                                               self.app.ws.downloads_dir() / run.name / "sample"))
 
     def action_stop_run(self) -> None:
         run = self.selected()
