@@ -252,7 +252,7 @@ def test_resume_continues_from_the_last_state_without_overwriting(ws, conn, serv
 
 
 def test_runpod_pod_is_started_for_the_run_and_stopped_when_idle(ws, conn, server, setup,
-                                                                   monkeypatch):
+                                                                   monkeypatch, notices):
     from runpod_double import runpod_double
 
     ws.config_path.write_text(ws.config_path.read_text()
@@ -280,6 +280,11 @@ def test_runpod_pod_is_started_for_the_run_and_stopped_when_idle(ws, conn, serve
         assert "policy on_finish" in event[0]
         actions = [c.body["action"] for c in rp.requests if c.method == "POST"]
         assert actions == ["start", "stop"]
+        # whoever walked away hears both: the run's end (and the pod's fate), the pod stopped
+        assert sorted(notices.titles()) == ["lorad: pod rp stopped",
+                                            "lorad: run on-runpod finished"]
+        finished = next(r for r in notices.received if "finished" in r["title"])
+        assert "stop queued in 0 min" in finished["message"]
 
 
 def test_reconcile_follows_a_running_run_whose_job_died(ws, conn, server, setup):

@@ -1,5 +1,5 @@
 """Notifications for what a person walks away from: a run finished, failed or stopped (a budget
-stop too), a sweep or a chain done, the daemon stopped on an error. Sent by the daemon through
+stop too), a sweep or a chain done, a pod stopped, the daemon stopped on an error. Sent by the daemon through
 apprise (ntfy, Slack, Discord, Telegram, email, ... : https://github.com/caronc/apprise/wiki).
 
 The URLs carry tokens, so they come from the environment only: `$LORAD_NOTIFY_URLS`, space- or
@@ -22,6 +22,7 @@ EVENTS = {
     "run_failed": "a training run failed",
     "run_stopped": "a training run was stopped (by you, or by its budget)",
     "generations_done": "every generation of a sweep, or every shot of a chain, is done",
+    "pod_stopped": "a pod was stopped or terminated (its idle policy, or by request)",
     "daemon_error": "the daemon stopped on an unexpected error",
 }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from lorad.core import jobs
+from lorad.core import jobs, notify
 from lorad.core.errors import PermanentError
 from lorad.core.handlers import JobContext, register
 from lorad.training import checkpoints, pods, providers, runs, trainers
@@ -41,8 +41,11 @@ async def stop(ctx: JobContext):
     provider = providers.get(pod.provider)
     terminate = bool(ctx.payload.get("terminate"))
     await asyncio.to_thread(provider.terminate if terminate else provider.stop, pod)
-    state = pods.power_off(conn, pod, terminate=terminate,
-                           reason=ctx.payload.get("reason", "by request"))
+    reason = ctx.payload.get("reason", "by request")
+    state = pods.power_off(conn, pod, terminate=terminate, reason=reason)
+    await asyncio.to_thread(notify.send, ctx.ws.config(), "pod_stopped",
+                            f"lorad: pod {pod.name} {state}", f"{state}: {reason}; its time is "
+                            "booked in the cost ledger and no longer billed")
     return {state: pod.name}
 
 
