@@ -93,3 +93,16 @@ def test_a_clip_filter_takes_the_badge_text_a_person_sees():
     assert parse_filter("flag:near-dup truck")["flag"] == "near_duplicate"
     assert parse_filter("flag:bars")["flag"] == "letterboxed"
     assert parse_filter("flag:panning")["flag"] == "panning"
+
+
+async def test_a_marked_row_does_not_look_like_a_rejected_one():
+    """Marked rows were drawn in the warning colour, as rejected clips are."""
+    app = ListApp()
+    async with app.run_test(size=(40, 6)) as pilot:
+        rows = app.query_one(RowList)
+        rows.action_cursor_down()
+        rows.marked.add("1")
+        await pilot.pause()
+        marked = [seg for seg in rows.render_line(1) if seg.text.strip()]
+        assert all(seg.style.bgcolor is not None and seg.style.bold for seg in marked)
+        assert colour_of(rows.render_line(1), "error") == "red"  # its own colours stay

@@ -62,7 +62,7 @@ class RowList(ScrollView, can_focus=True):
     RowList > .rowlist--header { text-style: bold; }
     RowList > .rowlist--cursor { background: $accent 40%; }
     RowList:focus > .rowlist--cursor { background: $accent; color: $text; }
-    RowList > .rowlist--marked { color: $warning; }
+    RowList > .rowlist--marked { background: $secondary 35%; text-style: bold; }
     """
     COMPONENT_CLASSES = {"rowlist--header", "rowlist--cursor", "rowlist--marked"}
     BINDINGS = keyed([
