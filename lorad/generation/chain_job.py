@@ -37,8 +37,7 @@ def start_image(chain: chains.Chain, index: int) -> str | None:
     return spec.image
 
 
-async def wait_for(ctx: JobContext, gen_id: int) -> generations.Generation:
-    poll = float(ctx.ws.config()["generations"]["poll_seconds"])
+async def wait_for(ctx: JobContext, gen_id: int, poll: float) -> generations.Generation:
     while True:
         g = generations.get(ctx.conn, gen_id)
         if g.status in DONE:
@@ -52,6 +51,8 @@ async def wait_for(ctx: JobContext, gen_id: int) -> generations.Generation:
 @register(chains.JOB_KIND, concurrency=4, waits=True, process_pool=True)
 async def run(ctx: JobContext) -> dict[str, Any]:
     conn = ctx.conn
+    config = ctx.ws.config()
+    poll = float(config["generations"]["poll_seconds"])
     chain = chains.get_by_id(conn, ctx.payload["chain_id"])
     chains.update(conn, chain.id, status="running", error=None)
     n = chain.shot_count
@@ -63,7 +64,7 @@ async def run(ctx: JobContext) -> dict[str, Any]:
             ctx.progress(index / n, f"shot {index + 1}/{n}: submitting", force=True)
             gen_id = chains.start_shot(conn, chain, index, image)
         ctx.progress(index / n, f"shot {index + 1}/{n}: generating", force=True)
-        g = await wait_for(ctx, gen_id)
+        g = await wait_for(ctx, gen_id, poll)
         if g.status != "completed":
             if g.status == generations.UNKNOWN:  # the person decides: it may be paid for
                 g.error = (f"{g.error}; decide first: `lorad gens resubmit {g.id}` or "
@@ -72,7 +73,7 @@ async def run(ctx: JobContext) -> dict[str, Any]:
                        f"`lorad chain retake {chain.name} {index + 1}` runs shots {index + 1}"
                        f"..{n} again (it shows the price first)")
             chains.update(conn, chain.id, status="failed", error=message)
-            await asyncio.to_thread(notify.send, ctx.ws.config(), "generations_done",
+            await asyncio.to_thread(notify.send, config, "generations_done",
                                     f"lorad: chain {chain.name} stopped at shot {index + 1}",
                                     message)
             raise PermanentError(message)
@@ -94,7 +95,7 @@ async def run(ctx: JobContext) -> dict[str, Any]:
     def record(c) -> None:
         chains.update(c, chain.id, status="completed", error=None, output_path=str(final),
                       manifest=manifest)
-        notify.soon(ctx.ws.config(), "generations_done", f"lorad: chain {chain.name} done",
+        notify.soon(config, "generations_done", f"lorad: chain {chain.name} done",
                     f"{n} shots, {facts.frames} frames joined in {final.name}; about "
                     f"${manifest['cost']:.2f}")
 

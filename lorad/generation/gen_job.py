@@ -257,13 +257,14 @@ async def _run(ctx: JobContext, service: services.GenerationService, client: Ser
         raise services.ResultGone(f"{exc}. Retake it (r on the Generations screen) to generate "
                                   "it again") from None
     url = service.output_url(result)
-    max_bytes = int(ctx.ws.config()["generations"]["max_output_mb"]) * 1_000_000
+    config = ctx.ws.config()  # read once: the download, the checks and the notice use it
+    max_bytes = int(config["generations"]["max_output_mb"]) * 1_000_000
     ctx.progress(None, "downloading the output", force=True)
     path = await _call(client.download, url, _output_dir(ctx.ws), max_bytes=max_bytes,
                        stem=f"gen-{g.id:06d}")
     endpoint = endpoints.get(g.endpoint)
     expected = endpoint.expected_output(g.params)  # fal's defaults (interpolation) included
-    limits = check_limits(ctx.ws.config()["generations"], g.check_settings)
+    limits = check_limits(config["generations"], g.check_settings)
     checks = await ctx.in_process(finish_output, path, expected, endpoint.media, limits)
     metrics = status.metrics or {}
     inference = metrics.get("inference_time")
@@ -293,7 +294,7 @@ async def _run(ctx: JobContext, service: services.GenerationService, client: Ser
         if g.cost:
             ledger.book(c, ledger.GENERATION, g.cost, detail, generation_id=g.id, at=now)
         if g.sweep_id:
-            sweep_done_notice(c, ctx.ws.config(), g.sweep_id)
+            sweep_done_notice(c, config, g.sweep_id)
 
     ctx.on_success(record)
     return {"generation_id": g.id, "output": str(path), "ok": checks.get("ok")}
