@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from textual import work
@@ -10,7 +12,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from lorad.core import daemon, fmt
+from lorad.core import daemon, fmt, store
 from lorad.core.workspace import Workspace
 
 from .keys import keyed
@@ -87,7 +89,8 @@ class LoradApp(App):
         super().__init__()
         self.ws = ws
         config = ws.config()
-        self.refresh_interval = refresh_interval or config["tui"]["refresh_interval"]
+        self.settings = config["tui"]  # read once: no file reads on the event loop after this
+        self.refresh_interval = refresh_interval or self.settings["refresh_interval"]
         self.title = f"lorad — {ws.name}"
         self.sub_title = "daemon: checking"
         self.daemon_status: daemon.DaemonStatus | None = None
@@ -101,11 +104,21 @@ class LoradApp(App):
         self.set_interval(1.0, self._show_header)  # the uptime moves, whatever else does
         self._read_training()
 
+    @contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        """A store connection for one worker's read or write (the event loop only writes
+        with it as the app closes)."""
+        conn = store.connect(self.ws.db_path, migrate=False)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
     def _apply_keymap(self) -> None:
         """`[tui.keys]`: binding ids to keys; an id no screen has is said, not ignored."""
         from .keys import keymap
 
-        wanted, problems = keymap(self.ws.config()["tui"]["keys"])
+        wanted, problems = keymap(self.settings["keys"])
         known = binding_ids()
         problems += [f"tui.keys.{name}: no key has that id (known: {', '.join(sorted(known))})"
                      for name in wanted if name not in known]
@@ -127,14 +140,10 @@ class LoradApp(App):
 
     @work(thread=True, exclusive=True, group="header")
     def _read_training(self) -> None:
-        from lorad.core import store
         from lorad.training import runs
 
-        conn = store.connect(self.ws.db_path, migrate=False)
-        try:
+        with self.connection() as conn:
             running = [r for r in runs.list_all(conn) if r.state == "running"]
-        finally:
-            conn.close()
         note = "  ".join(
             f"{r.name} {(r.step or 0) + r.step_offset}/{(r.total_steps or 0) + r.step_offset}"
             if r.total_steps else f"{r.name} {r.stage or 'starting'}" for r in running[:2])
@@ -165,7 +174,7 @@ class LoradApp(App):
 
         from .screens.player import PlayerScreen
 
-        setting = self.ws.config()["tui"]["player"]
+        setting = self.settings["player"]
         if player.in_terminal(setting):
             self.push_screen(PlayerScreen(path, title))
             return

@@ -9,7 +9,7 @@ from textual.screen import Screen
 from textual.widgets import Input
 from textual.worker import get_current_worker
 
-from lorad.core import daemon, store
+from lorad.core import daemon
 
 
 class StoreScreen(Screen):
@@ -31,11 +31,8 @@ class StoreScreen(Screen):
 
     @work(thread=True, exclusive=True, group="store-read")
     def _reload(self) -> None:
-        conn = store.connect(self.app.ws.db_path, migrate=False)
-        try:
+        with self.app.connection() as conn:
             data = self.load(conn)
-        finally:
-            conn.close()
         if not get_current_worker().is_cancelled:
             self.app.call_from_thread(self._deliver, data)
 
@@ -67,14 +64,12 @@ class StoreScreen(Screen):
     @work(thread=True, group="store-write")
     def write(self, fn, *args, done_message: str | None = None) -> None:
         """Run a small user edit (fn(conn, *args)) off the event loop; errors become toasts."""
-        conn = store.connect(self.app.ws.db_path, migrate=False)
-        try:
-            fn(conn, *args)
-        except Exception as exc:  # noqa: BLE001 - shown to the user, nothing else stops
-            self.app.call_from_thread(self.notify, str(exc), severity="error", timeout=8)
-            return
-        finally:
-            conn.close()
+        with self.app.connection() as conn:
+            try:
+                fn(conn, *args)
+            except Exception as exc:  # noqa: BLE001 - shown to the user, nothing else stops
+                self.app.call_from_thread(self.notify, str(exc), severity="error", timeout=8)
+                return
         daemon.nudge(self.app.ws)  # an edit may have queued a job (retry, reprocess)
         if done_message:
             self.app.call_from_thread(self.notify, done_message)

@@ -30,7 +30,7 @@ from textual.widgets import Footer, Header, Input, Static, TextArea
 
 from lorad.captions import drafts, lint, review, versions
 from lorad.captions.review import CaptionRow, suggest
-from lorad.core import fmt, store
+from lorad.core import fmt
 from lorad.media import clips, datasets
 
 from ..keys import keyed
@@ -401,19 +401,17 @@ class CaptionsScreen(DatasetScreen):
 
     @work(thread=True, group="store-write")
     def _commit(self, clip_id: int, text: str, expected: int | None) -> None:
-        conn = store.connect(self.app.ws.db_path, migrate=False)
-        try:
-            version = drafts.save(conn, clip_id, text, expected)
-        except versions.CaptionConflict as exc:
-            self.app.call_from_thread(self._conflict, clip_id, text, exc.theirs)
-            return
-        except Exception as exc:  # noqa: BLE001 - shown to the user; the draft is kept
-            drafts.keep(conn, clip_id, text, expected)
-            self.app.call_from_thread(self.notify, f"{exc} (your text is kept as a draft)",
-                                      severity="error", timeout=8)
-            return
-        finally:
-            conn.close()
+        with self.app.connection() as conn:
+            try:
+                version = drafts.save(conn, clip_id, text, expected)
+            except versions.CaptionConflict as exc:
+                self.app.call_from_thread(self._conflict, clip_id, text, exc.theirs)
+                return
+            except Exception as exc:  # noqa: BLE001 - shown to the user; the draft is kept
+                drafts.keep(conn, clip_id, text, expected)
+                self.app.call_from_thread(self.notify, f"{exc} (your text is kept as a draft)",
+                                          severity="error", timeout=8)
+                return
         self.app.call_from_thread(self._saved, clip_id, version)
 
     def _saved(self, clip_id: int, version: int | None) -> None:
@@ -455,14 +453,12 @@ class CaptionsScreen(DatasetScreen):
         row = self.by_id.get(self.editing_id) if self.editing_id is not None else None
         if row is None:
             return
-        conn = store.connect(self.app.ws.db_path, migrate=False)
-        try:
-            drafts.save(conn, row.id, self.editor_text, self.editing_base)
-            row.text = self.editor_text.strip()
-        except versions.CaptionConflict:
-            drafts.keep(conn, row.id, self.editor_text, self.editing_base)  # asked next time
-        finally:
-            conn.close()
+        with self.app.connection() as conn:
+            try:
+                drafts.save(conn, row.id, self.editor_text, self.editing_base)
+                row.text = self.editor_text.strip()
+            except versions.CaptionConflict:
+                drafts.keep(conn, row.id, self.editor_text, self.editing_base)  # asked next
 
     def on_unmount(self) -> None:
         """A quit while editing: keep the text (a short write, as the app closes)."""
@@ -471,11 +467,8 @@ class CaptionsScreen(DatasetScreen):
         text = self.editor_text
         row = self.by_id.get(self.editing_id)
         if row is not None and text.strip() != row.text.strip():
-            conn = store.connect(self.app.ws.db_path, migrate=False)
-            try:
+            with self.app.connection() as conn:
                 drafts.keep(conn, self.editing_id, text, self.editing_base)
-            finally:
-                conn.close()
 
     def action_leave(self) -> None:
         if self.close_filter():
@@ -554,11 +547,8 @@ class CaptionsScreen(DatasetScreen):
 
     @work(thread=True, exclusive=True, group="caption-play")
     def _play(self, clip_id: int, name: str) -> None:
-        conn = store.connect(self.app.ws.db_path, migrate=False)
-        try:
+        with self.app.connection() as conn:
             media = clips.get(conn, clip_id).media_path
-        finally:
-            conn.close()
         if not media:
             self.app.call_from_thread(self.notify, "this clip has no processed media to play",
                                       severity="warning")

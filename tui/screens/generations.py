@@ -13,7 +13,6 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Header, Input, Static
 
-from lorad.core import store
 from lorad.generation import chains, generations, loras, ratings
 from lorad.training import checkpoints
 
@@ -293,14 +292,12 @@ class GenerationsScreen(StoreScreen):
 
     @work(thread=True, exclusive=True, group="chain-retake")
     def _price_chain_retake(self, name: str, shot: int) -> None:
-        conn = store.connect(self.app.ws.db_path, migrate=False)
-        try:
-            chain, plan = chains.retake_plan(conn, name, shot)
-        except chains.ChainError as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="warning", timeout=8)
-            return
-        finally:
-            conn.close()
+        with self.app.connection() as conn:
+            try:
+                chain, plan = chains.retake_plan(conn, name, shot)
+            except chains.ChainError as exc:
+                self.app.call_from_thread(self.notify, str(exc), severity="warning", timeout=8)
+                return
         self.app.call_from_thread(self._confirm_chain_retake, chain, plan, shot)
 
     def _confirm_chain_retake(self, chain, plan, shot: int) -> None:
@@ -411,12 +408,9 @@ class GenerationsScreen(StoreScreen):
 
     @work(thread=True, exclusive=True, group="gen-grid")
     def _chain_row(self, chain_id: int) -> None:
-        conn = store.connect(self.app.ws.db_path, migrate=False)
-        try:
+        with self.app.connection() as conn:
             chain = chains.get_by_id(conn, chain_id)
             shots = [generations.get(conn, g) if g else None for g in chain.shots]
-        finally:
-            conn.close()
         images = {g.id: load_image(filmstrip_of(g)) for g in shots if g and filmstrip_of(g)}
         self.app.call_from_thread(self.app.push_screen, ChainRowScreen(chain, shots, images))
 

@@ -17,7 +17,6 @@ from textual.containers import Grid, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from lorad.core import store
 from lorad.generation import ratings
 
 from ..keys import keyed
@@ -159,11 +158,8 @@ class SweepGridScreen(ModalScreen[None]):
 
     @work(thread=True, group="grid-rate")
     def _write_rating(self, gen_id: int, kw: dict) -> None:
-        conn = store.connect(self.app.ws.db_path, migrate=False)
-        try:
+        with self.app.connection() as conn:
             rating = ratings.rate(conn, gen_id, **kw)
-        finally:
-            conn.close()
         self.app.call_from_thread(self._rated, gen_id, rating)
 
     def _rated(self, gen_id: int, rating) -> None:
