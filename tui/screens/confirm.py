@@ -41,3 +41,14 @@ class ConfirmScreen(ModalScreen[str | None]):
 
     def action_dismiss_none(self) -> None:
         self.dismiss(None)
+
+
+def ask_stars(app, gen_id: int, rate) -> None:
+    """`s` on a generation: a digit 1-5 gives it that many stars (`rate(stars=n)`)."""
+
+    def chosen(key: str | None) -> None:
+        if key:
+            rate(stars=int(key))
+
+    app.push_screen(ConfirmScreen(f"#{gen_id}: how many stars?",
+                                  {str(n): "★" * n for n in range(1, 6)}), chosen)

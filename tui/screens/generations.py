@@ -21,7 +21,7 @@ from ..widgets.filmstrip import Filmstrip, load_image
 from ..widgets.rowlist import Column, RowList
 from .base import StoreScreen
 from .chain_row import ChainRowScreen
-from .confirm import ConfirmScreen
+from .confirm import ConfirmScreen, ask_stars
 from .retake import RetakeScreen
 from .sweep_grid import SweepGridScreen, pages_of
 
@@ -250,20 +250,10 @@ class GenerationsScreen(StoreScreen):
         if x is not None:
             self.write(lambda conn, gen_id: ratings.rate(conn, gen_id, **kw), x.gen.id)
 
-    def action_stars(self, n: int) -> None:
-        self._rate(stars=n)
-
     def action_ask_stars(self) -> None:
         x = self.current()
-        if x is None:
-            return
-
-        def chosen(key: str | None) -> None:
-            if key:
-                self.action_stars(int(key))
-
-        self.app.push_screen(ConfirmScreen(
-            f"#{x.gen.id}: how many stars?", {str(n): "★" * n for n in range(1, 6)}), chosen)
+        if x is not None:
+            ask_stars(self.app, x.gen.id, self._rate)
 
     def action_verdict(self, verdict: str) -> None:
         self._rate(verdict=verdict)

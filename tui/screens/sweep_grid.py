@@ -171,18 +171,11 @@ class SweepGridScreen(ModalScreen[None]):
                 self.query(".grid-cell")[at].query_one(Static).update(cell_label(x))
 
     def action_ask_stars(self) -> None:
-        from .confirm import ConfirmScreen
+        from .confirm import ask_stars
 
         x = self.cell()
-        if x is None:
-            return
-
-        def chosen(key: str | None) -> None:
-            if key:
-                self._rate(stars=int(key))
-
-        self.app.push_screen(ConfirmScreen(
-            f"#{x.gen.id}: how many stars?", {str(n): "★" * n for n in range(1, 6)}), chosen)
+        if x is not None:
+            ask_stars(self.app, x.gen.id, self._rate)
 
     def action_verdict(self, verdict: str) -> None:
         self._rate(verdict=verdict)
