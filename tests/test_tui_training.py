@@ -11,6 +11,7 @@ from lorad.core import jobs
 from lorad.generation import ratings
 from lorad.training import pods, runs
 from tui.app import LoradApp
+from tui.screens.confirm import ConfirmScreen
 from tui.screens.pods import PodsScreen
 from tui.screens.training import TrainingScreen
 from tui.widgets.rowlist import RowList
@@ -83,7 +84,8 @@ async def test_pods_screen_queues_start_stop_check(ws, conn, run):
         for key, kind in (("s", "pod.start"), ("x", "pod.stop"), ("c", "pod.check")):
             await pilot.press(key)
             if key in "sx":  # costs money or stops work: asked first
-                await pilot.pause()
+                await until(pilot, lambda: isinstance(app.screen, ConfirmScreen),
+                            message=f"{kind} asked")
                 assert not jobs.list_jobs(conn, kind=kind)
                 await pilot.press("y")
             await until(pilot, lambda kind=kind: jobs.list_jobs(conn, kind=kind), message=kind)
