@@ -242,12 +242,16 @@ def plan(conn: sqlite3.Connection, spec: ShotList, *, seeds: dict[int, int] | No
             start = shot.image
         elif spec.chain_last_frame and i > 0:
             start = f"shot {i}'s last frame"
+        elif spec.image:
+            start = "initial image"
         else:
-            start = spec.image or ""
+            start = ""
         if takes_image and not start:
             raise ChainError(f"shot {i + 1} has no start image: set image (the first shot's) "
                              "in the shot list")
-        probe = {"image_url": generations.LOCAL + "start.png"} if takes_image else {}
+        # the start image is known only when the shot runs: a stand-in lets the endpoint
+        # check the rest, and is not kept
+        stand_in = {"image_url": generations.LOCAL + "start.png"} if takes_image else {}
         if seeds and i in seeds:
             seed = seeds[i]
         elif shot.seed is not None:
@@ -255,12 +259,10 @@ def plan(conn: sqlite3.Connection, spec: ShotList, *, seeds: dict[int, int] | No
         else:
             seed = spec.seed + i if spec.seed is not None else generations.new_seed()
         params = generations.build_params(endpoint, shot.prompt, lora, spec.scale, seed,
-                                          {**extra, **probe})
+                                          {**extra, **stand_in})
         params.pop("image_url", None)
-        shots.append(PlannedShot(i, shot.prompt, seed, params,
-                                 start if start.startswith("shot ") else (
-                                     "initial image" if start == spec.image else start),
-                                 target, frames, endpoint.price({**params, **probe})))
+        shots.append(PlannedShot(i, shot.prompt, seed, params, start, target, frames,
+                                 endpoint.price({**params, **stand_in})))
     return ChainPlan(spec, shots)
 
 
