@@ -158,8 +158,12 @@ def check(cfg: TrainConfig) -> None:
         raise TrainConfigError("invalid training config: " + "; ".join(problems))
 
 
+class _Expansion(str):
+    """A shell variable put in a command as it is: double-quoted for the shell, not escaped."""
+
+
 def _q(value: Any) -> str:
-    return shlex.quote(str(value))
+    return value if isinstance(value, _Expansion) else shlex.quote(str(value))
 
 
 def _num(value: float) -> str:
@@ -179,7 +183,7 @@ def stage_commands(cfg: TrainConfig, *, dataset_config: str, output_dir: str, ou
             latents += ["--clip", cfg.clip]
     text = [cfg.python, SCRIPTS["text"], "--dataset_config", dataset_config, "--t5", cfg.t5,
             "--batch_size", "16"]
-    precision = MIXED_PRECISION_VAR if cfg.mixed_precision == "auto" else cfg.mixed_precision
+    precision = MIXED_PRECISION if cfg.mixed_precision == "auto" else cfg.mixed_precision
     train = [cfg.accelerate, "launch", "--num_cpu_threads_per_process", "1", "--mixed_precision",
              precision, SCRIPTS["train"], "--task", cfg.task, "--dit", cfg.dit,
              "--dataset_config", dataset_config, f"--{cfg.attention}",
@@ -238,13 +242,11 @@ def stage_commands(cfg: TrainConfig, *, dataset_config: str, output_dir: str, ou
     commands = {name: " ".join(_q(a) for a in args)
                 for name, args in (("latents", latents), ("text", text), ("train", train))}
     if cfg.mixed_precision == "auto":
-        commands["train"] = (f"{MIXED_PRECISION_VAR[1:]}=$({dit_dtype_probe(cfg)}) && "
-                             + commands["train"].replace(_q(MIXED_PRECISION_VAR),
-                                                         f'"{MIXED_PRECISION_VAR}"'))
+        commands["train"] = f"LORAD_MIXED_PRECISION=$({dit_dtype_probe(cfg)}) && {commands['train']}"
     return commands
 
 
-MIXED_PRECISION_VAR = "$LORAD_MIXED_PRECISION"
+MIXED_PRECISION = _Expansion('"$LORAD_MIXED_PRECISION"')  # set by dit_dtype_probe on the pod
 # musubi's detect_wan_sd_dtype (wan/modules/model.py) reads this tensor's dtype from the DiT's
 # safetensors header, then asserts mixed precision is that dtype or "no"; an fp8 DiT takes either.
 _PROBE = ("import json,struct,sys;f=open(sys.argv[1],'rb');"
