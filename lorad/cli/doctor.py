@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     ws = workspace(args)
     checks = doctor.run(ws)
     if not any(c.status == "error" for c in checks if c.name in ("integrity", "database")):
-        checks.append(_media(ws, doctor))
+        checks.append(_media(ws))
     if args.json:
         print_json({"workspace": str(ws.root), "checks": [c.as_dict() for c in checks],
                     "ok": not any(c.status == "error" for c in checks)})
@@ -33,8 +33,9 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_ERROR if any(c.status == "error" for c in checks) else EXIT_OK
 
 
-def _media(ws, doctor):
+def _media(ws):
     """Processed clips whose media file is gone (the media folder lost or not copied)."""
+    from lorad.core.doctor import Check
     from lorad.media import clips
 
     conn = ws.connect()
@@ -43,8 +44,8 @@ def _media(ws, doctor):
     finally:
         conn.close()
     if not gone:
-        return doctor.Check("media", "ok", "every processed clip's file is there")
+        return Check("media", "ok", "every processed clip's file is there")
     names = ", ".join(c.name for c in gone[:3]) + (" ..." if len(gone) > 3 else "")
-    return doctor.Check("media", "warning", f"{len(gone)} processed clip(s) have no media file "
+    return Check("media", "warning", f"{len(gone)} processed clip(s) have no media file "
                                             f"({names}): `lorad clips reprocess` makes them "
                                             "again from their sources")
