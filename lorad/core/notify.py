@@ -40,11 +40,11 @@ def check(config: Config) -> None:
 
 
 def soon(config: Config, event: str, title: str, body: str) -> None:
-    """Send from the daemon's event loop without waiting: on a worker thread, after the write
-    that decided it has been made (call it from a job's success step)."""
+    """Send from the daemon's event loop without waiting, on a worker thread (call it from a
+    job's success step: the send starts once that step has returned)."""
     import asyncio
 
-    if event not in config["notify"]["events"] or not urls():
+    if not _wanted(config, event):
         return
     loop = asyncio.get_running_loop()
     task = loop.create_task(asyncio.to_thread(send, config, event, title, body))
@@ -55,14 +55,16 @@ def soon(config: Config, event: str, title: str, body: str) -> None:
 _pending: set = set()  # tasks kept alive until they end
 
 
+def _wanted(config: Config, event: str) -> bool:
+    return event in config["notify"]["events"] and bool(urls())
+
+
 def send(config: Config, event: str, title: str, body: str) -> bool:
     """Send one notification if the event is wanted and URLs are set; True when delivered.
     Blocking (network): call it from a worker thread."""
-    if event not in config["notify"]["events"]:
+    if not _wanted(config, event):
         return False
     targets = urls()
-    if not targets:
-        return False
     import apprise
 
     # apprise logs the URLs it cannot use, tokens and all: keep its own logger out of ours
