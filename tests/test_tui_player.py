@@ -14,7 +14,6 @@ from tui.app import LoradApp
 from tui.screens.captions import CaptionsScreen
 from tui.screens.generations import GenerationsScreen
 from tui.screens.player import PlayerScreen
-from tui.widgets.rowlist import RowList
 
 WAN22 = "fal-ai/wan/v2.2-a14b/text-to-video/lora"
 
@@ -77,8 +76,6 @@ async def test_space_plays_on_the_captions_screen(ws, conn, tmp_path, monkeypatc
                                                    fps=16, seconds=1, audio=False)))
     app = LoradApp(ws, refresh_interval=0.05)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("2")
-        await until(pilot, lambda: isinstance(app.screen, CaptionsScreen), message="captions")
-        await until(pilot, lambda: len(app.screen.query_one(RowList).rows) == 1, message="row")
+        await go_to(app, pilot, "Captions", CaptionsScreen, rows=1)
         await pilot.press("space")
         await until(pilot, lambda: isinstance(app.screen, PlayerScreen), message="the player")

@@ -4,6 +4,7 @@ terminal while a caption is open, a quit or a crash with unsaved text."""
 from __future__ import annotations
 
 import pytest
+from helpers import go_to
 from helpers import pilot_until as until
 from test_captions import add_clip
 
@@ -12,7 +13,6 @@ from lorad.media import datasets
 from tui.app import LoradApp
 from tui.screens.captions import CaptionEditor, CaptionsScreen
 from tui.screens.confirm import ConfirmScreen
-from tui.widgets.rowlist import RowList
 
 OPENED = "TRK, a red truck parked in a field"
 THEIRS = "TRK, a red truck parked in a field, set from the CLI"
@@ -33,9 +33,7 @@ def text_of(conn, clip_id):
 
 
 async def edit(app, pilot, text: str) -> CaptionEditor:
-    await pilot.press("2")
-    await until(pilot, lambda: isinstance(app.screen, CaptionsScreen), message="captions")
-    await until(pilot, lambda: len(app.screen.query_one(RowList).rows) == 1, message="rows")
+    await go_to(app, pilot, "Captions", CaptionsScreen, rows=1)
     await pilot.press("enter")
     editor = app.screen.query_one(CaptionEditor)
     editor.load_text("")  # as if selected and retyped
@@ -110,9 +108,7 @@ async def test_text_typed_before_a_quit_or_a_crash_comes_back(ws, conn, clip, fa
 
     app = LoradApp(ws, refresh_interval=0.05)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("2")
-        await until(pilot, lambda: isinstance(app.screen, CaptionsScreen), message="captions")
-        await until(pilot, lambda: len(app.screen.query_one(RowList).rows) == 1, message="rows")
+        await go_to(app, pilot, "Captions", CaptionsScreen, rows=1)
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), message="the offer")
         await pilot.press("r")
