@@ -179,6 +179,7 @@ async def test_a_runs_samples_are_listed_by_checkpoint_and_play(ws, conn, run, m
         await pilot.press("S")
         await until(pilot, lambda: isinstance(app.screen, SamplesScreen), message="samples")
         table = app.screen.query_one(RowList)
+        await until(pilot, lambda: len(table.rows) == 3, message="listed")
         assert [r[0] for r in table.rows] == ["epoch 2", "epoch 1", "step 150"]
         assert table.rows[2][1:3] == ("2", "-")  # the second prompt, no seed in the name
         await pilot.press("space")

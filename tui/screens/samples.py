@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -46,7 +47,6 @@ class SamplesScreen(ModalScreen[None]):
         super().__init__()
         self.run_name = run_name
         self.folder = folder
-        self.rows = sample_rows(folder)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="history-body"):
@@ -55,13 +55,23 @@ class SamplesScreen(ModalScreen[None]):
             table = RowList([Column("made at", 11), Column("prompt", 6, keep=1),
                              Column("seed", 8, keep=2), Column("file", 20, keep=3, grow=True)],
                             key_of=lambda r: r[3])
-            table.empty_text = ("no samples: the run samples with sample_every_n_epochs (or "
-                                "_steps) and eval prompts; they come down when it ends")
-            table.set_rows([(at, prompt, seed, name) for name, at, prompt, seed in self.rows])
+            table.empty_text = "looking..."
             yield table
 
     def on_mount(self) -> None:
         self.query_one(RowList).focus()
+        self._list()
+
+    @work(thread=True, exclusive=True, group="samples")
+    def _list(self) -> None:
+        rows = sample_rows(self.folder)  # the folder is read off the event loop
+        self.app.call_from_thread(self._show, rows)
+
+    def _show(self, rows: list[tuple[str, str, str, str]]) -> None:
+        table = self.query_one(RowList)
+        table.empty_text = ("no samples: the run samples with sample_every_n_epochs (or _steps) "
+                            "and eval prompts; they come down when it ends")
+        table.set_rows([(at, prompt, seed, name) for name, at, prompt, seed in rows])
 
     def action_play(self) -> None:
         key = self.query_one(RowList).current_key
