@@ -49,6 +49,8 @@ SECTIONS: list[Section] = [
 def binding_ids() -> set[str]:
     """Every binding id of the app, its screens, dialogs and widgets (what `[tui.keys]` may
     name)."""
+    from .forms import base as form_base
+    from .forms import menu
     from .screens import (
         captions,
         chain_row,
@@ -69,7 +71,7 @@ def binding_ids() -> set[str]:
 
     found = {b.id for b in LoradApp.BINDINGS if b.id}
     for module in (captions, chain_row, clips, confirm, generations, help, jobs, player, pods,
-                   publish, retake, samples, sweep_grid, training, rowlist):
+                   publish, retake, samples, sweep_grid, training, rowlist, form_base, menu):
         for value in vars(module).values():
             if isinstance(value, type) and value.__module__ == module.__name__:
                 found.update(b.id for b in getattr(value, "BINDINGS", []) if b.id)
@@ -81,6 +83,8 @@ class LoradApp(App):
     MODES = {s.mode: s.screen for s in SECTIONS}
     BINDINGS = keyed([
         Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("N", "setup", "Setup"),
+        Binding("D", "start_daemon", "Start daemon", show=False),
         Binding("q", "quit", "Quit"),
         *[Binding(s.key, f"switch_mode('{s.mode}')", s.title, show=False) for s in SECTIONS],
     ])
@@ -89,6 +93,7 @@ class LoradApp(App):
         super().__init__()
         self.ws = ws
         config = ws.config()
+        self.config = config  # read once: forms read profiles and defaults from it
         self.settings = config["tui"]  # read once: no file reads on the event loop after this
         self.refresh_interval = refresh_interval or self.settings["refresh_interval"]
         self.title = f"lorad — {ws.name}"
@@ -162,7 +167,7 @@ class LoradApp(App):
         elif status.running:
             text = f"daemon: up {fmt.duration(status.uptime)}"
         else:
-            text = "daemon: stopped — run `lorad daemon start`"
+            text = "daemon: stopped — D starts it"
         self.sub_title = f"{text} — training {self.training_note}" if self.training_note \
             else text
 
@@ -223,8 +228,59 @@ class LoradApp(App):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))
 
+    # -- setup --------------------------------------------------------------------------
+    def current_dataset(self) -> str | None:
+        """The dataset the screen shows (a form's default)."""
+        return getattr(self.screen, "dataset_name", None)
+
+    def action_setup(self) -> None:
+        from .forms.menu import SetupMenu
+
+        if isinstance(self.screen, SetupMenu) or not isinstance(self.screen, StoreScreen):
+            return
+        down = self.daemon_status is not None and not self.daemon_status.running
+        self.push_screen(SetupMenu(down), self.open_setup)
+
+    def open_setup(self, action_id: str | None) -> None:
+        from .forms.menu import ACTIONS
+
+        if action_id == "daemon":
+            self.action_start_daemon()
+            return
+        for action in ACTIONS:
+            if action.id == action_id:
+                self.push_screen(action.form(self.current_dataset()), self._after_form)
+
+    def _after_form(self, message: str | None) -> None:
+        if message and isinstance(self.screen, StoreScreen):
+            self.screen.reload()
+
+    def action_start_daemon(self) -> None:
+        if self.daemon_status is not None and self.daemon_status.running:
+            self.notify(f"the daemon runs already (up {fmt.duration(self.daemon_status.uptime)})")
+            return
+        self.notify("starting the daemon…")
+        self._start_daemon()
+
+    @work(thread=True, exclusive=True, group="daemon-start")
+    def _start_daemon(self) -> None:
+        try:
+            status = daemon.start(self.ws)
+        except Exception as exc:  # noqa: BLE001 - said to the person, the TUI goes on
+            self.call_from_thread(self.notify, str(exc), severity="error", timeout=15)
+            return
+        self.call_from_thread(self.notify, f"daemon started (pid {status.pid})")
+        self.post_message(DaemonChanged(status))
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
+        from .forms.menu import ACTIONS
+
+        for action in ACTIONS:
+            yield SystemCommand(f"Setup: {action.title}", "a form (N lists them)",
+                                lambda a=action.id: self.open_setup(a))
+        yield SystemCommand("Setup: Start the daemon", "runs the jobs (key D)",
+                            self.action_start_daemon)
         for section in SECTIONS:
             yield SystemCommand(f"Go to {section.title}", f"key {section.key}",
                                 lambda mode=section.mode: self.switch_mode(mode))

@@ -51,7 +51,7 @@ def _plan_table(p) -> None:
 
 def _priced(p, endpoint: str, args: argparse.Namespace, total: str = "") -> bool:
     """Show the shots and their price; True when they are to be sent (--yes, in budget)."""
-    from lorad.cli.gen import price_caveat
+    from lorad.generation.endpoints import price_caveat
 
     _plan_table(p)
     print(f"about ${p.cost:.2f}{total}{price_caveat(endpoint)}")

@@ -66,13 +66,7 @@ def add(args, ws, conn, d) -> int:
               f"list {d.name} --state error` says why; `lorad clips reprocess {d.name} "
               "--errors` tries again)", file=sys.stderr)
     queued = len(report.queued) + len(report.changed)
-    parts = [f"{len(report.queued)} new", f"{len(report.changed)} changed",
-             f"{len(report.skipped)} already in {d.name}"]
-    if report.split_jobs:
-        parts.append(f"{len(report.split_jobs)} to split into shots")
-    if report.ignored:
-        parts.append(f"{len(report.ignored)} non-media files ignored")
-    print("queued: " + ", ".join(parts))
+    print(report.summary(d.name))
     if queued or report.split_jobs:
         daemon.nudge(ws)
         if not args.wait and not daemon.status(ws).running:

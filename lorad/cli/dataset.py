@@ -154,7 +154,7 @@ def export_version(args, ws, conn) -> int:
     report = preflight.check(conn, d, profile, options)
     for f in report.findings:
         print(f.line())
-    if not report.ok and not args.force:
+    if export.refusal(report, force=args.force):
         print(f"export stopped: {len(report.errors)} error(s) above (--force exports anyway)")
         return EXIT_ERROR
     p = export.plan(conn, d, profile, options)

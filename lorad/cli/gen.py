@@ -72,22 +72,11 @@ def local_files(args) -> dict:
     return files
 
 
-def price_caveat(endpoint_id: str) -> str:
-    """What to add to a price when the endpoint's price rule is not confirmed by the service."""
-    from lorad.generation import endpoints
-
-    endpoint = endpoints.get(endpoint_id)
-    if endpoint.price_verified:
-        return ""
-    page = f" at https://fal.ai/models/{endpoint.id}" if endpoint.service == "fal" else ""
-    return (f"; the price is unverified: {endpoint.price_note}. Check the current price{page} "
-            "before spending much")
-
-
 def run(args: argparse.Namespace) -> int:
     from lorad.cli.lora import warn_private
     from lorad.core import daemon
     from lorad.generation import generations
+    from lorad.generation.endpoints import price_caveat
 
     with opened(args) as (ws, conn):
         defaults = generations.dataset_defaults(conn, args.dataset)

@@ -24,10 +24,11 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lorad.cli.gen import check_settings, extra_params, local_files, price_caveat
+    from lorad.cli.gen import check_settings, extra_params, local_files
     from lorad.cli.lora import warn_private
     from lorad.core import daemon
     from lorad.generation import generations
+    from lorad.generation.endpoints import price_caveat
 
     with opened(args) as (ws, conn):
         plan = generations.plan_sweep(conn, args.endpoint, lora_names=args.lora,

@@ -30,9 +30,9 @@ from typing import Generic, TypeVar
 from lorad.core.errors import LoradError
 
 BUILTIN: dict[str, list[str]] = {
-    "jobs": ["lorad.media.ingest", "lorad.training.train_job", "lorad.training.pull_job",
-             "lorad.training.pod_jobs", "lorad.generation.gen_job", "lorad.generation.chain_job",
-             "lorad.publish.publish_job"],
+    "jobs": ["lorad.media.ingest", "lorad.datasets.export_job", "lorad.training.train_job",
+             "lorad.training.pull_job", "lorad.training.pod_jobs", "lorad.generation.gen_job",
+             "lorad.generation.chain_job", "lorad.publish.publish_job"],
     "trainers": ["lorad.training.trainers.musubi"],
     "pod_providers": ["lorad.training.providers.ssh", "lorad.training.providers.runpod"],
     "generation_services": ["lorad.generation.services.fal"],

@@ -145,6 +145,16 @@ def manifest(p: Plan) -> dict[str, Any]:
     }
 
 
+def refusal(report, *, force: bool) -> str | None:
+    """Why a preflight report stops an export (None: it goes ahead); `force` exports anyway."""
+    if report.ok or force:
+        return None
+    first = "; ".join(f.line() for f in report.errors[:3])
+    more = f" (+{len(report.errors) - 3} more)" if len(report.errors) > 3 else ""
+    return (f"export stopped: {len(report.errors)} preflight error(s): {first}{more}; fix them "
+            "or export anyway (--force)")
+
+
 def write(p: Plan, target: Path) -> Path:
     """Write the folder atomically (built beside, then renamed). An existing folder with the
     same hash already holds exactly this content and is kept."""
@@ -222,6 +232,12 @@ def get_version(conn: sqlite3.Connection, version_id: int) -> DatasetVersion:
     data["manifest"] = json.loads(data["manifest"] or "{}")
     data["export_path"] = store.local_path(conn, data["export_path"])
     return DatasetVersion(**data)
+
+
+def list_versions(conn: sqlite3.Connection) -> list[DatasetVersion]:
+    """Every dataset version, newest first."""
+    return [get_version(conn, r[0]) for r in
+            conn.execute("SELECT id FROM dataset_versions ORDER BY id DESC")]
 
 
 def find_version(conn: sqlite3.Connection, dataset: datasets.Dataset,

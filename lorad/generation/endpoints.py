@@ -265,6 +265,16 @@ def register(endpoint: Endpoint) -> Endpoint:
     return endpoint
 
 
+def price_caveat(endpoint_id: str) -> str:
+    """What to add to a price when the endpoint's price rule is not confirmed by the service."""
+    endpoint = get(endpoint_id)
+    if endpoint.price_verified:
+        return ""
+    page = f" at https://fal.ai/models/{endpoint.id}" if endpoint.service == "fal" else ""
+    return (f"; the price is unverified: {endpoint.price_note}. Check the current price{page} "
+            "before spending much")
+
+
 def get(endpoint_id: str) -> Endpoint:
     if endpoint_id not in ENDPOINTS:
         plugins.load("generation_services")  # a plugin service may bring its endpoints

@@ -363,7 +363,7 @@ class SweepPlan:
     checks: dict[str, Any] = field(default_factory=dict)  # output check settings asked for
 
 
-def plan_sweep(conn: sqlite3.Connection, endpoint_id: str, *, lora_names: list[str],
+def plan_sweep(conn: sqlite3.Connection, endpoint_id: str, *, lora_names: list[str | None],
                scales: list[float], prompts: list[str], seeds: list[int],
                extra: dict[str, Any] | None = None, dataset: str | None = None,
                files: dict[str, str | Path] | None = None,
@@ -379,7 +379,8 @@ def plan_sweep(conn: sqlite3.Connection, endpoint_id: str, *, lora_names: list[s
     extra = {**defaults.apply(endpoint, extra), **local_files(files)}
     cells = []
     for name, scale, prompt, seed in itertools.product(lora_names, scales, prompts, seeds):
-        params = build_params(endpoint, prompt, loras.get(conn, name), scale, seed, extra)
+        lora = loras.get(conn, name) if name else None  # None: the base model alone
+        params = build_params(endpoint, prompt, lora, scale, seed, extra)
         cells.append({"lora": name, "scale": scale, "prompt": prompt, "seed": seed,
                       "cost": endpoint.price(params)})
     return SweepPlan(uuid.uuid4().hex[:10], endpoint_id, cells,
@@ -443,6 +444,12 @@ def completed_for(conn: sqlite3.Connection, checkpoint_id: int) -> list[Generati
     return [Generation.from_row(r, root) for r in conn.execute(
         "SELECT * FROM generations WHERE checkpoint_id = ? AND status = 'completed' ORDER BY id",
         (checkpoint_id,))]
+
+
+def last_endpoint(conn: sqlite3.Connection) -> str | None:
+    """The endpoint of the newest generation (a form's default)."""
+    row = conn.execute("SELECT endpoint FROM generations ORDER BY id DESC LIMIT 1").fetchone()
+    return row[0] if row else None
 
 
 def in_flight(conn: sqlite3.Connection) -> int:

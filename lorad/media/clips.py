@@ -153,6 +153,16 @@ class AddReport:
     def problems(self) -> bool:
         return bool(self.missing or self.empty)
 
+    def summary(self, dataset: str) -> str:
+        """`queued: 3 new, 0 changed, 2 already in truck`, with splits and ignored files."""
+        parts = [f"{len(self.queued)} new", f"{len(self.changed)} changed",
+                 f"{len(self.skipped)} already in {dataset}"]
+        if self.split_jobs:
+            parts.append(f"{len(self.split_jobs)} to split into shots")
+        if self.ignored:
+            parts.append(f"{len(self.ignored)} non-media files ignored")
+        return "queued: " + ", ".join(parts)
+
 
 def add(conn: sqlite3.Connection, dataset: Dataset, paths: Iterable[Path], *,
         split_scenes: bool = False) -> AddReport:

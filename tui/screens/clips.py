@@ -33,7 +33,7 @@ COLUMNS = [Column("", 1), Column("id", 5, "right", keep=3), Column("name", 16),
            Column("motion", 7, keep=4), Column("flags", 12, keep=1),
            Column("message", 20, keep=2, grow=True)]
 
-EMPTY_CLIPS = "no clips: `lorad clips add DATASET FOLDER` ingests a folder"
+EMPTY_CLIPS = "no clips: N, Add clips (or `lorad clips add DATASET FOLDER`) ingests a folder"
 
 
 @dataclass
@@ -175,8 +175,7 @@ class ClipsScreen(DatasetScreen):
         summary = self.query_one("#clips-summary", Static)
         bar = self.query_one("#clips-progress", ProgressBar)
         if data.dataset is None:
-            summary.update("No datasets yet: `lorad dataset create NAME --profile "
-                           "wan21-t2v-480p-portrait`, then `lorad clips add NAME FOLDER`.")
+            summary.update("No datasets yet: N opens Setup (New dataset, then Add clips).")
             bar.display = False
         else:
             counts = "  ".join(f"{s} {n}" for s, n in sorted(data.counts.items()))

@@ -138,6 +138,10 @@ class Trainer(Protocol):
         names in its output folder); None when there is none to continue from."""
         ...
 
+    # Optional: `form_defaults() -> dict` gives the options a new run's form in the TUI starts
+    # from (the ones people change; paths come from the pod's check). Without it the form
+    # starts empty.
+
     def model_info(self, options: dict[str, Any]) -> ModelInfo:
         """What a LoRA trained with these options is for (the options as stored: they need
         not validate, a model card is written long after the run)."""

@@ -56,6 +56,10 @@ def steps_per_epoch(log_head: str, parent: TrainConfig, total_steps: int | None)
     return None
 
 
+FORM_KEYS = ("task", "dit", "vae", "t5", "network_dim", "network_alpha", "learning_rate",
+             "max_train_epochs", "save_every_n_epochs")
+
+
 class Musubi:
     name = "musubi"
     title = "musubi-tuner (Wan 2.1/2.2)"
@@ -70,6 +74,12 @@ class Musubi:
 
     def config_dict(self, config: TrainConfig) -> dict[str, Any]:
         return config.as_dict()
+
+    def form_defaults(self) -> dict[str, Any]:
+        """What a new run's form starts from: the options people set (paths on the pod come
+        from its check)."""
+        defaults = TrainConfig().as_dict()
+        return {key: defaults[key] for key in FORM_KEYS}
 
     def stages(self, config: TrainConfig, paths: RunPaths) -> list[Stage]:
         commands = stage_commands(
