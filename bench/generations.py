@@ -69,7 +69,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "support")]
 from benchrun import problem_lines, run_in_tempdir  # noqa: E402
 from fal_double import Latency, fal_double  # noqa: E402
 
-from lorad.core import daemon, workspace  # noqa: E402
+from lorad.core import config, daemon, workspace  # noqa: E402
 from lorad.generation import gen_job, generations, loras  # noqa: E402
 
 ENDPOINT = "fal-ai/wan/v2.2-a14b/text-to-video/lora"
@@ -299,7 +299,7 @@ def stop_daemon(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(daemon.SHUTDOWN_GRACE + 10)
+            proc.wait(config.SCHEMA["daemon"]["shutdown_grace_seconds"][1] + 10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)

@@ -6,8 +6,9 @@ import re
 import sqlite3
 from dataclasses import dataclass
 
-from lorad.captions import versions
+from lorad.captions import shaping, versions
 from lorad.core.errors import LoradError
+from lorad.core.store import transaction
 from lorad.media import clips, datasets
 
 
@@ -20,6 +21,7 @@ class Change:
     clip_id: int
     old: str
     new: str
+    source: str | None = None  # the version's source, when not the edit's own ("bulk")
 
 
 def _texts(conn: sqlite3.Connection, dataset: datasets.Dataset,
@@ -89,9 +91,30 @@ def apply_template(conn, dataset, template: str | None = None, *,
     return [Change(i, t, template) for i, t in _texts(conn, dataset, clip_ids).items() if not t]
 
 
+def shape_drafts(conn, dataset, rules: shaping.Rules, *, clip_ids: list[int] | None = None
+                 ) -> list[Change]:
+    """The post-processing rules applied to the drafts no person has reviewed yet; each stays
+    a draft of its model (a person's review is still owed)."""
+    current = versions.current_texts(conn, dataset.id)
+    out = []
+    for clip_id, v in current.items():
+        if not v.is_draft or clip_ids is not None and clip_id not in clip_ids:
+            continue
+        new = shaping.shape(v.text, rules).text
+        if new != v.text:
+            out.append(Change(clip_id, v.text, new, source=v.source))
+    return sorted(out, key=lambda c: c.clip_id)
+
+
 def apply(conn: sqlite3.Connection, changes: list[Change], *, source: str = "bulk") -> str | None:
     """Write the previewed changes as one batch; returns its id for `versions.undo_batch`."""
     if not changes:
         return None
-    batch_id, _ = versions.set_many(conn, [(c.clip_id, c.new) for c in changes], source=source)
+    batch_id = versions.new_batch_id()
+    by_source: dict[str, list[tuple[int, str]]] = {}
+    for c in changes:
+        by_source.setdefault(c.source or source, []).append((c.clip_id, c.new))
+    with transaction(conn):
+        for kind, edits in by_source.items():
+            versions.set_many(conn, edits, source=kind, batch_id=batch_id)
     return batch_id

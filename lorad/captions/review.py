@@ -25,10 +25,16 @@ class CaptionRow:
     facts: str  # "480x848, 41 frames at 16 fps", or the state while it is being processed
     version_id: int | None = None  # the current caption version (None: never captioned)
     draft: drafts.Draft | None = None  # unsaved editor text, kept from an earlier session
+    source: str | None = None  # how the current version came: typed, import, draft:<model>...
 
     @property
     def has_error(self) -> bool:
         return any(i.severity == "error" for i in self.issues)
+
+    @property
+    def is_model_draft(self) -> bool:
+        """A model wrote the caption and no person has saved or accepted it since."""
+        return self.source is not None and versions.is_draft_source(self.source)
 
 
 @dataclass
@@ -50,7 +56,8 @@ def dataset_captions(conn: sqlite3.Connection, dataset: Dataset) -> DatasetCapti
     kept = drafts.of_dataset(conn, dataset.id)
     rows = [CaptionRow(c.id, c.name, c.state, texts[c.id], linted.by_clip[c.id],
                        c.filmstrip_path, c.facts,
-                       current[c.id].id if c.id in current else None, kept.get(c.id))
+                       current[c.id].id if c.id in current else None, kept.get(c.id),
+                       current[c.id].source if c.id in current else None)
             for c in base]
     return DatasetCaptions(rules, rows, linted, phrases_of(list(texts.values())))
 

@@ -18,7 +18,17 @@ from lorad.core.errors import LoradError
 from lorad.core.store import transaction
 from lorad.media import clips
 
-SOURCES = ("typed", "template", "bulk", "import", "auto", "undo")
+SOURCES = ("typed", "template", "bulk", "import", "auto", "undo", "accepted")
+DRAFT = "draft:"  # a version drafted by a model (`draft:<model>`), unreviewed until a person
+# saves the clip's caption or accepts the draft as it is
+
+
+def is_draft_source(source: str) -> bool:
+    return source.startswith(DRAFT)
+
+
+def draft_source(model: str) -> str:
+    return DRAFT + model
 
 
 class CaptionError(LoradError):
@@ -52,6 +62,11 @@ class CaptionVersion:
     def from_row(cls, row: sqlite3.Row) -> CaptionVersion:
         return cls(row["id"], row["clip_id"], row["text"], row["source"], row["batch_id"],
                    row["prev_id"], row["created_at"])
+
+    @property
+    def is_draft(self) -> bool:
+        """A model wrote it and no person has saved or accepted it since."""
+        return is_draft_source(self.source)
 
 
 _COLUMNS = "id, clip_id, text, source, batch_id, prev_id, created_at"
@@ -104,8 +119,9 @@ def set_caption(conn: sqlite3.Connection, clip_id: int, text: str, *, source: st
     `expected`: the version the new text was written over (None: no caption yet). When the
     current version is another, :class:`CaptionConflict` is raised and nothing is written.
     """
-    if source not in SOURCES:
-        raise CaptionError(f"caption source must be one of {', '.join(SOURCES)}")
+    if source not in SOURCES and not (is_draft_source(source) and len(source) > len(DRAFT)):
+        raise CaptionError(f"caption source must be one of {', '.join(SOURCES)} or "
+                           f"{DRAFT}<model>")
     text = text.strip()
     with transaction(conn):
         now = current(conn, clip_id)
@@ -116,6 +132,23 @@ def set_caption(conn: sqlite3.Connection, clip_id: int, text: str, *, source: st
         if now is None and not clips.existing(conn, [clip_id]):
             raise CaptionError(f"no clip with id {clip_id}")
         return _insert(conn, clip_id, text, source, batch_id, now.id if now else None)
+
+
+def accept(conn: sqlite3.Connection, clip_id: int) -> int | None:
+    """A person accepts the clip's drafted caption as it is: a new version with the same text
+    (source `accepted`), so the history says who vouched for it. None when the current caption
+    is no draft."""
+    with transaction(conn):
+        now = current(conn, clip_id)
+        if now is None or not now.is_draft:
+            return None
+        return _insert(conn, clip_id, now.text, "accepted", None, now.id)
+
+
+def unreviewed_drafts(conn: sqlite3.Connection, dataset_id: int) -> list[int]:
+    """The clips of a dataset whose caption is a draft no person has reviewed yet."""
+    return sorted(clip_id for clip_id, v in current_texts(conn, dataset_id).items()
+                  if v.is_draft)
 
 
 def undo(conn: sqlite3.Connection, clip_id: int) -> CaptionVersion | None:
@@ -144,8 +177,9 @@ def set_many(conn: sqlite3.Connection, changes: Iterable[tuple[int, str]], *, so
              batch_id: str | None = None) -> tuple[str, int]:
     """Apply many changes as one batch (one undo), written with sqlite-utils' batched inserts.
     Returns (batch id, versions written): an unchanged caption writes nothing."""
-    if source not in SOURCES:
-        raise CaptionError(f"caption source must be one of {', '.join(SOURCES)}")
+    if source not in SOURCES and not (is_draft_source(source) and len(source) > len(DRAFT)):
+        raise CaptionError(f"caption source must be one of {', '.join(SOURCES)} or "
+                           f"{DRAFT}<model>")
     batch_id = batch_id or new_batch_id()
     wanted = {clip_id: text.strip() for clip_id, text in changes}  # the last change wins
     ids = list(wanted)

@@ -1,4 +1,4 @@
-"""`lorad captions show|history|undo|set|import|lint|undo-batch|bulk`."""
+"""`lorad captions show|history|undo|set|import|lint|undo-batch|bulk|draft|accept`."""
 
 from __future__ import annotations
 
@@ -26,7 +26,30 @@ def add_parser(sub) -> None:
     a.add_argument("file", nargs="?")
     a = csub.add_parser("lint", help="check captions against the dataset's rules (exit 1 on errors)")
     a.add_argument("dataset")
+    a.add_argument("--allow-drafts", action="store_true",
+                   help="do not count captions a model drafted and no person reviewed as errors")
     a.add_argument("--json", action="store_true")
+    a = csub.add_parser("draft", help="draft captions with a vision model (priced; --yes sends)")
+    a.add_argument("dataset")
+    a.add_argument("--service", default="fal", choices=["fal", "pod"],
+                   help="where the model runs: fal (a pod command is not built yet)")
+    a.add_argument("--model", help="gemini-flash (video, the default), gemini-flash-image "
+                                   "(images), marlin (video), or an OpenRouter model id")
+    which = a.add_mutually_exclusive_group()
+    which.add_argument("--only-empty", action="store_true",
+                       help="clips with no caption (the default)")
+    which.add_argument("--all", action="store_true",
+                       help="every clip: a draft goes on top of a person's caption as a new "
+                            "version (history keeps theirs)")
+    a.add_argument("--clip", type=int, action="append", help="only this clip (repeatable)")
+    a.add_argument("--template", help="the caption template for this run (default: the "
+                                      "dataset's), e.g. 'TRUCKUGC, [scene], [camera motion]'")
+    a.add_argument("--yes", action="store_true", help="send (default: show the plan and price)")
+    a.add_argument("--json", action="store_true")
+    a = csub.add_parser("accept", help="accept drafted captions as they are (a person's review)")
+    a.add_argument("dataset")
+    a.add_argument("clips", type=int, nargs="*", help="clip ids (default: none; see --all)")
+    a.add_argument("--all", action="store_true", help="every unreviewed draft of the dataset")
     a = csub.add_parser("undo-batch", help="undo a bulk edit or import (default: the last one)")
     a.add_argument("dataset")
     a.add_argument("batch", nargs="?")
@@ -49,6 +72,9 @@ def add_parser(sub) -> None:
     bsub.add_parser("trigger", parents=[options],
                     help="rename the trigger token, or add it where missing").add_argument("token")
     bsub.add_parser("template", parents=[options], help="seed uncaptioned clips with the template")
+    bsub.add_parser("shape", parents=[options],
+                    help="apply the draft rules ([drafts] strip_phrases, the trigger position, "
+                         "max words) to the drafts not reviewed yet")
     p.set_defaults(func=run)
 
 
@@ -64,7 +90,11 @@ def run(args: argparse.Namespace) -> int:
 
     actions = {"set": set_caption, "undo": undo, "show": show, "history": show,
                "import": import_captions, "lint": lint_captions, "undo-batch": undo_batch,
-               "bulk": bulk_edit}
+               "bulk": bulk_edit, "accept": accept}
+    if args.action == "draft":
+        from lorad.cli.drafts import draft
+
+        return draft(args)
     with opened(args) as (_ws, conn):
         return actions[args.action](args, conn, datasets.get(conn, args.dataset))
 
@@ -132,9 +162,15 @@ def import_captions(args, conn, d) -> int:
 
 
 def lint_captions(args, conn, d) -> int:
-    from lorad.captions import review
+    from lorad.captions import lint, review, versions
 
     result = review.dataset_captions(conn, d).lint
+    drafts = [] if args.allow_drafts else versions.unreviewed_drafts(conn, d.id)
+    for clip_id in drafts:  # an error like any other: a model wrote it, no person read it
+        result.by_clip.setdefault(clip_id, []).append(lint.Issue(
+            "unreviewed_draft", "error", "a model's draft no person has reviewed: accept it "
+            f"with `lorad captions accept {d.name} {clip_id}` or y in the Captions screen "
+            "(--allow-drafts lets it pass)"))
     if args.json:
         print_json({str(c): [i.__dict__ for i in issues]
                     for c, issues in result.by_clip.items() if issues})
@@ -145,7 +181,22 @@ def lint_captions(args, conn, d) -> int:
         counts = result.counts()
         print("summary: " + (", ".join(f"{n} {c}" for c, n in sorted(counts.items()))
                              or "no issues"))
-    return EXIT_ERROR if result.clips_with_errors() else EXIT_OK
+    return EXIT_ERROR if result.clips_with_errors() or drafts else EXIT_OK
+
+
+def accept(args, conn, d) -> int:
+    from lorad.captions import versions
+
+    ids = versions.unreviewed_drafts(conn, d.id) if args.all else list(args.clips)
+    if not ids:
+        raise CliError("name clip ids, or --all for every unreviewed draft")
+    for clip_id in ids:
+        _clip_in(conn, d, clip_id)
+    accepted = [i for i in ids if versions.accept(conn, i) is not None]
+    skipped = len(ids) - len(accepted)
+    print(f"{len(accepted)} draft(s) accepted" + (f"; {skipped} clip(s) had no draft to accept"
+                                                    if skipped else ""))
+    return EXIT_OK
 
 
 def undo_batch(args, conn, d) -> int:
@@ -175,6 +226,12 @@ def bulk_edit(args, conn, d) -> int:
         changes = bulk.append(conn, d, args.text)
     elif op == "trigger":
         changes = bulk.set_trigger(conn, d, args.token)
+    elif op == "shape":
+        from lorad.captions import shaping
+        from lorad.cli.common import workspace
+
+        changes = bulk.shape_drafts(conn, d, shaping.Rules.of(
+            d, workspace(args).config()["drafts"]))
     else:
         changes = bulk.apply_template(conn, d)
     for c in changes[:args.preview]:

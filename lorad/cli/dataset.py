@@ -44,6 +44,8 @@ def add_parser(sub) -> None:
                                       "errors)")
     a.add_argument("name")
     a.add_argument("--validation", type=float)
+    a.add_argument("--allow-drafts", action="store_true",
+                   help="unreviewed drafted captions are warnings, not errors")
     a.add_argument("--json", action="store_true")
 
     a = dsub.add_parser("export", help="freeze a dataset version into a trainer's folder")
@@ -53,6 +55,8 @@ def add_parser(sub) -> None:
     a.add_argument("--jsonl", action="store_true", help="also write train.jsonl and use it")
     a.add_argument("--validation", type=float, help="share of clips held out")
     a.add_argument("--force", action="store_true", help="export despite preflight errors")
+    a.add_argument("--allow-drafts", action="store_true",
+                   help="export captions a model drafted that no person reviewed")
     a.add_argument("--json", action="store_true")
 
 
@@ -130,7 +134,8 @@ def check(args, ws, conn) -> int:
     from lorad.media import datasets, profiles
 
     d = datasets.get(conn, args.name)
-    report = preflight.check(conn, d, profiles.get(d.profile, ws.config()), _options(args, d))
+    report = preflight.check(conn, d, profiles.get(d.profile, ws.config()), _options(args, d),
+                             allow_drafts=args.allow_drafts)
     if args.json:
         print_json({"ok": report.ok, "clips": report.clips, "items_per_epoch": report.items,
                     "batches_per_epoch": report.batches,
@@ -151,7 +156,7 @@ def export_version(args, ws, conn) -> int:
     d = datasets.get(conn, args.name)
     profile = profiles.get(d.profile, ws.config())
     options = _options(args, d)
-    report = preflight.check(conn, d, profile, options)
+    report = preflight.check(conn, d, profile, options, allow_drafts=args.allow_drafts)
     for f in report.findings:
         print(f.line())
     if export.refusal(report, force=args.force):

@@ -56,6 +56,12 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "check_profile": (str, "quality"),  # output checks: quality | smoke
         "min_frame_diff": ((int, float), -1.0),  # frozen below this; -1: the check profile's
     },
+    "drafts": {  # lorad captions draft (lorad.generation.drafting, lorad.captions.shaping)
+        "model": (str, ""),  # empty: by the dataset's media (gemini-flash for video)
+        "examples": (int, 3),  # captions a person wrote, sent as style examples
+        "max_tokens": (int, 300),  # of each answer
+        "strip_phrases": (list, []),  # empty: the built-in list of model openings
+    },
     "notify": {  # the URLs come from $LORAD_NOTIFY_URLS only (they carry tokens)
         "events": (list, ["run_finished", "run_failed", "run_stopped", "generations_done",
                           "pod_stopped", "daemon_error"]),
@@ -84,6 +90,7 @@ LIMITS: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("training", "runpod_start_timeout_seconds"): (1, None),
     ("generations", "poll_seconds"): (0.01, 3600), ("generations", "poll_max_seconds"): (0.01, 3600),
     ("generations", "max_output_mb"): (1, None),
+    ("drafts", "examples"): (0, 20), ("drafts", "max_tokens"): (64, 4096),
     ("generations", "retry_after_max_seconds"): (0, 86400),
     ("generations", "request_timeout_seconds"): (1, 3600),
     ("generations", "min_frame_diff"): (-1, 1),

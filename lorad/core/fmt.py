@@ -57,3 +57,9 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     for row in rows:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     return "\n".join(lines)
+
+
+def money(amount: float) -> str:
+    """Dollars with cents, or with a tenth of a cent when that is all there is ($0.004): a
+    batch of caption drafts is not "$0.00"."""
+    return f"${amount:.2f}" if amount >= 0.1 or amount == 0 else f"${amount:.4f}"

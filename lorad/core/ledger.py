@@ -10,6 +10,7 @@ from lorad.core import store
 
 POD_TIME = "pod_time"
 GENERATION = "generation"
+CAPTION_DRAFT = "caption_draft"  # a vision model's caption draft (lorad captions draft)
 
 
 def book(conn: sqlite3.Connection, kind: str, amount: float, detail: str, *,
@@ -28,9 +29,10 @@ def spent(conn: sqlite3.Connection, kind: str | None = None) -> float:
     return conn.execute(sql, args).fetchone()[0]
 
 
-def spent_by_pod(conn: sqlite3.Connection) -> dict[int, float]:
-    return {r[0]: r[1] for r in conn.execute(
-        "SELECT pod_id, SUM(amount) FROM cost_entries WHERE pod_id IS NOT NULL GROUP BY pod_id")}
+def spent_on_pod(conn: sqlite3.Connection, pod_id: int) -> float:
+    """What the ledger booked for one pod (its time, up to its last booking)."""
+    return conn.execute("SELECT IFNULL(SUM(amount), 0) FROM cost_entries WHERE pod_id = ?",
+                        (pod_id,)).fetchone()[0]
 
 
 def last_booked(conn: sqlite3.Connection, kind: str, pod_id: int) -> float | None:

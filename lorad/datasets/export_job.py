@@ -22,13 +22,14 @@ KIND = "dataset.export"
 
 
 def queue(conn: sqlite3.Connection, dataset: datasets.Dataset, options: export.Options, *,
-          force: bool = False) -> int:
+          force: bool = False, allow_drafts: bool = False) -> int:
     """The export job for this dataset: the one already queued or running, else a new one."""
     active = jobs.active_with(conn, KIND, "dataset_id", dataset.id)
     if active:
         return active[0]
     return jobs.enqueue(conn, KIND, {"dataset_id": dataset.id, "options": asdict(options),
-                                     "force": force}, max_attempts=2)
+                                     "force": force, "allow_drafts": allow_drafts},
+                        max_attempts=2)
 
 
 @register(KIND, concurrency=1)
@@ -37,7 +38,8 @@ async def export_dataset(ctx: JobContext) -> dict[str, Any]:
     d = datasets.get_by_id(conn, ctx.payload["dataset_id"])
     profile = profiles.get(d.profile, ctx.ws.config())
     options = export.Options(**ctx.payload["options"])
-    report = preflight.check(conn, d, profile, options)
+    report = preflight.check(conn, d, profile, options,
+                             allow_drafts=ctx.payload.get("allow_drafts", False))
     refused = export.refusal(report, force=ctx.payload.get("force", False))
     if refused:
         raise PermanentError(refused)

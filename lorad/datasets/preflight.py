@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from lorad.captions import lint
+from lorad.captions import lint, versions
 from lorad.datasets import export
 from lorad.media import clips, datasets, profiles
 
@@ -43,7 +43,9 @@ class Report:
 
 
 def check(conn: sqlite3.Connection, dataset: datasets.Dataset, profile: profiles.Profile,
-          options: export.Options = export.Options()) -> Report:
+          options: export.Options = export.Options(), *, allow_drafts: bool = False) -> Report:
+    """`allow_drafts`: captions a model drafted and no person reviewed are warnings, not
+    errors."""
     p = export.plan(conn, dataset, profile, options)
     findings: list[Finding] = []
 
@@ -59,9 +61,14 @@ def check(conn: sqlite3.Connection, dataset: datasets.Dataset, profile: profiles
     linted = lint.lint_dataset(texts, rules)
     fmt = p.format
     targets = fmt.target_frames(p)
+    drafts = set(versions.unreviewed_drafts(conn, dataset.id))
     for item in p.items:
         for issue in linted.by_clip.get(item.clip_id, []):
             add(issue.severity, issue.message, item)
+        if item.clip_id in drafts:
+            add("warning" if allow_drafts else "error",
+                "the caption is a model's draft no person has reviewed: review it in the "
+                "Captions screen (y accepts it as is), or export with --allow-drafts", item)
         if not item.media_path or not Path(item.media_path).exists():
             add("error", "processed media is missing: reprocess the clip", item)
         if profile.media == "video":

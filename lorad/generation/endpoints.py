@@ -85,7 +85,7 @@ class Endpoint:
     by the service (`price_note` says which), and `lorad gen`/`sweep` say so."""
 
     id: str
-    media: str  # video | image
+    media: str  # video | image | text (a caption)
     params: dict[str, Param]
     lora_transformer: bool = False  # Wan 2.2: each LoRA says which expert it applies to
     price_per_second: float | None = None  # of output video
@@ -229,6 +229,68 @@ _WAN22_DEFAULTS = {"num_frames": 81, "frames_per_second": 16, "resolution": "720
                    "adjust_fps_for_interpolation": True}
 _FLUX_DEFAULTS = {"image_size": "landscape_4_3", "num_images": 1, "acceleration": "none"}
 
+# -- captioning (lorad captions draft): text out, priced by tokens ---------------------------
+# fal-ai/marlin: https://fal.ai/models/fal-ai/marlin/llms.txt and fal-js endpoints.ts
+# `MarlinInput` (video_url and prompt required; max_tokens 64-4096, default 2048; do_sample,
+# temperature 0-2, top_p; no seed), "$0.015 per 1000 tokens" (which tokens: not documented).
+# openrouter/router/{video,vision}: https://fal.ai/models/openrouter/router/vision/llms.txt and
+# fal-js `VideoInput`/`RouterVisionInput` (video_urls / image_urls lists, prompt, system_prompt,
+# model, max_tokens, temperature 0-2, reasoning); billed by the chosen model's input and output
+# tokens, and the result's `usage.cost` says what was charged.
+MARLIN, ROUTER_VIDEO, ROUTER_VISION = ("fal-ai/marlin", "openrouter/router/video",
+                                       "openrouter/router/vision")
+# OpenRouter list prices in $ per million tokens (input, output), for estimates before sending;
+# what a request cost is read back from its result.
+TOKEN_PRICES = {"google/gemini-2.5-flash": (0.30, 2.50), "google/gemini-2.5-pro": (1.25, 10.0)}
+VIDEO_TOKENS_PER_SECOND = 300  # Gemini: 258 per sampled frame at 1 fps + 32 for audio
+IMAGE_TOKENS = 1290  # Gemini, one image up to 1024x1024 (tiled above)
+ESTIMATED_VIDEO_SECONDS = 10  # a clip's length is not in the request: priced as a 10 s clip
+
+
+def _router_dollars(params: dict[str, Any]) -> float:
+    """An estimate of one router request in dollars: the prompt at ~4 characters a token, the
+    media at Gemini's token rates, and half of max_tokens of output."""
+    price_in, price_out = TOKEN_PRICES.get(params.get("model", ""), max(TOKEN_PRICES.values()))
+    text = len(params.get("prompt", "")) + len(params.get("system_prompt", ""))
+    media = (len(params.get("video_urls", [])) * VIDEO_TOKENS_PER_SECOND
+             * ESTIMATED_VIDEO_SECONDS + len(params.get("image_urls", [])) * IMAGE_TOKENS)
+    tokens_in = text / 4 + media
+    tokens_out = params.get("max_tokens", 300) / 2
+    return (tokens_in * price_in + tokens_out * price_out) / 1_000_000
+
+
+def _marlin_thousands(params: dict[str, Any]) -> float:
+    return params.get("max_tokens", 2048) / 1000  # priced at the output's upper bound
+
+
+def _router(media_field: str) -> dict[str, Param]:
+    return {media_field: Param(list, required=True), "prompt": Param(str, required=True),
+            "system_prompt": Param(str), "model": Param(str, required=True),
+            "max_tokens": Param(int, 1, 100_000), "temperature": Param((int, float), 0, 2),
+            "reasoning": Param(bool)}
+
+
+CAPTIONING = [
+    Endpoint(MARLIN, "text",
+             {"video_url": Param(str, required=True), "prompt": Param(str, required=True),
+              "max_tokens": Param(int, 64, 4096), "do_sample": Param(bool),
+              "temperature": Param((int, float), 0, 2), "top_p": Param((int, float), 0, 1)},
+             price_per_output=0.015, billing_units=_marlin_thousands, price_verified=False,
+             price_note="$0.015 per 1000 tokens; fal does not say which tokens count, so it is "
+                        "priced at max_tokens of output",
+             defaults={"max_tokens": 2048, "do_sample": False}),
+    Endpoint(ROUTER_VIDEO, "text", _router("video_urls"), price_per_output=1.0,
+             billing_units=_router_dollars, price_verified=False,
+             price_note="the model's input and output tokens (an estimate before sending; the "
+                        "charged cost is read from the result)",
+             defaults={"temperature": 1, "reasoning": False}),
+    Endpoint(ROUTER_VISION, "text", _router("image_urls"), price_per_output=1.0,
+             billing_units=_router_dollars, price_verified=False,
+             price_note="the model's input and output tokens (an estimate before sending; the "
+                        "charged cost is read from the result)",
+             defaults={"temperature": 1, "reasoning": False}),
+]
+
 ENDPOINTS: dict[str, Endpoint] = {e.id: e for e in [
     Endpoint("fal-ai/wan-t2v-lora", "video", _wan21(False), price_per_output=0.75,
              price_note="$0.75 per video", defaults=_WAN21_T2V_DEFAULTS),
@@ -256,6 +318,7 @@ ENDPOINTS: dict[str, Endpoint] = {e.id: e for e in [
               "acceleration": Param(str, choices=("none", "regular"))},
              price_per_megapixel=0.035, defaults=_FLUX_DEFAULTS,
              price_note="$0.035 per megapixel of each image (num_images x image_size)"),
+    *CAPTIONING,
 ]}
 
 

@@ -26,7 +26,7 @@ from lorad.core import ledger, notify
 from lorad.core.errors import PermanentError, is_transient
 from lorad.core.files import sha256_file
 from lorad.core.handlers import JobContext, periodic, register
-from lorad.generation import endpoints, generations, loras, manifests, services
+from lorad.generation import drafting, endpoints, generations, loras, manifests, services
 from lorad.generation.services import RequestStatus, ServiceSession
 from lorad.media import convert, outputcheck
 
@@ -212,12 +212,18 @@ async def _upload_inputs(ctx: JobContext, client: ServiceSession,
                          g: generations.Generation) -> generations.Generation:
     """Local files named in the parameters (`--image`) go to the service's storage first; the
     parameters then hold their URLs, and `inputs` which file each was."""
-    local = {k: v[len(generations.LOCAL):] for k, v in g.params.items()
-             if isinstance(v, str) and v.startswith(generations.LOCAL)}
-    if not local:
+    def is_local(v: Any) -> bool:
+        return isinstance(v, str) and v.startswith(generations.LOCAL)
+
+    local = {k: v[len(generations.LOCAL):] for k, v in g.params.items() if is_local(v)}
+    # a list of files (a captioner's video_urls / image_urls): each uploaded, as `name.N`
+    listed = {f"{k}.{i}": item[len(generations.LOCAL):] for k, v in g.params.items()
+              if isinstance(v, list) for i, item in enumerate(v) if is_local(item)}
+    if not local and not listed:
         return g
     params, inputs = dict(g.params), dict(g.inputs)
-    for name, path in local.items():
+    params.update({k: list(v) for k, v in params.items() if isinstance(v, list)})
+    for name, path in {**local, **listed}.items():
         if not Path(path).is_file():
             raise PermanentError(f"{name}: {path} is not there any more; put it back, or "
                                  "generate again with another --image")
@@ -228,7 +234,11 @@ async def _upload_inputs(ctx: JobContext, client: ServiceSession,
             url = generations.uploaded_url(ctx.conn, digest) or _UPLOADED.get(digest)
             if url is None:
                 url = _UPLOADED[digest] = await _call(client.upload, Path(path))
-        params[name] = url
+        field_name, _, index = name.partition(".")
+        if index:
+            params[field_name][int(index)] = url
+        else:
+            params[name] = url
         inputs[name] = {"path": path, "sha256": digest, "url": url}
     generations.set_inputs(ctx.conn, g.id, params, inputs)
     return generations.get(ctx.conn, g.id)
@@ -254,8 +264,13 @@ async def _run(ctx: JobContext, service: services.GenerationService, client: Ser
     try:
         result = await _call(client.result, g.handle)
     except services.ResultGone as exc:
+        if g.clip_id is not None:
+            raise services.ResultGone(f"{exc}. Draft it again (`lorad captions draft` with "
+                                      f"--clip {g.clip_id})") from None
         raise services.ResultGone(f"{exc}. Retake it (r on the Generations screen) to generate "
                                   "it again") from None
+    if endpoints.get(g.endpoint).media == "text":
+        return _finish_caption(ctx, service, g, result)
     url = service.output_url(result)
     config = ctx.ws.config()  # read once: the download, the checks and the notice use it
     max_bytes = int(config["generations"]["max_output_mb"]) * 1_000_000
@@ -300,6 +315,40 @@ async def _run(ctx: JobContext, service: services.GenerationService, client: Ser
     return {"generation_id": g.id, "output": str(path), "ok": checks.get("ok")}
 
 
+def _finish_caption(ctx: JobContext, service: services.GenerationService,
+                    g: generations.Generation, result: dict[str, Any]) -> dict[str, Any]:
+    """A caption draft's answer: kept as a file beside the generations' outputs (the raw text,
+    whatever becomes of it), written as the clip's draft caption when it may be, and its cost,
+    as charged when the service says, booked; all in the job's success transaction, so a crash
+    can neither lose it nor write it twice."""
+    text, charged = service.output_text(result)
+    path = _output_dir(ctx.ws) / f"gen-{g.id:06d}.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    cost = charged if charged is not None else g.cost
+
+    def record(c: sqlite3.Connection) -> None:
+        now = time.time()
+        outcome = drafting.record(c, g, text)
+        generations.set_status(c, g.id, "completed" if text.strip() else "failed",
+                               output_path=str(path), finished_at=now, cost=cost,
+                               error=None if text.strip() else outcome,
+                               checks=json.dumps({"draft": outcome}))
+        if cost:
+            ledger.book(c, ledger.CAPTION_DRAFT, cost, f"{g.endpoint} request {g.request_id} "
+                        f"(clip {g.clip_id})", generation_id=g.id, at=now)
+        if g.dataset_id is not None and not generations.drafts_pending(c, g.dataset_id):
+            from lorad.captions import versions  # the batch is done: say what waits for review
+
+            waiting = len(versions.unreviewed_drafts(c, g.dataset_id))
+            notify.soon(ctx.ws.config(), "generations_done", "lorad: captions drafted",
+                        f"{waiting} drafted caption(s) wait for review in the Captions screen "
+                        "(2); y accepts one as it is")
+
+    ctx.on_success(record)
+    return {"generation_id": g.id, "clip_id": g.clip_id, "output": str(path)}
+
+
 @register(generations.JOB_KIND, concurrency=MAX_IN_FLIGHT, waits=True, process_pool=True)
 async def run(ctx: JobContext) -> dict[str, Any]:
     conn = ctx.conn
@@ -312,8 +361,8 @@ async def run(ctx: JobContext) -> dict[str, Any]:
                                  "may have it")
         return {"generation_id": g.id, "status": generations.UNKNOWN}
     service = services.get(g.service)
-    try:
-        client = service.open(ctx.ws.config()["generations"])
+    try:  # off the event loop: a client loads its TLS setup, the config is a file read
+        client = await _call(lambda: service.open(ctx.ws.config()["generations"]))
     except services.ServiceError as exc:
         message = str(exc)
         if g.request_id:

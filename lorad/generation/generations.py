@@ -66,6 +66,8 @@ class Generation:
     shot_index: int | None = None  # 0-based, in its chain
     manifest: dict[str, Any] = field(default_factory=dict)  # how it was made (see manifests)
     check_settings: dict[str, Any] = field(default_factory=dict)  # check_profile, min_frame_diff
+    clip_id: int | None = None  # a caption draft's clip (lorad.generation.drafting)
+    draft: dict[str, Any] = field(default_factory=dict)  # how its caption is written
 
     @classmethod
     def from_row(cls, row: sqlite3.Row, root: Path) -> Generation:
@@ -82,7 +84,8 @@ class Generation:
                    d["inference_time"],
                    d["cost"], d["error"], d["prompt"], d["job_id"], d["created_at"],
                    d["dataset_id"], inputs, d["service"], d["chain_id"], d["shot_index"],
-                   json.loads(d["manifest"] or "{}"), json.loads(d["check_settings"] or "{}"))
+                   json.loads(d["manifest"] or "{}"), json.loads(d["check_settings"] or "{}"),
+                   d.get("clip_id"), json.loads(d.get("draft") or "{}"))
 
 
 _SLOT = re.compile(r"\[([A-Za-z][\w ]*?)(\?)?\]")
@@ -184,6 +187,9 @@ def create(conn: sqlite3.Connection, endpoint_id: str, prompt: str, *, lora: str
     """A generation; with `dataset`, its default negative prompt applies unless given.
     `files` maps parameters to local images (image-to-video's `image_url`)."""
     endpoint = endpoints.get(endpoint_id)
+    if endpoint.media == "text":
+        raise GenerationError(f"{endpoint_id} writes captions: `lorad captions draft DATASET` "
+                              "sends clips to it")
     lo = loras.get(conn, lora) if lora else None
     defaults = dataset_defaults(conn, dataset)
     extra = {**defaults.apply(endpoint, extra), **local_files(files)}
@@ -196,6 +202,20 @@ def create(conn: sqlite3.Connection, endpoint_id: str, prompt: str, *, lora: str
                      chain_id=chain_id, shot_index=shot_index, check_settings=checks or {})
     if submit:
         queue(conn, gen_id)
+    return gen_id
+
+
+def create_draft_request(conn: sqlite3.Connection, endpoint_id: str, params: dict[str, Any], *,
+                         clip_id: int, dataset_id: int, draft: dict[str, Any]) -> int:
+    """A caption draft's request for one clip (lorad.generation.drafting), queued."""
+    endpoint = endpoints.get(endpoint_id)
+    problems = endpoint.validate(params)
+    if problems:
+        raise GenerationError("; ".join(problems))
+    gen_id = _insert(conn, endpoint=endpoint_id, params=params, prompt=params.get("prompt"),
+                     cost=endpoint.price(params), dataset_id=dataset_id, clip_id=clip_id,
+                     draft=draft)
+    queue(conn, gen_id)
     return gen_id
 
 
@@ -308,10 +328,14 @@ def cancel_job(conn: sqlite3.Connection, job_id: int) -> str:
     return jobs.request_cancel(conn, job_id)
 
 
-def list_all(conn: sqlite3.Connection, *, sweep_id: str | None = None) -> list[Generation]:
-    sql, args = "SELECT * FROM generations", []
+def list_all(conn: sqlite3.Connection, *, sweep_id: str | None = None,
+             drafts: bool = False) -> list[Generation]:
+    """Generations to look at and rate; with `drafts`, the caption drafts' requests too."""
+    sql, args = "SELECT * FROM generations WHERE 1", []
+    if not drafts:
+        sql += " AND clip_id IS NULL"
     if sweep_id:
-        sql += " WHERE sweep_id = ?"
+        sql += " AND sweep_id = ?"
         args.append(sweep_id)
     root = store.root_of(conn)
     return [Generation.from_row(r, root) for r in conn.execute(sql + " ORDER BY id", args)]
@@ -444,6 +468,14 @@ def completed_for(conn: sqlite3.Connection, checkpoint_id: int) -> list[Generati
     return [Generation.from_row(r, root) for r in conn.execute(
         "SELECT * FROM generations WHERE checkpoint_id = ? AND status = 'completed' ORDER BY id",
         (checkpoint_id,))]
+
+
+def drafts_pending(conn: sqlite3.Connection, dataset_id: int) -> int:
+    """Caption draft requests of a dataset not ended yet."""
+    marks = ",".join("?" * len(DONE))
+    return conn.execute(f"SELECT COUNT(*) FROM generations WHERE clip_id IS NOT NULL AND "
+                        f"dataset_id = ? AND status NOT IN ({marks}, 'unknown')",
+                        (dataset_id, *DONE)).fetchone()[0]
 
 
 def last_endpoint(conn: sqlite3.Connection) -> str | None:

@@ -123,7 +123,33 @@ FLUX_FIELDS: dict[str, tuple] = {
     "enable_safety_checker": (bool,), "sync_mode": (bool,),
     "acceleration": (str, None, None, ("none", "regular"))}
 
+# Captioning endpoints (text out).
+# fal-ai/marlin: https://fal.ai/models/fal-ai/marlin/llms.txt and fal-js endpoints.ts `MarlinInput` (L41327):
+# video_url and prompt required, max_tokens 64-4096 (default 2048), do_sample (false), temperature 0-2 and
+# top_p (used only when sampling); no seed. Output `MarlinOutput` (L41353): {scene, events: [{start, end,
+# text?}], text}, no usage.
+# openrouter/router/video and /vision: https://fal.ai/models/openrouter/router/vision/llms.txt and fal-js
+# `VideoInput` (L64211) / `RouterVisionInput` (L51441): video_urls / image_urls (lists), prompt and model
+# required, system_prompt, max_tokens, temperature 0-2 (default 1), reasoning. Output {output, usage:
+# {prompt_tokens, completion_tokens, cost}} (the docs' example; `cost` in USD). Their requests live under
+# owner/app `openrouter/router` (fal_client client.py AppId.from_endpoint_id), as for every endpoint here.
+MARLIN, ROUTER_VIDEO, ROUTER_VISION = "fal-ai/marlin", "openrouter/router/video", "openrouter/router/vision"
+MARLIN_FIELDS: dict[str, tuple] = {"video_url": (str,), "prompt": (str,), "max_tokens": (int, 64, 4096),
+                                   "do_sample": (bool,), "temperature": (float, 0, 2), "top_p": (float, 0, 1)}
+
+
+def _router(media_field: str) -> dict[str, tuple]:
+    return {media_field: (list,), "prompt": (str,), "system_prompt": (str,), "model": (str,),
+            "max_tokens": (int, 1, None), "temperature": (float, 0, 2), "reasoning": (bool,)}
+
+
+TEXT_ENDPOINTS = (MARLIN, ROUTER_VIDEO, ROUTER_VISION)
+MEDIA_FIELDS = {MARLIN: "video_url", ROUTER_VIDEO: "video_urls", ROUTER_VISION: "image_urls"}
+
 SCHEMAS: dict[str, tuple[dict[str, tuple], tuple[str, ...], bool]] = {  # fields, required, lora transformer
+    MARLIN: (MARLIN_FIELDS, ("video_url", "prompt"), False),
+    ROUTER_VIDEO: (_router("video_urls"), ("video_urls", "prompt", "model"), False),
+    ROUTER_VISION: (_router("image_urls"), ("image_urls", "prompt", "model"), False),
     WAN22_T2V: (_wan22(False), ("prompt",), True),
     WAN22_I2V: (_wan22(True), ("prompt", "image_url"), True),
     WAN21_T2V: (_wan21(False), ("prompt",), False),
@@ -289,6 +315,7 @@ class Plan:
     error_type: str = "runner_disconnected"
     error_status: int = 503  # what the result URL answers for a failed request
     honor_cancel: bool = True  # an IN_PROGRESS request stops at the next poll after a cancel
+    text: str | None = None  # a captioning endpoint's answer (default: one naming the file it read)
 
 
 @dataclass
@@ -430,10 +457,24 @@ class FalDouble:
         return {"request_id": job.id, "response_url": base, "status_url": f"{base}/status",
                 "cancel_url": f"{base}/cancel"}
 
+    def _unfetchable(self, endpoint_id: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """A captioner fetches its media first: a URL that serves nothing is fal's 422 `file_download_error`
+        (https://fal.ai/docs/model-apis/errors; the type list as summarised there)."""
+        field_name = MEDIA_FIELDS.get(endpoint_id)
+        value = body.get(field_name) if field_name else None
+        urls = value if isinstance(value, list) else [value] if isinstance(value, str) else []
+        prefix = f"{self.url_base}/files/"
+        return [{"loc": ["body", field_name] + ([i] if isinstance(value, list) else []),
+                 "msg": "Failed to download the file. Please check if the URL is accessible.",
+                 "type": "file_download_error", "input": url}
+                for i, url in enumerate(urls)
+                if not (isinstance(url, str) and url.startswith(prefix) and url[len(prefix):] in self.files)]
+
     def _submit(self, endpoint_id: str, body: Any) -> tuple[int, Any]:
         if endpoint_id not in SCHEMAS:
             return 404, {"detail": f"Application '{endpoint_id}' not found"}
-        errors = validate(endpoint_id, body)
+        errors = validate(endpoint_id, body) or (self._unfetchable(endpoint_id, body)
+                                                 if endpoint_id in TEXT_ENDPOINTS else [])
         if errors:
             return 422, {"detail": errors}
         parts = endpoint_id.split("/")
@@ -471,6 +512,8 @@ class FalDouble:
             job.error, job.error_type = "Request cancelled", "request_cancelled"  # UNVERIFIED wording
         elif job.plan.error:
             job.error, job.error_type = job.plan.error, job.plan.error_type
+        elif job.endpoint_id in TEXT_ENDPOINTS:
+            self._log(job, "Generating caption")
         else:
             self._log(job, "Writing video")
             kind = job.plan.output
@@ -512,6 +555,8 @@ class FalDouble:
             status = job.plan.error_status if job.error_type != "request_cancelled" else 400
             headers = {"X-Fal-Error-Type": str(job.error_type), "x-fal-request-id": job.id}
             return status, {"detail": job.error, "error_type": job.error_type}, headers
+        if job.endpoint_id in TEXT_ENDPOINTS:
+            return 200, self._caption(job), {}
         seed = job.arguments.get("seed", next(self._seeds))
         if job.plan.output == "image":
             images = [{"url": self._file_url(job, name), "width": 64, "height": 64,
@@ -524,6 +569,26 @@ class FalDouble:
         return 200, {"video": {"url": self._file_url(job, name), "content_type": ctype,
                                "file_name": job.plan.file_name or name, "file_size": len(data)},
                      "seed": seed, "prompt": job.arguments.get("prompt")}, {}
+
+    def _caption(self, job: FakeRequest) -> dict[str, Any]:
+        """A captioner's answer: the planned text, or one that names the file it read (so a test can tell
+        which clip a caption came from), opening as models like to ("The video shows ...")."""
+        value = job.arguments[MEDIA_FIELDS[job.endpoint_id]]
+        url = value[0] if isinstance(value, list) else value
+        stored = url.rsplit("/", 1)[-1]
+        seen = stored.split("_", 1)[-1].rsplit(".", 1)[0]  # the uploaded file's own name
+        text = job.plan.text if job.plan.text is not None else (
+            f"The video shows {seen} parked on a quiet street, the camera slowly pushing in, soft "
+            "morning light.")
+        if job.endpoint_id == MARLIN:
+            events = [{"start": 0.0, "end": 1.5, "text": "the camera pushes in"}]
+            return {"scene": text, "events": events,
+                    "text": text + "\n<0.0 - 1.5> the camera pushes in"}
+        prompt_tokens = len(job.arguments.get("prompt", "")) // 4 + 3000
+        completion_tokens = len(text.split()) * 2
+        cost = round(prompt_tokens * 0.3e-6 + completion_tokens * 2.5e-6, 8)  # gemini-2.5-flash's rates
+        return {"output": text, "usage": {"prompt_tokens": prompt_tokens,
+                                          "completion_tokens": completion_tokens, "cost": cost}}
 
     def _file_url(self, job: FakeRequest, name: str) -> str:
         """Where an output is: on the CDN, or with flux-lora's `sync_mode` the bytes themselves ("If `True`,

@@ -113,6 +113,11 @@ class GenerationService(Protocol):
         """The output file a result points at."""
         ...
 
+    def output_text(self, result: dict[str, Any]) -> tuple[str, float | None]:
+        """A text endpoint's answer (a caption) and, when the result says, what the request
+        was charged in dollars."""
+        ...
+
 
 SERVICES: Registry[GenerationService] = Registry("generation_services", "generation service")
 
