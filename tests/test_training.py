@@ -70,6 +70,12 @@ def make_run(conn, setup, name="truck", **config):
     return run
 
 
+def version_name(conn, run) -> str:
+    """The run's dataset's name (its folder on the pod)."""
+    return conn.execute("SELECT d.name FROM dataset_versions v JOIN datasets d ON d.id ="
+                        " v.dataset_id WHERE v.id = ?", (run.dataset_version_id,)).fetchone()[0]
+
+
 def contiguous_points(conn, run_id) -> list[int]:
     return [step for step, _loss in runs.loss_points(conn, run_id)]
 
@@ -206,7 +212,7 @@ def test_daemon_killed_mid_run_then_restarted(ws, conn, server, setup, daemon_pr
 
 
 def test_resume_continues_from_the_last_state_without_overwriting(ws, conn, server, setup,
-                                                                 fault_report):
+                                                                 fault_report, notices):
     server.configure_double(mode="slow", step_seconds=0.15)
     run = make_run(conn, setup, name="long", max_train_epochs=6)
     worker = threading.Thread(target=run_jobs, args=(ws, 120))
@@ -219,6 +225,8 @@ def test_resume_continues_from_the_last_state_without_overwriting(ws, conn, serv
         worker.join(150)
     parent = runs.get_by_id(conn, run.id)
     assert parent.state == "stopped"
+    assert notices.titles() == ["lorad: run long stopped"]  # whoever walked away hears it
+    assert "stopped by request" in notices.received[0]["message"]
     # every step the trainer printed before it was stopped is stored (the last second of
     # progress used to be lost, leaving a gap before the state the child resumes from)
     printed = Path(parent.remote_dir, "logs", "train.log").read_bytes() + b"\n"
@@ -438,6 +446,20 @@ def test_stopping_a_run_while_the_daemon_is_down_takes_effect_when_it_runs(ws, c
                  "the pod", expected=0, observed=len(server.double_pids()))
 
 
+def test_a_run_past_its_budget_is_stopped_and_said_so(ws, conn, server, setup, notices):
+    server.configure_double(mode="slow", step_seconds=0.2)
+    version, pod, config = setup
+    run = runs.create(conn, "tight", version, pod.id, {**config, "max_train_epochs": 10},
+                      budget=0.0003)  # about two seconds at the pod's $0.50/h
+    runs.start(conn, run.id)
+    run_jobs(ws, timeout=120)
+    run = runs.get_by_id(conn, run.id)
+    assert run.state == "stopped" and "budget $0.00 reached" in run.error, run.error
+    assert notices.titles() == ["lorad: run tight stopped"]
+    assert "budget $0.00 reached" in notices.received[0]["message"]
+    wait_for(lambda: server.double_pids() == [], timeout=20, message="remote process gone")
+
+
 def test_stopping_a_run_that_never_started_is_immediate(conn, setup):
     run = make_run(conn, setup, name="never")
     assert runs.request_stop(conn, run.id) == "stopped"
@@ -531,3 +553,39 @@ def test_images_are_made_in_musubis_own_buckets_and_batches_counted_per_bucket(
     assert buckets == made  # every still already is its bucket's size: nothing resized again
     assert f"total batches: {report.batches}" in log  # 1600x900 | 2 x 1184x880 | 1:1 | 9:16
     assert report.batches == 4
+
+
+def test_a_pod_with_too_little_free_gpu_memory_is_refused_before_anything_is_uploaded(
+        ws, conn, server, setup, capsys):
+    """The pod's GPUs as nvidia-smi tells them (the double's: RTX 4090s, 24564 MiB each), and
+    musubi-tuner's 24 GB+ for video (its README): a run is refused at start on a pod whose GPU
+    another process holds, and at `train start` once a check has seen it."""
+    from lorad.cli import main
+    from lorad.training import gpus
+
+    server.configure_double(gpu_count=2, gpu_used_mib=20000)
+    before = len(server.invocations())  # the pod is the module's: earlier tests ran on it
+    run = make_run(conn, setup, name="starved")  # never checked: the job finds out
+    run_jobs(ws, timeout=60)
+    run = runs.get_by_id(conn, run.id)
+    assert run.state == "failed" and "needs 24 GB of free GPU memory" in run.error
+    assert "2 x NVIDIA GeForce RTX 4090" in run.error
+    assert "another process holds 21.5 GB of it" in run.error
+    assert not any("wan_" in i["script"] for i in server.invocations()[before:])
+    assert not (server.root / "datasets" / version_name(conn, run)).exists()  # not uploaded
+    version, pod, config = setup
+    assert main(["-w", str(ws.root), "pod", "check", "local", "--set",
+                 f"musubi_dir={server.musubi_dir}"]) in (0, 1)
+    out = capsys.readouterr().out
+    assert "2 x NVIDIA GeForce RTX 4090 (25.8 GB, 4.3 GB free each)" in out
+    assert [g.free_mib for g in pods.get(conn, "local").gpus] == [24564 - 20000 - 458] * 2
+    with pytest.raises(runs.RunError, match="needs 24 GB"):
+        runs.create(conn, "starved-again", version, pod.id, config)
+    server.configure_double()  # the other process is gone
+    assert main(["-w", str(ws.root), "pod", "check", "local"]) in (0, 1)
+    assert runs.create(conn, "fed", version, pod.id, config).state == "created"
+    assert gpus.shortfall([gpus.Gpu("A", 81920, 81000)], 40, "x") is None
+    small = gpus.shortfall([gpus.Gpu("NVIDIA RTX A4000", 16376, 16000)], 40, "StableAvatar")
+    assert "pick a pod type with at least 40 GB (RTX A6000 (48 GB)" in small
+    assert gpus.parse("NVIDIA A100, 81920, 81000\nbad line\n") == [gpus.Gpu("NVIDIA A100",
+                                                                           81920, 81000)]

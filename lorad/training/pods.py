@@ -14,7 +14,7 @@ from typing import Any
 from lorad.core import jobs, ledger, store
 from lorad.core.errors import LoradError
 from lorad.media.datasets import NAME_RE
-from lorad.training import providers, trainers
+from lorad.training import gpus, providers, trainers
 from lorad.training.ssh import Endpoint, Shell
 from lorad.training.trainers import PodCheck
 
@@ -58,6 +58,13 @@ class Pod:
     @property
     def models(self) -> list[str]:
         return list(self.setup.get("models", []))
+
+    @property
+    def gpus(self) -> list[gpus.Gpu] | None:
+        """The GPUs the last check found (None: never checked)."""
+        if "gpus" not in self.setup:
+            return None
+        return [gpus.Gpu(**g) for g in self.setup["gpus"]]
 
     def endpoint(self) -> Endpoint:
         if not self.ssh_host or not self.ssh_port:
@@ -128,7 +135,7 @@ def trust(conn: sqlite3.Connection, name: str) -> None:
 # What every trainer needs; each trainer adds its own (Trainer.pod_checks: the interpreters and
 # launchers its stages call, its checkout, ...).
 BASE_CHECKS = [
-    PodCheck("gpu", "nvidia-smi --query-gpu=name,memory.total --format=csv,noheader",
+    PodCheck("gpu", gpus.QUERY,
              "no NVIDIA GPU visible: pick a GPU pod, or check the driver (nvidia-smi)"),
     PodCheck("disk", "df -Pk {dir} | tail -1", "cannot read free disk space for {dir}"),
 ]
@@ -156,6 +163,8 @@ def run_checks(conn: sqlite3.Connection, pod: Pod, *, trainer: str = trainers.DE
     setup["trainers"] = {**setup.get("trainers", {}), trainer: options}
     setup["models"] = [m for m in models if found.get(f"model {m.rsplit('/', 1)[-1]}", {})
                        .get("ok")]
+    setup["gpus"] = found.get("gpu", {}).get("gpus", [])
+    setup["checked_at"] = time.time()
     update(conn, pod.id, info={r["check"]: r["detail"] for r in results}, setup=setup)
     return results
 
@@ -170,6 +179,13 @@ def check(shell: Shell, remote_dir: str, checks: list[PodCheck], model_files: li
         ok = code == 0 and bool(out.strip())
         detail = out.strip().splitlines()[0] if out.strip() else err.strip()[:200]
         fix = c.fix.replace("{dir}", remote_dir)
+        if c.name == "gpu" and ok:
+            found = gpus.parse(out)
+            detail = gpus.describe(found)
+            results.append({"check": c.name, "ok": bool(found), "detail": detail,
+                            "fix": None if found else fix,
+                            "gpus": [g.as_dict() for g in found]})
+            continue
         if c.name == "disk" and ok:
             free_gb = int(detail.split()[3]) / 1024 / 1024
             detail = f"{free_gb:.1f} GB free"
@@ -246,15 +262,33 @@ def power_off(conn: sqlite3.Connection, pod: Pod, *, terminate: bool, reason: st
     return state
 
 
+def unbooked(conn: sqlite3.Connection, pod: Pod, until: float) -> tuple[float, float]:
+    """The pod's time not booked yet, up to `until`: (since, amount). It runs from its start,
+    or from the last booking if that is later; a pod lorad did not start has none."""
+    if pod.started_at is None:
+        return until, 0.0
+    last = ledger.last_booked(conn, ledger.POD_TIME, pod.id)
+    since = max(pod.started_at, last or pod.started_at)
+    if until <= since or not pod.cost_per_hour:
+        return since, 0.0
+    return since, (until - since) / 3600 * pod.cost_per_hour
+
+
+def powered_by_lorad(pod: Pod) -> bool:
+    """Whether lorad starts and stops the pod, and so knows how long it was billed (a RunPod
+    pod); a plain SSH host is billed by whoever runs it."""
+    try:
+        return providers.get(pod.provider).can_power_off
+    except LoradError:  # its plugin did not load: what lorad recorded says
+        return pod.started_at is not None
+
+
 def book_time(conn: sqlite3.Connection, pod: Pod, until: float, run_id: int | None = None
               ) -> float:
     """Book the pod's time since it started (or since the last booking) into the ledger."""
-    last = ledger.last_booked(conn, ledger.POD_TIME, pod.id)
-    since = max(x for x in (pod.started_at, last) if x is not None) if (pod.started_at or last) \
-        else None
-    if since is None or until <= since or not pod.cost_per_hour:
+    since, amount = unbooked(conn, pod, until)
+    if not amount:
         return 0.0
-    amount = (until - since) / 3600 * pod.cost_per_hour
     ledger.book(conn, ledger.POD_TIME, amount, f"{(until - since) / 60:.1f} min at "
                 f"${pod.cost_per_hour:.2f}/h", pod_id=pod.id, run_id=run_id, at=until)
     return amount

@@ -9,12 +9,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from lorad.core import jobs, logs, store
+from lorad.core import jobs, ledger, logs, store
 from lorad.core.errors import LoradError
 from lorad.core.store import transaction
 from lorad.datasets import export
 from lorad.media.datasets import NAME_RE
-from lorad.training import checkpoints, pods, trainers
+from lorad.training import checkpoints, gpus, pods, trainers
 
 ACTIVE = ("queued", "running")
 ENDED = ("succeeded", "failed", "stopped")
@@ -82,9 +82,16 @@ def create(conn: sqlite3.Connection, name: str, dataset_version_id: int, pod_id:
     if not NAME_RE.match(name):
         raise RunError(f"run name {name!r}: letters, digits, '.', '_' or '-'")
     impl = trainers.get(trainer)
+    pod = pods.get_by_id(conn, pod_id)
     # where things are on the pod, as its last check found them, unless the config says
-    config = {**pods.get_by_id(conn, pod_id).trainer_options(trainer), **config}
+    config = {**pod.trainer_options(trainer), **config}
     cfg = impl.load_config(config)  # refuse before anything is uploaded
+    need = trainers.gpu_memory_gb(impl, config)
+    found = pod.gpus
+    if need and found is not None:  # a pod never checked is checked when the run starts
+        short = gpus.shortfall(found, need, impl.title)
+        if short:
+            raise RunError(f"pod {pod.name}: {short}")
     made_for = export.get_version(conn, dataset_version_id).format
     if impl.dataset_format not in (None, made_for):
         raise RunError(f"this dataset version was written for {made_for}, but {impl.title} "
@@ -229,6 +236,29 @@ def cost(conn: sqlite3.Connection, run: Run, now: float | None = None) -> RunCos
     if run.state == "running" and run.remaining:
         projected = spent + run.remaining / 3600 * rate
     return RunCost(spent, projected, rate)
+
+
+@dataclass(frozen=True)
+class PodCost:
+    booked: float  # in the cost ledger: its time up to its last booking
+    accruing: float  # since: its time up to now (a pod lorad powers), or its runs' (SSH host)
+
+    @property
+    def total(self) -> float:
+        return self.booked + self.accruing
+
+
+def pod_cost(conn: sqlite3.Connection, pod: pods.Pod, now: float | None = None) -> PodCost:
+    """What a pod cost so far: the one rule the Pods and Training screens use. A pod lorad
+    starts and stops (RunPod) is billed while it is up: its time is booked in the ledger when
+    it stops, and the time since its last booking is added while it runs. A host lorad does
+    not power (plain SSH) has no uptime lorad knows of: what it cost is its runs' time at its
+    rate (`cost`)."""
+    now = now or time.time()
+    booked = ledger.spent_on_pod(conn, pod.id)
+    if pods.powered_by_lorad(pod):
+        return PodCost(booked, pods.unbooked(conn, pod, now)[1])
+    return PodCost(booked, sum(cost(conn, r, now).spent for r in on_pod(conn, pod.id)))
 
 
 def resume(conn: sqlite3.Connection, name: str, changes: dict[str, Any] | None = None) -> Run:

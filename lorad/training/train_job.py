@@ -21,7 +21,7 @@ from lorad.core import notify, store
 from lorad.core.errors import PermanentError, TransientError, is_transient
 from lorad.core.handlers import JobContext, periodic, register
 from lorad.datasets import export
-from lorad.training import checkpoints, logparse, pods, run_manifest, runs
+from lorad.training import checkpoints, gpus, logparse, pods, run_manifest, runs, trainers
 from lorad.training.session import Session
 from lorad.training.trainers import RunPaths, Stage, Trainer
 
@@ -70,6 +70,7 @@ async def train_run(ctx: JobContext):
         if ctx.cancelled.is_set():  # stopped while it waited: stop what runs on the pod
             raise asyncio.CancelledError
         if run.stage in (None, "upload"):
+            await check_gpu(session, run, pod, trainer)
             runs.update(conn, run.id, stage="upload")
             await upload(ctx, session, Path(version.export_path), paths.dataset)
             first = trainer.stages(run.train_config, paths)[0].name
@@ -122,6 +123,20 @@ async def train_run(ctx: JobContext):
             done = await asyncio.to_thread(pods.stop_after_run, ctx.ws, pod.id, outcome)
             log.info("run %s ended (%s); pod %s policy: %s", run.name, outcome, pod.name, done)
             await asyncio.to_thread(notify_end, ctx.ws.config(), ended, pod.name, done)
+
+
+async def check_gpu(session: Session, run: runs.Run, pod: pods.Pod, trainer) -> None:
+    """Before anything is uploaded: the pod's GPUs now (a pod never checked, or one whose GPU
+    another process took since) against what the trainer needs."""
+    need = trainers.gpu_memory_gb(trainer, run.config)
+    if not need:
+        return
+    code, out, err = await session.call("run", gpus.QUERY, check=False)
+    found = gpus.parse(out) if code == 0 else []
+    short = gpus.shortfall(found, need, trainer.title)
+    if short:
+        said = "" if code == 0 else f" (nvidia-smi: {(err or out).strip()[:120]})"
+        raise PermanentError(f"pod {pod.name}: {short}{said}")
 
 
 RUN_EVENTS = {"succeeded": ("run_finished", "finished"), "failed": ("run_failed", "failed"),

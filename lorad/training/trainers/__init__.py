@@ -140,7 +140,8 @@ class Trainer(Protocol):
 
     # Optional: `form_defaults() -> dict` gives the options a new run's form in the TUI starts
     # from (the ones people change; paths come from the pod's check). Without it the form
-    # starts empty.
+    # starts empty. `gpu_memory_gb(options) -> float | None`: the free GPU memory a run needs;
+    # a pod whose last check found less is refused before anything is uploaded.
 
     def model_info(self, options: dict[str, Any]) -> ModelInfo:
         """What a LoRA trained with these options is for (the options as stored: they need
@@ -150,6 +151,12 @@ class Trainer(Protocol):
 
 TRAINERS: Registry[Trainer] = Registry("trainers", "trainer")
 DEFAULT = "musubi"
+
+
+def gpu_memory_gb(trainer: Trainer, options: dict[str, Any]) -> float | None:
+    """What the trainer says a run with these options needs (None: it does not say)."""
+    need = getattr(trainer, "gpu_memory_gb", None)
+    return need(options) if need is not None else None
 
 
 def get(name: str) -> Trainer:

@@ -75,6 +75,11 @@ class Musubi:
     def config_dict(self, config: TrainConfig) -> dict[str, Any]:
         return config.as_dict()
 
+    def gpu_memory_gb(self, options: dict[str, Any]) -> float | None:
+        """musubi-tuner's README: 24 GB+ of VRAM for video training (12 GB+ for images, which
+        lorad's Wan profiles do not train)."""
+        return 24.0
+
     def form_defaults(self) -> dict[str, Any]:
         """What a new run's form starts from: the options people set (paths on the pod come
         from its check)."""
