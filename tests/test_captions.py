@@ -77,6 +77,16 @@ def test_clean_caption_has_no_issues_and_spans_point_at_the_problem():
     assert text[issue.span[0]:issue.span[1]] == "[color]"
 
 
+def test_the_first_problem_is_the_first_placed_error_else_warning():
+    text = "a cinematic red pickup truck parked in a field, [color]"
+    first = lint.first_problem(lint.lint(text, RULES))
+    assert (first.code, first.span) == ("trigger_missing", (0, 0))  # where it belongs
+    text = "TRUCKUGC, a red truck parked in a field, cinematic light, drone shot"
+    first = lint.first_problem(lint.lint(text, RULES))
+    assert text[first.span[0]:first.span[1]] == "cinematic"
+    assert lint.first_problem(lint.lint("TRUCKUGC, truck", RULES)) is None  # short: no place
+
+
 def test_identical_captions_across_clips_are_flagged():
     result = lint.lint_dataset({1: "TRUCKUGC, red truck in a field at dusk",
                                 2: "TRUCKUGC,  red truck in a field at dusk ",

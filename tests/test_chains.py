@@ -153,6 +153,7 @@ async def test_the_generations_screen_shows_a_chain_as_a_row_of_shots(ws, conn, 
                                                                       tmp_path, capsys):
     import asyncio
 
+    from helpers import dump, widget_lines
     from helpers import pilot_until as until
 
     from tui.app import LoradApp
@@ -173,6 +174,13 @@ async def test_the_generations_screen_shows_a_chain_as_a_row_of_shots(ws, conn, 
         assert any("chain ride" in t for t in labels)
         assert [t.split("  ")[0] for t in labels if t.startswith("shot ")] == \
             ["shot 1", "shot 2", "shot 3"]
+        # in sight at 80x24: the chain's name and every shot's label, side by side in a row
+        body = app.screen.query_one("#grid-body")
+        await until(pilot, lambda: "chain ride" in " ".join(widget_lines(app, body)),
+                    message=lambda: f"the title\n{dump(app)}")
+        row = next((line for line in widget_lines(app, body) if "shot 1" in line), "")
+        assert [w for w in row.split() if w.startswith("#")] == \
+            [f"#{g}" for g in chains.get(conn, "ride").shots], dump(app)
 
 
 async def test_r_on_a_chain_shot_prices_it_and_the_shots_after_it_before_running_them(

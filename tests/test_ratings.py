@@ -77,3 +77,15 @@ def test_loras_added_by_url_rank_too(conn):
     ranked = ratings.rank_loras(conn)
     assert [(r.name, r.good, r.rated) for r in ranked] == [("theirs", 4, 4), ("mine", 1, 2)]
     assert ratings.rank_checkpoints(conn) == []
+
+
+def test_a_rejected_generation_is_a_bad_outcome_whatever_its_stars(conn):
+    a, b = checkpoint(conn, "a"), checkpoint(conn, "b")
+    for _ in range(3):
+        ratings.rate(conn, gen(conn, a), stars=5)
+        g = gen(conn, b)
+        ratings.rate(conn, g, stars=5)
+        ratings.rate(conn, g, verdict="reject")
+    ranked = ratings.rank_checkpoints(conn)
+    assert [(r.name, r.good, r.rated) for r in ranked] == [("a", 3, 3), ("b", 0, 3)]
+    assert not ratings.is_good(ratings.Rating(1, 5, "reject", (), None, 0))

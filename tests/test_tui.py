@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import pytest
+from helpers import SIZE_IDS, SIZES, dump, footer_line, looks_red, styles_of, widget_strips
 from helpers import pilot_until as until
 
 from lorad.core import jobs
 from tui.app import LoradApp
+from tui.screens.captions import CaptionsScreen
 from tui.screens.clips import ClipsScreen
+from tui.screens.generations import GenerationsScreen
 from tui.screens.help import HelpScreen, binding_rows
 from tui.screens.jobs import JobsScreen
+from tui.screens.pods import PodsScreen
+from tui.screens.training import TrainingScreen
 
 
 def table_ids(screen: JobsScreen) -> list[int]:
@@ -62,19 +68,34 @@ async def test_failed_job_error_shown_in_detail(ws, conn):
         await until(pilot, lambda: "not a video" in str(detail.render()), message="detail")
 
 
-async def test_filter_cycles_to_failed_only(ws, conn):
+def job_line(app, job_id: int):
+    """The Jobs list's line of one job, as drawn."""
+    table = app.screen.query_one("#jobs-table")
+    return next(s for s in widget_strips(app, table) if s.text.split()[:1] == [str(job_id)])
+
+
+@pytest.mark.parametrize("size", SIZES, ids=SIZE_IDS)
+async def test_filter_cycles_to_failed_only(ws, conn, size):
     ok = jobs.enqueue(conn, "test.effect", {})
     bad = jobs.enqueue(conn, "test.effect", {})
     conn.execute("UPDATE jobs SET state='failed', error='x' WHERE id=?", (bad,))
     app = LoradApp(ws, refresh_interval=0.05)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=size) as pilot:
         await pilot.press("0")
         screen = app.screen
         await until(pilot, lambda: table_ids(screen) == [bad, ok])
+        await pilot.press("down")  # off the failed row: as drawn, its state is red
+        await pilot.pause()
+        assert all(looks_red(app, st) for st in styles_of(job_line(app, bad), "failed")), \
+            dump(app)
+        assert not any(looks_red(app, st) for st in styles_of(job_line(app, ok), "queued"))
         await pilot.press("f")  # active
         await until(pilot, lambda: table_ids(screen) == [ok], message="active filter")
         await pilot.press("f")  # failed
         await until(pilot, lambda: table_ids(screen) == [bad], message="failed filter")
+        summary = screen.query_one("#jobs-summary")
+        await until(pilot, lambda: "filter: failed" in widget_strips(app, summary)[0].text,
+                    message="the filter in sight")
 
 
 async def test_help_lists_every_binding_of_the_screen(ws):
@@ -112,6 +133,24 @@ async def test_palette_offers_screen_and_binding_commands(ws):
         await until(pilot, lambda: isinstance(app.screen, ClipsScreen), message="clips")
         await pilot.press("0")
         await until(pilot, lambda: isinstance(app.screen, JobsScreen), message="jobs")
+
+
+@pytest.mark.xfail(strict=True, reason="defect: under the Jobs list's cursor (a DataTable) a "
+                   "failed job's state is drawn in the cursor's colours, not red")
+@pytest.mark.parametrize("size", SIZES, ids=SIZE_IDS)
+async def test_a_failed_jobs_state_stays_red_under_the_cursor(ws, conn, size):
+    """The Clips, Captions and Generations lists keep a cell's colour under the cursor
+    (RowList); the newest job, a failed one most often, is where the cursor starts."""
+    bad = jobs.enqueue(conn, "test.effect", {})
+    conn.execute("UPDATE jobs SET state='failed', error='x' WHERE id=?", (bad,))
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=size) as pilot:
+        await pilot.press("0")
+        screen = app.screen
+        await until(pilot, lambda: table_ids(screen) == [bad])
+        await pilot.pause()
+        assert all(looks_red(app, st) for st in styles_of(job_line(app, bad), "failed")), \
+            [(seg.text, str(seg.style)) for seg in job_line(app, bad)]
 
 
 def test_cli_help_does_not_import_the_ui():
@@ -161,3 +200,57 @@ def test_lorad_tui_upgrades_an_older_database_before_the_screens_read_it(tmp_pat
         store.schema_version(store.connect(ws.db_path, migrate=False))))
     assert cli.main(["-w", str(ws.root), "tui", "--no-daemon"]) == 0
     assert seen == [shipped[-1][0]]
+
+
+# The keys a person must find in the footer at any width: each screen's first actions, and ?,
+# which lists all the others. By binding id: remapped keys show as remapped. (Training last:
+# with no runs it reads the store in a loop, which slows every later step.)
+FOOTER_KEYS = {
+    "1": (ClipsScreen, ["review.approved", "review.rejected"]),
+    "2": (CaptionsScreen, ["edit", "review.approved"]),
+    "4": (GenerationsScreen, ["ask_stars", "verdict.approve", "retake"]),
+    "5": (PodsScreen, ["start_pod", "stop_pod"]),
+    "0": (JobsScreen, ["cancel", "retry"]),
+    "3": (TrainingScreen, ["stop_run"]),
+}
+
+
+# Known cuts (screen key, size): the test fails when one is no longer cut, to be taken out.
+CUT = "the screen's keys push ? Help (the app's, drawn last) off the footer"
+FOOTER_DEFECTS = {
+    ("1", (80, 24)): CUT, ("1", (120, 36)): CUT,
+    ("2", (80, 24)): "esc, ^s and ^t (keys for editing) take the footer while not editing: "
+                     "a Approve and ? Help are cut",
+    ("2", (120, 36)): CUT, ("3", (80, 24)): CUT,
+    ("4", (80, 24)): CUT, ("4", (120, 36)): CUT,
+}
+
+
+@pytest.mark.parametrize("size", SIZES, ids=SIZE_IDS)
+async def test_the_footer_keeps_the_most_important_keys_in_sight(ws, size):
+    app = LoradApp(ws, refresh_interval=0.05)
+    missing = {}
+    async with app.run_test(size=size) as pilot:
+        for key, (screen_type, ids) in FOOTER_KEYS.items():
+            await pilot.press(key)
+            await until(pilot, lambda t=screen_type: isinstance(app.screen, t), message="screen")
+            bindings = {b.id: b for b in [*screen_type.BINDINGS, *LoradApp.BINDINGS]}
+            wanted = [f"{app.get_key_display(bindings[i])} {bindings[i].description}"
+                      for i in [*ids, "help"]]
+            first = next(b for b in screen_type.BINDINGS if b.show)  # there once it is drawn
+            await until(pilot, lambda d=first.description: f" {d} " in footer_line(app),
+                        message=f"the footer of {screen_type.__name__}")
+            await pilot.pause()
+            missing[key] = ([k for k in wanted if f" {k} " not in footer_line(app) + " "],
+                            footer_line(app))
+    cut = {FOOTER_KEYS[k][0].__name__: m for k, m in missing.items()
+           if m[0] and (k, size) not in FOOTER_DEFECTS}
+    assert not cut, f"cut from the footer at {size}: {cut}"
+    fixed = [FOOTER_KEYS[k][0].__name__ for k, (m, _line) in missing.items()
+             if not m and (k, size) in FOOTER_DEFECTS]
+    assert not fixed, f"no longer cut at {size}: take {fixed} out of FOOTER_DEFECTS"
+    known = [k for k, at in FOOTER_DEFECTS if at == size]
+    if known:  # strict: each known cut is still there (else `fixed` failed above)
+        pytest.xfail(f"defects at {size}: " + "; ".join(
+            f"{FOOTER_KEYS[k][0].__name__}: {missing[k][0]} cut ({FOOTER_DEFECTS[k, size]})"
+            for k in known))

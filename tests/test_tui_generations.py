@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from helpers import SIZE_IDS, SIZES, dump, widget_lines
 from helpers import pilot_until as until
 
 from lorad.core import jobs
@@ -64,6 +65,31 @@ async def test_rate_approve_retake_tag(ws, conn, gens):
         assert jobs.get(conn, retake.job_id).state == "queued"
         await pilot.press("t", *"spinning tires", "enter")
         await until(pilot, lambda: "spinning tires" in ratings.current(conn, gens[1]).tags)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=SIZE_IDS)
+async def test_the_retake_dialog_shows_its_price_and_a_new_seed_whole(ws, conn, gens, size):
+    """As drawn: the price, the original's seed said, a new one in the seed box, the keys."""
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=size) as pilot:
+        await pilot.press("4")
+        await until(pilot, lambda: isinstance(app.screen, GenerationsScreen), message="screen")
+        table = app.screen.query_one(RowList)
+        await until(pilot, lambda: len(table.rows) == 3, message="3 rows")
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, RetakeScreen), message="the dialog")
+        dialog = app.screen
+        shown = dialog.query_one("#retake-seed").value
+        await until(pilot, lambda: "enter sends it" in "\n".join(
+            widget_lines(app, dialog.query_one("#retake-body"))), message=lambda: dump(app))
+        seen = "\n".join(widget_lines(app, dialog.query_one("#retake-body")))
+        assert f"retake #{dialog.gen.id} on {WAN22}: about $" in seen, dump(app)
+        assert "seed (the original's was 1;" in seen, dump(app)  # every one of them: seed 1
+        box = " ".join(widget_lines(app, dialog.query_one("#retake-seed"))).split()
+        assert shown in box and "1" not in box, dump(app)  # new, and not the original's
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, GenerationsScreen), message="back")
+    assert len(generations.list_all(conn)) == 3  # nothing sent
 
 
 async def test_filter_unrated_and_compare(ws, conn, gens):
@@ -197,10 +223,12 @@ async def test_a_digit_switches_screens_on_the_generations_screen_too(ws, conn, 
     assert all(ratings.current(conn, g) is None for g in gens)
 
 
-async def test_the_sweep_grid_is_walked_and_rated_from_the_keyboard_at_80x24(ws, conn, gens,
-                                                                            tmp_path):
-    """Only the first row of LoRAs could be seen at 80x24, and nothing could be rated there."""
-    from tui.screens.sweep_grid import SweepGridScreen
+@pytest.mark.parametrize("size", SIZES, ids=SIZE_IDS)
+async def test_the_sweep_grid_is_walked_and_rated_from_the_keyboard(ws, conn, gens, tmp_path,
+                                                                    size):
+    """Only the first row of LoRAs could be seen at 80x24, and nothing could be rated there.
+    Arrows and hjkl move the cursor cell; the grid scrolls to the rows that were out of sight."""
+    from tui.screens.sweep_grid import SweepGridScreen, cell_label
 
     loras.add(conn, "truck-v2", "https://hf.example/t2.safetensors", expert="high")
     loras.add(conn, "truck-v3", "https://hf.example/t3.safetensors", expert="high")
@@ -210,16 +238,32 @@ async def test_the_sweep_grid_is_walked_and_rated_from_the_keyboard_at_80x24(ws,
     conn.execute(f"UPDATE generations SET status = 'completed' WHERE id IN "
                  f"({','.join(map(str, ids))})")
     app = LoradApp(ws, refresh_interval=0.05)
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=size) as pilot:
         await open_gens(app, pilot, rows=9)
         await pilot.press("end", "v")
         await until(pilot, lambda: isinstance(app.screen, SweepGridScreen), message="grid")
         grid = app.screen
         cells = list(grid.query(".grid-cell"))
+        page = grid.pages[grid.index]
+        label = {n: cell_label(page.cells[lora, scale]).plain.split("  ")[0] for n, (lora, scale)
+                 in enumerate((lora, scale) for lora in page.loras for scale in page.scales)}
+
+        def in_sight() -> str:  # the grid as drawn
+            return "\n".join(widget_lines(app, grid.query_one("#grid-cells")))
+
+        def framed(n: int) -> bool:  # the cursor's border drawn around cell n's label
+            return f"│{label[n]}" in in_sight()
+
+        await until(pilot, lambda: framed(0),
+                    message=lambda: f"the cursor on the first cell\n{dump(app)}")
         assert cells[0].has_class("-cursor")
-        await pilot.press("down", "down", "right")  # truck-v3 @ 1.0, below the fold
+        assert label[5] not in in_sight()  # truck-v3 @ 1.0: the third row, below the fold
+        await pilot.press("down", "j", "l")  # truck-v3 @ 1.0
         assert (grid.row, grid.col) == (2, 1) and cells[5].has_class("-cursor")
         assert not cells[0].has_class("-cursor")
+        await until(pilot, lambda: framed(5),
+                    message=lambda: f"scrolled to the cursor\n{dump(app)}")
+        assert label[0] not in in_sight() and not framed(4)
         target = grid.cell().gen.id
         assert grid.cell().lora == "truck-v3" and grid.cell().gen.scale == 1.0
         await pilot.press("a")
@@ -229,8 +273,16 @@ async def test_the_sweep_grid_is_walked_and_rated_from_the_keyboard_at_80x24(ws,
         await until(pilot, lambda: ratings.current(conn, target).stars == 3, message="stars")
         await until(pilot, lambda: "★★★" in str(cells[5].query_one("Static").render()),
                     message="the cell says so")
-        await pilot.press("up", "up", "up", "left", "left")  # stops at the edges
+        await until(pilot, lambda: "★★★ approve" in in_sight(),
+                    message=lambda: f"the rating in sight\n{dump(app)}")
+        await pilot.press("h")
+        assert (grid.row, grid.col) == (2, 0)
+        await until(pilot, lambda: framed(4), message="h moved it left")
+        await pilot.press("k", "up", "k", "left", "h")  # stops at the edges
         assert (grid.row, grid.col) == (0, 0)
+        await until(pilot, lambda: framed(0),
+                    message=lambda: f"scrolled back up\n{dump(app)}")
+        assert label[5] not in in_sight()
 
 
 async def test_keys_are_remapped_from_the_config(ws, conn, gens):

@@ -4,7 +4,7 @@ with q; a player window only where a display exists."""
 from __future__ import annotations
 
 import pytest
-from helpers import go_to
+from helpers import SIZE_IDS, SIZES, dump, go_to, widget_lines
 from helpers import pilot_until as until
 from media_factory import make_video
 
@@ -34,8 +34,9 @@ def test_frames_are_decoded_small_and_at_a_few_per_second(tmp_path):
     assert got.images[0].size == (122, 216) and abs(got.duration - 3.0) < 0.1
 
 
+@pytest.mark.parametrize("size", SIZES, ids=SIZE_IDS)
 async def test_space_plays_inside_the_terminal_without_a_display(ws, conn, tmp_path,
-                                                                 monkeypatch):
+                                                                 monkeypatch, size):
     """space suspended the TUI into ffplay, which never appeared over SSH; q did nothing."""
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
@@ -47,7 +48,7 @@ async def test_space_plays_inside_the_terminal_without_a_display(ws, conn, tmp_p
     app = LoradApp(ws, refresh_interval=0.05)
     windows = []
     monkeypatch.setattr(app, "play", windows.append)
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=size) as pilot:
         await go_to(app, pilot, "Generations", GenerationsScreen, rows=1)
         await pilot.press("space")
         await until(pilot, lambda: isinstance(app.screen, PlayerScreen), message="the player")
@@ -57,6 +58,13 @@ async def test_space_plays_inside_the_terminal_without_a_display(ws, conn, tmp_p
         assert f"#{gen} TRK, a truck" in str(screen.query_one("#player-title").render())
         await pilot.press("space")  # pause, then step
         assert "paused" in str(bar.render())
+        # in sight: the title, a frame (drawn, not blank), the seek bar and its state
+        await until(pilot, lambda: "paused" in " ".join(widget_lines(app, bar)),
+                    message=lambda: f"the bar in sight\n{dump(app)}")
+        assert any(f"#{gen} TRK, a truck" in line for line in
+                   widget_lines(app, screen.query_one("#player-title"))), dump(app)
+        frame = widget_lines(app, screen.query_one("Image"))
+        assert len(frame) >= 5 and sum(bool(line.strip()) for line in frame) >= 5, dump(app)
         before = screen.index
         await pilot.press("right")
         assert screen.index == min(before + 8, len(screen.clip.images) - 1)

@@ -135,8 +135,10 @@ class LoradApp(App):
         self.watcher.stop()
 
     def on_store_changed(self, _message: StoreChanged) -> None:
+        if not self.screen_stack:  # a change that arrives as the app closes its screens
+            return
         if isinstance(self.screen, StoreScreen):
-            self.screen.reload()
+            self.screen.store_changed()
         self._read_training()
 
     def on_daemon_changed(self, message: DaemonChanged) -> None:

@@ -86,10 +86,11 @@ def lint(text: str, rules: Rules, *, duplicate_of: int | None = None) -> list[Is
                             (at, at + 1)))
     if rules.trigger:
         span = _phrase_span(text, rules.trigger)
-        if span is None:
+        if span is None:  # where it goes: the start (or anywhere: no one place)
             issues.append(Issue("trigger_missing", "error",
                                 f"trigger {rules.trigger} missing: add it"
-                                + (" at the start" if rules.trigger_position == "start" else "")))
+                                + (" at the start" if rules.trigger_position == "start" else ""),
+                                (0, 0) if rules.trigger_position == "start" else None))
         elif rules.trigger_position == "start" and text[:span[0]].strip(" ,.;:"):
             issues.append(Issue("trigger_misplaced", "warning",
                                 f"trigger {rules.trigger} should come first", span))
@@ -115,6 +116,13 @@ def lint(text: str, rules: Rules, *, duplicate_of: int | None = None) -> list[Is
         issues.append(Issue("duplicate", "warning", f"identical to clip {duplicate_of}'s caption: "
                             "describe what differs"))
     return issues
+
+
+def first_problem(issues: list[Issue]) -> Issue | None:
+    """The issue to put the editor's cursor on: the first error in the text that has a place,
+    else the first such warning (a duplicate or a length has no one place)."""
+    placed = [i for i in issues if i.span is not None]
+    return min(placed, key=lambda i: (i.severity != "error", i.span), default=None)
 
 
 def lint_dataset(texts: dict[int, str], rules: Rules) -> DatasetLint:

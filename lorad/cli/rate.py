@@ -17,7 +17,9 @@ def add_parser(sub) -> None:
     a = rsub.add_parser("set", help="rate one generation")
     a.add_argument("generation", type=int)
     a.add_argument("--stars", type=int, choices=range(1, 6))
-    a.add_argument("--verdict", choices=["approve", "needs_review", "retake"])
+    # ratings.VERDICTS (not imported here: building the parser stays fast; a test compares)
+    a.add_argument("--verdict", choices=["approve", "needs_review", "retake", "reject"],
+                   help="reject and retake count against the checkpoint's rank")
     a.add_argument("--tag", action="append")
     a.add_argument("--note")
 

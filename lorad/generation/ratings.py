@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from lorad.core import store
 from lorad.core.errors import LoradError
 
-VERDICTS = ("approve", "needs_review", "retake")
+VERDICTS = ("approve", "needs_review", "retake", "reject")
 
 
 class RatingError(LoradError):
@@ -97,6 +97,8 @@ class Rank:
 
 
 def is_good(r: Rating) -> bool:
+    """A good outcome for the checkpoint: approved, or 4-5 stars with no verdict. Any other
+    rating is a bad one (a reject or a retake whatever its stars, needs review, 1-3 stars)."""
     return r.verdict == "approve" or (r.verdict is None and (r.stars or 0) >= 4)
 
 

@@ -39,3 +39,19 @@ def downsample(steps: list[int], values: list[float | None], buckets: int
         lows.append(min(vals))
         highs.append(max(vals))
     return xs, lows, highs
+
+
+def step_ticks(first: int, last: int, count: int) -> list[int]:
+    """Whole steps to label an axis from `first` to `last` with at most `count` labels, spaced
+    by 1, 2 or 5 times a power of ten (200, 400, 600, not 242.6, 480.2)."""
+    if last <= first:
+        return [first]
+    count = max(1, count)
+    power = 1
+    while True:
+        for m in (1, 2, 5):
+            step = m * power
+            ticks = list(range(-(-first // step) * step, last + 1, step))
+            if len(ticks) <= count:
+                return ticks
+        power *= 10

@@ -71,6 +71,22 @@ def test_an_unknown_notification_event_is_refused_at_start(ws):
     assert "notify.events: unknown run_done (known: run_finished" in cli.stderr
 
 
+def test_a_daemon_stopped_by_an_unexpected_error_says_so(ws, notices):
+    """The daemon's loop raising (a bug, not a job's failure: those are recorded on the job)
+    ends the process with an error, and the notice says why and where its log is."""
+    code = ("from lorad.core import daemon, workspace\n"
+            "async def broken(self):\n"
+            "    raise RuntimeError('the loop broke')\n"
+            "daemon.Daemon.serve = broken\n"
+            f"daemon.run_foreground(workspace.find({str(ws.root)!r}))\n")
+    proc = subprocess.run([sys.executable, "-c", code], env=daemon_env(), capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert notices.titles() == [f"lorad: the daemon of {ws.name} stopped"]
+    body = notices.received[0]["message"]
+    assert "RuntimeError: the loop broke" in body and str(ws.log_path) in body
+
+
 def test_a_notification_that_cannot_be_delivered_stops_nothing(ws, monkeypatch, caplog):
     from lorad.core import notify
 

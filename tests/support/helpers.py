@@ -49,12 +49,14 @@ def run_jobs(ws, timeout: float = 180.0, until=None) -> None:
     asyncio.run(main())
 
 
-async def pilot_until(pilot, condition, timeout: float = 10.0, message: str = "condition"):
-    """`wait_for` for Pilot tests: lets the app run between checks."""
+async def pilot_until(pilot, condition, timeout: float = 10.0, message="condition"):
+    """`wait_for` for Pilot tests: lets the app run between checks. `message` may be a
+    callable, called on a timeout (`lambda: dump(app)` shows the terminal as it was then)."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+            said = message() if callable(message) else message
+            raise AssertionError(f"timed out after {timeout} s waiting for {said}")
         await pilot.pause(0.02)
 
 
@@ -82,3 +84,70 @@ async def go_to(app, pilot, title: str, screen_type, rows: int | None = None):
         table = app.screen.query_one(RowList)
         await pilot_until(pilot, lambda: len(table.rows) == rows, message=f"{rows} rows")
     return app.screen
+
+
+# ---- what the terminal shows (Pilot tests assert on it, not only on the data behind it) ----
+
+# Issue 15: every fixed item is driven at 80x24 and 120x36.
+SIZES = [(80, 24), (120, 36)]
+SIZE_IDS = ["80x24", "120x36"]
+
+
+def screen_strips(app) -> list:
+    """The terminal as the person sees it now: one Strip (text segments with their styles) per
+    line, the active screen composed over the screens under it (a dialog and what it covers).
+    Textual has no public call for this; its compositor is what writes to the terminal."""
+    return list(app.screen._compositor.render_strips())
+
+
+def screen_lines(app) -> list[str]:
+    return [strip.text for strip in screen_strips(app)]
+
+
+def widget_strips(app, widget) -> list:
+    """What the terminal shows of `widget`: the lines of the part of its region in sight (cut
+    to it, cell by cell; none when it is scrolled or pushed out of sight)."""
+    from textual.errors import NoWidget
+
+    try:
+        r = widget.screen.find_widget(widget).visible_region
+    except NoWidget:
+        return []
+    return [strip.crop(r.x, r.right) for strip in screen_strips(app)[r.y:r.bottom]]
+
+
+def widget_lines(app, widget) -> list[str]:
+    return [strip.text for strip in widget_strips(app, widget)]
+
+
+def footer_line(app) -> str:
+    """The footer: the terminal's last line."""
+    return screen_lines(app)[-1]
+
+
+def styles_of(strip, word: str) -> list:
+    """The styles the visible characters of the first `word` in a line are drawn with (pad
+    `word` with spaces to find it as a cell of its own: " error " is not "clip_error_1")."""
+    text = strip.text
+    start = text.find(word)
+    assert start >= 0, f"{word!r} is not in {text!r}"
+    at, styles = 0, []
+    for segment in strip:
+        for offset, char in enumerate(segment.text):
+            if start <= at + offset < start + len(word) and not char.isspace():
+                styles.append(segment.style)
+        at += len(segment.text)
+    return styles
+
+
+def looks_red(app, style) -> bool:
+    """Whether text in `style` is drawn red (an error), whatever the theme makes of "red"."""
+    if style is None or style.color is None:
+        return False
+    r, g, b = style.color.get_truecolor(app.ansi_theme)
+    return r >= 150 and r > 2 * g and r > 1.5 * b
+
+
+def dump(app) -> str:
+    """The terminal as text, for an assertion's message."""
+    return "\n".join(f"|{line.rstrip()}" for line in screen_lines(app))

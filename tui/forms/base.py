@@ -73,6 +73,9 @@ class FormScreen(ModalScreen[str | None]):
     #form-fields { height: auto; }
     #form-fields Input, #form-fields Select { margin: 0; }
     #form-fields Input, #form-fields TextArea { background: $boost; }
+    #form-fields Input:focus, #form-fields TextArea:focus,
+    #form-fields Select:focus > SelectCurrent, #form-fields SelectionList:focus,
+    #form-fields Checkbox:focus { background: $primary 35%; }
     #form-fields TextArea { height: 4; }
     #form-fields SelectionList { height: auto; max-height: 5; }
     .form-label { color: $text-muted; }

@@ -1,7 +1,9 @@
 """Captions screen: write and fix captions clip after clip, with lint as you type.
 
 Browsing: j/k move, enter edits, u goes back one caption version, a/x approve/reject, n jumps to
-the next clip with a lint error (then warnings), w to the next clip without a caption, h the
+the next clip with a lint error (then warnings), and enter then opens the editor with the
+problem selected (a banned word, a placeholder; the start for a missing trigger); w goes to the
+next clip without a caption, h the
 history (enter restores a version), space plays. Editing: escape leaves (and saves), ctrl+s
 saves and moves to the next clip, ctrl+t inserts the trigger, tab accepts the suggested
 phrase (tab again: the next one), ctrl+u clears the caption, ctrl+z / ctrl+y undo and
@@ -27,6 +29,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Static, TextArea
+from textual.widgets.text_area import Selection
 
 from lorad.captions import drafts, lint, review, versions
 from lorad.captions.review import CaptionRow, suggest
@@ -35,7 +38,7 @@ from lorad.media import clips, datasets
 
 from ..keys import keyed
 from ..widgets.filmstrip import Filmstrip, load_image
-from ..widgets.rowlist import Column, RowList
+from ..widgets.rowlist import Column, LazyRows, RowList
 from .base import DatasetScreen
 from .confirm import ConfirmScreen
 
@@ -52,12 +55,57 @@ COLUMNS = [Column("id", 5, "right", keep=3), Column("name", 16, keep=2),
            Column("state", 9, keep=4), Column("lint", 6), Column("caption", 24, grow=True)]
 
 
+def same_text_key(text: str) -> str:
+    """What lint compares captions by: spaces collapsed, lower case."""
+    return " ".join(text.split()).lower()
+
+
+class SameText:
+    """The listed clips by caption (same_text_key): the duplicate check as you type or move
+    looks one caption up instead of normalising every caption of the dataset (100,000 clips:
+    a quarter of a second per key). Buckets by the key's hash hold the rows themselves, in
+    list order (by id, as `clips.captionable` lists them), and are checked against the text."""
+
+    def __init__(self, rows: list[CaptionRow]) -> None:
+        self.buckets: dict[int, list[CaptionRow]] = {}
+        for r in rows:
+            self.buckets.setdefault(hash(same_text_key(r.text)), []).append(r)
+
+    def change(self, row: CaptionRow, old_text: str) -> None:
+        """The row's caption was `old_text` (saved here; the reload shows it later)."""
+        old = self.buckets.get(hash(same_text_key(old_text)))
+        if old is None or not any(r is row for r in old):
+            return  # not a listed row
+        old[:] = [r for r in old if r is not row]
+        same = self.buckets.setdefault(hash(same_text_key(row.text)), [])
+        same.append(row)
+        same.sort(key=lambda r: r.id)
+
+    def other(self, clip_id: int, text: str) -> int | None:
+        """The first listed clip other than this one with this caption."""
+        key = same_text_key(text)
+        return next((r.id for r in self.buckets.get(hash(key), ())
+                     if r.id != clip_id and same_text_key(r.text) == key), None)
+
+
+DRAFT_MARK = "✎"  # a model's draft no person has reviewed
+
+
+def caption_cells(r: CaptionRow) -> tuple:
+    badge = lint_badge(r.issues)
+    if r.is_model_draft:
+        badge = Text.assemble((DRAFT_MARK, "bold magenta"), badge)
+    return (str(r.id), r.name, r.state, badge,
+            " ".join(r.text.split()) or Text("(no caption)", style="dim"))
+
+
 @dataclass
 class CaptionsData:
     dataset: datasets.Dataset | None
     rules: lint.Rules
     rows: list[CaptionRow]
     phrases: Counter = field(default_factory=Counter)
+    same: SameText | None = None  # made with the rows, in the worker
 
 
 def lint_badge(issues: list[lint.Issue]) -> Text:
@@ -133,7 +181,10 @@ class CaptionsScreen(DatasetScreen):
         "captions identical to another clip's. Errors block export. Suggestions come from "
         "phrases already used in this dataset; tab accepts the first. Unsaved text is kept "
         "as a draft and offered back; a caption changed elsewhere while you edit it is not "
-        "overwritten without asking."
+        "overwritten without asking. Captions a model drafted (`lorad captions draft`) carry "
+        f"{DRAFT_MARK} until a person saves them or accepts them as they are with y (which "
+        "goes on to the next draft); / source:draft lists them, and export refuses them "
+        "until then."
     )
     BINDINGS = keyed([
         Binding("enter", "edit", "Edit"),
@@ -144,7 +195,8 @@ class CaptionsScreen(DatasetScreen):
         Binding("h", "history", "History"),
         Binding("a", "review('approved')", "Approve"),
         Binding("x", "review('rejected')", "Reject"),
-        Binding("n", "next_lint", "Next lint error"),
+        Binding("n", "next_lint", "Next lint problem (enter edits it)"),
+        Binding("y", "accept_draft", "Accept draft"),
         Binding("w", "next_uncaptioned", "Next uncaptioned"),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("d", "next_dataset", "Next dataset"),
@@ -157,12 +209,14 @@ class CaptionsScreen(DatasetScreen):
         super().__init__()
         self.data: CaptionsData | None = None
         self.by_id: dict[int, CaptionRow] = {}
+        self.same = SameText([])
         self.editing_id: int | None = None
         self.editing_base: int | None = None  # the caption version the editor opened
         self.draft_timer: Timer | None = None
         self.cycle: dict | None = None  # the suggestion tab put in, while tab may swap it
         self.editor_text = ""  # what the editor holds, readable after its widget is gone
         self.suggestions: list[str] = []
+        self.lint_target: int | None = None  # the clip `n` went to: enter selects its problem
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -179,7 +233,8 @@ class CaptionsScreen(DatasetScreen):
                                         show_line_numbers=False)
                     yield Static("", id="captions-suggest")
                     yield Static("", id="captions-lint")
-            yield Input(placeholder="filter: words, state:approved, lint:error, uncaptioned",
+            yield Input(placeholder="filter: words, state:approved, lint:error, uncaptioned, "
+                                    "source:draft",
                         id="captions-filter")
         yield Footer()
 
@@ -198,7 +253,8 @@ class CaptionsScreen(DatasetScreen):
         if dataset is None:
             return CaptionsData(None, lint.Rules(), [])
         view = review.dataset_captions(conn, dataset)
-        return CaptionsData(dataset, view.rules, self._filtered(view.rows), view.phrases)
+        rows = self._filtered(view.rows)
+        return CaptionsData(dataset, view.rules, rows, view.phrases, SameText(rows))
 
     def _filtered(self, rows: list[CaptionRow]) -> list[CaptionRow]:
         words = []
@@ -211,6 +267,10 @@ class CaptionsScreen(DatasetScreen):
                 rows = [r for r in rows if r.issues]
             elif token == "uncaptioned":
                 rows = [r for r in rows if not r.text.strip()]
+            elif token.startswith("source:"):
+                wanted = token[7:]
+                rows = [r for r in rows if r.source and (
+                    r.source == wanted or wanted == "draft" and r.is_model_draft)]
             else:
                 words.append(token.lower())
         if words:
@@ -221,21 +281,23 @@ class CaptionsScreen(DatasetScreen):
         self.data = data
         self.dataset_name = data.dataset.name if data.dataset else None
         self.by_id = {r.id: r for r in data.rows}
+        self.same = data.same or SameText(data.rows)
         table = self.query_one(RowList)
-        table.set_rows([(str(r.id), r.name, r.state, lint_badge(r.issues),
-                         " ".join(r.text.split()) or Text("(no caption)", style="dim"))
-                        for r in data.rows])
+        table.set_rows(LazyRows(data.rows, caption_cells), keys=[r.id for r in data.rows])
         summary = self.query_one("#captions-summary", Static)
         if data.dataset is None:
-            summary.update("No datasets yet: `lorad dataset create NAME --profile P`.")
+            summary.update("No datasets yet: N opens Setup (New dataset, then Add clips).")
         else:
             total = len(data.rows)
             done = sum(1 for r in data.rows if r.text.strip())
             errors = sum(1 for r in data.rows if r.has_error)
             trig = f"trigger {data.rules.trigger}" if data.rules.trigger else "no trigger set"
             shown = f"  [filter: {self.filter_text}]" if self.filter_text else ""
-            summary.update(Text(f"{data.dataset.name}: {done}/{total} captioned, {errors} with "
-                                f"lint errors, {trig}{shown}"))  # Text: [filter: x] is no markup
+            drafted = sum(1 for r in data.rows if r.is_model_draft)
+            review = f", {drafted} draft{'s' if drafted != 1 else ''} to review (y)" \
+                if drafted else ""
+            summary.update(Text(f"{data.dataset.name}: {done}/{total} captioned{review}, "
+                                f"{errors} with lint errors, {trig}{shown}"))  # Text: no markup
         table.empty_text = (f"no clip matches the filter {self.filter_text!r}: / changes it, "
                             "escape clears it" if self.filter_text else
                             "no clips in this dataset yet")
@@ -259,6 +321,11 @@ class CaptionsScreen(DatasetScreen):
         if editor.text != row.text:
             editor.load_text(row.text)
         facts.update(Text.assemble((row.name, "bold"), f"  {row.state}  {row.facts}"))
+        if row.is_model_draft:
+            facts.update(Text.assemble(
+                (row.name, "bold"), f"  {row.state}  {row.facts}\n",
+                (f"{DRAFT_MARK} drafted by {row.source.removeprefix('draft:')}: y accepts it as "
+                 "it is, enter edits it", "magenta")))
         self.update_lint(row.text)
         self._load_image(row.id, row.filmstrip)
 
@@ -281,9 +348,7 @@ class CaptionsScreen(DatasetScreen):
         row = self.current_row()
         dup = None
         if row is not None and text.strip():
-            key = " ".join(text.split()).lower()
-            dup = next((r.id for r in self.by_id.values() if r.id != row.id
-                        and " ".join(r.text.split()).lower() == key), None)
+            dup = self.same.other(row.id, text)
         issues = lint.lint(text, rules, duplicate_of=dup)
         panel = self.query_one("#captions-lint", Static)
         if not issues:
@@ -379,7 +444,17 @@ class CaptionsScreen(DatasetScreen):
         self.editor_text = editor.text
         editor.read_only = False
         editor.focus()
-        editor.move_cursor(editor.document.end)
+        problem = None
+        if draft is None and self.lint_target == row.id:
+            problem = lint.first_problem(lint.lint(editor.text, self.data.rules if self.data
+                                                   else lint.Rules()))
+        if problem is None:
+            editor.move_cursor(editor.document.end)
+            return
+        start, end = (editor.document.get_location_from_index(i) for i in problem.span)
+        editor.selection = Selection(start, end)  # typing replaces it; the cursor at its end
+        self.notify(problem.message, severity="error" if problem.severity == "error"
+                    else "warning")
 
     def _save(self) -> None:
         if self.editing_id is None:
@@ -392,7 +467,8 @@ class CaptionsScreen(DatasetScreen):
         if row is None:
             return
         if text.strip() != row.text.strip():
-            row.text = text.strip()  # shown at once; the store write follows in a worker
+            old, row.text = row.text, text.strip()  # shown at once; the store write follows
+            self.same.change(row, old)
             row.draft = None
             self._commit(clip_id, text, self.editing_base)
         elif row.draft is not None:  # a restored draft put back as it was: nothing to keep
@@ -456,7 +532,8 @@ class CaptionsScreen(DatasetScreen):
         with self.app.connection() as conn:
             try:
                 drafts.save(conn, row.id, self.editor_text, self.editing_base)
-                row.text = self.editor_text.strip()
+                old, row.text = row.text, self.editor_text.strip()
+                self.same.change(row, old)
             except versions.CaptionConflict:
                 drafts.keep(conn, row.id, self.editor_text, self.editing_base)  # asked next
 
@@ -580,6 +657,20 @@ class CaptionsScreen(DatasetScreen):
             self._jump(lambda r: r.has_error)
         else:
             self._jump(lambda r: bool(r.issues))
+        self.lint_target = self.query_one(RowList).current_key
+
+    def action_accept_draft(self) -> None:
+        """y: the model's draft is good as it is; a person's review is recorded (a version
+        `accepted`) and the cursor goes on to the next draft."""
+        row = self.current_row()
+        if row is None or self.editing_id is not None:
+            return
+        if not row.is_model_draft:
+            self.notify("this caption is no draft to accept (y accepts what a model drafted)")
+            return
+        self.write(versions.accept, row.id)
+        row.source = "accepted"  # shown at once; the reload confirms it
+        self._jump(lambda r: r.is_model_draft and r.id != row.id)
 
     def action_next_uncaptioned(self) -> None:
         self._jump(lambda r: not r.text.strip())
@@ -587,6 +678,7 @@ class CaptionsScreen(DatasetScreen):
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         editing = self.editing_id is not None
         if editing and action in ("edit", "undo_version", "history", "review", "next_lint",
-                                  "next_uncaptioned", "filter", "next_dataset", "play"):
+                                  "next_uncaptioned", "filter", "next_dataset", "play",
+                                  "accept_draft"):
             return False  # keys type into the caption while editing
         return True

@@ -103,8 +103,9 @@ class GenerationsScreen(StoreScreen):
     LABEL = "Generations"
     HELP = (
         "Test generations of your LoRAs, grouped by sweep. Rate with s then 1-5, a approve, n "
-        "needs review, t toggles checklist tags; r retakes with a new seed (linked to the "
-        "original) after showing its price. "
+        "needs review, X reject (counts against the checkpoint's rank, as a retake does), t "
+        "toggles checklist tags; r retakes with a new seed (linked to the original) after "
+        "showing its price. "
         "Automatic checks flag outputs with the wrong size, fps or frames and frozen videos "
         "before you look. Mark several with m and press c to compare their filmstrips; v shows "
         "the sweep as a grid (LoRA x scale) for one prompt and seed. f cycles "
@@ -116,6 +117,7 @@ class GenerationsScreen(StoreScreen):
         Binding("s", "ask_stars", "Stars"),
         Binding("a", "verdict('approve')", "Approve"),
         Binding("n", "verdict('needs_review')", "Needs review"),
+        Binding("X", "verdict('reject')", "Reject"),
         Binding("r", "retake", "Retake"),
         Binding("t", "tag", "Tag"),
         Binding("space", "play", "Play"),
@@ -127,7 +129,7 @@ class GenerationsScreen(StoreScreen):
         Binding("x", "cancel", "Cancel request", show=False),
         Binding("R", "resolve_unknown", "Send again or forget (unknown)", show=False),
     ])
-    FILTERS = ["all", "unrated", "approve", "needs_review", "retake", "failed checks"]
+    FILTERS = ["all", "unrated", "approve", "needs_review", "retake", "reject", "failed checks"]
 
     def __init__(self) -> None:
         super().__init__()

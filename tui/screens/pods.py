@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, Static
 
-from lorad.core import fmt, ledger
+from lorad.core import fmt
 from lorad.training import pods, runs
 
 from ..keys import keyed
@@ -27,7 +27,14 @@ COLUMNS = [Column("pod", 16), Column("provider", 8), Column("state", 10),
 class PodsData:
     pods: list[pods.Pod]
     current_runs: dict[int, str]
-    spent: dict[int, float]
+    spent: dict[int, runs.PodCost]
+
+
+def spent_line(cost: runs.PodCost | None) -> str:
+    """What the pod cost so far (`runs.pod_cost`, as the Training screen says it)."""
+    total = cost.total if cost else 0.0
+    return f"spent so far ${total:.2f}" + (
+        f" (${cost.booked:.2f} booked)" if cost and cost.booked and cost.accruing else "")
 
 
 class PodsScreen(StoreScreen):
@@ -36,7 +43,9 @@ class PodsScreen(StoreScreen):
         "GPU pods lorad trains on: plain SSH hosts, or RunPod pods started and stopped through "
         "the RunPod API (RUNPOD_API_KEY). A RunPod pod is stopped 10 minutes after its last run "
         "unless another run is queued; every automatic stop is logged. Host keys are pinned "
-        "on the first connection after each start."
+        "on the first connection after each start. Spent: a RunPod pod's time booked at each "
+        "stop and its time up since; a plain SSH host's runs at its $/h (the Training screen "
+        "says the same)."
     )
     BINDINGS = keyed([
         Binding("s", "start_pod", "Start"),
@@ -62,7 +71,8 @@ class PodsScreen(StoreScreen):
         listed = pods.list_all(conn)
         current = {p.id: active[-1].name for p in listed
                    if (active := runs.on_pod(conn, p.id, active=True))}
-        return PodsData(listed, current, ledger.spent_by_pod(conn))
+        now = time.time()
+        return PodsData(listed, current, {p.id: runs.pod_cost(conn, p, now) for p in listed})
 
     def show(self, data: PodsData) -> None:
         self.data = data
@@ -90,7 +100,7 @@ class PodsScreen(StoreScreen):
                       else "no SSH endpoint (stopped?)"),
                  Text(f"policy: on finish {pod.policy.get('on_finish')}, on failure "
                       f"{pod.policy.get('on_failure')}"),
-                 Text(f"spent so far ${self.data.spent.get(pod.id, 0.0):.2f}")]
+                 Text(spent_line(self.data.spent.get(pod.id)))]
         for trainer, options in sorted(pod.setup.get("trainers", {}).items()):
             where = ", ".join(f"{k} {v}" for k, v in sorted(options.items())) or "defaults"
             lines.append(Text(f"{trainer}: {where}"))

@@ -2,7 +2,8 @@
 each cell the filmstrip of that generation, for one prompt and seed at a time (`[` / `]`).
 Fixed seeds make the cells comparable: only the LoRA and the scale change across the grid.
 Arrows (or hjkl) move a cursor from cell to cell, and the grid scrolls to it; `s` then 1-5
-rates the cell, `a` approves, `n` marks it for review, `space` plays it."""
+rates the cell, `a` approves, `n` marks it for review, `X` rejects it, `space` plays it (the
+same keys as on the Generations screen)."""
 
 from __future__ import annotations
 
@@ -76,6 +77,7 @@ class SweepGridScreen(ModalScreen[None]):
         Binding("s", "ask_stars", "Stars"),
         Binding("a", "verdict('approve')", "Approve"),
         Binding("n", "verdict('needs_review')", "Needs review"),
+        Binding("X", "verdict('reject')", "Reject"),
         Binding("space", "play", "Play"),
     ])
 

@@ -10,7 +10,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Header, RichLog, Static
 from textual_plotext import PlotextPlot
@@ -32,6 +32,7 @@ COLUMNS = [Column("run", 10, grow=True), Column("state", 9, keep=1),
            Column("eta", 7, "right", keep=3)]
 RAW_COLOR = (90, 90, 160)
 SMOOTH_COLOR = (240, 180, 60)
+RAW_STYLE, SMOOTH_STYLE = (f"rgb({r},{g},{b})" for r, g, b in (RAW_COLOR, SMOOTH_COLOR))
 
 
 STALE_SECONDS = 120  # no new step for this long: the "updated ... ago" line turns yellow
@@ -46,13 +47,15 @@ class RunDetail:
     smooth_x: list[float] = field(default_factory=list)
     smooth: list[float] = field(default_factory=list)
     points: int = 0
-    checkpoints: list = field(default_factory=list)
+    checkpoints: list = field(default_factory=list)  # in the order saved; "rank": see below
     pod: pods.Pod | None = None
     cost: float = 0.0
     projected: float | None = None
     last_repo: str = ""  # where this run's checkpoints were last published
     last_progress_at: float | None = None  # when the log last brought a step
     watch_note: str | None = None  # "pod unreachable since ..." while the job cannot follow
+    pod_spent: float = 0.0  # what the pod cost so far (runs.pod_cost, as the Pods screen)
+    steps: tuple[int, int] | None = None  # the first and last step charted
 
 
 @dataclass
@@ -69,12 +72,34 @@ def load_detail(conn, run: runs.Run, buckets: int) -> RunDetail:
     sx, _sl, sh = lossplot.downsample(steps, smoothed, buckets)
     pod = pods.get_by_id(conn, run.pod_id) if run.pod_id else None
     cost = runs.cost(conn, run)
-    ranks = {r.id: r for r in ratings.rank_checkpoints(conn, run.id)}
-    ckpts = [{**c.__dict__, "rank": ranks.get(c.id)} for c in checkpoints.for_run(conn, run.id)]
+    # "place": the checkpoint's place in the ranking of this run's rated checkpoints (0 best)
+    ranked = [r for r in ratings.rank_checkpoints(conn, run.id) if r.rated]
+    ranks = {r.id: (place, r) for place, r in enumerate(ranked)}
+    ckpts = [{**c.__dict__, "rank": ranks.get(c.id, (None, None))[1],
+              "place": ranks.get(c.id, (None, None))[0]}
+             for c in checkpoints.for_run(conn, run.id)]
     repo = loras.last_repo(conn, [c["id"] for c in ckpts])
     return RunDetail(run, xs, lows, highs, sx, sh, len(steps), ckpts, pod, cost.spent,
                      cost.projected, repo or "", runs.last_progress_at(conn, run.id),
-                     runs.watch_note(conn, run))
+                     runs.watch_note(conn, run),
+                     runs.pod_cost(conn, pod).total if pod else 0.0,
+                     (steps[0], steps[-1]) if steps else None)
+
+
+def ordered(ckpts: list[dict], by: str) -> list[dict]:
+    """The checkpoints in the order saved (`step`), or best rated first (`rank`: the order
+    `ratings.rank_checkpoints` gives; unrated ones after, in the order saved)."""
+    if by != "rank":
+        return list(ckpts)
+    return sorted(ckpts, key=lambda c: (c["place"] is None, c["place"] or 0))
+
+
+def checkpoint_line(c: dict) -> Text:
+    name = (c["name"] or "").removesuffix(".safetensors")
+    at = (f"epoch {c['epoch']}" if c["epoch"] is not None else
+          f"step {c['step']}" if c["step"] is not None else "final")
+    return Text(f"{name}  {c['state']}  {at}{rank_label(c['rank'])}",
+                style="green" if c["state"] == "local" else "dim")
 
 
 def rank_label(rank: ratings.Rank | None) -> str:
@@ -86,6 +111,19 @@ def rank_label(rank: ratings.Rank | None) -> str:
     return f"  rated {rank.score:.2f} ({rank.good}/{rank.rated} good{stars})"
 
 
+class CheckpointList(VerticalScroll):
+    """The selected run's checkpoints, scrolled from the keyboard once focused (`c`)."""
+
+    BINDINGS = keyed([
+        Binding("down,j", "scroll_down", "Down", show=False),
+        Binding("up,k", "scroll_up", "Up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("home,g", "scroll_home", "First", show=False),
+        Binding("end,G", "scroll_end", "Last", show=False),
+    ])
+
+
 class TrainingScreen(StoreScreen):
     LABEL = "Training"
     HELP = (
@@ -93,8 +131,11 @@ class TrainingScreen(StoreScreen):
         "outputs, train, each detached on the pod so a dropped connection or a daemon restart "
         "loses nothing. The chart shows avr_loss per step (band: min/max per bucket) and a "
         "smoothed curve; a resumed run continues its parent's curve. Stopping a run kills its "
-        "process group on the pod; resume continues from the last saved state. P publishes a "
-        "pulled checkpoint (best rated first) to the Hugging Face Hub."
+        "process group on the pod; resume continues from the last saved state. The "
+        "checkpoint list scrolls once c moves the keys to it (c again: back to the runs); o "
+        "sorts it by step or by rank (the Wilson lower bound of its generations' good share; "
+        "failed generations do not count). P publishes a pulled checkpoint (best rated first) "
+        "to the Hugging Face Hub."
     )
     BINDINGS = keyed([
         Binding("x", "stop_run", "Stop run"),
@@ -104,11 +145,16 @@ class TrainingScreen(StoreScreen):
         Binding("l", "full_log", "Log"),
         Binding("P", "publish", "Publish"),
         Binding("S", "samples", "Samples"),
+        # in help and on the checkpoint list's title line; the footer has no room at 80x24
+        Binding("c", "focus_checkpoints", "Checkpoints / runs", show=False),
+        Binding("o", "sort_checkpoints", "Sort checkpoints (step/rank)", show=False),
     ])
 
     def __init__(self) -> None:
         super().__init__()
         self.smoothing = True
+        self.checkpoint_order = "step"  # or "rank"
+        self.wanted: tuple = (None, 40)  # the run to load in detail, the chart's width
         self.data: TrainingData | None = None
 
     def compose(self) -> ComposeResult:
@@ -120,24 +166,36 @@ class TrainingScreen(StoreScreen):
             yield table
             with Vertical(id="training-side"):
                 yield Static("", id="training-figures")
+                yield Static("", id="training-legend")
                 yield PlotextPlot(id="training-chart")
-                yield Static("", id="training-checkpoints")
+                yield Static("", id="training-checkpoints-title")
+                with CheckpointList(id="training-checkpoints-box"):
+                    yield Static("", id="training-checkpoints")
                 yield Static("", id="training-log")
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one(RowList).focus()
+        self.show_checkpoints(None)
         self.reload()
+
+    def reload(self) -> None:
+        # what `load` needs of the widgets, read here on the event loop: the worker thread
+        # found them gone when the screen closed under it
+        self.wanted = (self.query_one(RowList).current_key,
+                       max(40, self.query_one("#training-chart").size.width))
+        super().reload()
 
     def load(self, conn) -> TrainingData:
         listed = runs.list_all(conn)
-        key = self.query_one(RowList).current_key
+        key, width = self.wanted
         run = next((r for r in listed if r.name == key), listed[0] if listed else None)
-        width = max(40, self.query_one("#training-chart").size.width)
         return TrainingData(listed, load_detail(conn, run, width * 2) if run else None)
 
     def show(self, data: TrainingData) -> None:
         self.data = data
+        if self.wanted[0] is None and data.detail is not None:  # "the first run" is this one
+            self.wanted = (data.detail.run.name, self.wanted[1])
         rows = []
         for r in data.runs:
             step = f"{(r.step or 0) + r.step_offset}/{(r.total_steps or 0) + r.step_offset}" \
@@ -158,7 +216,9 @@ class TrainingScreen(StoreScreen):
         plt.clear_figure()
         if d is None:
             figures.update("")
+            self.query_one("#training-legend", Static).update("")
             chart.refresh()
+            self.show_checkpoints(None)
             return
         r = d.run
         rate = f"{r.rate:.2f} it/s" if r.rate and r.rate >= 1 else (
@@ -172,7 +232,8 @@ class TrainingScreen(StoreScreen):
             Text.assemble((r.name, "bold"), f"  {r.state}  stage {r.stage or '-'}{step}  epoch "
                           f"{r.epoch or '-'}  {rate}{eta}"),
             Text(f"pod {pod.name if pod else '-'} ({pod.state if pod else '-'}, "
-                 f"${pod.cost_per_hour if pod else 0:.2f}/h)  cost ${d.cost:.2f}"
+                 f"${pod.cost_per_hour if pod else 0:.2f}/h"
+                 + (f", spent ${d.pod_spent:.2f}" if pod else "") + f")  run cost ${d.cost:.2f}"
                  + (f", projected ${d.projected:.2f}" if d.projected else "")
                  + (f", budget ${r.budget:.2f}" if r.budget else "")),
         ]
@@ -188,28 +249,70 @@ class TrainingScreen(StoreScreen):
         if r.error:
             lines.append(Text(r.error.splitlines()[0], style="bold red"))
         figures.update(Text("\n").join(lines))
-        plt.title(f"avr_loss ({d.points} steps)")
+        smooth = self.smoothing and bool(d.smooth_x)
+        # the legend is a line of its own: plotext draws its legend inside the plot, over the
+        # y-axis labels at narrow widths
+        legend = Text.assemble((f"avr_loss ({d.points} steps)", "bold"))
         if d.xs:
-            plt.plot(d.xs, d.highs, color=RAW_COLOR, marker="braille", label="raw max")
+            legend.append_text(Text.assemble("  ", ("━", RAW_STYLE), " min/max"))
+            if smooth:
+                legend.append_text(Text.assemble("  ", ("━", SMOOTH_STYLE), " smoothed"))
+        self.query_one("#training-legend", Static).update(legend)
+        if d.xs:
+            plt.plot(d.xs, d.highs, color=RAW_COLOR, marker="braille")
             plt.plot(d.xs, d.lows, color=RAW_COLOR, marker="braille")
-            if self.smoothing and d.smooth_x:
-                plt.plot(d.smooth_x, d.smooth, color=SMOOTH_COLOR, marker="braille",
-                         label="smoothed")
+            if smooth:
+                plt.plot(d.smooth_x, d.smooth, color=SMOOTH_COLOR, marker="braille")
+            self._step_axis(chart, *(d.steps or (int(d.xs[0]), int(d.xs[-1]))))
         chart.refresh()
-        ck = self.query_one("#training-checkpoints", Static)
-        ck.update(Text("\n").join(
-            [Text("checkpoints", style="bold")]
-            + [Text(f"{c['name']}  {c['state']}  "
-                    + (f"epoch {c['epoch']}" if c["epoch"] is not None else
-                       f"step {c['step']}" if c["step"] is not None else "final")
-                    + rank_label(c["rank"]),
-                    style="green" if c["state"] == "local" else "dim")
-               for c in d.checkpoints[-8:]]) if d.checkpoints else "")
+        self.show_checkpoints(d)
         self.query_one("#training-log", Static).update(
             Text("\n".join(r.log_tail.splitlines()[-8:]), style="dim"))
 
-    def on_row_list_highlighted(self, _event: RowList.Highlighted) -> None:
-        self.reload()
+    @staticmethod
+    def _step_axis(chart: PlotextPlot, first: int, last: int) -> None:
+        """Whole steps on the x axis (a point is a step; plotext would label 242.6)."""
+        width = max(chart.size.width, 40) - 8  # less the y labels and the frame
+        ticks = lossplot.step_ticks(first, last, max(2, width // (len(str(last)) + 3)))
+        if last > first:
+            chart.plt.xlim(first, last)
+        chart.plt.xticks(ticks, [str(t) for t in ticks])
+
+    def show_checkpoints(self, d: RunDetail | None) -> None:
+        ckpts = d.checkpoints if d else []
+        title = self.query_one("#training-checkpoints-title", Static)
+        box = self.query_one(CheckpointList)
+        title.display = box.display = bool(ckpts)
+        if not ckpts:
+            self.query_one("#training-checkpoints", Static).update("")
+            if box.has_focus:
+                self.query_one(RowList).focus()
+            return
+        other = "step" if self.checkpoint_order == "rank" else "rank"
+        title.update(Text.assemble(("checkpoints", "bold"),
+                                   f" {len(ckpts)} by {self.checkpoint_order}  "
+                                   f"(c: scroll, o: by {other})"))
+        self.query_one("#training-checkpoints", Static).update(
+            Text("\n").join(checkpoint_line(c) for c in ordered(ckpts, self.checkpoint_order)))
+
+    def action_focus_checkpoints(self) -> None:
+        box = self.query_one(CheckpointList)
+        if box.has_focus or not box.display:
+            self.query_one(RowList).focus()
+        else:
+            box.focus()
+
+    def action_sort_checkpoints(self) -> None:
+        self.checkpoint_order = "rank" if self.checkpoint_order == "step" else "step"
+        self.query_one(CheckpointList).scroll_home(animate=False)
+        if self.data:
+            self.show_checkpoints(self.data.detail)
+
+    def on_row_list_highlighted(self, event: RowList.Highlighted) -> None:
+        # the run asked for last already (a key at the end of the list, the rows of a reload):
+        # reading its 100,000 loss points again would change nothing
+        if event.key is None or event.key != self.wanted[0]:
+            self.reload()
 
     def selected(self) -> runs.Run | None:
         key = self.query_one(RowList).current_key
