@@ -289,8 +289,10 @@ def test_runpod_pod_is_started_for_the_run_and_stopped_when_idle(ws, conn, serve
         actions = [c.body["action"] for c in rp.requests if c.method == "POST"]
         assert actions == ["start", "stop"]
         # whoever walked away hears both: the run's end (and the pod's fate), the pod stopped
-        assert sorted(notices.titles()) == ["lorad: pod rp stopped",
+        assert sorted(notices.titles()) == ["lorad: pod rp is idle", "lorad: pod rp stopped",
                                             "lorad: run on-runpod finished"]
+        idle = next(r for r in notices.received if "idle" in r["title"])
+        assert "will stop it in 0 min unless another run starts" in idle["message"]
         finished = next(r for r in notices.received if "finished" in r["title"])
         assert "stop queued in 0 min" in finished["message"]
 

@@ -64,7 +64,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     },
     "notify": {  # the URLs come from $LORAD_NOTIFY_URLS only (they carry tokens)
         "events": (list, ["run_finished", "run_failed", "run_stopped", "generations_done",
-                          "pod_stopped", "daemon_error"]),
+                          "pod_idle", "pod_stopped", "daemon_error"]),
     },
     "publish": {
         "endpoint": (str, ""),  # empty: https://huggingface.co (or $HF_ENDPOINT)

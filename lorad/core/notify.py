@@ -22,6 +22,7 @@ EVENTS = {
     "run_failed": "a training run failed",
     "run_stopped": "a training run was stopped (by you, or by its budget)",
     "generations_done": "every generation of a sweep, or every shot of a chain, is done",
+    "pod_idle": "a pod lorad may power off is idle and will be stopped after its idle time",
     "pod_stopped": "a pod was stopped or terminated (its idle policy, or by request)",
     "daemon_error": "the daemon stopped on an unexpected error",
 }

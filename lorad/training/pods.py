@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from lorad.core import jobs, ledger, store
+from lorad.core import jobs, ledger, notify, store
 from lorad.core.errors import LoradError
 from lorad.media.datasets import NAME_RE
 from lorad.training import gpus, providers, trainers
@@ -246,7 +246,12 @@ def stop_after_run(ws, pod_id: int, outcome: str) -> str:
         jobs.enqueue(conn, STOP_KIND, {"pod_id": pod.id, "if_idle": True,
                                        "terminate": action == "terminate",
                                        "reason": f"policy on_{outcome}"}, delay=delay)
-        return f"{action} queued in {delay / 60:.0f} min unless another run starts"
+        said = f"{action} queued in {delay / 60:.0f} min unless another run starts"
+        notify.send(ws.config(), "pod_idle", f"lorad: pod {pod.name} is idle",
+                    f"pod {pod.name} has no run; its policy will {action} it in "
+                    f"{delay / 60:.0f} min unless another run starts on it (${pod.cost_per_hour:.2f}"
+                    "/h until then)")
+        return said
     finally:
         conn.close()
 
