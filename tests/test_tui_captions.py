@@ -167,15 +167,7 @@ async def test_tab_again_swaps_in_the_next_suggestion(ws, conn, ds):
         assert editor.text == f"TRUCKUGC, {first},"
 
 
-BELOW_THE_FOLD = ("defect: at 80x24 the side panel (filmstrip 10 lines, facts, editor 8) "
-                  "leaves one line for the suggestions and none for the lint findings: the "
-                  "second suggestion wraps out of sight and lint-as-you-type is not seen")
-
-
-@pytest.mark.parametrize("size", [
-    pytest.param(SIZES[0], id=SIZE_IDS[0], marks=pytest.mark.xfail(strict=True,
-                                                                   reason=BELOW_THE_FOLD)),
-    pytest.param(SIZES[1], id=SIZE_IDS[1])])
+@pytest.mark.parametrize("size", SIZES, ids=SIZE_IDS)
 async def test_the_suggestions_and_the_lint_of_what_is_typed_are_in_sight(ws, conn, ds, size):
     a = add_clip(conn, ds.id, "a", state="ready")
     add_clip(conn, ds.id, "b", state="ready")

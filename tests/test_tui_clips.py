@@ -125,15 +125,7 @@ async def test_filter_by_state_flag_and_text(ws, conn, dataset):
         assert table.current_key == errs[0]
 
 
-SUMMARY_CUT = ("defect: at 80x24 the summary (name, profile, counts, filter) wraps, and the "
-               "one-line bar hides the wrapped part: `[1 shown: state:error]` is seen as "
-               "`[1 shown:`")
-
-
-@pytest.mark.parametrize("size", [
-    pytest.param(SIZES[0], id=SIZE_IDS[0], marks=pytest.mark.xfail(strict=True,
-                                                                   reason=SUMMARY_CUT)),
-    pytest.param(SIZES[1], id=SIZE_IDS[1])])
+@pytest.mark.parametrize("size", SIZES, ids=SIZE_IDS)
 async def test_the_filter_in_force_is_in_sight(ws, conn, dataset, size):
     """What the list is filtered by, word for word (Rich markup ate `[...]` once)."""
     insert_clips(conn, dataset.id, 2)

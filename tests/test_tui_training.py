@@ -216,15 +216,7 @@ async def test_a_runs_samples_are_listed_by_checkpoint_and_play(ws, conn, light_
         await until(pilot, lambda: isinstance(app.screen, PlayerScreen), message="playing")
 
 
-STATE_CUT = ("defect: at 80x24 the run list (a third of the width) drops the state column "
-             "(keep=1): a failed run looks like any other; only the selected run's state shows, "
-             "beside the list")
-
-
-@pytest.mark.parametrize("size", [
-    pytest.param(SIZES[0], id=SIZE_IDS[0], marks=pytest.mark.xfail(strict=True,
-                                                                   reason=STATE_CUT)),
-    pytest.param(SIZES[1], id=SIZE_IDS[1])])
+@pytest.mark.parametrize("size", SIZES, ids=SIZE_IDS)
 async def test_the_run_list_shows_each_runs_state_and_a_failure_in_red(ws, conn, size):
     pod = pods.add(conn, "gpu1", host="127.0.0.1", port=2222, cost_per_hour=0.69)
     conn.execute("INSERT INTO datasets (name, profile, created_at) VALUES ('d', 'p', 0)")
@@ -247,9 +239,6 @@ async def test_the_run_list_shows_each_runs_state_and_a_failure_in_red(ws, conn,
         assert all(looks_red(app, st) for st in styles_of(failed, " failed ")), dump(app)
 
 
-@pytest.mark.xfail(strict=True, reason="defect: with no runs, set_rows([]) posts Highlighted, "
-                   "whose handler reloads, which sets the rows again: the store is read about a "
-                   "hundred times a second and a core kept busy, even after leaving the screen")
 async def test_the_training_screen_with_no_runs_reads_the_store_only_when_it_changes(
         ws, monkeypatch):
     reads = []
@@ -266,15 +255,7 @@ async def test_the_training_screen_with_no_runs_reads_the_store_only_when_it_cha
         assert len(reads) - before <= 1, f"{len(reads) - before} reads in half a second, idle"
 
 
-PODS_CUT = ("defect: the Pods list's columns have no keep levels, so at 80x24 the list scrolls "
-            "sideways and shows pod, provider, state and $/h only: the run on the pod is out "
-            "of sight")
-
-
-@pytest.mark.parametrize("size", [
-    pytest.param(SIZES[0], id=SIZE_IDS[0], marks=pytest.mark.xfail(strict=True,
-                                                                   reason=PODS_CUT)),
-    pytest.param(SIZES[1], id=SIZE_IDS[1])])
+@pytest.mark.parametrize("size", SIZES, ids=SIZE_IDS)
 async def test_the_pods_list_shows_each_pods_state_and_its_run(ws, conn, light_run, size):
     runs.update(conn, light_run.id, state="running")
     app = LoradApp(ws, refresh_interval=0.05)

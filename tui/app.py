@@ -85,7 +85,7 @@ class LoradApp(App):
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("N", "setup", "Setup"),
         Binding("D", "start_daemon", "Start daemon", show=False),
-        Binding("q", "quit", "Quit"),
+        Binding("q", "quit", "Quit", show=False),  # in help and the palette: room for the rest
         *[Binding(s.key, f"switch_mode('{s.mode}')", s.title, show=False) for s in SECTIONS],
     ])
 

@@ -34,8 +34,15 @@ class StoreWatcher:
         self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lorad-store-watcher", daemon=True)
+        self._conn = None
+        self._version: int | None = None
 
     def start(self) -> None:
+        # the store's version now, before the first screen reads it (its read starts after the
+        # app's on_mount returns): a commit after this is told, one before it is in that read.
+        # Telling the first version too made the first screen read everything twice at start.
+        self._conn = store.connect(self.ws.db_path, migrate=False)
+        self._version = store.data_version(self._conn)
         self._thread.start()
 
     def stop(self) -> None:
@@ -43,8 +50,8 @@ class StoreWatcher:
         self._thread.join(timeout=2)
 
     def _run(self) -> None:
-        conn = store.connect(self.ws.db_path, migrate=False)
-        last_version = None
+        conn = self._conn
+        last_version = self._version
         last_daemon = None
         next_daemon_check = 0.0
         try:

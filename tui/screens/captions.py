@@ -186,21 +186,23 @@ class CaptionsScreen(DatasetScreen):
         "goes on to the next draft); / source:draft lists them, and export refuses them "
         "until then."
     )
+    # The footer shows the first keys: while editing the editing ones (the others are off
+    # then), else the review ones; ? lists them all.
     BINDINGS = keyed([
-        Binding("enter", "edit", "Edit"),
-        Binding("escape", "leave", "Leave edit (saves)"),
         Binding("ctrl+s", "save_next", "Save and next", priority=True),
+        Binding("escape", "leave", "Leave edit (saves)"),
         Binding("ctrl+t", "insert_trigger", "Insert trigger", priority=True),
-        Binding("u", "undo_version", "Undo version"),
-        Binding("h", "history", "History"),
+        Binding("enter", "edit", "Edit"),
         Binding("a", "review('approved')", "Approve"),
-        Binding("x", "review('rejected')", "Reject"),
-        Binding("n", "next_lint", "Next lint problem (enter edits it)"),
+        Binding("n", "next_lint", "Next problem"),
         Binding("y", "accept_draft", "Accept draft"),
-        Binding("w", "next_uncaptioned", "Next uncaptioned"),
-        Binding("slash", "filter", "Filter", key_display="/"),
-        Binding("d", "next_dataset", "Next dataset"),
-        Binding("space", "play", "Play"),
+        Binding("slash", "filter", "Filter", key_display="/", show=False),
+        Binding("x", "review('rejected')", "Reject", show=False),
+        Binding("u", "undo_version", "Undo version", show=False),
+        Binding("h", "history", "History", show=False),
+        Binding("w", "next_uncaptioned", "Next uncaptioned", show=False),
+        Binding("d", "next_dataset", "Next dataset", show=False),
+        Binding("space", "play", "Play", show=False),
     ])
 
     FILTER_ID = "captions-filter"
@@ -435,8 +437,15 @@ class CaptionsScreen(DatasetScreen):
         self.app.push_screen(ConfirmScreen(question, {"r": "restore the draft",
                                                       "d": "discard it"}), chosen)
 
+    # Below this many rows the filmstrip steps aside while a caption is edited: the editor,
+    # its suggestions and its lint must all be in sight (at 80x24 the lint was below the fold).
+    ROOM_FOR_FILMSTRIP_WHILE_EDITING = 32
+
     def _begin_edit(self, row: CaptionRow, draft: drafts.Draft | None = None) -> None:
         self.editing_id = row.id
+        self.refresh_bindings()  # the footer: the editing keys now
+        if self.size.height < self.ROOM_FOR_FILMSTRIP_WHILE_EDITING:
+            self.query_one(Filmstrip).display = False
         self.editing_base = draft.base_id if draft else row.version_id
         editor = self.query_one(CaptionEditor)
         if draft is not None:
@@ -560,6 +569,8 @@ class CaptionsScreen(DatasetScreen):
 
     def _stop_editing(self) -> None:
         self.editing_id = None
+        self.refresh_bindings()
+        self.query_one(Filmstrip).display = True
         editor = self.query_one(CaptionEditor)
         editor.read_only = True
         self.query_one("#captions-suggest", Static).update("")
@@ -681,4 +692,8 @@ class CaptionsScreen(DatasetScreen):
                                   "next_uncaptioned", "filter", "next_dataset", "play",
                                   "accept_draft"):
             return False  # keys type into the caption while editing
+        if not editing and action in ("save_next", "insert_trigger"):
+            return False  # nothing to save or insert into: off the footer too
+        if not editing and action == "leave":  # escape still closes a filter
+            return bool(self.filter_text) or self.query_one("#captions-filter").has_focus
         return True

@@ -16,7 +16,7 @@ from lorad.media import clips, datasets, profiles
 
 from ..keys import keyed
 from ..widgets.filmstrip import Filmstrip, load_image
-from ..widgets.rowlist import Column, RowList
+from ..widgets.rowlist import Column, LazyRows, RowList
 from .base import DatasetScreen
 
 STATE_STYLE = {"new": "dim", "processing": "cyan", "ready": "", "approved": "green",
@@ -34,6 +34,7 @@ COLUMNS = [Column("", 1), Column("id", 5, "right", keep=3), Column("name", 16),
            Column("message", 20, keep=2, grow=True)]
 
 EMPTY_CLIPS = "no clips: N, Add clips (or `lorad clips add DATASET FOLDER`) ingests a folder"
+STATE = clips.ClipRow.FIELDS.index("state")
 
 
 @dataclass
@@ -97,17 +98,18 @@ class ClipsScreen(DatasetScreen):
         "reject them together. Filter with / using words, state:NAME and flag:NAME."
     )
     BINDINGS = keyed([
+        # the footer shows the first four (and ?, N); ? lists them all
         Binding("a", "review('approved')", "Approve"),
         Binding("x", "review('rejected')", "Reject"),
-        Binding("u", "review('ready')", "Undo review"),
-        Binding("m", "mark", "Mark"),
-        Binding("M", "mark_all", "Mark all shown"),
-        Binding("escape", "clear", "Clear marks/filter", show=False),
         Binding("space", "play", "Play"),
         Binding("slash", "filter", "Filter", key_display="/"),
-        Binding("r", "reprocess", "Reprocess"),
-        Binding("e", "next_error", "Next error"),
-        Binding("d", "next_dataset", "Next dataset"),
+        Binding("u", "review('ready')", "Undo review", show=False),
+        Binding("m", "mark", "Mark", show=False),
+        Binding("M", "mark_all", "Mark all shown", show=False),
+        Binding("escape", "clear", "Clear marks/filter", show=False),
+        Binding("r", "reprocess", "Reprocess", show=False),
+        Binding("e", "next_error", "Next error", show=False),
+        Binding("d", "next_dataset", "Next dataset", show=False),
     ])
 
     FILTER_ID = "clips-filter"
@@ -115,6 +117,7 @@ class ClipsScreen(DatasetScreen):
     def __init__(self) -> None:
         super().__init__()
         self.current: clips.Clip | None = None
+        self.clip_rows: list[clips.ClipRow] = []  # what the list shows, its cells made on view
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -171,7 +174,8 @@ class ClipsScreen(DatasetScreen):
         table = self.query_one(RowList)
         self.dataset_name = data.dataset.name if data.dataset else None
         self.dataset_names = [d.name for d in data.datasets]
-        table.set_rows([row_cells(r) for r in data.rows])
+        self.clip_rows = data.rows
+        table.set_rows(LazyRows(data.rows, row_cells), keys=[r[0] for r in data.rows])
         summary = self.query_one("#clips-summary", Static)
         bar = self.query_one("#clips-progress", ProgressBar)
         if data.dataset is None:
@@ -179,11 +183,12 @@ class ClipsScreen(DatasetScreen):
             bar.display = False
         else:
             counts = "  ".join(f"{s} {n}" for s, n in sorted(data.counts.items()))
-            shown = f"  [{len(data.rows)} shown: {self.filter_text}]" if self.filter_text else ""
-            marked = f"  {len(table.marked)} marked" if table.marked else ""
+            shown = f"[{len(data.rows)} shown: {self.filter_text}]  " if self.filter_text else ""
+            marked = f"{len(table.marked)} marked  " if table.marked else ""
             profile = data.profile.summary() if data.profile else data.dataset.profile
-            # Text, not markup: "[3 shown: state:error]" would vanish as a markup tag
-            summary.update(Text(f"{data.dataset.name} ({profile})  {counts}{shown}{marked}"))
+            # Text, not markup: "[3 shown: state:error]" would vanish as a markup tag. The
+            # filter and marks first: on one line at 80 columns the end is cut
+            summary.update(Text(f"{shown}{marked}{data.dataset.name} ({profile})  {counts}"))
             table.empty_text = (f"no clip matches the filter {self.filter_text!r}: / changes "
                                 "it, escape clears it" if self.filter_text else EMPTY_CLIPS)
             done, total = data.progress
@@ -305,10 +310,10 @@ class ClipsScreen(DatasetScreen):
 
     def action_next_error(self) -> None:
         table = self.query_one(RowList)
-        n = len(table.rows)
+        n = len(self.clip_rows)
         for step in range(1, n + 1):
             i = (table.cursor + step) % n
-            if str(table.rows[i][3]) == "error":
+            if self.clip_rows[i][STATE] == "error":
                 table.set_cursor(i)
                 return
         self.notify("no clip in error")

@@ -114,18 +114,19 @@ class GenerationsScreen(StoreScreen):
     )
     BINDINGS = keyed([
         # digits switch screens everywhere (the app's keys); stars are s, then 1-5
+        # the footer shows the first four (and ?, N); ? lists them all
         Binding("s", "ask_stars", "Stars"),
         Binding("a", "verdict('approve')", "Approve"),
-        Binding("n", "verdict('needs_review')", "Needs review"),
-        Binding("X", "verdict('reject')", "Reject"),
         Binding("r", "retake", "Retake"),
-        Binding("t", "tag", "Tag"),
         Binding("space", "play", "Play"),
-        Binding("m", "mark", "Mark"),
-        Binding("c", "compare", "Compare"),
-        Binding("v", "grid", "Sweep grid / chain"),
-        Binding("f", "cycle_filter", "Filter"),
-        Binding("slash", "search", "Search"),
+        Binding("X", "verdict('reject')", "Reject", show=False),
+        Binding("n", "verdict('needs_review')", "Needs review", show=False),
+        Binding("t", "tag", "Tag", show=False),
+        Binding("m", "mark", "Mark", show=False),
+        Binding("c", "compare", "Compare", show=False),
+        Binding("v", "grid", "Sweep grid / chain", show=False),
+        Binding("f", "cycle_filter", "Filter", show=False),
+        Binding("slash", "search", "Search", show=False),
         Binding("x", "cancel", "Cancel request", show=False),
         Binding("R", "resolve_unknown", "Send again or forget (unknown)", show=False),
     ])

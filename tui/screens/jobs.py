@@ -56,6 +56,11 @@ def job_message(job: jobs.Job) -> str:
     return job.progress_msg or ""
 
 
+def same_cell(a, b) -> bool:
+    """Text compares its characters and spans only, not its own style."""
+    return a == b and getattr(a, "style", None) == getattr(b, "style", None)
+
+
 def job_detail(job: jobs.Job) -> str:
     lines = [
         f"job {job.id}  {job.kind}  {job.state}  attempts {job.attempts}/{job.max_attempts}",
@@ -90,12 +95,14 @@ class JobsScreen(StoreScreen):
         super().__init__()
         self.filter_index = 0
         self.shown: dict[int, jobs.Job] = {}
+        self.shown_cells: dict[int, tuple] = {}  # what each row shows now
 
     def compose(self) -> ComposeResult:
         yield Header()
         with Vertical():
             yield Static("", id="jobs-summary")
-            table = DataTable(id="jobs-table", cursor_type="row", zebra_stripes=True)
+            table = DataTable(id="jobs-table", cursor_type="row", zebra_stripes=True,
+                              cursor_foreground_priority="renderable")  # red stays red
             table.add_columns("id", "kind", "state", "progress", "age", "message")
             yield table
             yield Static("", id="jobs-detail")
@@ -114,15 +121,20 @@ class JobsScreen(StoreScreen):
         selected = self.selected_job_id()
         now = time.time()
         new_ids = [j.id for j in data.jobs]
+        cells = {j.id: self.cells(j, now) for j in data.jobs}
         if new_ids != list(self.shown):
             table.clear()
             for job in data.jobs:
-                table.add_row(*self.cells(job, now), key=str(job.id))
-        else:
+                table.add_row(*cells[job.id], key=str(job.id))
+        else:  # only the cells that changed: 500 rows x 6 update_cell took 150 ms a reload
             for job in data.jobs:
-                for column, value in zip(table.columns, self.cells(job, now), strict=True):
-                    table.update_cell(str(job.id), column, value)
+                before = self.shown_cells.get(job.id, ())
+                for n, (column, value) in enumerate(zip(table.columns, cells[job.id],
+                                                        strict=True)):
+                    if n >= len(before) or not same_cell(before[n], value):
+                        table.update_cell(str(job.id), column, value)
         self.shown = {j.id: j for j in data.jobs}
+        self.shown_cells = cells
         if selected in self.shown:
             table.move_cursor(row=table.get_row_index(str(selected)), animate=False)
         name, _ = FILTERS[self.filter_index]

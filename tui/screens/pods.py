@@ -18,9 +18,9 @@ from ..keys import keyed
 from ..widgets.rowlist import Column, RowList
 from .base import StoreScreen
 
-COLUMNS = [Column("pod", 16), Column("provider", 8), Column("state", 10),
-           Column("$/h", 7, "right"), Column("uptime", 8, "right"), Column("run", 16),
-           Column("host key", 8)]
+COLUMNS = [Column("pod", 16), Column("provider", 8, keep=2), Column("state", 10),
+           Column("$/h", 7, "right", keep=1), Column("uptime", 8, "right", keep=3),
+           Column("run", 16, grow=True), Column("host key", 8, keep=4)]
 
 
 @dataclass

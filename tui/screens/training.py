@@ -27,8 +27,8 @@ from .publish import PublishRequest, PublishScreen
 
 STATE_STYLE = {"created": "dim", "queued": "dim", "running": "bold cyan", "succeeded": "green",
                "failed": "bold red", "stopped": "yellow"}
-COLUMNS = [Column("run", 10, grow=True), Column("state", 9, keep=1),
-           Column("stage", 6, keep=4), Column("step", 11), Column("loss", 7, "right", keep=2),
+COLUMNS = [Column("run", 9, grow=True), Column("state", 9),
+           Column("stage", 6, keep=4), Column("step", 9), Column("loss", 7, "right", keep=2),
            Column("eta", 7, "right", keep=3)]
 RAW_COLOR = (90, 90, 160)
 SMOOTH_COLOR = (240, 180, 60)
@@ -138,13 +138,14 @@ class TrainingScreen(StoreScreen):
         "to the Hugging Face Hub."
     )
     BINDINGS = keyed([
+        # the footer shows the first four (and ?, N); ? lists them all
         Binding("x", "stop_run", "Stop run"),
         Binding("r", "resume_run", "Resume"),
-        Binding("s", "toggle_smooth", "Smoothing"),
-        Binding("p", "pull", "Pull checkpoints"),
         Binding("l", "full_log", "Log"),
         Binding("P", "publish", "Publish"),
-        Binding("S", "samples", "Samples"),
+        Binding("s", "toggle_smooth", "Smoothing", show=False),
+        Binding("p", "pull", "Pull checkpoints", show=False),
+        Binding("S", "samples", "Samples", show=False),
         # in help and on the checkpoint list's title line; the footer has no room at 80x24
         Binding("c", "focus_checkpoints", "Checkpoints / runs", show=False),
         Binding("o", "sort_checkpoints", "Sort checkpoints (step/rank)", show=False),
@@ -311,7 +312,9 @@ class TrainingScreen(StoreScreen):
     def on_row_list_highlighted(self, event: RowList.Highlighted) -> None:
         # the run asked for last already (a key at the end of the list, the rows of a reload):
         # reading its 100,000 loss points again would change nothing
-        if event.key is None or event.key != self.wanted[0]:
+        # an empty list (key None) has no run to read: reloading for it read the store again,
+        # which emptied the list again, which said "highlighted" again, 125 times a second
+        if event.key is not None and event.key != self.wanted[0]:
             self.reload()
 
     def selected(self) -> runs.Run | None:

@@ -3,19 +3,22 @@
 The stock DataTable measures every cell after adding rows, which freezes the UI for seconds at
 10k+ rows. RowList renders only the visible lines (line API), keeps rows as plain tuples, and
 adds what review needs: a cursor that follows a row's key across reloads and a set of marked
-rows for bulk actions.
+rows for bulk actions. A moved cursor repaints the list; the lines whose row and style did not
+change come from a cache (building a line's cells is most of a frame's work).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
-from textual.geometry import Size
+from textual.cache import LRUCache
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
@@ -54,6 +57,25 @@ def fit(columns: Sequence[Column], width: int) -> list[tuple[int, Column]]:
     return picked
 
 
+class LazyRows(Sequence):
+    """Rows whose cells are made when read, `cells_of(record)`: in practice for the lines on
+    screen only. A tuple of rich cells per record made up front cost 100,000 clips seconds on
+    the event loop and hundreds of MB; give `set_rows` the keys with it (`keys=`), so listing
+    them does not make every row either."""
+
+    def __init__(self, records: Sequence, cells_of: Callable[[Any], Sequence]) -> None:
+        self.records = records
+        self.cells_of = cells_of
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self.cells_of(r) for r in self.records[index]]
+        return self.cells_of(self.records[index])
+
+
 class RowList(ScrollView, can_focus=True):
     """Rows are sequences of cells (str or rich Text); `key_of(row)` identifies a row."""
 
@@ -74,7 +96,7 @@ class RowList(ScrollView, can_focus=True):
         Binding("end,G", "last", "Last", show=False),
     ])
 
-    cursor = reactive(0)
+    cursor = reactive(0, repaint=False)  # set_cursor repaints what the move changed
 
     class Highlighted(Message):
         def __init__(self, row_list: RowList, key: Hashable | None) -> None:
@@ -87,19 +109,28 @@ class RowList(ScrollView, can_focus=True):
         super().__init__(id=id)
         self.columns = list(columns)
         self.key_of = key_of
-        self.rows: list[Sequence] = []
+        self.rows: Sequence[Sequence] = []
+        self.keys: list[Hashable] = []  # key_of of each row, in order
         self.index: dict[Hashable, int] = {}
         self.marked: set[Hashable] = set()
         self.empty_text = "nothing to show"
         self.shown: list[tuple[int, Column]] = list(enumerate(self.columns))
+        # (row index or -1 for the header, style, scroll x, width) -> Strip; cleared when the
+        # rows or the columns shown change (the style is in the key: cursor, marks, focus)
+        self._lines: LRUCache[tuple, Strip] = LRUCache(1024)
+        self._pass_style: Style | None = None  # the base style, once per render pass
 
     # -- data -------------------------------------------------------------------------------
-    def set_rows(self, rows: list[Sequence]) -> None:
-        """Replace all rows; the cursor stays on the same key when it is still there."""
+    def set_rows(self, rows: Sequence[Sequence], keys: Sequence[Hashable] | None = None) -> None:
+        """Replace all rows; the cursor stays on the same key when it is still there. `keys`:
+        each row's key_of, when the caller has them (LazyRows)."""
         current = self.current_key
         self.rows = rows
-        self.index = {self.key_of(r): i for i, r in enumerate(rows)}
-        self.marked &= set(self.index)
+        if keys is None:
+            keys = [self.key_of(r) for r in rows]
+        self.keys = keys if isinstance(keys, list) else list(keys)
+        self.index = dict(zip(self.keys, range(len(self.keys)), strict=True))
+        self.marked = {k for k in self.marked if k in self.index}
         self._resize_content()
         if current in self.index:
             self.set_cursor(self.index[current], notify=False)
@@ -110,14 +141,14 @@ class RowList(ScrollView, can_focus=True):
 
     @property
     def current_key(self) -> Hashable | None:
-        if not self.rows or self.cursor >= len(self.rows):
+        if not self.rows or self.cursor >= len(self.keys):
             return None
-        return self.key_of(self.rows[self.cursor])
+        return self.keys[self.cursor]
 
     def selected_keys(self) -> list[Hashable]:
         """Marked rows in display order, or the row under the cursor when nothing is marked."""
         if self.marked:
-            return [self.key_of(r) for r in self.rows if self.key_of(r) in self.marked]
+            return sorted((k for k in self.marked if k in self.index), key=self.index.__getitem__)
         return [] if self.current_key is None else [self.current_key]
 
     def toggle_mark(self) -> None:
@@ -138,10 +169,16 @@ class RowList(ScrollView, can_focus=True):
     # -- cursor -----------------------------------------------------------------------------
     def set_cursor(self, index: int, *, notify: bool = True) -> None:
         index = max(0, min(index, len(self.rows) - 1)) if self.rows else 0
-        changed = index != self.cursor
+        old = self.cursor
+        changed = index != old
         self.cursor = index
+        top = self.scroll_offset.y
         self._scroll_to_cursor()
-        self.refresh()
+        if self.scroll_offset.y != top:
+            self.refresh()
+        elif changed:  # the two lines whose style changed (row i is virtual line i + 1)
+            self.refresh_line(old + 1)
+            self.refresh_line(index + 1)
         if notify or changed:
             self.post_message(self.Highlighted(self, self.current_key))
 
@@ -177,13 +214,18 @@ class RowList(ScrollView, can_focus=True):
         self.shown = fit(self.columns, width or sum(c.width + 1 for c in self.columns))
         width = sum(c.width + 1 for _i, c in self.shown)
         self.virtual_size = Size(width, len(self.rows) + 1)
+        self._line_cache_clear()
 
     def on_resize(self) -> None:
         self._resize_content()
         self.refresh()
 
     def _line_cache_clear(self) -> None:
-        pass  # strips are cheap to build; kept as the hook for a cache if ever needed
+        self._lines.clear()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._lines.clear()  # a new theme: the styles in the keys would only miss
 
     def _cells(self, cells: Sequence, style: Style) -> list[Segment]:
         segments: list[Segment] = []
@@ -201,26 +243,39 @@ class RowList(ScrollView, can_focus=True):
             segments.extend(text.render(self.app.console))
         return segments
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._pass_style = self.rich_style  # the walk up the DOM once, not once per line
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._pass_style = None
+
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
-        base = self.rich_style
+        base = self._pass_style or self.rich_style
+        scroll_x = int(self.scroll_offset.x)
         if y == 0:
             header = self.get_component_rich_style("rowlist--header")
-            strip = Strip(self._cells([c.title for c in self.columns], base + header))
-            return strip.crop_extend(int(self.scroll_offset.x), int(self.scroll_offset.x) + width,
-                                     base)
+            key = (-1, base + header, scroll_x, width)
+            strip = self._lines.get(key)
+            if strip is None:
+                strip = Strip(self._cells([c.title for c in self.columns], base + header))
+                strip = self._lines[key] = strip.crop_extend(scroll_x, scroll_x + width, base)
+            return strip
         index = int(self.scroll_offset.y) + y - 1
         if index >= len(self.rows):
             if not self.rows and y == 1:
                 return Strip([Segment(self.empty_text, base + Style(dim=True))]).crop_extend(
                     0, width, base)
             return Strip.blank(width, base)
-        row = self.rows[index]
         style = base
-        if self.key_of(row) in self.marked:
+        if self.keys[index] in self.marked:
             style += self.get_component_rich_style("rowlist--marked")
         if index == self.cursor:
             style += self.get_component_rich_style("rowlist--cursor")
-        strip = Strip(self._cells(row, style))
-        return strip.crop_extend(int(self.scroll_offset.x), int(self.scroll_offset.x) + width,
-                                 style)
+        key = (index, style, scroll_x, width)
+        strip = self._lines.get(key)
+        if strip is None:
+            strip = Strip(self._cells(self.rows[index], style))
+            strip = self._lines[key] = strip.crop_extend(scroll_x, scroll_x + width, style)
+        return strip
