@@ -14,9 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-
-import sqlite_utils
-import sqlite_utils.db
+from typing import TYPE_CHECKING
 
 from lorad.core.errors import LoradError
 
@@ -250,10 +248,17 @@ def _split_sql(sql: str) -> Iterator[str]:
         yield buffer.strip()
 
 
+if TYPE_CHECKING:
+    import sqlite_utils.db
+
+
 def table(conn: sqlite3.Connection, name: str) -> sqlite_utils.db.Table:
     """sqlite-utils' table API on one of lorad's connections, for inserts, updates and upserts
     by primary key (lists and dicts are stored as JSON). Inside a `transaction` its writes
-    become part of it (sqlite-utils nests them in savepoints)."""
+    become part of it (sqlite-utils nests them in savepoints). Imported here, at the first
+    write: it brings numpy along, a fifth of a second the TUI's start need not wait for."""
+    import sqlite_utils
+
     return sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False
                                  ).table(name)
 

@@ -528,15 +528,22 @@ class ClipRow(tuple):
 
 
 def rows(conn: sqlite3.Connection, dataset_id: int, *, states: Iterable[str] | None = None,
-         flag: str | None = None, text: str | None = None) -> list[ClipRow]:
-    """What a clip table shows, for thousands of clips in milliseconds."""
+         flag: str | None = None, text: str | None = None, limit: int | None = None
+         ) -> list[ClipRow]:
+    """What a clip table shows, for thousands of clips in milliseconds (`limit`: the first
+    ones only, a screenful to paint while the rest is read)."""
     sql, args = _filtered(
         "SELECT id, name, state, frames, fps, width, height, motion, flags,"
         " COALESCE(error, note, ''), duplicate_of FROM clips WHERE dataset_id = ?", dataset_id,
         states, flag, text)
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
     out = []
+    flags: dict[str | None, tuple[str, ...]] = {}  # a dataset has few distinct flag sets
     for r in conn.execute(sql, args):
         r = list(r)
-        r[8] = json.loads(r[8] or "[]")
+        if r[8] not in flags:
+            flags[r[8]] = tuple(json.loads(r[8] or "[]"))
+        r[8] = flags[r[8]]
         out.append(ClipRow(r))
     return out

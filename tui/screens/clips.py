@@ -35,6 +35,7 @@ COLUMNS = [Column("", 1), Column("id", 5, "right", keep=3), Column("name", 16),
 
 EMPTY_CLIPS = "no clips: N, Add clips (or `lorad clips add DATASET FOLDER`) ingests a folder"
 STATE = clips.ClipRow.FIELDS.index("state")
+FIRST_SCREENFUL = 200  # rows of the first read
 
 
 @dataclass
@@ -47,6 +48,7 @@ class ClipsData:
     progress: tuple[int, int]
     detail: clips.Clip | None
     image: object | None  # PIL image of the selected clip's filmstrip
+    partial: bool = False  # the first screenful only: the whole list is read next
 
 
 BADGE_FLAG = {label: flag for flag, (label, _style) in FLAG_BADGE.items()}
@@ -117,7 +119,8 @@ class ClipsScreen(DatasetScreen):
     def __init__(self) -> None:
         super().__init__()
         self.current: clips.Clip | None = None
-        self.clip_rows: list[clips.ClipRow] = []  # what the list shows, its cells made on view
+        # what the list shows, its cells made on view (None: nothing read yet)
+        self.clip_rows: list[clips.ClipRow] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -149,7 +152,11 @@ class ClipsScreen(DatasetScreen):
         if dataset is None:
             return ClipsData(all_sets, None, None, [], {}, (0, 0), None, None)
         f = parse_filter(self.filter_text)
-        rows = clips.rows(conn, dataset.id, states=f["states"], flag=f["flag"], text=f["text"])
+        # the first read paints a screenful at once (100,000 clips take a second to read),
+        # then the whole list follows
+        first = self.clip_rows is None
+        rows = clips.rows(conn, dataset.id, states=f["states"], flag=f["flag"], text=f["text"],
+                          limit=FIRST_SCREENFUL if first else None)
         table = self.query_one(RowList)
         key = table.current_key
         detail = None
@@ -168,7 +175,8 @@ class ClipsScreen(DatasetScreen):
         except Exception:  # noqa: BLE001 - a broken config shows in the header, not here
             profile = None
         return ClipsData(all_sets, dataset, profile, rows, clips.counts_by_state(conn, dataset.id),
-                         clips.progress(conn, dataset.id), detail, image)
+                         clips.progress(conn, dataset.id), detail, image,
+                         partial=first and len(rows) == FIRST_SCREENFUL)
 
     def show(self, data: ClipsData) -> None:
         table = self.query_one(RowList)
@@ -176,6 +184,8 @@ class ClipsScreen(DatasetScreen):
         self.dataset_names = [d.name for d in data.datasets]
         self.clip_rows = data.rows
         table.set_rows(LazyRows(data.rows, row_cells), keys=[r[0] for r in data.rows])
+        if data.partial:
+            self.reload()  # the rest of the list
         summary = self.query_one("#clips-summary", Static)
         bar = self.query_one("#clips-progress", ProgressBar)
         if data.dataset is None:
@@ -310,10 +320,11 @@ class ClipsScreen(DatasetScreen):
 
     def action_next_error(self) -> None:
         table = self.query_one(RowList)
-        n = len(self.clip_rows)
+        listed = self.clip_rows or []
+        n = len(listed)
         for step in range(1, n + 1):
             i = (table.cursor + step) % n
-            if self.clip_rows[i][STATE] == "error":
+            if listed[i][STATE] == "error":
                 table.set_cursor(i)
                 return
         self.notify("no clip in error")
