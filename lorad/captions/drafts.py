@@ -52,3 +52,9 @@ def save(conn: sqlite3.Connection, clip_id: int, text: str,
         version = versions.set_caption(conn, clip_id, text, expected=expected)
         discard(conn, clip_id)
     return version
+
+
+def change_mark(conn: sqlite3.Connection) -> tuple:
+    """Changes when the editor keeps, replaces or drops unsaved text."""
+    return tuple(conn.execute("SELECT COUNT(*), MAX(updated_at) FROM caption_drafts"
+                              ).fetchone())

@@ -14,7 +14,7 @@ from lorad.media import clips
 from lorad.media.datasets import Dataset
 
 
-@dataclass
+@dataclass(slots=True)  # 100,000 of them in the Captions screen: no __dict__ each
 class CaptionRow:
     id: int
     name: str

@@ -223,3 +223,8 @@ def last_batch(conn: sqlite3.Connection, dataset_id: int) -> str | None:
         " c.dataset_id = ? AND v.batch_id IS NOT NULL ORDER BY v.id DESC LIMIT 1",
         (dataset_id,)).fetchone()
     return row[0] if row else None
+
+
+def change_mark(conn: sqlite3.Connection) -> tuple:
+    """Changes with every new caption version (versions are only ever added)."""
+    return tuple(conn.execute("SELECT COUNT(*), MAX(id) FROM caption_versions").fetchone())

@@ -316,3 +316,8 @@ def requeue_orphans(conn: sqlite3.Connection, owner: str, *, all_others: bool = 
                     "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires = NULL,"
                     " updated_at = ? WHERE id = ?", (now, row["id"]))
         return len(rows)
+
+
+def change_mark(conn: sqlite3.Connection) -> tuple:
+    """Changes with any job's state or progress (every write sets updated_at)."""
+    return tuple(conn.execute("SELECT COUNT(*), MAX(updated_at) FROM jobs").fetchone())

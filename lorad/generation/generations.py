@@ -504,3 +504,8 @@ def checklist(conn: sqlite3.Connection) -> list[str]:
 
 def spent(conn: sqlite3.Connection) -> float:
     return ledger.spent(conn, ledger.GENERATION)
+
+
+def change_mark(conn: sqlite3.Connection) -> tuple:
+    """Changes when any generation is added or changes (every write sets updated_at)."""
+    return tuple(conn.execute("SELECT COUNT(*), MAX(updated_at) FROM generations").fetchone())

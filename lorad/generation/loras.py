@@ -110,3 +110,8 @@ def last_repo(conn: sqlite3.Connection, checkpoint_ids: list[int]) -> str | None
         f"SELECT repo FROM loras WHERE checkpoint_id IN ({','.join('?' * len(checkpoint_ids))})"
         " AND repo IS NOT NULL ORDER BY id DESC LIMIT 1", checkpoint_ids).fetchone()
     return row[0] if row else None
+
+
+def change_mark(conn: sqlite3.Connection) -> tuple:
+    """Changes when a LoRA is registered, changed or removed."""
+    return tuple(conn.execute("SELECT COUNT(*), MAX(id), TOTAL(private) FROM loras").fetchone())

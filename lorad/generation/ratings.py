@@ -138,3 +138,8 @@ def _rank(conn: sqlite3.Connection, rows: list) -> list[Rank]:
         out.append(Rank(key, names[key], len(rs), good,
                         sum(stars) / len(stars) if stars else None, wilson_lower(good, len(rs))))
     return sorted(out, key=lambda k: (k.score, k.mean_stars or 0), reverse=True)
+
+
+def change_mark(conn: sqlite3.Connection) -> tuple:
+    """Changes with every rating (ratings are only ever added)."""
+    return tuple(conn.execute("SELECT COUNT(*), MAX(id) FROM ratings").fetchone())

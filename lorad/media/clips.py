@@ -547,3 +547,9 @@ def rows(conn: sqlite3.Connection, dataset_id: int, *, states: Iterable[str] | N
         r[8] = flags[r[8]]
         out.append(ClipRow(r))
     return out
+
+
+def change_mark(conn: sqlite3.Connection) -> tuple:
+    """Changes when any clip is added, removed or changed (every write sets updated_at): a
+    screen compares it to skip a read the change did not touch."""
+    return tuple(conn.execute("SELECT COUNT(*), MAX(updated_at) FROM clips").fetchone())

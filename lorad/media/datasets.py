@@ -137,3 +137,9 @@ def change_rules(conn: sqlite3.Connection, dataset_id: int, change: RulesChange)
 
 def set_trigger(conn: sqlite3.Connection, dataset_id: int, trigger: str | None) -> None:
     store.table(conn, "datasets").update(dataset_id, {"trigger": trigger})
+
+
+def change_mark(conn: sqlite3.Connection) -> tuple:
+    """Changes with any dataset's name, trigger or settings (rules, eval prompts)."""
+    return tuple(conn.execute("SELECT COUNT(*), group_concat(id || name || IFNULL(trigger, '')"
+                              " || settings, '|') FROM datasets").fetchone())

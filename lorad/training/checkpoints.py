@@ -164,3 +164,9 @@ def verify(path: Path) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - any parse failure means a broken file
         raise PermanentError(f"{path.name} is not a valid safetensors file: {exc}") from None
     return metadata
+
+
+def change_mark(conn: sqlite3.Connection) -> tuple:
+    """Changes when a checkpoint is found, pulled or renamed."""
+    return tuple(conn.execute("SELECT COUNT(*), MAX(id), group_concat(state) FROM checkpoints"
+                              ).fetchone())

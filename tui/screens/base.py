@@ -39,6 +39,8 @@ class StoreScreen(Screen):
         return any(w.node is self and w.group == "store-read" and not w.is_finished
                    and not w.is_cancelled for w in self.app.workers)
 
+    _read_mark: Any = None  # `changes()` as of the last read
+
     def reload(self) -> None:
         self._reload()
 
@@ -46,13 +48,23 @@ class StoreScreen(Screen):
         if self.reading():
             self._again = True
         else:
-            self.reload()
+            self._reload(only_if_changed=True)
+
+    def changes(self, conn) -> Any:
+        """A cheap summary of what `load` reads (None: unknown, always read): a store change
+        that leaves it as it was is not read again. (A loss point a second must not make the
+        Captions screen read 100,000 captions a second.)"""
+        return None
 
     @work(thread=True, exclusive=True, group="store-read")
-    def _reload(self) -> None:
+    def _reload(self, only_if_changed: bool = False) -> None:
         with self.app.connection() as conn:
+            mark = self.changes(conn)  # before the read: a change during it is read next time
+            if only_if_changed and mark is not None and mark == self._read_mark:
+                return
             data = self.load(conn)
         if not get_current_worker().is_cancelled:
+            self._read_mark = mark
             self.app.call_from_thread(self._deliver, data)
 
     def _deliver(self, data: Any) -> None:
@@ -63,7 +75,7 @@ class StoreScreen(Screen):
         self.show(data)
         if self._again:
             self._again = False
-            self.reload()
+            self._reload(only_if_changed=True)
 
     def load(self, conn) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -247,6 +247,10 @@ class CaptionsScreen(DatasetScreen):
         self.reload()
 
     # -- data -------------------------------------------------------------------------------
+    def changes(self, conn) -> tuple:
+        return (datasets.change_mark(conn), clips.change_mark(conn),
+                versions.change_mark(conn), drafts.change_mark(conn))
+
     def load(self, conn) -> CaptionsData:
         all_sets = datasets.list_all(conn)
         self.dataset_names = [d.name for d in all_sets]

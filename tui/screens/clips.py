@@ -12,6 +12,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, Input, ProgressBar, Static
 
+from lorad.core import jobs
 from lorad.media import clips, datasets, profiles
 
 from ..keys import keyed
@@ -145,6 +146,9 @@ class ClipsScreen(DatasetScreen):
         self.reload()
 
     # -- data -------------------------------------------------------------------------------
+    def changes(self, conn) -> tuple:
+        return datasets.change_mark(conn), clips.change_mark(conn), jobs.change_mark(conn)
+
     def load(self, conn) -> ClipsData:
         all_sets = datasets.list_all(conn)
         dataset = next((d for d in all_sets if d.name == self.dataset_name),

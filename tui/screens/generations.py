@@ -14,6 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Header, Input, Static
 
 from lorad.generation import chains, generations, loras, ratings
+from lorad.media import datasets
 from lorad.training import checkpoints
 
 from ..keys import keyed
@@ -162,6 +163,13 @@ class GenerationsScreen(StoreScreen):
         self.reload()
 
     # the number keys rate here; screens are switched from the palette or other screens
+    def changes(self, conn) -> tuple:
+        # what the list shows: generations, their ratings, LoRA, checkpoint and chain names,
+        # the datasets' checklists (costs change with the generations)
+        return (generations.change_mark(conn), ratings.change_mark(conn),
+                loras.change_mark(conn), checkpoints.change_mark(conn),
+                len(chains.list_all(conn)), datasets.change_mark(conn))
+
     def load(self, conn) -> GenData:
         names = loras.names(conn)
         ckpts = checkpoints.names(conn)
