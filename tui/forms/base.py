@@ -23,6 +23,7 @@ from textual.widgets import Input, Label, Select, Static, TextArea
 from textual.worker import get_current_worker
 
 from lorad.core.errors import LoradError
+from lorad.media import datasets
 
 from ..keys import keyed
 
@@ -251,3 +252,29 @@ class FormScreen(ModalScreen[str | None]):
     def _done(self, message: str) -> None:
         self.app.notify(message, timeout=8)
         self.dismiss(message)
+
+
+class DatasetForm(FormScreen):
+    """A form about one dataset, picked in its Select `#{PICK}` (the dataset the screen behind
+    shows, by default); `show_dataset` fills the other fields from the one picked."""
+
+    PICK = ""
+
+    def load(self, conn) -> dict[str, datasets.Dataset]:
+        return {d.name: d for d in datasets.list_all(conn)}
+
+    def fill(self, data) -> None:
+        if not data:
+            self.query_one("#form-error", Static).update("no datasets yet: create one first (N)")
+            return
+        box = self.query_one(f"#{self.PICK}", Select)
+        box.set_options((name, name) for name in data)
+        box.value = self.dataset if self.dataset in data else next(iter(data))
+        self.show_dataset(data[box.value])
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == self.PICK and self.data and event.value in self.data:
+            self.show_dataset(self.data[event.value])
+
+    def show_dataset(self, d: datasets.Dataset) -> None:
+        """Put the picked dataset's values into the fields."""

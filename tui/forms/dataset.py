@@ -11,7 +11,7 @@ from textual.widgets import Input, Select, TextArea
 
 from lorad.media import datasets, profiles
 
-from .base import FormError, FormScreen, chosen, labelled, number, words
+from .base import DatasetForm, FormError, FormScreen, chosen, labelled, number, words
 
 
 def profile_line(p: profiles.Profile) -> str:
@@ -66,7 +66,8 @@ class NewDatasetForm(FormScreen):
         return f"dataset {d.name} created ({d.profile}); N then 'Add clips' brings media in"
 
 
-class RulesForm(FormScreen):
+class RulesForm(DatasetForm):
+    PICK = "rules-dataset"
     TITLE = "Dataset rules"
     HINT = "What captions must hold (lint checks them as you type), eval prompts, validation."
     SUBMIT = "save the rules"
@@ -88,22 +89,6 @@ class RulesForm(FormScreen):
                             Input(id="rules-checklist"))
         yield from labelled("share of clips held out for validation (0-0.5)",
                             Input(id="rules-validation", type="number"))
-
-    def load(self, conn) -> dict[str, datasets.Dataset]:
-        return {d.name: d for d in datasets.list_all(conn)}
-
-    def fill(self, data) -> None:
-        if not data:
-            self.query_one("#form-error").update("no datasets yet: create one first (N)")
-            return
-        box = self.query_one("#rules-dataset", Select)
-        box.set_options((name, name) for name in data)
-        box.value = self.dataset if self.dataset in data else next(iter(data))
-        self.show_dataset(data[box.value])
-
-    def on_select_changed(self, event: Select.Changed) -> None:
-        if event.select.id == "rules-dataset" and self.data and event.value in self.data:
-            self.show_dataset(self.data[event.value])
 
     def show_dataset(self, d: datasets.Dataset) -> None:
         rules = d.settings.get("caption_rules", {})

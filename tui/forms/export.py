@@ -13,7 +13,7 @@ from lorad.core import daemon
 from lorad.datasets import export, export_job, preflight
 from lorad.media import datasets, profiles
 
-from .base import FormError, FormScreen, chosen, labelled, number
+from .base import DatasetForm, FormError, chosen, labelled, number
 
 SHOWN_FINDINGS = 5
 
@@ -33,7 +33,8 @@ def report_text(report: preflight.Report) -> Text:
     return text
 
 
-class ExportForm(FormScreen):
+class ExportForm(DatasetForm):
+    PICK = "export-dataset"
     TITLE = "Export a dataset version"
     HINT = ("Freezes the approved clips and their captions into the folder the trainer reads; "
             "the same content gives the same version.")
@@ -44,22 +45,6 @@ class ExportForm(FormScreen):
         yield from labelled("share held out for validation (0-0.5)",
                             Input(id="export-validation", type="number"))
         yield Checkbox("export despite preflight errors", id="export-force", compact=True)
-
-    def load(self, conn) -> dict[str, datasets.Dataset]:
-        return {d.name: d for d in datasets.list_all(conn)}
-
-    def fill(self, data) -> None:
-        if not data:
-            self.query_one("#form-error").update("no datasets yet: create one first (N)")
-            return
-        box = self.query_one("#export-dataset", Select)
-        box.set_options((n, n) for n in data)
-        box.value = self.dataset if self.dataset in data else next(iter(data))
-        self.show_dataset(data[box.value])
-
-    def on_select_changed(self, event: Select.Changed) -> None:
-        if event.select.id == "export-dataset" and self.data and event.value in self.data:
-            self.show_dataset(self.data[event.value])
 
     def show_dataset(self, d: datasets.Dataset) -> None:
         self.query_one("#export-validation", Input).value = \
