@@ -45,9 +45,17 @@ class Issue:
     span: tuple[int, int] | None = None
 
 
+class IssuesByClip(dict):
+    """Clip id -> its issues; a clip with none is not stored (100,000 clean captions were
+    100,000 empty lists) and reads as an empty list."""
+
+    def __missing__(self, clip_id: int) -> list[Issue]:
+        return []
+
+
 @dataclass
 class DatasetLint:
-    by_clip: dict[int, list[Issue]] = field(default_factory=dict)
+    by_clip: dict[int, list[Issue]] = field(default_factory=IssuesByClip)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -136,6 +144,8 @@ def lint_dataset(texts: dict[int, str], rules: Rules) -> DatasetLint:
     for clip_id in sorted(texts):
         key = " ".join(texts[clip_id].split()).lower()
         dup = first_with.get(key)
-        result.by_clip[clip_id] = lint(texts[clip_id], rules,
-                                       duplicate_of=dup if dup not in (None, clip_id) else None)
+        issues = lint(texts[clip_id], rules,
+                      duplicate_of=dup if dup not in (None, clip_id) else None)
+        if issues:
+            result.by_clip[clip_id] = issues
     return result

@@ -173,9 +173,9 @@ def lint_captions(args, conn, d) -> int:
             "(--allow-drafts lets it pass)"))
     if args.json:
         print_json({str(c): [i.__dict__ for i in issues]
-                    for c, issues in result.by_clip.items() if issues})
+                    for c, issues in sorted(result.by_clip.items()) if issues})
     else:
-        for clip_id, issues in result.by_clip.items():
+        for clip_id, issues in sorted(result.by_clip.items()):
             for issue in issues:
                 print(f"clip {clip_id}: {issue.severity}: {issue.message}")
         counts = result.counts()
