@@ -53,7 +53,7 @@ async def test_the_active_filter_shows_and_an_empty_result_says_it_is_the_filter
             return any(text in line for line in widget_lines(app, widget))
 
         await until(pilot, lambda: shown(summary, "0 shown [all]"), message="[all] shown")
-        assert shown(rows, "no generations: `lorad gen"), dump(app)
+        assert shown(rows, "no generations: N, Generate"), dump(app)
         await pilot.press("f")
         await until(pilot, lambda: shown(summary, "0 shown [unrated]"), message="the filter")
         await until(pilot, lambda: shown(rows, "nothing matches [unrated]"),

@@ -26,7 +26,7 @@ from .confirm import ConfirmScreen, ask_stars
 from .retake import RetakeScreen
 from .sweep_grid import SweepGridScreen, pages_of
 
-EMPTY_GENERATIONS = "no generations: `lorad gen PROMPT --lora NAME` or `lorad sweep`"
+EMPTY_GENERATIONS = "no generations: N, Generate or sweep (or `lorad gen`, `lorad sweep`)"
 # the rating first: status, check, stars and verdict stay; seed, sweep and tags go first
 COLUMNS = [Column("", 1), Column("id", 5, "right"), Column("sweep", 10, keep=4),
            Column("lora", 12, keep=2), Column("scale", 5, "right", keep=3),

@@ -163,7 +163,7 @@ class TrainingScreen(StoreScreen):
         with Horizontal(id="training-main"):
             table = RowList(COLUMNS, key_of=lambda r: r[0].plain if isinstance(r[0], Text)
                             else r[0], id="training-table")
-            table.empty_text = "no runs: `lorad train start NAME --dataset D --pod P`"
+            table.empty_text = "no runs: N, Start a training run (or `lorad train start`)"
             yield table
             with Vertical(id="training-side"):
                 yield Static("", id="training-figures")
