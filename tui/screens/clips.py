@@ -120,6 +120,7 @@ class ClipsScreen(DatasetScreen):
     def __init__(self) -> None:
         super().__init__()
         self.current: clips.Clip | None = None
+        self.cursor_key: int | None = None  # the clip under the cursor, as last highlighted
         # what the list shows, its cells made on view (None: nothing read yet)
         self.clip_rows: list[clips.ClipRow] | None = None
 
@@ -161,8 +162,7 @@ class ClipsScreen(DatasetScreen):
         first = self.clip_rows is None
         rows = clips.rows(conn, dataset.id, states=f["states"], flag=f["flag"], text=f["text"],
                           limit=FIRST_SCREENFUL if first else None)
-        table = self.query_one(RowList)
-        key = table.current_key
+        key = self.cursor_key
         detail = None
         image = None
         if key is None and rows:
@@ -245,7 +245,8 @@ class ClipsScreen(DatasetScreen):
             lines.append(Text(clip.note, style="yellow"))
         detail.update(Text("\n").join(lines))
 
-    def on_row_list_highlighted(self, _event: RowList.Highlighted) -> None:
+    def on_row_list_highlighted(self, event: RowList.Highlighted) -> None:
+        self.cursor_key = event.key  # for `load`, which runs in a thread: no widget there
         self.load_detail()
 
     def load_detail(self) -> None:
