@@ -58,8 +58,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -194,17 +192,6 @@ def classify(path: str, method: str) -> str:
     return "result"
 
 
-def stop_daemon(ws: workspace.Workspace, proc) -> None:
-    """SIGTERM, then the daemon's own grace ([daemon] shutdown_grace_seconds)."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(ws.config()["daemon"]["shutdown_grace_seconds"] + 10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
 def wait_done(conn, ids: list[int], proc, timeout: float, look: float) -> None:
     marks = ",".join("?" * len(generations.DONE))
     deadline = time.monotonic() + timeout
@@ -283,7 +270,7 @@ def run_drafts(args: argparse.Namespace, work: Path) -> Result:
             cpu1, bench1 = genbench.proc_cpu(proc.pid), genbench.self_cpu()
             peak_rss = genbench.proc_kb(proc.pid, "VmHWM") / 1024
         finally:
-            stop_daemon(ws, proc)
+            genbench.stop_daemon(proc)
         with double.lock:
             recorded = list(double.requests)
             submits = double.submits[ROUTER_VIDEO]

@@ -577,14 +577,14 @@ def test_a_pod_with_too_little_free_gpu_memory_is_refused_before_anything_is_upl
     assert not (server.root / "datasets" / version_name(conn, run)).exists()  # not uploaded
     version, pod, config = setup
     assert main(["-w", str(ws.root), "pod", "check", "local", "--set",
-                 f"musubi_dir={server.musubi_dir}"]) in (0, 1)
+                 f"musubi_dir={server.musubi_dir}"]) == 0
     out = capsys.readouterr().out
     assert "2 x NVIDIA GeForce RTX 4090 (25.8 GB, 4.3 GB free each)" in out
     assert [g.free_mib for g in pods.get(conn, "local").gpus] == [24564 - 20000 - 458] * 2
     with pytest.raises(runs.RunError, match="needs 24 GB"):
         runs.create(conn, "starved-again", version, pod.id, config)
     server.configure_double()  # the other process is gone
-    assert main(["-w", str(ws.root), "pod", "check", "local"]) in (0, 1)
+    assert main(["-w", str(ws.root), "pod", "check", "local"]) == 0
     assert runs.create(conn, "fed", version, pod.id, config).state == "created"
     assert gpus.shortfall([gpus.Gpu("A", 81920, 81000)], 40, "x") is None
     small = gpus.shortfall([gpus.Gpu("NVIDIA RTX A4000", 16376, 16000)], 40, "StableAvatar")

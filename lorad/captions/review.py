@@ -13,7 +13,6 @@ from lorad.captions import drafts, lint, versions
 from lorad.media import clips
 from lorad.media.datasets import Dataset
 
-
 NO_ISSUES: tuple = ()  # shared by every clean caption (100,000 empty lists were ~6 MB)
 
 

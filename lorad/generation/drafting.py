@@ -147,13 +147,6 @@ def request_params(captioner: Captioner, media_path: str, prompt: str, max_token
             "model": captioner.model, "max_tokens": max_tokens, "temperature": 0.2}
 
 
-def pending_clip_ids(conn: sqlite3.Connection, dataset_id: int) -> set[int]:
-    """Clips of a dataset with a draft request queued or out (not sent twice)."""
-    return {g.clip_id for g in generations.list_all(conn, drafts=True)
-            if g.clip_id is not None and g.dataset_id == dataset_id
-            and g.status not in generations.DONE}
-
-
 def plan(conn: sqlite3.Connection, d: datasets.Dataset, media: str, settings: dict[str, Any],
          *, model: str | None = None, everything: bool = False, template: str | None = None,
          clip_ids: list[int] | None = None) -> Plan:
@@ -163,7 +156,7 @@ def plan(conn: sqlite3.Connection, d: datasets.Dataset, media: str, settings: di
     rules = Rules.of(d, settings, template)
     prompt = prompt_for(rules, examples_of(conn, d.id, int(settings.get("examples", 3))), media)
     current = versions.current_texts(conn, d.id)
-    pending = pending_clip_ids(conn, d.id)
+    pending = generations.drafts_pending(conn, d.id)
     chosen, overwrite, params, cost = [], [], {}, 0.0
     endpoint = endpoints.get(captioner.endpoint)
     for c in clips.list_clips(conn, d.id):
@@ -187,8 +180,8 @@ def plan(conn: sqlite3.Connection, d: datasets.Dataset, media: str, settings: di
         chosen.append(c.id)
         params[c.id] = request
         cost += endpoint.price(request)
-    return Plan(d, captioner, chosen, params, round(cost, 6), overwrite,
-                sorted(pending & {c.id for c in clips.list_clips(conn, d.id)}), rules)
+    return Plan(d, captioner, chosen, params, round(cost, 6), overwrite, sorted(pending),
+                rules)
 
 
 def submit(conn: sqlite3.Connection, p: Plan) -> list[int]:

@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from lorad.captions import versions
 from lorad.core import ledger, notify
 from lorad.core.errors import PermanentError, is_transient
 from lorad.core.files import sha256_file
@@ -269,10 +270,10 @@ async def _run(ctx: JobContext, service: services.GenerationService, client: Ser
                                       f"--clip {g.clip_id})") from None
         raise services.ResultGone(f"{exc}. Retake it (r on the Generations screen) to generate "
                                   "it again") from None
-    if endpoints.get(g.endpoint).media == "text":
-        return _finish_caption(ctx, service, g, result)
-    url = service.output_url(result)
     config = ctx.ws.config()  # read once: the download, the checks and the notice use it
+    if endpoints.get(g.endpoint).media == "text":
+        return _finish_caption(ctx, service, g, result, config)
+    url = service.output_url(result)
     max_bytes = int(config["generations"]["max_output_mb"]) * 1_000_000
     ctx.progress(None, "downloading the output", force=True)
     path = await _call(client.download, url, _output_dir(ctx.ws), max_bytes=max_bytes,
@@ -316,7 +317,8 @@ async def _run(ctx: JobContext, service: services.GenerationService, client: Ser
 
 
 def _finish_caption(ctx: JobContext, service: services.GenerationService,
-                    g: generations.Generation, result: dict[str, Any]) -> dict[str, Any]:
+                    g: generations.Generation, result: dict[str, Any], config
+                    ) -> dict[str, Any]:
     """A caption draft's answer: kept as a file beside the generations' outputs (the raw text,
     whatever becomes of it), written as the clip's draft caption when it may be, and its cost,
     as charged when the service says, booked; all in the job's success transaction, so a crash
@@ -338,10 +340,8 @@ def _finish_caption(ctx: JobContext, service: services.GenerationService,
             ledger.book(c, ledger.CAPTION_DRAFT, cost, f"{g.endpoint} request {g.request_id} "
                         f"(clip {g.clip_id})", generation_id=g.id, at=now)
         if g.dataset_id is not None and not generations.drafts_pending(c, g.dataset_id):
-            from lorad.captions import versions  # the batch is done: say what waits for review
-
-            waiting = len(versions.unreviewed_drafts(c, g.dataset_id))
-            notify.soon(ctx.ws.config(), "generations_done", "lorad: captions drafted",
+            waiting = len(versions.unreviewed_drafts(c, g.dataset_id))  # the batch is done
+            notify.soon(config, "generations_done", "lorad: captions drafted",
                         f"{waiting} drafted caption(s) wait for review in the Captions screen "
                         "(2); y accepts one as it is")
 

@@ -470,12 +470,12 @@ def completed_for(conn: sqlite3.Connection, checkpoint_id: int) -> list[Generati
         (checkpoint_id,))]
 
 
-def drafts_pending(conn: sqlite3.Connection, dataset_id: int) -> int:
-    """Caption draft requests of a dataset not ended yet."""
+def drafts_pending(conn: sqlite3.Connection, dataset_id: int) -> set[int]:
+    """The clips of a dataset with a caption draft request not ended yet (queued or out)."""
     marks = ",".join("?" * len(DONE))
-    return conn.execute(f"SELECT COUNT(*) FROM generations WHERE clip_id IS NOT NULL AND "
-                        f"dataset_id = ? AND status NOT IN ({marks}, 'unknown')",
-                        (dataset_id, *DONE)).fetchone()[0]
+    return {r[0] for r in conn.execute(
+        f"SELECT clip_id FROM generations WHERE clip_id IS NOT NULL AND dataset_id = ? AND"
+        f" status NOT IN ({marks}, 'unknown')", (dataset_id, *DONE))}
 
 
 def last_endpoint(conn: sqlite3.Connection) -> str | None:
