@@ -24,9 +24,15 @@ class CliError(LoradError):
 
 
 def workspace(args: argparse.Namespace) -> Workspace:
+    from lorad.core.config import ConfigError
     from lorad.core.workspace import find
 
-    return find(args.workspace)
+    ws = find(args.workspace)
+    try:
+        ws.config()  # trainers declared in it are known by name from here on
+    except ConfigError:
+        pass  # said by the command that reads it (`lorad doctor` reports it)
+    return ws
 
 
 @contextmanager

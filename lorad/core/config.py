@@ -45,6 +45,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "reconnect_budget_seconds": ((int, float), 900.0),
         "runpod_poll_seconds": ((int, float), 5.0),
         "runpod_start_timeout_seconds": ((int, float), 900.0),
+        # a checkpoint whose header gives no size (a torch .pt) is pulled once unchanged this long
+        "checkpoint_settle_seconds": ((int, float), 15.0),
     },
     "generations": {
         "queue_url": (str, ""),  # empty: fal's queue (or $FAL_QUEUE_URL)
@@ -88,6 +90,7 @@ LIMITS: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("training", "poll_seconds"): (0.01, 3600), ("training", "reconnect_budget_seconds"): (0, None),
     ("training", "runpod_poll_seconds"): (0.01, 3600),
     ("training", "runpod_start_timeout_seconds"): (1, None),
+    ("training", "checkpoint_settle_seconds"): (0, 3600),
     ("generations", "poll_seconds"): (0.01, 3600), ("generations", "poll_max_seconds"): (0.01, 3600),
     ("generations", "max_output_mb"): (1, None),
     ("drafts", "examples"): (0, 20), ("drafts", "max_tokens"): (64, 4096),
@@ -114,6 +117,21 @@ class ConfigError(LoradError):
     """A config problem, phrased so a person can fix it: file, line, key, what was expected."""
 
 
+TRAINERS_DIR = "trainers"  # beside lorad.toml: one NAME.toml per declared trainer
+
+
+@dataclass(frozen=True)
+class TrainerSource:
+    """A declared trainer's table and where it was written: `prefix` is its table's header in
+    the file (`trainers.NAME` in lorad.toml, empty in a file of its own)."""
+
+    name: str
+    table: dict[str, Any]
+    path: Path
+    text: str
+    prefix: str
+
+
 @dataclass
 class Config:
     path: Path | None
@@ -121,6 +139,9 @@ class Config:
     concurrency: dict[str, int] = field(default_factory=dict)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)  # "profiles.x.key" -> line, for errors
+    # [trainers.NAME] tables and trainers/NAME.toml files beside lorad.toml, as written (checked
+    # by lorad.training.trainers.command, which needs their file and text to name lines)
+    trainers: dict[str, TrainerSource] = field(default_factory=dict)
 
     def __getitem__(self, section: str) -> dict[str, Any]:
         return self.values[section]
@@ -139,6 +160,7 @@ def load(path: Path | None) -> Config:
     if path is None or not path.exists():
         return Config(path, values, concurrency)
     text = path.read_text(encoding="utf-8")
+    declared = _trainer_files(path.parent / TRAINERS_DIR)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -148,10 +170,21 @@ def load(path: Path | None) -> Config:
         if section == "profiles" and isinstance(table, dict):
             profiles = _load_profiles(path, text, table, lines)
             continue
+        if section == "trainers" and isinstance(table, dict):
+            for name, keys in table.items():
+                if not isinstance(keys, dict):
+                    raise ConfigError(f"{path}:{_locate(text, 'trainers', name)}: trainers."
+                                      f"{name} must be a table [trainers.{name}]")
+                if name in declared:
+                    raise ConfigError(f"{path}:{_locate(text, f'trainers.{name}', None)}: "
+                                      f"trainer {name!r} is also declared in "
+                                      f"{declared[name].path}; keep one")
+                declared[name] = TrainerSource(name, keys, path, text, f"trainers.{name}")
+            continue
         if section not in SCHEMA:
             raise ConfigError(
                 f"{path}:{where}: unknown section [{section}] "
-                f"(known: {', '.join(sorted([*SCHEMA, 'profiles']))})"
+                f"(known: {', '.join(sorted([*SCHEMA, 'profiles', 'trainers']))})"
             )
         if not isinstance(table, dict):
             raise ConfigError(f"{path}:{where}: '{section}' must be a table [{section}]")
@@ -190,7 +223,22 @@ def load(path: Path | None) -> Config:
             if problem:
                 raise ConfigError(f"{path}:{line}: {section}.{key} {problem}")
             values[section][key] = value
-    return Config(path, values, concurrency, profiles, lines)
+    return Config(path, values, concurrency, profiles, lines, declared)
+
+
+def _trainer_files(folder: Path) -> dict[str, TrainerSource]:
+    """trainers/NAME.toml beside lorad.toml: a trainer each, its keys at the top."""
+    found: dict[str, TrainerSource] = {}
+    if not folder.is_dir():
+        return found
+    for file in sorted(folder.glob("*.toml")):
+        text = file.read_text(encoding="utf-8")
+        try:
+            table = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+        found[file.stem] = TrainerSource(file.stem, table, file, text, "")
+    return found
 
 
 def _load_profiles(path: Path, text: str, table: dict, lines: dict[str, int]) -> dict:

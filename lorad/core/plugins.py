@@ -23,9 +23,9 @@ import importlib
 import logging
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from lorad.core.errors import LoradError
 
@@ -33,11 +33,11 @@ BUILTIN: dict[str, list[str]] = {
     "jobs": ["lorad.media.ingest", "lorad.datasets.export_job", "lorad.training.train_job",
              "lorad.training.pull_job", "lorad.training.pod_jobs", "lorad.generation.gen_job",
              "lorad.generation.chain_job", "lorad.publish.publish_job"],
-    "trainers": ["lorad.training.trainers.musubi"],
+    "trainers": ["lorad.training.trainers.musubi", "lorad.training.trainers.command"],
     "pod_providers": ["lorad.training.providers.ssh", "lorad.training.providers.runpod"],
     "generation_services": ["lorad.generation.services.fal"],
     "publishers": ["lorad.publish.publishers.hub"],
-    "dataset_formats": ["lorad.datasets.formats.musubi"],
+    "dataset_formats": ["lorad.datasets.formats.musubi", "lorad.training.trainers.command"],
 }
 # the groups of outside systems' implementations (the ones that declare secrets)
 IMPLEMENTATIONS = ("trainers", "pod_providers", "generation_services", "publishers",
@@ -88,6 +88,21 @@ def _import(names: list[str]) -> None:
             log.warning("lorad plugin module %s did not load: %s", name, _failed[name])
 
 
+_config: Any = None  # the workspace config last read (Workspace.config): declared items live there
+
+
+def use_config(config: Any) -> None:
+    """Remember the workspace config just read: implementations declared in it as data (a
+    command trainer's [trainers.NAME]) come from the last one read. One process serves one
+    workspace (the daemon, a CLI command, the TUI)."""
+    global _config
+    _config = config
+
+
+def current_config() -> Any:
+    return _config
+
+
 def failures() -> dict[str, str]:
     """Plugin modules that did not load, and why."""
     return dict(_failed)
@@ -109,6 +124,30 @@ class Registry(Generic[T]):
         self.group = group
         self.noun = noun
         self._items: dict[str, T] = {}
+        self._sources: list[Callable[[], tuple[dict[str, T], dict[str, str]]]] = []
+
+    def add_source(self, source: Callable[[], tuple[dict[str, T], dict[str, str]]]) -> None:
+        """Items made from data at lookup time (trainers declared in lorad.toml): `source`
+        returns them by name, and the names whose declaration is broken with why."""
+        self._sources.append(source)
+
+    def _all(self) -> tuple[dict[str, T], dict[str, str]]:
+        load(self.group)
+        items, broken = dict(self._items), {}
+        for source in self._sources:
+            made, problems = source()
+            items.update(made)
+            broken.update(problems)
+        return items, broken
+
+    def registered(self) -> set[str]:
+        """The names registered by modules (not made from data)."""
+        load(self.group)
+        return set(self._items)
+
+    def problems(self) -> dict[str, str]:
+        """Declared items that cannot be used, and why (file, line and key)."""
+        return self._all()[1]
 
     def register(self, name: str, item: T) -> T:
         from lorad.core import secrets
@@ -119,19 +158,22 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         load(self.group)
-        try:
+        if name in self._items:
             return self._items[name]
+        items, broken = self._all()
+        if name in broken:
+            raise PluginError(broken[name])
+        try:
+            return items[name]
         except KeyError:
-            known = ", ".join(sorted(self._items)) or "none"
+            known = ", ".join(sorted(items)) or "none"
             broken = "".join(f"; {module} did not load ({why})"
                              for module, why in sorted(_failed.items()))
             raise PluginError(f"unknown {self.noun} {name!r} (known: {known}){broken}") from None
 
     def names(self) -> list[str]:
-        load(self.group)
-        return sorted(self._items)
+        return sorted(self._all()[0])
 
     def items(self) -> Iterable[tuple[str, T]]:
-        load(self.group)
-        return sorted(self._items.items())
+        return sorted(self._all()[0].items())
 

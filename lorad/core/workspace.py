@@ -51,7 +51,11 @@ class Workspace:
         return self.config()["workspace"]["name"] or self.root.name
 
     def config(self) -> config_mod.Config:
-        return config_mod.load(self.config_path)
+        from lorad.core import plugins
+
+        loaded = config_mod.load(self.config_path)
+        plugins.use_config(loaded)  # trainers declared in it are found by name from here on
+        return loaded
 
     def media_dir(self) -> Path:
         return self.root / self.config()["workspace"]["media_dir"]

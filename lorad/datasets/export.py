@@ -162,18 +162,21 @@ def write(p: Plan, target: Path) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
+    placed = getattr(p.format, "item_paths", None)  # a trainer's own layout, if it has one
     try:
         for item in p.items:
-            folder = tmp / item.split
-            folder.mkdir(exist_ok=True)
+            media, caption = (placed(p, item) if placed is not None
+                              else (f"{item.split}/{item.file}", f"{item.split}/{item.name}.txt"))
             src = Path(item.media_path)
             if not src.exists():
                 raise ExportError(f"clip {item.clip_id} ({item.name}): media file missing "
                                   f"({src}); `lorad clips reprocess {p.dataset.name} "
                                   f"{item.clip_id}`")
-            link_or_copy(src, folder / item.file)
-            (folder / f"{item.name}.txt").write_text(item.caption.strip() + "\n",
-                                                     encoding="utf-8")
+            (tmp / media).parent.mkdir(parents=True, exist_ok=True)
+            link_or_copy(src, tmp / media)
+            if caption:
+                (tmp / caption).parent.mkdir(parents=True, exist_ok=True)
+                (tmp / caption).write_text(item.caption.strip() + "\n", encoding="utf-8")
         for name, media in p.start_frames:
             convert.first_frame(Path(media), tmp / name)
         for name, text in p.format.files(p).items():

@@ -238,6 +238,10 @@ def plan(src: Probe, profile: Profile, source_range: tuple[float, float] | None 
         raise MediaError(f"this is a still image ({src.codec}, {src.width}x{src.height}); profile "
                          f"{profile.name} needs video clips of {profile.frame_rule()}")
     start, end = (source_range if source_range else (0.0, src.duration))
+    if profile.audio and profile.media == "video" and not src.audio:
+        raise MediaError(f"profile {profile.name} keeps the clip's sound (its trainer learns "
+                         "from it), and this file has no audio stream: use the recording with "
+                         "its sound")
     if end is None:
         raise MediaError("the file does not say how long it is; remux it (ffmpeg -i in -c copy "
                          "out.mp4) and add it again")
@@ -266,7 +270,8 @@ def build(src_path: Path, src: Probe, profile: Profile, p: Plan, out_media: Path
         input_args["ss"] = f"{p.start:.3f}"
     if p.read_seconds is not None:
         input_args["t"] = f"{p.read_seconds:.3f}"
-    stream = orient(ffmpeg.input(str(src_path), **input_args).video, src)
+    source_input = ffmpeg.input(str(src_path), **input_args)
+    stream = orient(source_input.video, src)
     if src.sar not in ("1:1", "0:1"):
         stream = stream.filter("scale", "trunc(iw*sar/2)*2", "ih").filter("setsar", 1)
     if p.media == "video":
@@ -294,9 +299,15 @@ def build(src_path: Path, src: Probe, profile: Profile, p: Plan, out_media: Path
         mid, last = p.frames // 2, p.frames - 1
         strip = (strip.filter("select", f"eq(n,0)+eq(n,{mid})+eq(n,{last})")
                  .filter("scale", -2, FILMSTRIP_HEIGHT).filter("tile", "3x1"))
+        streams, sound = [clip], {"an": None}
+        if profile.audio:  # the sound of exactly the kept frames, as AAC
+            streams.append(source_input.audio.filter("atrim", end=p.frames / p.fps)
+                           .filter("asetpts", "PTS-STARTPTS"))
+            sound = {"acodec": "aac", "audio_bitrate": "192k"}
         clip_out = ffmpeg.output(
-            clip, str(out_media), vcodec=profile.codec, crf=profile.crf, preset=profile.preset,
-            pix_fmt=profile.pix_fmt, an=None, map_metadata=-1, movflags="+faststart",
+            *streams, str(out_media), vcodec=profile.codec, crf=profile.crf,
+            preset=profile.preset, pix_fmt=profile.pix_fmt, map_metadata=-1,
+            movflags="+faststart", **sound,
             **{"frames:v": p.frames, "fps_mode": "cfr", "r": p.fps})
     else:
         strip = strip.filter("scale", -2, FILMSTRIP_HEIGHT)

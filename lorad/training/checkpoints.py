@@ -54,12 +54,16 @@ class Checkpoint:
 
 
 def record(conn: sqlite3.Connection, run_id: int, remote_path: str, *, step: int | None = None,
-           epoch: int | None = None) -> int | None:
-    """A checkpoint the trainer said it saved; its pull is queued. None if already known."""
+           epoch: int | None = None, name: str | None = None) -> int | None:
+    """A checkpoint the trainer said it saved; its pull is queued. None if already known.
+    `name` (default: the file's name) is also its file name here: a trainer that saves every
+    checkpoint under one name in its own folder (`checkpoint-500/lora.safetensors`) gets the
+    folder in it."""
     cur = conn.execute(
         "INSERT OR IGNORE INTO checkpoints (run_id, remote_path, name, step, epoch, state,"
         " created_at) VALUES (?,?,?,?,?,'remote',?)",
-        (run_id, remote_path, posixpath.basename(remote_path), step, epoch, time.time()))
+        (run_id, remote_path, name or posixpath.basename(remote_path), step, epoch,
+         time.time()))
     if not cur.rowcount:
         return None
     queue_pull(conn, cur.lastrowid)
@@ -152,8 +156,19 @@ def expected_size(header_bytes: bytes) -> int | None:
     return 8 + n + end
 
 
+TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")  # torch.save: a zip archive since torch 1.6
+
+
+def is_safetensors(name: str) -> bool:
+    return name.endswith(".safetensors")
+
+
 def verify(path: Path) -> dict[str, Any]:
-    """Open with the safetensors library; returns the metadata (all strings)."""
+    """Open with the safetensors library; returns the metadata (all strings). Another format
+    (a command trainer's torch `.pt`) is checked as far as it can be without loading it: not
+    empty, and a torch zip archive whose every member's CRC matches."""
+    if not is_safetensors(path.name):
+        return verify_other(path)
     try:
         with safe_open(str(path), framework="numpy") as fh:
             metadata = fh.metadata() or {}
@@ -170,3 +185,24 @@ def change_mark(conn: sqlite3.Connection) -> tuple:
     """Changes when a checkpoint is found, pulled or renamed."""
     return tuple(conn.execute("SELECT COUNT(*), MAX(id), group_concat(state) FROM checkpoints"
                               ).fetchone())
+
+
+def verify_other(path: Path) -> dict[str, Any]:
+    """A checkpoint lorad does not unpickle (torch.load runs code): whole, not empty, and when
+    it is a zip archive (torch.save's format), every member intact."""
+    import zipfile
+
+    size = path.stat().st_size
+    if size == 0:
+        raise PermanentError(f"{path.name} is empty")
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise PermanentError(f"{path.name} is a broken archive: {exc}") from None
+        if bad is not None:
+            raise PermanentError(f"{path.name}: {bad} inside it is corrupt")
+    elif path.suffix in TORCH_SUFFIXES and size < 64:
+        raise PermanentError(f"{path.name} is too small to be a torch checkpoint ({size} bytes)")
+    return {}

@@ -169,6 +169,12 @@ def run_checks(conn: sqlite3.Connection, pod: Pod, *, trainer: str = trainers.DE
     return results
 
 
+def record_gpus(conn: sqlite3.Connection, pod_id: int, found: list[gpus.Gpu]) -> None:
+    """The pod's GPUs as nvidia-smi just listed them (a run's start checks them again)."""
+    pod = get_by_id(conn, pod_id)
+    update(conn, pod_id, setup={**pod.setup, "gpus": [g.as_dict() for g in found]})
+
+
 def check(shell: Shell, remote_dir: str, checks: list[PodCheck], model_files: list[str]
           ) -> list[dict]:
     """What the pod has, each with a fix when missing."""

@@ -4,12 +4,27 @@ verify it and record it."""
 from __future__ import annotations
 
 import posixpath
+import shlex
 import time
 
 from lorad.core.errors import TransientError
 from lorad.core.handlers import JobContext, register
 from lorad.training import checkpoints, pods, runs
 from lorad.training.session import Session
+
+
+async def settled(session: Session, remote: str, seconds: float) -> None:
+    """A file whose header does not give its size (a torch `.pt`) is whole once it has not
+    changed for a while, by the pod's own clock."""
+    code, out, _err = await session.call(
+        "run", f"stat -c %Y {shlex.quote(remote)} && date +%s", check=False)
+    numbers = out.split()
+    if code != 0 or len(numbers) != 2:
+        raise TransientError(f"{posixpath.basename(remote)} is not on the pod (yet)")
+    changed, now = int(numbers[0]), int(numbers[1])
+    if now - changed < seconds:
+        raise TransientError(f"{posixpath.basename(remote)} is still being written (changed "
+                             f"{now - changed} s ago)")
 
 
 @register(checkpoints.PULL_KIND, concurrency=2)
@@ -21,12 +36,16 @@ async def pull(ctx: JobContext):
     session = Session(ctx.ws, pod.id, ctx)
     remote = ckpt.remote_path
     try:
-        head = await session.call("read_from", remote, 0, 1 << 20)
-        size = await session.call("size", remote)
-        want = checkpoints.expected_size(head)
-        if want is None or size is None or size < want:
-            raise TransientError(f"{posixpath.basename(remote)} is still being written")
-        local = ctx.ws.downloads_dir() / run.name / posixpath.basename(remote)
+        if checkpoints.is_safetensors(remote):
+            head = await session.call("read_from", remote, 0, 1 << 20)
+            size = await session.call("size", remote)
+            want = checkpoints.expected_size(head)
+            if want is None or size is None or size < want:
+                raise TransientError(f"{posixpath.basename(remote)} is still being written")
+        else:
+            await settled(session, remote,
+                          ctx.ws.config()["training"]["checkpoint_settle_seconds"])
+        local = ctx.ws.downloads_dir() / run.name / (ckpt.name or posixpath.basename(remote))
 
         def report(done, total):
             ctx.progress(done / total if total else None, f"pulling {local.name}")

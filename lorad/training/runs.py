@@ -300,9 +300,13 @@ def chain_losses(conn: sqlite3.Connection, run_id: int) -> list[tuple[int, float
     are left out."""
     runs = chain(conn, run_id)
     points: list[tuple[int, float | None]] = []
-    for run, child in zip(runs, [*runs[1:], None], strict=True):
-        cut = child.step_offset if child is not None else None
-        points += [(s, v) for s, v in loss_points(conn, run.id) if cut is None or s <= cut]
+    owned = [loss_points(conn, run.id) for run in runs]
+    for n in range(len(runs)):
+        cut = None
+        if n + 1 < len(runs):  # where the child took over: before its first point (a trainer
+            # that counts on from the saved step has no offset), else at its offset
+            cut = owned[n + 1][0][0] - 1 if owned[n + 1] else runs[n + 1].step_offset
+        points += [(s, v) for s, v in owned[n] if cut is None or s <= cut]
     return points
 
 

@@ -11,9 +11,11 @@ done, a live pid is followed, otherwise the stage is started.
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import json
 import logging
 import posixpath
+import shlex
 import time
 from pathlib import Path
 
@@ -35,7 +37,8 @@ SETUP_SHARE = 0.1
 def remote_paths(run: runs.Run, pod: pods.Pod, dataset_root: str) -> RunPaths:
     run_dir = posixpath.join(pod.remote_dir, "runs", run.name)
     return RunPaths(dataset=dataset_root, run=run_dir, output=posixpath.join(run_dir, "output"),
-                    logs=posixpath.join(run_dir, "logs"), output_name=run.output_name or run.name)
+                    logs=posixpath.join(run_dir, "logs"), output_name=run.output_name or run.name,
+                    gpus=len(pod.gpus or []) or 1)
 
 
 LOG_HEAD_BYTES = 1 << 16  # where a trainer prints its schedule (batches per epoch...)
@@ -70,7 +73,9 @@ async def train_run(ctx: JobContext):
         if ctx.cancelled.is_set():  # stopped while it waited: stop what runs on the pod
             raise asyncio.CancelledError
         if run.stage in (None, "upload"):
-            await check_gpu(session, run, pod, trainer)
+            await check_gpu(conn, session, run, pod, trainer)
+            pod = pods.get_by_id(conn, pod.id)  # the GPUs as found now
+            paths = remote_paths(run, pod, version.remote_root)
             runs.update(conn, run.id, stage="upload")
             await upload(ctx, session, Path(version.export_path), paths.dataset)
             first = trainer.stages(run.train_config, paths)[0].name
@@ -125,14 +130,17 @@ async def train_run(ctx: JobContext):
             await asyncio.to_thread(notify_end, ctx.ws.config(), ended, pod.name, done)
 
 
-async def check_gpu(session: Session, run: runs.Run, pod: pods.Pod, trainer) -> None:
+async def check_gpu(conn, session: Session, run: runs.Run, pod: pods.Pod, trainer) -> None:
     """Before anything is uploaded: the pod's GPUs now (a pod never checked, or one whose GPU
-    another process took since) against what the trainer needs."""
+    another process took since) against what the trainer needs. What is found is the pod's
+    GPUs from now on (a trainer that uses them all launches one process each)."""
+    code, out, err = await session.call("run", gpus.QUERY, check=False)
+    found = gpus.parse(out) if code == 0 else []
+    if found:
+        pods.record_gpus(conn, pod.id, found)
     need = trainers.gpu_memory_gb(trainer, run.config)
     if not need:
         return
-    code, out, err = await session.call("run", gpus.QUERY, check=False)
-    found = gpus.parse(out) if code == 0 else []
     short = gpus.shortfall(found, need, trainer.title)
     if short:
         said = "" if code == 0 else f" (nvidia-smi: {(err or out).strip()[:120]})"
@@ -295,6 +303,7 @@ async def stop_and_drain(ctx: JobContext, session: Session, run_id: int, trainer
         if rest:  # the last line may lack its end (a progress bar): end it
             parser = trainer.parser(run.log_offset)
             record_events(ctx.conn, run, parser.feed(rest + b"\n"), trainer)
+        await find_checkpoints(ctx.conn, session, run, trainer, paths)
     except (TransientError, OSError) as exc:
         log.warning("run %s: could not read the end of its log after the stop: %s", run.name,
                     exc)
@@ -317,6 +326,7 @@ async def run_stage(ctx: JobContext, session: Session, run: runs.Run, stage: Sta
     parser = trainer.parser(run.log_offset if training else 0)
     tail: list[str] = []
     offset = parser.offset  # bytes handed to the parser; it persists only complete lines
+    next_listing = time.monotonic() + LIST_EVERY_SECONDS
     while True:
         data = await session.call("read_from", log_path, offset)
         if data:
@@ -343,18 +353,66 @@ async def run_stage(ctx: JobContext, session: Session, run: runs.Run, stage: Sta
             if rest and training:
                 await apply_events(ctx, session, run, parser.feed(rest), trainer, stage, base)
                 runs.update(conn, run.id, log_offset=parser.offset)
-            if code != 0:
-                text = "\n".join(tail)
-                reason = trainer.failure_reason(text) or f"exit code {code}"
+            if training:
+                await find_checkpoints(conn, session, run, trainer, paths)
+            text = "\n".join(tail)
+            reason = stage_problem(trainer, stage.name, code, text)
+            if reason:
                 raise PermanentError(f"{stage.label} failed: {reason}. Last lines:\n"
                                      f"{text[-1500:]}")
             return
+        if training and time.monotonic() >= next_listing:
+            await find_checkpoints(conn, session, run, trainer, paths)
+            next_listing = time.monotonic() + LIST_EVERY_SECONDS
         try:
             await asyncio.wait_for(ctx.cancelled.wait(), session.poll_seconds)
         except TimeoutError:
             pass
         if ctx.cancelled.is_set():
             raise asyncio.CancelledError
+
+
+LIST_EVERY_SECONDS = 10.0  # checkpoints found by a glob: one listing this often, and at the end
+
+
+def stage_problem(trainer: Trainer, stage: str, code: int, log_tail: str) -> str | None:
+    """Why a stage that ended failed (None: it succeeded); the trainer may say otherwise than
+    "any exit code but 0" (declared exit codes, a success marker)."""
+    judge = getattr(trainer, "stage_problem", None)
+    if judge is not None:
+        return judge(stage, code, log_tail)
+    if code != 0:
+        return trainer.failure_reason(log_tail) or f"exit code {code}"
+    return None
+
+
+def glob_matches(pattern: str, path: str) -> bool:
+    """`path` matches the glob `pattern` folder by folder (`*` never crosses a `/`)."""
+    parts, names = pattern.split("/"), path.split("/")
+    return len(parts) == len(names) and all(fnmatch.fnmatchcase(n, p)
+                                            for p, n in zip(parts, names, strict=True))
+
+
+async def find_checkpoints(conn, session: Session, run: runs.Run, trainer: Trainer,
+                           paths: RunPaths) -> None:
+    """A trainer whose log does not name its checkpoints gives a glob: the files matching it
+    in the output folder are recorded (a file still being written is pulled once whole)."""
+    glob_of = getattr(trainer, "checkpoint_glob", None)
+    if glob_of is None:
+        return
+    pattern = posixpath.relpath(glob_of(paths), paths.output)
+    command = f"cd {shlex.quote(paths.output)} 2>/dev/null && find . -type f"
+    code, out, _err = await session.call("run", command, check=False)
+    if code != 0:
+        return  # no output folder yet
+    found = sorted(line[2:] for line in out.splitlines() if line.startswith("./"))
+    marked = sorted(((trainer.checkpoint_mark(rel, run.output_name), rel) for rel in found
+                     if glob_matches(pattern, rel)),
+                    key=lambda m: (m[0][0] is None, m[0][0] or 0, m[1]))  # in step order
+    with store.transaction(conn):
+        for (step, epoch), rel in marked:
+            checkpoints.record(conn, run.id, posixpath.join(paths.output, rel), step=step,
+                               epoch=epoch, name=rel.replace("/", "-"))
 
 
 def check_budget(conn, run: runs.Run) -> None:

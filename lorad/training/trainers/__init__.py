@@ -35,6 +35,7 @@ class RunPaths:
     output: str  # where checkpoints and saved states go
     logs: str  # one .log and one .exit file per stage
     output_name: str  # the stem of the run's checkpoint files
+    gpus: int = 1  # the pod's GPUs, as its last check found them (a trainer may use them all)
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,11 @@ class Trainer(Protocol):
         names in its output folder); None when there is none to continue from."""
         ...
 
+    # Optional: `checkpoint_glob(paths) -> str`: checkpoints are the files matching it (a glob
+    # on the pod, `*` within one folder), listed while the training stage runs, for a trainer
+    # whose log does not name them; `checkpoint_mark` then gets their path relative to
+    # `paths.output`. `stage_problem(stage, code, log_tail) -> str | None`: why a stage that
+    # ended is not a success (default: any exit code but 0).
     # Optional: `form_defaults() -> dict` gives the options a new run's form in the TUI starts
     # from (the ones people change; paths come from the pod's check). Without it the form
     # starts empty. `gpu_memory_gb(options) -> float | None`: the free GPU memory a run needs;
