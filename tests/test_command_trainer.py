@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from helpers import run_jobs, wait_for
-from media_factory import ffprobe, make_audio, make_image, make_video
+from media_factory import ffprobe, make_image, make_video
 from sshd import start_sshd
 
 from lorad.captions import versions
@@ -52,9 +52,20 @@ def server(tmp_path_factory):
         checkout = srv.root / "StableAvatar"
         shutil.copytree(DOUBLE, checkout, ignore=shutil.ignore_patterns("__pycache__"))
         make_image(checkout / "examples" / "case-1" / "reference.png", size="512x512")
-        make_audio(checkout / "examples" / "case-1" / "audio.wav", seconds=3.0)
+        make_wav(checkout / "examples" / "case-1" / "audio.wav", seconds=3.0)
         srv.checkout = checkout
         yield srv
+
+
+def make_wav(path: Path, seconds: float) -> Path:
+    """A 16-bit PCM WAV, as recorders write and StableAvatar's scripts read."""
+    import subprocess
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    f"sine=frequency=220:duration={seconds}", "-c:a", "pcm_s16le", str(path)],
+                   check=True)
+    return path
 
 
 def declare(ws, server, text: str | None = None) -> None:
@@ -312,3 +323,68 @@ def _alive(pid: int) -> bool:
         return "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
     except OSError:
         return False
+
+
+def test_checkpoints_are_evaluated_on_the_pod_rated_and_ranked(ws, conn, server, avatar,
+                                                               capsys):
+    """The example's inference command (StableAvatar's inference.py and the README's ffmpeg
+    mux) with a scorer appended: outputs come down checked, the pod time is their cost, the
+    scores are kept per checkpoint and rank them."""
+    version, pod, _folder, _remote = avatar
+    text = EXAMPLE.read_text()
+    mux = "-shortest {out}/video.mp4'''"
+    assert mux in text
+    declare(ws, server, text.replace(mux, "-shortest {out}/video.mp4 && python score_sync.py "
+                                          "{out}/video.mp4'''"))
+    w = ["-w", str(ws.root)]
+    assert main([*w, "train", "start", "sa-eval", "--dataset", "avatar", "--pod", "a100x2",
+                 "--trainer", "stableavatar", "--set", "max_train_steps=6", "--set",
+                 "checkpointing_steps=3", "--set", "validation_steps=100"]) == 0
+    run_jobs(ws, timeout=150)
+    assert runs.get(conn, "sa-eval").state == "succeeded"
+    face = server.checkout / "examples" / "case-1" / "reference.png"
+    short = make_wav(ws.root / "line-short.wav", seconds=1.0)
+    long = make_wav(ws.root / "line-long.wav", seconds=2.0)
+    capsys.readouterr()
+    for ref, line in (("sa-eval:step3", short), ("sa-eval:step6", long)):
+        assert main([*w, "gen", "--service", "pod", "--checkpoint", ref, "--seed", "7",
+                     "--param", f"reference={face}", "--param", f"audio={line}",
+                     "--param", "sample_steps=4", "a person talking"]) == 0
+    said = capsys.readouterr().out
+    assert "about $0.11" in said  # 200 s at $2/h, shown before it runs
+    run_jobs(ws, timeout=150)
+    from lorad.generation import generations, ratings
+
+    made = [g for g in generations.list_all(conn) if g.service == "pod"]
+    assert [g.status for g in made] == ["completed", "completed"], [g.error for g in made]
+    for g, seconds in zip(made, (1.0, 2.0), strict=True):
+        facts = ffprobe(Path(g.output_path))
+        assert facts["width"] == 512 and abs(facts["frames"] - 25 * seconds) <= 1
+        assert g.checks.get("usable", True), g.checks
+        assert g.metrics == pytest.approx({"sync_confidence": 5 + seconds,
+                                           "sync_distance": 9 - seconds}, abs=0.1)
+        assert g.checkpoint_id is not None and g.cost is not None
+        assert g.cost == pytest.approx(g.inference_time / 3600 * 2.0, abs=1e-6)
+    # the checkpoint was used where its run left it: nothing but the two inputs was sent
+    sent = sorted(p.name.split("-", 1)[1] for p in (server.root / "lorad" / "eval" / "inputs")
+                  .iterdir())
+    assert sent == ["line-long.wav", "line-short.wav", "reference.png"]
+    booked = conn.execute("SELECT COUNT(*) FROM cost_entries WHERE kind = 'generation'"
+                          ).fetchone()[0]
+    assert booked == sum(1 for g in made if g.cost)  # an SSH host: its time is not booked else
+    assert pods.get(conn, "a100x2").holds == {}  # released: its idle stop may go ahead
+    ratings.rate(conn, made[0].id, stars=5)
+    ranked = ratings.rank_checkpoints(conn, runs.get(conn, "sa-eval").id)
+    assert {r.name: r.metrics["sync_confidence"] for r in ranked} == pytest.approx(
+        {"checkpoint-3-transformer3d-checkpoint-3.pt": 6.0,
+         "checkpoint-6-transformer3d-checkpoint-6.pt": 7.0}, abs=0.1)
+    by_sync = ratings.rank_checkpoints(conn, runs.get(conn, "sa-eval").id,
+                                       by="sync_confidence")
+    assert by_sync[0].name.startswith("checkpoint-6-")
+    by_distance = ratings.rank_checkpoints(conn, runs.get(conn, "sa-eval").id,
+                                           by="-sync_distance")
+    assert by_distance[0].name.startswith("checkpoint-6-")
+    assert main([*w, "rate", "rank", "--by", "sync_confidence", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["checkpoints"]
+    assert listed[0]["name"].startswith("checkpoint-6-") and "sync_confidence" in listed[0][
+        "metrics"]

@@ -18,6 +18,11 @@ def add_parser(sub) -> None:
                    help="fill the dataset's prompt template, e.g. --fill color=red")
     p.add_argument("--lora")
     p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--service", choices=["fal", "pod"],
+                   help="pod: run the checkpoint's trainer's inference command on a pod "
+                        "(declared in [trainers.NAME.inference]); needs --checkpoint")
+    p.add_argument("--checkpoint", help="a checkpoint (id or file name) to evaluate on a pod")
+    p.add_argument("--pod", help="the pod to run it on (default: where its run trained)")
     p.add_argument("--seed", type=int, help="first seed (default: random)")
     p.add_argument("--count", type=int, default=1)
     request_options(p)
@@ -72,6 +77,31 @@ def local_files(args) -> dict:
     return files
 
 
+def pod_wanted(args) -> bool:
+    return args.service == "pod" or args.endpoint.startswith("pod/")
+
+
+def on_pod(conn, args) -> tuple[str, dict, int]:
+    """(endpoint, parameters, checkpoint id) of a request to a pod command."""
+    from lorad.evaluation import requests
+
+    if not args.checkpoint:
+        raise CliError("--service pod runs a checkpoint: give --checkpoint ID|FILE (`lorad "
+                       "train status RUN --json` lists them)")
+    if args.lora:
+        raise CliError("--service pod takes --checkpoint, not --lora")
+    if args.service == "fal":
+        raise CliError(f"{args.endpoint} is a pod command: drop --service fal")
+    checkpoint = requests.find_checkpoint(conn, args.checkpoint)
+    endpoint = (args.endpoint if args.endpoint.startswith("pod/")
+                else requests.endpoint_for(conn, checkpoint))
+    params = key_values(args.param, "--param")
+    if args.negative:
+        raise CliError("--negative: a pod command takes its own parameters (--param NAME=VALUE)")
+    return endpoint, requests.pod_request(conn, endpoint, checkpoint, pod_name=args.pod,
+                                          params=params), checkpoint.id
+
+
 def run(args: argparse.Namespace) -> int:
     from lorad.cli.lora import warn_private
     from lorad.core import daemon
@@ -94,13 +124,16 @@ def run(args: argparse.Namespace) -> int:
                            "(`lorad dataset rules D --eval-prompt ...`)")
         seeds = [args.seed + i if args.seed is not None else random.randrange(2**31)
                  for i in range(args.count)]
-        ids = [generations.create(conn, args.endpoint, prompt, lora=args.lora, scale=args.scale,
-                                  seed=s, extra=extra_params(args), dataset=args.dataset,
-                                  files=local_files(args), checks=check_settings(args))
+        endpoint, extra, checkpoint_id = on_pod(conn, args) if pod_wanted(args) else (
+            args.endpoint, extra_params(args), None)
+        ids = [generations.create(conn, endpoint, prompt, lora=args.lora, scale=args.scale,
+                                  seed=s, extra=extra, dataset=args.dataset,
+                                  files=local_files(args), checks=check_settings(args),
+                                  checkpoint_id=checkpoint_id)
                for prompt in prompts for s in seeds]
         warn_private(conn, [args.lora] if args.lora else [])
         daemon.nudge(ws)
         cost = sum(generations.get(conn, i).cost or 0 for i in ids)
     print(f"{len(ids)} generation(s) queued (ids {', '.join(map(str, ids))}), about ${cost:.2f}"
-          f"{price_caveat(args.endpoint)}")
+          f"{price_caveat(endpoint)}")
     return EXIT_OK

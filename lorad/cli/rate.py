@@ -13,6 +13,9 @@ def add_parser(sub) -> None:
     rsub = p.add_subparsers(dest="action", metavar="ACTION")
     a = rsub.add_parser("rank", help="checkpoints (and LoRAs added by URL) by their "
                                      "generations' ratings")
+    a.add_argument("--by", metavar="METRIC",
+                   help="rank by a score the generations printed (a pod command's JSON line), "
+                        "higher first; -METRIC: lower first")
     a.add_argument("--json", action="store_true")
     a = rsub.add_parser("set", help="rate one generation")
     a.add_argument("generation", type=int)
@@ -29,8 +32,9 @@ def run(args: argparse.Namespace) -> int:
 
     with opened(args) as (_ws, conn):
         if args.action in (None, "rank"):
-            ranked = {"checkpoints": ratings.rank_checkpoints(conn),
-                      "loras added by URL": ratings.rank_loras(conn)}
+            by = getattr(args, "by", None)
+            ranked = {"checkpoints": ratings.rank_checkpoints(conn, by=by),
+                      "loras added by URL": ratings.by_metric(ratings.rank_loras(conn), by)}
         else:
             r = ratings.rate(conn, args.generation, stars=args.stars, verdict=args.verdict,
                              tags=args.tag, note=args.note)
@@ -46,8 +50,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{title} (score: lower bound of the share of good generations)")
         for r in ranks:
             stars = f"  stars {r.mean_stars:.1f}" if r.mean_stars else ""
-            print(f"  {r.name:36} score {r.score:.2f}  good {r.good}/{r.rated}{stars}")
+            scores = "".join(f"  {k} {v:.3g}" for k, v in sorted(r.metrics.items()))
+            print(f"  {r.name:36} score {r.score:.2f}  good {r.good}/{r.rated}{stars}{scores}")
     if not any(ranked.values()):
-        print("nothing rated yet: rate generations with `lorad rate set ID` or on the "
+        print("nothing rated or scored yet: rate generations with `lorad rate set ID` or on the "
               "Generations screen (4)")
     return EXIT_OK

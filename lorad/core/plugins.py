@@ -35,7 +35,7 @@ BUILTIN: dict[str, list[str]] = {
              "lorad.generation.chain_job", "lorad.publish.publish_job"],
     "trainers": ["lorad.training.trainers.musubi", "lorad.training.trainers.command"],
     "pod_providers": ["lorad.training.providers.ssh", "lorad.training.providers.runpod"],
-    "generation_services": ["lorad.generation.services.fal"],
+    "generation_services": ["lorad.generation.services.fal", "lorad.evaluation.pod_service"],
     "publishers": ["lorad.publish.publishers.hub"],
     "dataset_formats": ["lorad.datasets.formats.musubi", "lorad.training.trainers.command"],
 }

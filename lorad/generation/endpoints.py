@@ -328,6 +328,23 @@ def register(endpoint: Endpoint) -> Endpoint:
     return endpoint
 
 
+_SOURCES: list[Callable[[], dict[str, Endpoint]]] = []
+
+
+def add_source(source: Callable[[], dict[str, Endpoint]]) -> None:
+    """Endpoints made from data when asked (a declared trainer's command on a pod)."""
+    _SOURCES.append(source)
+
+
+def all_endpoints() -> dict[str, Endpoint]:
+    """Every endpoint: the built-in ones, the plugins' and the declared ones."""
+    plugins.load("generation_services")
+    found = dict(ENDPOINTS)
+    for source in _SOURCES:
+        found.update(source())
+    return found
+
+
 def price_caveat(endpoint_id: str) -> str:
     """What to add to a price when the endpoint's price rule is not confirmed by the service."""
     endpoint = get(endpoint_id)
@@ -339,8 +356,9 @@ def price_caveat(endpoint_id: str) -> str:
 
 
 def get(endpoint_id: str) -> Endpoint:
-    if endpoint_id not in ENDPOINTS:
-        plugins.load("generation_services")  # a plugin service may bring its endpoints
-    if endpoint_id not in ENDPOINTS:
-        raise ParamError(f"unknown endpoint {endpoint_id!r}; known: {', '.join(ENDPOINTS)}")
-    return ENDPOINTS[endpoint_id]
+    if endpoint_id in ENDPOINTS:
+        return ENDPOINTS[endpoint_id]
+    found = all_endpoints()  # a plugin service, or a declaration, may bring it
+    if endpoint_id not in found:
+        raise ParamError(f"unknown endpoint {endpoint_id!r}; known: {', '.join(found)}")
+    return found[endpoint_id]

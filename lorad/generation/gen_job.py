@@ -106,7 +106,7 @@ async def _cancel_remote_whatever_happens(ctx: JobContext, service: services.Gen
         return
 
     def cancel_on_a_fresh_session() -> str:
-        client = service.open(ctx.ws.config()["generations"])
+        client = service.open(ctx.ws.config()["generations"], ctx.ws)
         try:
             return client.cancel(g.handle)
         finally:
@@ -206,7 +206,7 @@ async def record_durably(ctx: JobContext, gen_id: int, request: services.Request
 
 
 _UPLOAD_LOCKS: dict[tuple[int, str], asyncio.Lock] = {}
-_UPLOADED: dict[str, str] = {}  # sha256 -> URL, until a generation row records it
+_UPLOADED: dict[tuple[str, str], str] = {}  # (service, sha256) -> URL, until a row records it
 
 
 async def _upload_inputs(ctx: JobContext, client: ServiceSession,
@@ -232,9 +232,10 @@ async def _upload_inputs(ctx: JobContext, client: ServiceSession,
         digest = await _call(sha256_file, Path(path))
         key = (id(asyncio.get_running_loop()), digest)  # a lock belongs to one event loop
         async with _UPLOAD_LOCKS.setdefault(key, asyncio.Lock()):  # a sweep's jobs at once
-            url = generations.uploaded_url(ctx.conn, digest) or _UPLOADED.get(digest)
+            known = (g.service, digest)
+            url = generations.uploaded_url(ctx.conn, digest, g.service) or _UPLOADED.get(known)
             if url is None:
-                url = _UPLOADED[digest] = await _call(client.upload, Path(path))
+                url = _UPLOADED[known] = await _call(client.upload, Path(path))
         field_name, _, index = name.partition(".")
         if index:
             params[field_name][int(index)] = url
@@ -286,6 +287,13 @@ async def _run(ctx: JobContext, service: services.GenerationService, client: Ser
     inference = metrics.get("inference_time")
     inference = float(inference) if isinstance(inference, (int, float)) else None
     seed = result.get("seed") if isinstance(result.get("seed"), int) else g.seed
+    # a service that knows the cost only afterwards (pod time) says it, and whether the ledger
+    # books it (a RunPod pod's uptime is booked already)
+    charge = getattr(service, "charge", None)
+    cost, book = charge(result) if charge is not None else (g.cost, True)
+    scores = getattr(service, "metrics_of", lambda _r: {})(result)
+    if inference is None and isinstance(result.get("seconds"), (int, float)):
+        inference = float(result["seconds"])
 
     usable = checks.get("usable", True)
 
@@ -298,17 +306,18 @@ async def _run(ctx: JobContext, service: services.GenerationService, client: Ser
         now = time.time()
         done = {"output_path": str(path), "checks": json.dumps(checks),
                 "inference_time": inference, "finished_at": now, "seed": seed,
-                "manifest": json.dumps(manifest, sort_keys=True)}
+                "manifest": json.dumps(manifest, sort_keys=True), "cost": cost,
+                "metrics": json.dumps(scores) if scores else None}
         detail = f"{g.endpoint} request {g.request_id}"
         if usable:
             generations.set_status(c, g.id, "completed", error=None, **done)
         else:  # paid for, and good for nothing: a failed generation, its cost spent
             problem = "; ".join(checks.get("problems", [])) or "unusable output"
             generations.set_status(c, g.id, "failed", **done, error=(
-                f"bad output ({problem}); ${g.cost or 0:.2f} was spent on it: retake it"))
+                f"bad output ({problem}); ${cost or 0:.2f} was spent on it: retake it"))
             detail = f"bad output: {detail}"
-        if g.cost:
-            ledger.book(c, ledger.GENERATION, g.cost, detail, generation_id=g.id, at=now)
+        if cost and book:
+            ledger.book(c, ledger.GENERATION, cost, detail, generation_id=g.id, at=now)
         if g.sweep_id:
             sweep_done_notice(c, config, g.sweep_id)
 
@@ -362,7 +371,7 @@ async def run(ctx: JobContext) -> dict[str, Any]:
         return {"generation_id": g.id, "status": generations.UNKNOWN}
     service = services.get(g.service)
     try:  # off the event loop: a client loads its TLS setup, the config is a file read
-        client = await _call(lambda: service.open(ctx.ws.config()["generations"]))
+        client = await _call(lambda: service.open(ctx.ws.config()["generations"], ctx.ws))
     except services.ServiceError as exc:
         message = str(exc)
         if g.request_id:

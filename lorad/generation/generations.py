@@ -68,6 +68,7 @@ class Generation:
     check_settings: dict[str, Any] = field(default_factory=dict)  # check_profile, min_frame_diff
     clip_id: int | None = None  # a caption draft's clip (lorad.generation.drafting)
     draft: dict[str, Any] = field(default_factory=dict)  # how its caption is written
+    metrics: dict[str, float] = field(default_factory=dict)  # scores its command printed
 
     @classmethod
     def from_row(cls, row: sqlite3.Row, root: Path) -> Generation:
@@ -85,7 +86,8 @@ class Generation:
                    d["cost"], d["error"], d["prompt"], d["job_id"], d["created_at"],
                    d["dataset_id"], inputs, d["service"], d["chain_id"], d["shot_index"],
                    json.loads(d["manifest"] or "{}"), json.loads(d["check_settings"] or "{}"),
-                   d.get("clip_id"), json.loads(d.get("draft") or "{}"))
+                   d.get("clip_id"), json.loads(d.get("draft") or "{}"),
+                   json.loads(d.get("metrics") or "{}"))
 
 
 _SLOT = re.compile(r"\[([A-Za-z][\w ]*?)(\?)?\]")
@@ -183,9 +185,11 @@ def create(conn: sqlite3.Connection, endpoint_id: str, prompt: str, *, lora: str
            sweep_id: str | None = None, parent_id: int | None = None,
            submit: bool = True, dataset: str | None = None,
            files: dict[str, str | Path] | None = None, chain_id: int | None = None,
-           shot_index: int | None = None, checks: dict[str, Any] | None = None) -> int:
+           shot_index: int | None = None, checks: dict[str, Any] | None = None,
+           checkpoint_id: int | None = None) -> int:
     """A generation; with `dataset`, its default negative prompt applies unless given.
-    `files` maps parameters to local images (image-to-video's `image_url`)."""
+    `files` maps parameters to local images (image-to-video's `image_url`). `checkpoint_id`:
+    the checkpoint a request runs without a LoRA URL (a command on a pod loads the file)."""
     endpoint = endpoints.get(endpoint_id)
     if endpoint.media == "text":
         raise GenerationError(f"{endpoint_id} writes captions: `lorad captions draft DATASET` "
@@ -196,7 +200,8 @@ def create(conn: sqlite3.Connection, endpoint_id: str, prompt: str, *, lora: str
     params = build_params(endpoint, prompt, lo, scale, seed, extra)
     gen_id = _insert(conn, parent_id=parent_id, sweep_id=sweep_id,
                      lora_id=lo.id if lo else None,
-                     checkpoint_id=lo.checkpoint_id if lo else None, endpoint=endpoint_id,
+                     checkpoint_id=lo.checkpoint_id if lo else checkpoint_id,
+                     endpoint=endpoint_id,
                      params=params, scale=scale if lo else None, seed=seed, prompt=prompt,
                      cost=endpoint.price(params), dataset_id=defaults.dataset_id,
                      chain_id=chain_id, shot_index=shot_index, check_settings=checks or {})
@@ -451,11 +456,11 @@ def events(conn: sqlite3.Connection, gen_id: int) -> list[dict[str, Any]]:
         (gen_id,))]
 
 
-def uploaded_url(conn: sqlite3.Connection, sha256: str) -> str | None:
-    """Where a local input file with this content was uploaded for an earlier generation (a
-    sweep's start image goes up once)."""
-    for (inputs,) in conn.execute("SELECT inputs FROM generations WHERE inputs LIKE ?",
-                                  (f"%{sha256}%",)):
+def uploaded_url(conn: sqlite3.Connection, sha256: str, service: str = "fal") -> str | None:
+    """Where a local input file with this content was uploaded to `service` for an earlier
+    generation (a sweep's start image goes up once)."""
+    for (inputs,) in conn.execute("SELECT inputs FROM generations WHERE inputs LIKE ? AND"
+                                  " service = ?", (f"%{sha256}%", service)):
         for item in json.loads(inputs).values():
             if item.get("sha256") == sha256 and item.get("url"):
                 return item["url"]

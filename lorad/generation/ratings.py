@@ -7,7 +7,7 @@ import json
 import math
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lorad.core import store
 from lorad.core.errors import LoradError
@@ -94,6 +94,7 @@ class Rank:
     good: int
     mean_stars: float | None
     score: float  # Wilson lower bound of the share of good generations
+    metrics: dict[str, float] = field(default_factory=dict)  # the mean of each score printed
 
 
 def is_good(r: Rating) -> bool:
@@ -102,31 +103,46 @@ def is_good(r: Rating) -> bool:
     return r.verdict == "approve" or (r.verdict is None and (r.stars or 0) >= 4)
 
 
-def rank_checkpoints(conn: sqlite3.Connection, run_id: int | None = None) -> list[Rank]:
+def rank_checkpoints(conn: sqlite3.Connection, run_id: int | None = None, *,
+                     by: str | None = None) -> list[Rank]:
     """Checkpoints ordered by the lower bound of their good-generation share (current ratings
     only), ties by mean stars. Only generations that completed count: a service error says
-    nothing of the LoRA."""
-    sql = ("SELECT g.id, g.checkpoint_id, c.name FROM generations g JOIN checkpoints c ON"
-           " c.id = g.checkpoint_id WHERE g.status = 'completed'")
+    nothing of the LoRA. `by`: a metric their generations printed instead (`NAME`: higher is
+    better, `-NAME`: lower is better); those without it come last."""
+    sql = ("SELECT g.id, g.checkpoint_id, c.name, g.metrics FROM generations g JOIN checkpoints"
+           " c ON c.id = g.checkpoint_id WHERE g.status = 'completed'")
     args: list = []
     if run_id is not None:
         sql += " AND c.run_id = ?"
         args.append(run_id)
-    return _rank(conn, conn.execute(sql, args).fetchall())
+    return by_metric(_rank(conn, conn.execute(sql, args).fetchall()), by)
+
+
+def by_metric(ranked: list[Rank], by: str | None) -> list[Rank]:
+    if not by:
+        return ranked
+    name = by.removeprefix("-")
+    lower_better = by.startswith("-")
+    have = [r for r in ranked if name in r.metrics]
+    have.sort(key=lambda r: r.metrics[name], reverse=not lower_better)
+    return have + [r for r in ranked if name not in r.metrics]
 
 
 def rank_loras(conn: sqlite3.Connection) -> list[Rank]:
     """LoRAs lorad did not train (added by URL), ranked the same way."""
     return _rank(conn, conn.execute(
-        "SELECT g.id, l.id, l.name FROM generations g JOIN loras l ON l.id = g.lora_id"
+        "SELECT g.id, l.id, l.name, g.metrics FROM generations g JOIN loras l ON l.id = g.lora_id"
         " WHERE l.checkpoint_id IS NULL AND g.status = 'completed'").fetchall())
 
 
 def _rank(conn: sqlite3.Connection, rows: list) -> list[Rank]:
     per: dict[int, list[Rating]] = {}
     names: dict[int, str] = {}
-    for gen_id, key, name in rows:
+    scores: dict[int, dict[str, list[float]]] = {}
+    for gen_id, key, name, metrics in rows:
         names[key] = name
+        for metric, value in json.loads(metrics or "{}").items():
+            scores.setdefault(key, {}).setdefault(metric, []).append(float(value))
         r = current(conn, gen_id)
         per.setdefault(key, [])
         if r is not None and (r.stars is not None or r.verdict is not None):
@@ -135,8 +151,10 @@ def _rank(conn: sqlite3.Connection, rows: list) -> list[Rank]:
     for key, rs in per.items():
         stars = [r.stars for r in rs if r.stars is not None]
         good = sum(is_good(r) for r in rs)
+        means = {m: sum(v) / len(v) for m, v in scores.get(key, {}).items()}
         out.append(Rank(key, names[key], len(rs), good,
-                        sum(stars) / len(stars) if stars else None, wilson_lower(good, len(rs))))
+                        sum(stars) / len(stars) if stars else None, wilson_lower(good, len(rs)),
+                        means))
     return sorted(out, key=lambda k: (k.score, k.mean_stars or 0), reverse=True)
 
 

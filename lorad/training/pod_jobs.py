@@ -25,7 +25,7 @@ async def stop(ctx: JobContext):
     conn = ctx.conn
     pod = pods.get_by_id(conn, ctx.payload["pod_id"])
     if_idle = ctx.payload.get("if_idle")
-    busy = [r.name for r in runs.on_pod(conn, pod.id, active=True)]
+    busy = [r.name for r in runs.on_pod(conn, pod.id, active=True)] + sorted(pod.holds)
     if busy and if_idle:
         return {"kept": pod.name, "because": busy}
     pulls = checkpoints.pulls_pending(conn, [r.id for r in runs.on_pod(conn, pod.id)])

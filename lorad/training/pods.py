@@ -66,6 +66,15 @@ class Pod:
             return None
         return [gpus.Gpu(**g) for g in self.setup["gpus"]]
 
+    @property
+    def holds(self) -> dict[str, float]:
+        """Work on the pod other than runs (an evaluation command), by what holds it, with
+        when it started: an idle stop leaves the pod alone while any is younger than a day
+        (a hold left by a crash does not keep a pod up for ever)."""
+        now = time.time()
+        return {who: at for who, at in self.setup.get("holds", {}).items()
+                if now - at < HOLD_SECONDS}
+
     def endpoint(self) -> Endpoint:
         if not self.ssh_host or not self.ssh_port:
             raise PodError(f"pod {self.name} has no SSH endpoint yet (is it running?)")
@@ -167,6 +176,24 @@ def run_checks(conn: sqlite3.Connection, pod: Pod, *, trainer: str = trainers.DE
     setup["checked_at"] = time.time()
     update(conn, pod.id, info={r["check"]: r["detail"] for r in results}, setup=setup)
     return results
+
+
+HOLD_SECONDS = 24 * 3600
+
+
+def hold(conn: sqlite3.Connection, pod_id: int, who: str) -> None:
+    """Something other than a run works on the pod (its idle stop waits)."""
+    with store.transaction(conn):
+        pod = get_by_id(conn, pod_id)
+        update(conn, pod_id, setup={**pod.setup, "holds": {**pod.setup.get("holds", {}),
+                                                           who: time.time()}})
+
+
+def release(conn: sqlite3.Connection, pod_id: int, who: str) -> None:
+    with store.transaction(conn):
+        pod = get_by_id(conn, pod_id)
+        holds = {k: v for k, v in pod.setup.get("holds", {}).items() if k != who}
+        update(conn, pod_id, setup={**pod.setup, "holds": holds})
 
 
 def record_gpus(conn: sqlite3.Connection, pod_id: int, found: list[gpus.Gpu]) -> None:

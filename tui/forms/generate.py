@@ -71,7 +71,8 @@ class GenerateForm(FormScreen):
 
     def load(self, conn) -> Choices:
         every = datasets.list_all(conn)
-        made = [e.id for e in endpoints.ENDPOINTS.values() if e.media in ("video", "image")]
+        made = [e.id for e in endpoints.all_endpoints().values()
+                if e.media in ("video", "image")]
         return Choices(made, generations.last_endpoint(conn),
                        [lo.name for lo in
                                                    reversed(loras.list_all(conn))],

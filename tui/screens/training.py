@@ -73,8 +73,10 @@ def load_detail(conn, run: runs.Run, buckets: int) -> RunDetail:
     pod = pods.get_by_id(conn, run.pod_id) if run.pod_id else None
     cost = runs.cost(conn, run)
     # "place": the checkpoint's place in the ranking of this run's rated checkpoints (0 best)
-    ranked = [r for r in ratings.rank_checkpoints(conn, run.id) if r.rated]
+    every = ratings.rank_checkpoints(conn, run.id)
+    ranked = [r for r in every if r.rated]
     ranks = {r.id: (place, r) for place, r in enumerate(ranked)}
+    ranks.update({r.id: (None, r) for r in every if not r.rated and r.metrics})
     ckpts = [{**c.__dict__, "rank": ranks.get(c.id, (None, None))[1],
               "place": ranks.get(c.id, (None, None))[0]}
              for c in checkpoints.for_run(conn, run.id)]
@@ -105,10 +107,13 @@ def checkpoint_line(c: dict) -> Text:
 def rank_label(rank: ratings.Rank | None) -> str:
     """How people rated a checkpoint's generations: the Wilson lower bound of its good share
     (few votes score low), good/rated and mean stars."""
-    if rank is None or not rank.rated:
+    if rank is None:
         return ""
+    scores = "".join(f"  {k} {v:.3g}" for k, v in sorted(rank.metrics.items()))
+    if not rank.rated:
+        return scores
     stars = f" {rank.mean_stars:.1f}★" if rank.mean_stars else ""
-    return f"  rated {rank.score:.2f} ({rank.good}/{rank.rated} good{stars})"
+    return f"  rated {rank.score:.2f} ({rank.good}/{rank.rated} good{stars}){scores}"
 
 
 class CheckpointList(VerticalScroll):

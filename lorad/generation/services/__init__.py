@@ -104,9 +104,10 @@ class GenerationService(Protocol):
     title: str
     secrets: tuple[str, ...]
 
-    def open(self, settings: dict[str, Any]) -> ServiceSession:
+    def open(self, settings: dict[str, Any], workspace: Any = None) -> ServiceSession:
         """A session, configured from lorad.toml's [generations]; raises CredentialsMissing
-        when its key is not set."""
+        when its key is not set. `workspace`: the one the generation is in (a service on the
+        user's own pods reaches them through its store)."""
         ...
 
     def output_url(self, result: dict[str, Any]) -> str:
@@ -117,6 +118,11 @@ class GenerationService(Protocol):
         """A text endpoint's answer (a caption) and, when the result says, what the request
         was charged in dollars."""
         ...
+
+    # Optional: `charge(result) -> (dollars, book)`: what the request cost when only its result
+    # can say (pod time), and whether the ledger books it (False: it is in a cost booked
+    # elsewhere, such as a RunPod pod's uptime). `metrics_of(result) -> dict[str, float]`:
+    # scores the request printed, kept with the generation.
 
 
 SERVICES: Registry[GenerationService] = Registry("generation_services", "generation service")

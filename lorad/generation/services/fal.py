@@ -733,7 +733,7 @@ class FalService:
     title = "fal.ai's queue"
     secrets = (KEY_ENV,)
 
-    def open(self, settings: dict[str, Any]) -> FalSession:
+    def open(self, settings: dict[str, Any], workspace: Any = None) -> FalSession:
         return FalSession(Fal(queue_url=settings.get("queue_url") or None,
                               timeout=settings.get("request_timeout_seconds", 120.0),
                               max_retry_after=settings.get("retry_after_max_seconds", 60.0)))
