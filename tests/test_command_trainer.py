@@ -388,3 +388,93 @@ def test_checkpoints_are_evaluated_on_the_pod_rated_and_ranked(ws, conn, server,
     listed = json.loads(capsys.readouterr().out)["checkpoints"]
     assert listed[0]["name"].startswith("checkpoint-6-") and "sync_confidence" in listed[0][
         "metrics"]
+
+
+@pytest.mark.parametrize("size", [(80, 24)], ids=["80x24"])
+async def test_a_checkpoint_is_sent_to_the_pod_from_the_training_screen(ws, conn, server,
+                                                                      tmp_path, size):
+    """E on the Training screen: the run's trainer's inference parameters as fields, the
+    price on screen before ctrl+s, then one queued request per seed with the checkpoint."""
+    from helpers import pilot_until as until
+    from test_tui_forms import screen_text
+    from weights import write_dit
+
+    from lorad.generation import generations
+    from tui.app import LoradApp
+    from tui.forms.base import FormScreen
+    from tui.forms.evaluate import EvaluateForm
+    from tui.screens.training import TrainingScreen
+
+    declare(ws, server)
+    d = datasets.create(conn, "faces", "stableavatar-512", config=ws.config())
+    conn.execute("INSERT INTO dataset_versions (dataset_id, content_hash, manifest, created_at)"
+                 " VALUES (?, 'h', '{\"format\": \"layout:stableavatar\"}', 0)", (d.id,))
+    pod = pods.add(conn, "box", host="127.0.0.1", cost_per_hour=3.6)
+    run = runs.create(conn, "faces-1", 1, pod.id, {}, trainer="stableavatar")
+    local = tmp_path / "t.safetensors"
+    write_dit(local, "BF16")
+    ckpt = checkpoints.record(conn, run.id, "/pod/out/checkpoint-4/t.pt", step=4,
+                              name="checkpoint-4-t.pt")
+    checkpoints.mark_pulled(conn, ckpt, local, "ab" * 32, {}, step=4, epoch=None)
+    face = make_image(tmp_path / "face.png", size="64x64")
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=size) as pilot:
+        await pilot.press("3")
+        await until(pilot, lambda: isinstance(app.screen, TrainingScreen)
+                    and app.screen.data is not None, message="the training screen")
+        await pilot.press("E")
+        await until(pilot, lambda: isinstance(app.screen, EvaluateForm)
+                    and app.screen.data is not None, message="the form")
+        form = app.screen
+        form.query_one("#ev-param-reference").value = str(face)  # as pasted
+        form.query_one("#ev-param-audio").value = str(face)  # the command decides what it takes
+        form.query_one("#ev-seeds").focus()
+        await pilot.press("backspace", "2")
+        await until(pilot, lambda: "2 evaluation(s) on pod box, about $0.40" in screen_text(app),
+                    message="the price on screen")  # 200 s at $3.60/h, twice
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: not isinstance(app.screen, FormScreen), message="sent")
+    made = [g for g in generations.list_all(conn) if g.service == "pod"]
+    assert len(made) == 2 and {g.checkpoint_id for g in made} == {ckpt}
+    assert made[0].params["reference"] == "file://" + str(face)
+    assert made[0].params["checkpoint_remote"] == "/pod/out/checkpoint-4/t.pt"
+
+
+def test_a_trainer_declared_in_lorad_toml_is_checked_with_its_lines(ws, capsys):
+    """The same keys as a table of lorad.toml: a mistake names lorad.toml and the line."""
+    ws.config_path.write_text(ws.config_path.read_text() + '''
+[trainers.echo-script]
+title = "a script"
+workdir = "/w"
+progress = 'step (?P<step>\\d+)/(?P<total>\\d+) loss (?P<loss>\\S+)'
+checkpoints = "*.safetensors"
+
+[trainers.echo-script.options]
+steps = 10
+
+[[trainers.echo-script.stages]]
+name = "train"
+command = "python train.py --steps {steps} --out {output}"
+
+[[trainers.echo-script.stages]]
+name = "after"
+command = "echo {stepz}"
+''')
+    assert main(["-w", str(ws.root), "trainers"]) == 1
+    out = capsys.readouterr().out
+    line = ws.config_path.read_text().splitlines().index('command = "echo {stepz}"') + 1
+    assert f"{ws.config_path}:{line}: trainers.echo-script.stages.command: unknown " \
+           "placeholder {stepz}" in out
+    ws.config_path.write_text(ws.config_path.read_text().replace("{stepz}", "{steps}"))
+    assert main(["-w", str(ws.root), "trainers", "--json"]) == 0
+    listed = {t["name"]: t for t in json.loads(capsys.readouterr().out)}
+    impl = trainers.get("echo-script")
+    stages = impl.stages(impl.load_config({"steps": 3}), trainers.RunPaths(
+        "/d", "/r", "/r/o b", "/r/l", "n"))
+    assert stages[0].command == "python train.py --steps 3 --out '/r/o b'"
+    header = ws.config_path.read_text().splitlines().index("[trainers.echo-script]") + 1
+    assert listed["echo-script"]["declared_in"] == f"{ws.config_path}:{header}"
+    with pytest.raises(trainers.TrainConfigError, match="unknown option 'step'"):
+        impl.load_config({"step": 3})
+    with pytest.raises(trainers.TrainConfigError, match="steps must be a whole number"):
+        impl.load_config({"steps": "3; rm -rf /"})

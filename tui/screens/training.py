@@ -139,8 +139,10 @@ class TrainingScreen(StoreScreen):
         "process group on the pod; resume continues from the last saved state. The "
         "checkpoint list scrolls once c moves the keys to it (c again: back to the runs); o "
         "sorts it by step or by rank (the Wilson lower bound of its generations' good share; "
-        "failed generations do not count). P publishes a pulled checkpoint (best rated first) "
-        "to the Hugging Face Hub."
+        "failed generations do not count; scores a pod command printed show beside). P "
+        "publishes a pulled checkpoint (best rated first) to the Hugging Face Hub. E evaluates "
+        "a checkpoint with the run's trainer's inference command on a pod (trainers declared "
+        "with [trainers.NAME.inference], such as StableAvatar)."
     )
     BINDINGS = keyed([
         # the footer shows the first four (and ?, N); ? lists them all
@@ -151,6 +153,7 @@ class TrainingScreen(StoreScreen):
         Binding("s", "toggle_smooth", "Smoothing", show=False),
         Binding("p", "pull", "Pull checkpoints", show=False),
         Binding("S", "samples", "Samples", show=False),
+        Binding("E", "evaluate", "Evaluate on the pod", show=False),
         # in help and on the checkpoint list's title line; the footer has no room at 80x24
         Binding("c", "focus_checkpoints", "Checkpoints / runs", show=False),
         Binding("o", "sort_checkpoints", "Sort checkpoints (step/rank)", show=False),
@@ -359,6 +362,31 @@ class TrainingScreen(StoreScreen):
             return
 
         self.write(checkpoints.pull_missing, run.id, done_message="checkpoint pulls queued")
+
+    def action_evaluate(self) -> None:
+        """A checkpoint through the run's trainer's inference command on a pod (a declared
+        trainer's [trainers.NAME.inference])."""
+        from lorad.core.errors import LoradError
+        from lorad.evaluation import endpoints as pod_endpoints
+
+        from ..forms.evaluate import EvaluateForm
+
+        run = self.selected()
+        if run is None:
+            return
+        endpoint = pod_endpoints.endpoint_id(run.trainer)
+        try:
+            pod_endpoints.trainer_of(endpoint)
+        except LoradError as exc:
+            self.notify(f"{exc}; evaluate it on fal instead (N, Generate) once published",
+                        severity="warning")
+            return
+        self.app.push_screen(EvaluateForm(run.name, endpoint), self._evaluated)
+
+    def _evaluated(self, message: str | None) -> None:
+        if message:
+            self.notify(message)
+            self.reload()
 
     def action_publish(self) -> None:
         d = self.data.detail if self.data else None
