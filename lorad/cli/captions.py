@@ -32,9 +32,13 @@ def add_parser(sub) -> None:
     a = csub.add_parser("draft", help="draft captions with a vision model (priced; --yes sends)")
     a.add_argument("dataset")
     a.add_argument("--service", default="fal", choices=["fal", "pod"],
-                   help="where the model runs: fal (a pod command is not built yet)")
+                   help="where the model runs: fal, or pod (a captioner command declared in "
+                        "[captioners.NAME] of lorad.toml, run on --pod)")
     a.add_argument("--model", help="gemini-flash (video, the default), gemini-flash-image "
-                                   "(images), marlin (video), or an OpenRouter model id")
+                                   "(images), marlin (video), or an OpenRouter model id; with "
+                                   "--service pod, a declared captioner's NAME")
+    a.add_argument("--pod", help="with --service pod: the pod it runs on (default: the only "
+                                 "one)")
     which = a.add_mutually_exclusive_group()
     which.add_argument("--only-empty", action="store_true",
                        help="clips with no caption (the default)")

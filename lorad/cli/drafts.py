@@ -12,16 +12,22 @@ def draft(args: argparse.Namespace) -> int:
     from lorad.generation import drafting
     from lorad.media import datasets, profiles
 
-    if args.service != "fal":
-        raise CliError("drafting on a pod (a captioning command run over SSH) is not built yet: "
-                       "use --service fal")
     with opened(args) as (ws, conn):
         config = ws.config()
         d = datasets.get(conn, args.dataset)
         media = profiles.get(d.profile, config).media
-        p = drafting.plan(conn, d, media, config["drafts"],
-                          model=args.model or config["drafts"]["model"] or None,
-                          everything=args.all, template=args.template, clip_ids=args.clip)
+        model = args.model or config["drafts"]["model"] or None
+        extra = None
+        if args.service == "pod":
+            from lorad.evaluation import requests
+
+            captioner = drafting.pod_captioner(model, media)
+            extra = requests.caption_request(conn, captioner.endpoint, args.pod)
+        elif args.pod:
+            raise CliError("--pod goes with --service pod")
+        p = drafting.plan(conn, d, media, config["drafts"], model=model, everything=args.all,
+                          template=args.template, clip_ids=args.clip, service=args.service,
+                          extra=extra)
         summary = {"dataset": d.name, "model": p.captioner.name, "endpoint": p.captioner.endpoint,
                    "clips": len(p.clip_ids), "cost": p.cost, "over_person_captions":
                    len(p.overwrite), "already_pending": len(p.pending), "sent": False}

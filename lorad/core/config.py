@@ -142,6 +142,7 @@ class Config:
     # [trainers.NAME] tables and trainers/NAME.toml files beside lorad.toml, as written (checked
     # by lorad.training.trainers.command, which needs their file and text to name lines)
     trainers: dict[str, TrainerSource] = field(default_factory=dict)
+    captioners: dict[str, TrainerSource] = field(default_factory=dict)  # [captioners.NAME]
 
     def __getitem__(self, section: str) -> dict[str, Any]:
         return self.values[section]
@@ -161,6 +162,7 @@ def load(path: Path | None) -> Config:
         return Config(path, values, concurrency)
     text = path.read_text(encoding="utf-8")
     declared = _trainer_files(path.parent / TRAINERS_DIR)
+    captioners: dict[str, TrainerSource] = {}
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -169,6 +171,13 @@ def load(path: Path | None) -> Config:
         where = _locate(text, section, None)
         if section == "profiles" and isinstance(table, dict):
             profiles = _load_profiles(path, text, table, lines)
+            continue
+        if section == "captioners" and isinstance(table, dict):
+            for name, keys in table.items():
+                if not isinstance(keys, dict):
+                    raise ConfigError(f"{path}:{_locate(text, 'captioners', name)}: captioners."
+                                      f"{name} must be a table [captioners.{name}]")
+                captioners[name] = TrainerSource(name, keys, path, text, f"captioners.{name}")
             continue
         if section == "trainers" and isinstance(table, dict):
             for name, keys in table.items():
@@ -184,7 +193,7 @@ def load(path: Path | None) -> Config:
         if section not in SCHEMA:
             raise ConfigError(
                 f"{path}:{where}: unknown section [{section}] "
-                f"(known: {', '.join(sorted([*SCHEMA, 'profiles', 'trainers']))})"
+                f"(known: {', '.join(sorted([*SCHEMA, 'profiles', 'trainers', 'captioners']))})"
             )
         if not isinstance(table, dict):
             raise ConfigError(f"{path}:{where}: '{section}' must be a table [{section}]")
@@ -223,7 +232,7 @@ def load(path: Path | None) -> Config:
             if problem:
                 raise ConfigError(f"{path}:{line}: {section}.{key} {problem}")
             values[section][key] = value
-    return Config(path, values, concurrency, profiles, lines, declared)
+    return Config(path, values, concurrency, profiles, lines, declared, captioners)
 
 
 def _trainer_files(folder: Path) -> dict[str, TrainerSource]:

@@ -1,22 +1,111 @@
-"""The endpoints of pod commands: `pod/NAME` for every declared trainer with an inference
-command, its parameters from the declaration. Besides them every request carries `pod` (where
-it runs), `checkpoint` (the LoRA or weights file, a local path sent to the pod unless
-`checkpoint_remote` already holds the same bytes there: `checkpoint_sha256`) and
-`pod_cost_per_hour` (the price before it runs: the declared `seconds_estimate` at that rate;
-what it cost is the pod time it took)."""
+"""The endpoints of pod commands, made from the declarations:
+
+- `pod/NAME` for every declared trainer with an inference command (`[trainers.NAME.inference]`):
+  a checkpoint through it. Its requests carry `checkpoint` (the file here; sent to the pod
+  unless `checkpoint_remote` still holds the same bytes there, `checkpoint_sha256`);
+- `pod/caption/NAME` for every `[captioners.NAME]`: one clip (`clip`) and the instructions
+  (`prompt`) to a caption (lorad.evaluation.captioners).
+
+Every request also carries `pod` (where it runs) and `pod_cost_per_hour` (its price before it
+runs: the declared `seconds_estimate` at that rate; what it cost is the pod time it took).
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from lorad.generation.endpoints import Endpoint, Param
+from lorad.core import plugins
+from lorad.core.errors import LoradError
+from lorad.generation.endpoints import POD_CAPTION_PREFIX, Endpoint, Param
 from lorad.training import trainers
 from lorad.training.trainers.command import CommandTrainer
+from lorad.training.trainers.command.declaration import DeclarationError, InferenceSpec
 
 PREFIX = "pod/"
-REQUEST_PARAMS = {"pod": Param(str, required=True), "checkpoint": Param(str, required=True),
+CAPTION_PREFIX = POD_CAPTION_PREFIX
+REQUEST_PARAMS = {"pod": Param(str, required=True), "checkpoint": Param(str),
                   "checkpoint_remote": Param(str), "checkpoint_sha256": Param(str),
                   "pod_cost_per_hour": Param((int, float), 0, None)}
+
+
+class PodCommandError(LoradError):
+    """An endpoint that names no usable pod command."""
+
+
+@dataclass(frozen=True)
+class PodCommand:
+    """What the pod service needs of a declared command, whoever declared it."""
+
+    endpoint: str
+    title: str
+    workdir: str
+    options: dict[str, Any]  # the trainer's (model paths...), usable in the command
+    env: dict[str, str]
+    spec: InferenceSpec
+    file_params: tuple[str, ...]  # parameters that are local files, sent to the pod
+    needs_checkpoint: bool
+    failure_reason: Callable[[str], str | None]
+    reads: str | None = None  # a captioner: the media of the clips it reads
+
+
+def endpoint_id(trainer: str) -> str:
+    return PREFIX + trainer
+
+
+def caption_endpoint_id(name: str) -> str:
+    return CAPTION_PREFIX + name
+
+
+def trainer_of(endpoint: str) -> CommandTrainer:
+    impl = trainers.get(endpoint.removeprefix(PREFIX))
+    if not isinstance(impl, CommandTrainer) or impl.declaration.inference is None:
+        raise PodCommandError(f"{endpoint}: trainer {impl.name} declares no inference command "
+                              "([trainers.NAME.inference])")
+    return impl
+
+
+def _captioners() -> tuple[dict[str, Any], dict[str, str]]:
+    from lorad.evaluation.captioners import parse
+
+    config = plugins.current_config()
+    made, broken = {}, {}
+    for name, source in (getattr(config, "captioners", None) or {}).items():
+        try:
+            made[name] = parse(source)
+        except DeclarationError as exc:
+            broken[name] = str(exc)
+    return made, broken
+
+
+def problems() -> dict[str, str]:
+    """Endpoints whose declaration is broken: why, by endpoint id."""
+    broken = {caption_endpoint_id(n): why for n, why in _captioners()[1].items()}
+    broken.update({endpoint_id(n): why for n, why in trainers.TRAINERS.problems().items()})
+    return broken
+
+
+def command_of(endpoint: str) -> PodCommand:
+    """The pod command an endpoint names."""
+    from lorad.training.logparse import common_failure
+
+    if endpoint.startswith(CAPTION_PREFIX):
+        name = endpoint.removeprefix(CAPTION_PREFIX)
+        made, broken = _captioners()
+        if name in broken:
+            raise PodCommandError(broken[name])
+        if name not in made:
+            raise PodCommandError(f"no captioner {name!r} is declared ([captioners.NAME] in "
+                                  f"lorad.toml; declared: {', '.join(made) or 'none'})")
+        c = made[name]
+        return PodCommand(endpoint, c.title, c.workdir, {}, {}, c.spec,
+                          ("clip", *c.spec.files), False, common_failure, c.reads)
+    impl = trainer_of(endpoint)
+    d = impl.declaration
+    return PodCommand(endpoint, d.title, d.workdir, dict(d.options), dict(d.env), d.inference,
+                      d.inference.files, True, impl.failure_reason)
 
 
 def _kind(default: Any) -> type | tuple:
@@ -27,34 +116,43 @@ def _kind(default: Any) -> type | tuple:
     return str
 
 
-def endpoint_id(trainer: str) -> str:
-    return PREFIX + trainer
+def _endpoint(eid: str, spec: InferenceSpec, core: dict[str, Param], reads: str | None
+              ) -> Endpoint:
+    seconds = spec.seconds_estimate
+    params = {"prompt": Param(str), "seed": Param(int), **REQUEST_PARAMS, **core,
+              **{key: Param(_kind(default), required=key in spec.required)
+                 for key, default in spec.params.items()}}
+    return Endpoint(
+        eid, spec.media, params, price_per_output=1.0,
+        billing_units=lambda p, s=seconds: s / 3600 * float(p.get("pod_cost_per_hour", 0)),
+        price_verified=False, service="pod", reads=reads,
+        price_note=f"an estimate: {seconds:g} s (the declared seconds_estimate) of the pod's "
+                   "time; what it cost is the pod time it took",
+        defaults={k: v for k, v in spec.params.items() if k not in spec.required})
 
 
-def trainer_of(endpoint: str) -> CommandTrainer:
-    impl = trainers.get(endpoint.removeprefix(PREFIX))
-    if not isinstance(impl, CommandTrainer) or impl.declaration.inference is None:
-        raise trainers.TrainConfigError(f"{endpoint}: trainer {impl.name} declares no inference "
-                                        "command ([trainers.NAME.inference])")
-    return impl
+_cache: dict[str, dict[str, Endpoint]] = {}
 
 
 def declared() -> dict[str, Endpoint]:
+    """Every pod command's endpoint (built again only when the declarations change)."""
+    config = plugins.current_config()
+    key = json.dumps({kind: {n: [str(s.path), s.text] for n, s in
+                             (getattr(config, kind, None) or {}).items()}
+                      for kind in ("trainers", "captioners")}, sort_keys=True)
+    if key in _cache:
+        return _cache[key]
     out = {}
     for name, impl in trainers.TRAINERS.items():
         spec = getattr(impl, "declaration", None)
         spec = spec.inference if spec is not None else None
-        if spec is None:
-            continue
-        seconds = spec.seconds_estimate
-        params = {"prompt": Param(str), "seed": Param(int), **REQUEST_PARAMS,
-                  **{key: Param(_kind(default), required=key in spec.required)
-                     for key, default in spec.params.items()}}
-        out[endpoint_id(name)] = Endpoint(
-            endpoint_id(name), spec.media, params, price_per_output=1.0,
-            billing_units=lambda p, s=seconds: s / 3600 * float(p.get("pod_cost_per_hour", 0)),
-            price_verified=False, service="pod",
-            price_note=f"an estimate: {seconds:g} s (the declared seconds_estimate) of the "
-                       "pod's time; what it cost is the pod time it took",
-            defaults={k: v for k, v in spec.params.items() if k not in spec.required})
+        if spec is not None:
+            out[endpoint_id(name)] = _endpoint(endpoint_id(name), spec,
+                                               {"checkpoint": Param(str, required=True)}, None)
+    for name, c in _captioners()[0].items():
+        eid = caption_endpoint_id(name)
+        out[eid] = _endpoint(eid, c.spec, {"clip": Param(str, required=True),
+                                           "prompt": Param(str, required=True)}, c.reads)
+    _cache.clear()
+    _cache[key] = out
     return out

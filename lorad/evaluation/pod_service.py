@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from lorad.core.errors import TransientError
+from lorad.core.errors import LoradError, TransientError
 from lorad.core.files import sha256_file
 from lorad.evaluation import endpoints as pod_endpoints
 from lorad.generation import endpoints
@@ -102,43 +102,49 @@ class PodSession:
 
     # -- the service's calls ------------------------------------------------------------------
     def submit(self, endpoint: str, arguments: dict[str, Any]) -> Request:
-        impl = pod_endpoints.trainer_of(endpoint)
-        d = impl.declaration
-        spec = d.inference
+        try:
+            command_of = pod_endpoints.command_of(endpoint)
+        except LoradError as exc:
+            raise ServiceError(str(exc)) from None
+        spec = command_of.spec
         pod = pods.bring_up(self.ws, self.pod(arguments["pod"]).id,
                             timeout=self.ws.config()["training"]["runpod_start_timeout_seconds"])
         shell = self.shell(pod)
-        values: dict[str, Any] = {**d.options, **spec.params}  # the declared defaults
+        values: dict[str, Any] = {**command_of.options, **spec.params}  # declared defaults
         for key, value in arguments.items():
             if key in pod_endpoints.REQUEST_PARAMS:
                 continue
-            values[key] = self.send(shell, pod, value) if key in spec.files and isinstance(
-                value, str) and value.startswith(LOCAL) else value
-        values["checkpoint"] = (self.checkpoint_on_pod(shell, arguments)
-                                or self.send(shell, pod, arguments["checkpoint"]))
+            is_file = key in command_of.file_params and isinstance(value, str) \
+                and value.startswith(LOCAL)
+            values[key] = self.send(shell, pod, value) if is_file else value
+        if command_of.needs_checkpoint:
+            values["checkpoint"] = (self.checkpoint_on_pod(shell, arguments)
+                                    or self.send(shell, pod, arguments["checkpoint"]))
         request_id = uuid.uuid4().hex[:16]
         folder = posixpath.join(pod.remote_dir, "eval", request_id)
         out = posixpath.join(folder, "out")
-        gpus = len(pod.gpus or []) or 1
-        values.update(out=out, workdir=d.workdir, gpus=gpus)
+        values.update(out=out, workdir=command_of.workdir, gpus=len(pod.gpus or []) or 1)
         try:
             command = templates.render(spec.command, values)
+            cwd = command_of.workdir
+            if spec.cwd:
+                cwd = " ".join(shlex.split(templates.render(
+                    spec.cwd, {**command_of.options, "workdir": command_of.workdir})))
         except templates.TemplateError as exc:
             raise ServiceError(f"{endpoint}: {exc}") from None
-        cwd = d.workdir
-        if spec.cwd:
-            cwd = " ".join(shlex.split(templates.render(spec.cwd, {**d.options,
-                                                                   "workdir": d.workdir})))
         shell.run(f"mkdir -p {shlex.quote(out)}")
-        _c, now, _e = shell.run("date +%s")
+        _c, now, _e = shell.run("date +%s.%N")
+        # the command's own end, to the split second (its cost is the time it took)
+        ended = shlex.quote(posixpath.join(folder, "ended"))
+        command = f"{{ {command}\n}}; code=$?; date +%s.%N > {ended}; exit $code"
         handle = {"pod": pod.name, "pod_id": pod.id, "dir": folder, "out": out,
-                  "started": int(now.strip() or 0), "rate": pod.cost_per_hour,
+                  "started": float(now.strip() or 0), "rate": pod.cost_per_hour,
                   "booked_elsewhere": pods.powered_by_lorad(pod), "endpoint": endpoint}
         pods.hold(self.conn, pod.id, f"eval {request_id}")
         try:
             pid = shell.start_detached(cwd, command, log=posixpath.join(folder, "log"),
                                        exit_file=posixpath.join(folder, "exit"),
-                                       env={**d.env, **spec.env})
+                                       env={**command_of.env, **spec.env})
         except (SshUnavailable, OSError) as exc:
             # it may have started: never start it again by itself
             raise SubmitUnknown(f"pod {pod.name}: the start of the command was cut off "
@@ -161,9 +167,9 @@ class PodSession:
         if code == 0:
             return RequestStatus("done")
         tail = self.log(handle)
-        impl = pod_endpoints.trainer_of(handle["endpoint"])
         last = "\n".join(tail.splitlines()[-10:])
-        why = impl.failure_reason(tail) or f"exit code {code}"
+        why = pod_endpoints.command_of(handle["endpoint"]).failure_reason(tail) \
+            or f"exit code {code}"
         return RequestStatus("done", error=f"{why}. Last lines:\n{last}",
                              error_type="command_failed")
 
@@ -176,15 +182,18 @@ class PodSession:
 
     def result(self, handle: dict[str, Any]) -> dict[str, Any]:
         shell = self._shell_for(handle)
-        spec = pod_endpoints.trainer_of(handle["endpoint"]).declaration.inference
+        spec = pod_endpoints.command_of(handle["endpoint"]).spec
         out = handle["out"]
         pattern = posixpath.join(out, spec.output)
         code, listed, _e = shell.run(f"for f in {_glob_words(out, spec.output)}; do "
                                      "[ -f \"$f\" ] && echo \"$f\"; done", check=False)
         found = sorted(line for line in listed.splitlines() if line.strip())
-        _c, ended, _e = shell.run(f"stat -c %Y {shlex.quote(posixpath.join(handle['dir'], 'exit'))}"
-                                  " 2>/dev/null || date +%s", check=False)
-        seconds = max(0, int((ended.split() or ["0"])[0]) - int(handle.get("started") or 0))
+        ended_file = shlex.quote(posixpath.join(handle["dir"], "ended"))
+        exit_file = shlex.quote(posixpath.join(handle["dir"], "exit"))
+        _c, ended, _e = shell.run(f"cat {ended_file} 2>/dev/null || stat -c %Y {exit_file} "
+                                  "2>/dev/null || date +%s", check=False)
+        seconds = round(max(0.0, float((ended.split() or ["0"])[0])
+                            - float(handle.get("started") or 0)), 3)
         self.release(handle)
         if code != 0 or not found:
             raise ServiceError(f"the command finished but wrote nothing matching {pattern} on "
@@ -269,4 +278,4 @@ class PodService:
 
 
 SERVICES.register(PodService.name, PodService())
-endpoints.add_source(pod_endpoints.declared)
+endpoints.add_source(pod_endpoints.declared, pod_endpoints.problems)

@@ -89,3 +89,24 @@ def pod_request(conn: sqlite3.Connection, endpoint_id: str, checkpoint: checkpoi
     if run is not None and run.pod_id == pod.id and checkpoint.remote_path:
         out["checkpoint_remote"] = checkpoint.remote_path
     return out
+
+
+def caption_request(conn: sqlite3.Connection, endpoint_id: str, pod_name: str | None
+                    ) -> dict[str, Any]:
+    """What every draft request to a captioner on a pod carries besides its clip and prompt."""
+    try:
+        command = pod_endpoints.command_of(endpoint_id)
+    except LoradError as exc:
+        raise EvaluationError(str(exc)) from None
+    if not pod_name:
+        names = [p.name for p in pods.list_all(conn)]
+        if len(names) != 1:
+            raise EvaluationError("name the pod the captioner runs on (--pod NAME; pods: "
+                                  f"{', '.join(names) or 'none: lorad pod add'})")
+        pod_name = names[0]
+    pod = pods.get(conn, pod_name)
+    if command.spec.gpu_memory_gb and pod.gpus is not None:
+        short = gpus.shortfall(pod.gpus, command.spec.gpu_memory_gb, command.title)
+        if short:
+            raise EvaluationError(f"pod {pod.name}: {short}")
+    return {"pod": pod.name, "pod_cost_per_hour": pod.cost_per_hour}

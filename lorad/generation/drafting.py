@@ -37,6 +37,7 @@ class Captioner:
     model: str | None  # the router's model slug (None: the endpoint is the model)
     media: str  # video | image: what the dataset's clips must be
     follows_prompt: bool  # False: the endpoint's own prompt; the rules shape its answer after
+    on_pod: bool = False  # a [captioners.NAME] command on the user's pod
 
     @property
     def source(self) -> str:
@@ -56,9 +57,34 @@ MARLIN_PROMPT = ("Provide a spatial description of this clip followed by time-ra
                  "For each event, give the time range as <start - end> and a short description.")
 SYSTEM_PROMPT = ("You write captions for training a LoRA on video or images. Answer with the "
                  "caption only: no preamble, no quotes, no markdown, one line.")
-def captioner_for(name: str | None, media: str) -> Captioner:
+def pod_captioner(name: str | None, media: str) -> Captioner:
+    """A captioner declared as a command on a pod ([captioners.NAME] in lorad.toml)."""
+    if not name:
+        raise DraftError("--service pod drafts with a captioner declared in lorad.toml: name it "
+                         "with --model NAME ([captioners.NAME]; docs/COMMAND_TRAINERS.md)")
+    endpoint_id = name if name.startswith(endpoints.POD_CAPTION_PREFIX) else (
+        endpoints.POD_CAPTION_PREFIX + name)
+    try:
+        endpoint = endpoints.get(endpoint_id)
+    except endpoints.ParamError as exc:
+        if "unknown endpoint" not in str(exc):
+            raise DraftError(str(exc)) from None  # declared, with a mistake: where and what
+        raise DraftError(f"no captioner {name!r} on a pod: declare [captioners."
+                         f"{name.removeprefix(endpoints.POD_CAPTION_PREFIX)}] in lorad.toml "
+                         "(docs/COMMAND_TRAINERS.md)") from None
+    found = Captioner(endpoint_id.removeprefix(endpoints.POD_CAPTION_PREFIX), endpoint_id, None,
+                      endpoint.reads or "video", True, on_pod=True)
+    if found.media != media:
+        raise DraftError(f"{found.name} reads {found.media}, but this dataset holds {media}")
+    return found
+
+
+def captioner_for(name: str | None, media: str, service: str = "fal") -> Captioner:
     """The captioner `--model` names (default: the one for the dataset's media). A name with a
-    slash is any model behind fal's OpenRouter endpoints, e.g. qwen/qwen2.5-vl-72b-instruct."""
+    slash is any model behind fal's OpenRouter endpoints, e.g. qwen/qwen2.5-vl-72b-instruct;
+    with `service` pod, a captioner declared as a command on a pod."""
+    if service == "pod" or (name or "").startswith(endpoints.POD_CAPTION_PREFIX):
+        return pod_captioner(name, media)
     if not name:
         if media not in DEFAULT_FOR:
             raise DraftError(f"no captioner drafts {media} yet (known: "
@@ -136,10 +162,13 @@ class Plan:
         return endpoints.price_caveat(self.captioner.endpoint)
 
 
-def request_params(captioner: Captioner, media_path: str, prompt: str, max_tokens: int
-                   ) -> dict[str, Any]:
-    """One request's parameters; the clip is a local file the job uploads before sending."""
+def request_params(captioner: Captioner, media_path: str, prompt: str, max_tokens: int,
+                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One request's parameters; the clip is a local file the job uploads before sending.
+    `extra`: what a request to a pod also carries (the pod, its rate)."""
     local = generations.LOCAL + media_path
+    if captioner.on_pod:
+        return {"clip": local, "prompt": prompt, **(extra or {})}
     if not captioner.follows_prompt:  # Marlin: its own prompt
         return {"video_url": local, "prompt": MARLIN_PROMPT, "max_tokens": max(64, max_tokens)}
     media_field = "video_urls" if captioner.media == "video" else "image_urls"
@@ -149,10 +178,11 @@ def request_params(captioner: Captioner, media_path: str, prompt: str, max_token
 
 def plan(conn: sqlite3.Connection, d: datasets.Dataset, media: str, settings: dict[str, Any],
          *, model: str | None = None, everything: bool = False, template: str | None = None,
-         clip_ids: list[int] | None = None) -> Plan:
+         clip_ids: list[int] | None = None, service: str = "fal",
+         extra: dict[str, Any] | None = None) -> Plan:
     """The requests for the dataset's clips (by default those without a caption; with
     `everything` all of them, a draft going on top of a person's caption as a new version)."""
-    captioner = captioner_for(model, media)
+    captioner = captioner_for(model, media, service)
     rules = Rules.of(d, settings, template)
     prompt = prompt_for(rules, examples_of(conn, d.id, int(settings.get("examples", 3))), media)
     current = versions.current_texts(conn, d.id)
@@ -173,7 +203,7 @@ def plan(conn: sqlite3.Connection, d: datasets.Dataset, media: str, settings: di
         if written:
             overwrite.append(c.id)
         request = request_params(captioner, c.media_path, prompt,
-                                 int(settings.get("max_tokens", 300)))
+                                 int(settings.get("max_tokens", 300)), extra)
         problems = endpoint.validate(request)
         if problems:
             raise DraftError("; ".join(problems))

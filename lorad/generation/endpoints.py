@@ -96,6 +96,7 @@ class Endpoint:
     price_verified: bool = True
     defaults: dict[str, Any] = field(default_factory=dict)  # the service's, for unsent params
     service: str = "fal"
+    reads: str | None = None  # a captioning endpoint: the media it reads (video | image)
 
     def effective(self, args: dict[str, Any]) -> dict[str, Any]:
         """The parameters the service works with: what is sent, else its defaults."""
@@ -239,6 +240,7 @@ _FLUX_DEFAULTS = {"image_size": "landscape_4_3", "num_images": 1, "acceleration"
 # tokens, and the result's `usage.cost` says what was charged.
 MARLIN, ROUTER_VIDEO, ROUTER_VISION = ("fal-ai/marlin", "openrouter/router/video",
                                        "openrouter/router/vision")
+POD_CAPTION_PREFIX = "pod/caption/"  # a [captioners.NAME] command on a pod (lorad.evaluation)
 # OpenRouter list prices in $ per million tokens (input, output), for estimates before sending;
 # what a request cost is read back from its result.
 TOKEN_PRICES = {"google/gemini-2.5-flash": (0.30, 2.50), "google/gemini-2.5-pro": (1.25, 10.0)}
@@ -329,11 +331,16 @@ def register(endpoint: Endpoint) -> Endpoint:
 
 
 _SOURCES: list[Callable[[], dict[str, Endpoint]]] = []
+_PROBLEMS: list[Callable[[], dict[str, str]]] = []
 
 
-def add_source(source: Callable[[], dict[str, Endpoint]]) -> None:
-    """Endpoints made from data when asked (a declared trainer's command on a pod)."""
+def add_source(source: Callable[[], dict[str, Endpoint]],
+               problems: Callable[[], dict[str, str]] | None = None) -> None:
+    """Endpoints made from data when asked (a declared trainer's command on a pod), and the
+    ids whose declaration is broken, with why (file, line and key)."""
     _SOURCES.append(source)
+    if problems is not None:
+        _PROBLEMS.append(problems)
 
 
 def all_endpoints() -> dict[str, Endpoint]:
@@ -359,6 +366,10 @@ def get(endpoint_id: str) -> Endpoint:
     if endpoint_id in ENDPOINTS:
         return ENDPOINTS[endpoint_id]
     found = all_endpoints()  # a plugin service, or a declaration, may bring it
+    for problems in _PROBLEMS:
+        why = problems().get(endpoint_id)
+        if why:
+            raise ParamError(why)
     if endpoint_id not in found:
         raise ParamError(f"unknown endpoint {endpoint_id!r}; known: {', '.join(found)}")
     return found[endpoint_id]

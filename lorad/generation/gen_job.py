@@ -337,6 +337,8 @@ def _finish_caption(ctx: JobContext, service: services.GenerationService,
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     cost = charged if charged is not None else g.cost
+    charge = getattr(service, "charge", None)  # pod time on a RunPod pod is booked already
+    book = charge(result)[1] if charge is not None else True
 
     def record(c: sqlite3.Connection) -> None:
         now = time.time()
@@ -345,7 +347,7 @@ def _finish_caption(ctx: JobContext, service: services.GenerationService,
                                output_path=str(path), finished_at=now, cost=cost,
                                error=None if text.strip() else outcome,
                                checks=json.dumps({"draft": outcome}))
-        if cost:
+        if cost and book:
             ledger.book(c, ledger.CAPTION_DRAFT, cost, f"{g.endpoint} request {g.request_id} "
                         f"(clip {g.clip_id})", generation_id=g.id, at=now)
         if g.dataset_id is not None and not generations.drafts_pending(c, g.dataset_id):

@@ -166,7 +166,8 @@ class Locator:
 
     def error(self, table: str, key: str | None, message: str, nth: int = 0
               ) -> DeclarationError:
-        dotted = ".".join(p for p in (f"trainers.{self.source.name}", table, key) if p)
+        owner = self.source.prefix or f"trainers.{self.source.name}"
+        dotted = ".".join(p for p in (owner, table, key) if p)
         return DeclarationError(f"{self.source.path}:{self.line(table, key, nth)}: {dotted}: "
                                 f"{message}")
 
@@ -465,44 +466,51 @@ def _layout(at: Locator, table: Any) -> LayoutSpec | None:
     return LayoutSpec(media, caption, manifest, fmt, tuple(fields_), buckets)
 
 
-def _inference(at: Locator, table: Any, media: str, options: dict[str, Any]
-               ) -> InferenceSpec | None:
+def _inference(at: Locator, table: Any, media: str, options: dict[str, Any], *,
+               where: str = "inference", fields: dict[str, str] = INFERENCE_FIELDS,
+               extra_keys: frozenset[str] = frozenset()) -> InferenceSpec | None:
+    """An inference command's table (`where` in the declaration: "" for a captioner, whose
+    table is the command's)."""
     if table is None:
         return None
-    _known(at, "inference", table, INFERENCE_KEYS)
+    _known(at, where, {k: v for k, v in table.items() if k not in extra_keys}, INFERENCE_KEYS)
     params = table.get("params", {})
     if not isinstance(params, dict):
-        raise at.error("inference", "params", "a table of name = default")
+        raise at.error(where, "params", "a table of name = default")
     for key, value in params.items():
-        if not key.isidentifier() or key in INFERENCE_FIELDS:
-            raise at.error("inference.params", key, "a parameter's name is letters, digits "
+        if not key.isidentifier() or key in fields:
+            raise at.error(_at(where, "params"), key, "a parameter's name is letters, digits "
                                                     "and _, and not one of "
-                                                    f"{', '.join(INFERENCE_FIELDS)}")
+                                                    f"{', '.join(fields)}")
         if not isinstance(value, (str, int, float, bool)):
-            raise at.error("inference.params", key, "a default string, number or true/false")
-    files = tuple(_str_list(at, "inference", "files", table))
-    required = tuple(_str_list(at, "inference", "required", table))
+            raise at.error(_at(where, "params"), key, "a default string, number or true/false")
+    files = tuple(_str_list(at, where, "files", table))
+    required = tuple(_str_list(at, where, "required", table))
     for key, names in (("files", files), ("required", required)):
         bad = [n for n in names if n not in params]
         if bad:
-            raise at.error("inference", key, f"{bad[0]!r} is not one of its params")
-    known = set(INFERENCE_FIELDS) | set(params) | set(options)
-    command = _str(at, "inference", "command", table, required=True)
-    _template(at, "inference", "command", command, known)
-    output = _str(at, "inference", "output", table, required=True)
+            raise at.error(where, key, f"{bad[0]!r} is not one of its params")
+    known = set(fields) | set(params) | set(options)
+    command = _str(at, where, "command", table, required=True)
+    _template(at, where, "command", command, known)
+    output = _str(at, where, "output", table, required=True)
     if output.startswith("/") or ".." in output.split("/"):
-        raise at.error("inference", "output", "a glob in the request's {out} folder, such as "
+        raise at.error(where, "output", "a glob in the request's {out} folder, such as "
                                               "'*.mp4'")
-    cwd = _str(at, "inference", "cwd", table)
+    cwd = _str(at, where, "cwd", table)
     if cwd:
-        _template(at, "inference", "cwd", cwd, {"workdir"} | set(options))
-    out_media = _str(at, "inference", "media", table) or media
-    if out_media not in ("video", "image", "audio"):
-        raise at.error("inference", "media", "video, image or audio")
+        _template(at, where, "cwd", cwd, {"workdir"} | set(options))
+    out_media = _str(at, where, "media", table) or media
+    if out_media not in ("video", "image", "audio", "text"):
+        raise at.error(where, "media", "video, image, audio or text (a caption)")
     return InferenceSpec(command, output, out_media, dict(params), files, required,
-                         _number(at, "inference", "gpu_memory_gb", table), cwd,
-                         _env(at, "inference", table.get("env", {})),
-                         _number(at, "inference", "seconds_estimate", table) or 120.0)
+                         _number(at, where, "gpu_memory_gb", table), cwd,
+                         _env(at, where, table.get("env", {})),
+                         _number(at, where, "seconds_estimate", table) or 120.0)
+
+
+def _at(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
 
 
 def source_of(path: Path, name: str, table: dict[str, Any], text: str = "") -> TrainerSource:
