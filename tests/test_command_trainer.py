@@ -478,3 +478,31 @@ command = "echo {stepz}"
         impl.load_config({"step": 3})
     with pytest.raises(trainers.TrainConfigError, match="steps must be a whole number"):
         impl.load_config({"steps": "3; rm -rf /"})
+
+
+def test_a_sweep_runs_checkpoints_by_seeds_on_the_pod(ws, conn, server, avatar, capsys):
+    version, pod, _folder, _remote = avatar
+    w = ["-w", str(ws.root)]
+    assert main([*w, "train", "start", "sa-sweep", "--dataset", "avatar", "--pod", "a100x2",
+                 "--trainer", "stableavatar", "--set", "max_train_steps=4", "--set",
+                 "checkpointing_steps=2", "--set", "validation_steps=100"]) == 0
+    run_jobs(ws, timeout=150)
+    face = server.checkout / "examples" / "case-1" / "reference.png"
+    line = make_wav(ws.root / "line.wav", seconds=1.0)
+    sweep = [*w, "sweep", "--service", "pod", "--checkpoint", "sa-sweep:step2", "--checkpoint",
+             "sa-sweep:step4", "--seed", "1", "--seed", "2", "--prompt", "a person talking",
+             "--param", f"reference={face}", "--param", f"audio={line}", "--param",
+             "sample_steps=4"]
+    capsys.readouterr()
+    assert main(sweep) == 0
+    said = capsys.readouterr().out
+    assert "2 checkpoint(s) x 1 prompt(s) x 2 seed(s) = 4 runs on a pod, about $0.44" in said
+    assert main([*sweep, "--yes"]) == 0
+    run_jobs(ws, timeout=150)
+    from lorad.generation import generations
+
+    made = [g for g in generations.list_all(conn) if g.sweep_id]
+    assert sorted((g.checkpoint_id, g.seed, g.status) for g in made) == sorted(
+        (c.id, seed, "completed") for c in checkpoints.for_run(conn, runs.get(conn,
+                                                                               "sa-sweep").id)
+        for seed in (1, 2))

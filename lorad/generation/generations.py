@@ -416,6 +416,28 @@ def plan_sweep(conn: sqlite3.Connection, endpoint_id: str, *, lora_names: list[s
                      round(sum(c["cost"] for c in cells), 6), dataset, extra, checks or {})
 
 
+def plan_checkpoint_sweep(conn: sqlite3.Connection, endpoint_id: str, *,
+                          checkpoints: list[tuple[str, int, dict[str, Any]]], prompts: list[str],
+                          seeds: list[int], dataset: str | None = None,
+                          checks: dict[str, Any] | None = None) -> SweepPlan:
+    """Checkpoints x prompts x seeds on an endpoint that loads a checkpoint file (a command on
+    a pod): each checkpoint is (its name, its id, the request's parameters besides prompt and
+    seed). Validated and priced; nothing is submitted."""
+    endpoint = endpoints.get(endpoint_id)
+    prompts = prompts or dataset_defaults(conn, dataset).eval_prompts
+    if not prompts:
+        raise GenerationError("no prompts: give --prompt, or --dataset with eval prompts")
+    cells = []
+    for (name, checkpoint_id, extra), prompt, seed in itertools.product(checkpoints, prompts,
+                                                                        seeds):
+        params = build_params(endpoint, prompt, None, 1.0, seed, extra)
+        cells.append({"lora": None, "checkpoint": name, "checkpoint_id": checkpoint_id,
+                      "extra": extra, "scale": None, "prompt": prompt, "seed": seed,
+                      "cost": endpoint.price(params)})
+    return SweepPlan(uuid.uuid4().hex[:10], endpoint_id, cells,
+                     round(sum(c["cost"] for c in cells), 6), dataset, {}, checks or {})
+
+
 def submit_sweep(conn: sqlite3.Connection, plan: SweepPlan, *, budget: float | None
                  ) -> list[int]:
     """Create and queue the planned generations, exactly as planned and priced."""
@@ -427,9 +449,10 @@ def submit_sweep(conn: sqlite3.Connection, plan: SweepPlan, *, budget: float | N
     with transaction(conn):
         for c in plan.cells:
             ids.append(create(conn, plan.endpoint_id, c["prompt"], lora=c["lora"],
-                              scale=c["scale"], seed=c["seed"], extra=plan.extra,
+                              scale=c["scale"] if c["scale"] is not None else 1.0,
+                              seed=c["seed"], extra=c.get("extra", plan.extra),
                               sweep_id=plan.sweep_id, dataset=plan.dataset,
-                              checks=plan.checks))
+                              checks=plan.checks, checkpoint_id=c.get("checkpoint_id")))
     return ids
 
 
