@@ -133,14 +133,24 @@ def status(args, ws, conn) -> int:
     from lorad.training import runs
 
     listed = [runs.get(conn, args.name)] if args.name else runs.list_all(conn)
+    evals = {r.id: runs.eval_points(conn, r.id) for r in listed}
     if args.json:
-        print_json([{**r.__dict__, "loss_points": len(runs.loss_points(conn, r.id))}
+        from lorad.training import checkpoints
+
+        print_json([{**r.__dict__, "loss_points": len(runs.loss_points(conn, r.id)),
+                     "eval_losses": evals[r.id],
+                     "checkpoints": [{"id": c.id, "name": c.name, "step": c.step,
+                                      "epoch": c.epoch, "state": c.state}
+                                     for c in checkpoints.for_run(conn, r.id)]}
                     for r in listed])
         return EXIT_OK
-    table = [[r.name, r.state, r.stage or "-", f"{r.step or 0}/{r.total_steps or '?'}",
+    table = [[r.name, r.trainer, r.state, r.stage or "-", f"{r.step or 0}/{r.total_steps or '?'}",
               f"{r.avr_loss:.4g}" if r.avr_loss is not None else "-",
-              fmt.duration(r.remaining) if r.remaining else "-", (r.error or "")[:60]]
+              f"{evals[r.id][-1][1]:.4g}" if evals[r.id] and evals[r.id][-1][1] is not None
+              else "-",
+              fmt.duration(r.remaining) if r.remaining else "-", (r.error or "")[:50]]
              for r in listed]
-    print(fmt.table(["RUN", "STATE", "STAGE", "STEP", "LOSS", "ETA", "ERROR"], table)
+    print(fmt.table(["RUN", "TRAINER", "STATE", "STAGE", "STEP", "LOSS", "EVAL", "ETA", "ERROR"],
+                    table)
           if table else "no runs: `lorad train start NAME --dataset D --pod P ...`")
     return EXIT_OK

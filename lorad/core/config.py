@@ -172,23 +172,14 @@ def load(path: Path | None) -> Config:
         if section == "profiles" and isinstance(table, dict):
             profiles = _load_profiles(path, text, table, lines)
             continue
-        if section == "captioners" and isinstance(table, dict):
-            for name, keys in table.items():
-                if not isinstance(keys, dict):
-                    raise ConfigError(f"{path}:{_locate(text, 'captioners', name)}: captioners."
-                                      f"{name} must be a table [captioners.{name}]")
-                captioners[name] = TrainerSource(name, keys, path, text, f"captioners.{name}")
-            continue
-        if section == "trainers" and isinstance(table, dict):
-            for name, keys in table.items():
-                if not isinstance(keys, dict):
-                    raise ConfigError(f"{path}:{_locate(text, 'trainers', name)}: trainers."
-                                      f"{name} must be a table [trainers.{name}]")
-                if name in declared:
-                    raise ConfigError(f"{path}:{_locate(text, f'trainers.{name}', None)}: "
-                                      f"trainer {name!r} is also declared in "
-                                      f"{declared[name].path}; keep one")
-                declared[name] = TrainerSource(name, keys, path, text, f"trainers.{name}")
+        if section in ("trainers", "captioners") and isinstance(table, dict):
+            into = declared if section == "trainers" else captioners
+            for name, source in _declared_tables(path, text, section, table).items():
+                if name in into:
+                    raise ConfigError(f"{path}:{_locate(text, f'{section}.{name}', None)}: "
+                                      f"{section}.{name} is also declared in "
+                                      f"{into[name].path}; keep one")
+                into[name] = source
             continue
         if section not in SCHEMA:
             raise ConfigError(
@@ -233,6 +224,18 @@ def load(path: Path | None) -> Config:
                 raise ConfigError(f"{path}:{line}: {section}.{key} {problem}")
             values[section][key] = value
     return Config(path, values, concurrency, profiles, lines, declared, captioners)
+
+
+def _declared_tables(path: Path, text: str, section: str, table: dict
+                     ) -> dict[str, TrainerSource]:
+    """[trainers.NAME] / [captioners.NAME] tables, as written (checked by their module)."""
+    found = {}
+    for name, keys in table.items():
+        if not isinstance(keys, dict):
+            raise ConfigError(f"{path}:{_locate(text, section, name)}: {section}.{name} must be "
+                              f"a table [{section}.{name}]")
+        found[name] = TrainerSource(name, keys, path, text, f"{section}.{name}")
+    return found
 
 
 def _trainer_files(folder: Path) -> dict[str, TrainerSource]:

@@ -37,6 +37,12 @@ class Checkpoint:
 
 
 @dataclass(frozen=True)
+class EvalLoss:
+    step: int  # the optimizer step the evaluation ran at
+    loss: float | None
+
+
+@dataclass(frozen=True)
 class TotalSteps:
     total: int
 
@@ -57,7 +63,8 @@ class Failure:
     line: str
 
 
-Event = Progress | Epoch | Checkpoint | TotalSteps | StateSaved | ModelSaved | Failure
+Event = (Progress | Epoch | Checkpoint | TotalSteps | StateSaved | ModelSaved | Failure
+         | EvalLoss)
 LineReader = Callable[[str], list[Event]]
 
 OOM = "CUDA out of memory"

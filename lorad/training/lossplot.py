@@ -55,3 +55,8 @@ def step_ticks(first: int, last: int, count: int) -> list[int]:
             if len(ticks) <= count:
                 return ticks
         power *= 10
+
+
+def finite(value: float) -> bool:
+    """A value a chart can draw (NaN and infinities are not)."""
+    return value == value and value not in (float("inf"), float("-inf"))

@@ -197,6 +197,33 @@ def add_losses(conn: sqlite3.Connection, run: Run, points: list[tuple[int, float
          for step, loss in points), replace=True, batch_size=500)
 
 
+def add_eval_losses(conn: sqlite3.Connection, run: Run, points: list[tuple[int, float | None]],
+                    at: float) -> None:
+    """Held-out loss per evaluation pass, at the step it ran (the run's offset applied)."""
+    store.table(conn, "eval_points").insert_all(
+        ({"run_id": run.id, "step": step + run.step_offset, "loss": loss, "at": at}
+         for step, loss in points), replace=True)
+
+
+def eval_points(conn: sqlite3.Connection, run_id: int) -> list[tuple[int, float | None]]:
+    return [(r[0], r[1]) for r in conn.execute(
+        "SELECT step, loss FROM eval_points WHERE run_id = ? ORDER BY step", (run_id,))]
+
+
+def chain_eval_points(conn: sqlite3.Connection, run_id: int) -> list[tuple[int, float | None]]:
+    """The eval curve of a run and its ancestors, each cut where its child took over."""
+    runs = chain(conn, run_id)
+    owned = [eval_points(conn, r.id) for r in runs]
+    train = [loss_points(conn, r.id) for r in runs]
+    points: list[tuple[int, float | None]] = []
+    for n in range(len(runs)):
+        cut = None
+        if n + 1 < len(runs):
+            cut = train[n + 1][0][0] - 1 if train[n + 1] else runs[n + 1].step_offset
+        points += [(s, v) for s, v in owned[n] if cut is None or s <= cut]
+    return points
+
+
 def last_progress_at(conn: sqlite3.Connection, run_id: int) -> float | None:
     """When the run's log last brought a step (the newest loss point)."""
     return conn.execute("SELECT MAX(at) FROM loss_points WHERE run_id = ?",

@@ -434,6 +434,7 @@ def record_events(conn, run: runs.Run, events: list, trainer: Trainer, *,
     last: logparse.Progress | None = None
     nan_step = None
     points: list[tuple[int, float | None]] = []
+    evals: list[tuple[int, float | None]] = []
     with store.transaction(conn):
         for event in events:
             if isinstance(event, logparse.Progress):
@@ -443,6 +444,8 @@ def record_events(conn, run: runs.Run, events: list, trainer: Trainer, *,
                 if stop_at_nan and logparse.is_nan(event.avr_loss):
                     nan_step = event.step
                     break
+            elif isinstance(event, logparse.EvalLoss):
+                evals.append((event.step, event.loss))
             elif isinstance(event, logparse.TotalSteps):
                 runs.update(conn, run.id, total_steps=event.total)
             elif isinstance(event, logparse.Epoch):
@@ -452,6 +455,8 @@ def record_events(conn, run: runs.Run, events: list, trainer: Trainer, *,
                                                       run.output_name)
                 checkpoints.record(conn, run.id, event.path, step=step, epoch=epoch)
         runs.add_losses(conn, run, points, now)
+        if evals:
+            runs.add_eval_losses(conn, run, evals, now)
         if last is not None:
             runs.update(conn, run.id, step=last.step, total_steps=last.total,
                         avr_loss=None if logparse.is_nan(last.avr_loss) else last.avr_loss,

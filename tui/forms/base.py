@@ -278,3 +278,13 @@ class DatasetForm(FormScreen):
 
     def show_dataset(self, d: datasets.Dataset) -> None:
         """Put the picked dataset's values into the fields."""
+
+
+def queued(app, message: str) -> str:
+    """Say what was queued; wake the daemon, or say it is stopped."""
+    from lorad.core import daemon
+
+    daemon.nudge(app.ws)
+    if not daemon.status(app.ws).running:
+        message += "; the daemon is stopped: D starts it"
+    return message

@@ -12,14 +12,13 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import Input, Select
 
-from lorad.core import daemon
 from lorad.core.store import transaction
 from lorad.evaluation import endpoints as pod_endpoints
 from lorad.evaluation import requests
 from lorad.generation import endpoints, generations
 from lorad.training import checkpoints, pods, runs
 
-from .base import FormError, FormScreen, chosen, labelled
+from .base import FormError, FormScreen, chosen, labelled, queued
 from .clips import PathSuggester
 from .generate import parse_seeds
 
@@ -122,12 +121,8 @@ class EvaluateForm(FormScreen):
             ids = [generations.create(conn, self.endpoint_id, values["prompt"], seed=seed,
                                       extra=extra, checkpoint_id=values["checkpoint"])
                    for seed in values["seeds"]]
-        daemon.nudge(self.app.ws)
-        message = (f"{len(ids)} evaluation(s) queued on pod {extra['pod']}; rate them on the "
-                   "Generations screen (4)")
-        if not daemon.status(self.app.ws).running:
-            message += "; the daemon is stopped: D starts it"
-        return message
+        return queued(self.app, f"{len(ids)} evaluation(s) queued on pod {extra['pod']}; rate "
+                                "them on the Generations screen (4)")
 
 
 def _typed(text: str, default: Any, name: str) -> Any:

@@ -11,12 +11,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import Input, Select, SelectionList, TextArea
 
-from lorad.core import daemon
 from lorad.core.store import transaction
 from lorad.generation import endpoints, generations, loras
 from lorad.media import datasets
 
-from .base import FormError, FormScreen, chosen, labelled, number
+from .base import FormError, FormScreen, chosen, labelled, number, queued
 
 NO_LORA = ""  # the SelectionList value for "the base model alone"
 DEFAULT_BUDGET = 25.0  # as `lorad sweep --budget`
@@ -154,9 +153,5 @@ class GenerateForm(FormScreen):
                 ids = [generations.create(conn, p.endpoint_id, c["prompt"], lora=c["lora"],
                                           scale=c["scale"], seed=c["seed"], extra=p.extra,
                                           dataset=p.dataset) for c in p.cells]
-        daemon.nudge(self.app.ws)
-        message = (f"{len(ids)} generation(s) queued, about ${p.cost:.2f}; rate them on the "
-                   "Generations screen (4)")
-        if not daemon.status(self.app.ws).running:
-            message += "; the daemon is stopped: D starts it"
-        return message
+        return queued(self.app, f"{len(ids)} generation(s) queued, about ${p.cost:.2f}; rate "
+                                "them on the Generations screen (4)")

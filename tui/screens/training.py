@@ -32,7 +32,9 @@ COLUMNS = [Column("run", 9, grow=True), Column("state", 9),
            Column("eta", 7, "right", keep=3)]
 RAW_COLOR = (90, 90, 160)
 SMOOTH_COLOR = (240, 180, 60)
-RAW_STYLE, SMOOTH_STYLE = (f"rgb({r},{g},{b})" for r, g, b in (RAW_COLOR, SMOOTH_COLOR))
+EVAL_COLOR = (90, 200, 120)
+RAW_STYLE, SMOOTH_STYLE, EVAL_STYLE = (f"rgb({r},{g},{b})" for r, g, b in
+                                       (RAW_COLOR, SMOOTH_COLOR, EVAL_COLOR))
 
 
 STALE_SECONDS = 120  # no new step for this long: the "updated ... ago" line turns yellow
@@ -56,6 +58,7 @@ class RunDetail:
     watch_note: str | None = None  # "pod unreachable since ..." while the job cannot follow
     pod_spent: float = 0.0  # what the pod cost so far (runs.pod_cost, as the Pods screen)
     steps: tuple[int, int] | None = None  # the first and last step charted
+    evals: list[tuple[int, float]] = field(default_factory=list)  # held-out loss per pass
 
 
 @dataclass
@@ -85,7 +88,9 @@ def load_detail(conn, run: runs.Run, buckets: int) -> RunDetail:
                      cost.projected, repo or "", runs.last_progress_at(conn, run.id),
                      runs.watch_note(conn, run),
                      runs.pod_cost(conn, pod).total if pod else 0.0,
-                     (steps[0], steps[-1]) if steps else None)
+                     (steps[0], steps[-1]) if steps else None,
+                     [(s, v) for s, v in runs.chain_eval_points(conn, run.id)
+                      if v is not None and lossplot.finite(v)])
 
 
 def ordered(ckpts: list[dict], by: str) -> list[dict]:
@@ -266,12 +271,18 @@ class TrainingScreen(StoreScreen):
             legend.append_text(Text.assemble("  ", ("━", RAW_STYLE), " min/max"))
             if smooth:
                 legend.append_text(Text.assemble("  ", ("━", SMOOTH_STYLE), " smoothed"))
+        if d.evals:
+            legend.append_text(Text.assemble("  ", ("●", EVAL_STYLE),
+                                             f" eval {d.evals[-1][1]:.4g} ({len(d.evals)})"))
         self.query_one("#training-legend", Static).update(legend)
         if d.xs:
             plt.plot(d.xs, d.highs, color=RAW_COLOR, marker="braille")
             plt.plot(d.xs, d.lows, color=RAW_COLOR, marker="braille")
             if smooth:
                 plt.plot(d.smooth_x, d.smooth, color=SMOOTH_COLOR, marker="braille")
+            if d.evals:  # the held-out loss, a point per evaluation pass
+                plt.plot([s for s, _ in d.evals], [v for _, v in d.evals], color=EVAL_COLOR,
+                         marker="dot")
             self._step_axis(chart, *(d.steps or (int(d.xs[0]), int(d.xs[-1]))))
         chart.refresh()
         self.show_checkpoints(d)
