@@ -185,12 +185,16 @@ def test_a_24fps_wan_dataset_is_judged_as_musubi_reads_it(conn, tmp_path):
         conn.execute("UPDATE clips SET profile_fingerprint = ? WHERE id = ?",
                      (profile.fingerprint(), clip))
         versions.set_caption(conn, clip, f"TRK, a truck number {n} parked in a dry field")
-    report = preflight.check(conn, d, profile)
+    report = preflight.check(conn, d, profile, export.Options(format="musubi"))
     errors = [f.message for f in report.errors]
     assert report.items == 0
     assert any("0 training items per epoch" in e for e in errors)
     assert any("121 frames become 81" in e and "16 fps" in e for e in errors)
-    assert any("inference only" in e and "14B only" in e for e in errors)
+    assert any("made for diffusion-pipe" in e and "14B only" in e for e in errors)
+    # its own trainer reads it at 24 fps: every clip whole, in the 121-frame bucket
+    report = preflight.check(conn, d, profile)
+    assert report.ok and report.items == 3
+    assert report.buckets == {"c0": 121, "c1": 121, "c2": 121}
 
 
 @pytest.mark.parametrize("frames,fps,kept", [(121, 24.0, 81), (81, 16.0, 81), (61, 30.0, 33),

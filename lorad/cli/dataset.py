@@ -44,6 +44,8 @@ def add_parser(sub) -> None:
                                       "errors)")
     a.add_argument("name")
     a.add_argument("--validation", type=float)
+    a.add_argument("--format", help="the trainer's dataset format (default: the profile's; "
+                                    "diffusion-pipe for `--trainer diffusion-pipe`)")
     a.add_argument("--allow-drafts", action="store_true",
                    help="unreviewed drafted captions are warnings, not errors")
     a.add_argument("--json", action="store_true")
@@ -54,6 +56,8 @@ def add_parser(sub) -> None:
                                          "(default /workspace/lorad/NAME/HASH)")
     a.add_argument("--jsonl", action="store_true", help="also write train.jsonl and use it")
     a.add_argument("--validation", type=float, help="share of clips held out")
+    a.add_argument("--format", help="the trainer's dataset format (default: the profile's, "
+                                    "musubi; diffusion-pipe for `--trainer diffusion-pipe`)")
     a.add_argument("--force", action="store_true", help="export despite preflight errors")
     a.add_argument("--allow-drafts", action="store_true",
                    help="export captions a model drafted that no person reviewed")
@@ -126,7 +130,8 @@ def _options(args, d):
     validation = args.validation if args.validation is not None else d.settings.get(
         "validation", 0.0)
     return export.Options(remote_root=getattr(args, "remote_root", None),
-                          jsonl=getattr(args, "jsonl", False), validation=validation)
+                          jsonl=getattr(args, "jsonl", False), validation=validation,
+                          format=getattr(args, "format", None))
 
 
 def check(args, ws, conn) -> int:
@@ -138,11 +143,14 @@ def check(args, ws, conn) -> int:
                              allow_drafts=args.allow_drafts)
     if args.json:
         print_json({"ok": report.ok, "clips": report.clips, "items_per_epoch": report.items,
-                    "batches_per_epoch": report.batches,
+                    "batches_per_epoch": report.batches, "frame_buckets": report.buckets,
                     "findings": [f.__dict__ for f in report.findings]})
     else:
         for f in report.findings:
             print(f.line())
+        for name, bucket in report.buckets.items():
+            print(f"{name}: " + (f"frame bucket {bucket}" if bucket else "skipped by the "
+                                 "trainer (shorter than every frame bucket)"))
         print(f"{report.clips} approved clip(s) -> {report.items} item(s), {report.batches} "
               f"batch(es) per epoch; {len(report.errors)} error(s), "
               f"{len(report.findings) - len(report.errors)} warning(s)")

@@ -33,11 +33,13 @@ BUILTIN: dict[str, list[str]] = {
     "jobs": ["lorad.media.ingest", "lorad.datasets.export_job", "lorad.training.train_job",
              "lorad.training.pull_job", "lorad.training.pod_jobs", "lorad.generation.gen_job",
              "lorad.generation.chain_job", "lorad.publish.publish_job"],
-    "trainers": ["lorad.training.trainers.musubi", "lorad.training.trainers.command"],
+    "trainers": ["lorad.training.trainers.musubi", "lorad.training.trainers.diffusion_pipe",
+                 "lorad.training.trainers.command"],
     "pod_providers": ["lorad.training.providers.ssh", "lorad.training.providers.runpod"],
     "generation_services": ["lorad.generation.services.fal", "lorad.evaluation.pod_service"],
     "publishers": ["lorad.publish.publishers.hub"],
-    "dataset_formats": ["lorad.datasets.formats.musubi", "lorad.training.trainers.command"],
+    "dataset_formats": ["lorad.datasets.formats.musubi", "lorad.datasets.formats.diffusion_pipe",
+                        "lorad.training.trainers.command"],
 }
 # the groups of outside systems' implementations (the ones that declare secrets)
 IMPLEMENTATIONS = ("trainers", "pod_providers", "generation_services", "publishers",

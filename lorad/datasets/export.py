@@ -40,6 +40,7 @@ class Options:
     validation: float = 0.0  # share of clips held out (0 = none)
     num_repeats: int = 1
     batch_size: int = 1
+    format: str | None = None  # the trainer's dataset format (default: the profile's)
 
 
 @dataclass
@@ -70,8 +71,12 @@ class Plan:
     remote_root: str
 
     @property
+    def format_name(self) -> str:
+        return self.options.format or self.profile.format
+
+    @property
     def format(self) -> formats.DatasetFormat:
-        return formats.get(self.profile.format)
+        return formats.get(self.format_name)
 
     @property
     def start_frames(self) -> list[tuple[str, str]]:
@@ -116,15 +121,17 @@ def plan(conn: sqlite3.Connection, dataset: datasets.Dataset, profile: profiles.
     split_validation(items, options.validation)
     identity = {
         "profile": profile.name, "profile_fingerprint": profile.fingerprint(),
-        "options": {k: v for k, v in asdict(options).items() if k != "remote_root"},
+        "options": {k: v for k, v in asdict(options).items()
+                    if k not in ("remote_root", "format")},
         "remote_root": options.remote_root,
         "eval_prompts": dataset.settings.get("eval_prompts", []),
         "negative": dataset.settings.get("caption_rules", {}).get("negative_prompt"),
         "clips": [[i.name, i.source_hash, i.source_range, i.caption.strip(), i.split]
                   for i in items],
     }
-    if profile.format != formats.DEFAULT:  # the same content for another trainer
-        identity["format"] = profile.format
+    made_for = options.format or profile.format
+    if made_for != formats.DEFAULT:  # the same content for another trainer
+        identity["format"] = made_for
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     remote = (options.remote_root or f"/workspace/lorad/{dataset.name}/{digest[:12]}").rstrip("/")
     return Plan(dataset, profile, options, items, digest, remote)
@@ -136,7 +143,7 @@ def manifest(p: Plan) -> dict[str, Any]:
         "tools": provenance.tools(),
         "dataset": p.dataset.name,
         "content_hash": p.content_hash,
-        "format": p.profile.format,
+        "format": p.format_name,
         "profile": asdict(p.profile),
         "options": asdict(p.options),
         "remote_root": p.remote_root,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lorad.captions import lint, versions
@@ -32,6 +32,9 @@ class Report:
     items: int  # training items per epoch the trainer will make
     batches: int
     clips: int
+    # what the trainer makes of each clip, when its format says (diffusion-pipe: the frame
+    # bucket, None when it skips the clip), by clip name
+    buckets: dict[str, int | None] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Finding]:
@@ -96,4 +99,7 @@ def check(conn: sqlite3.Connection, dataset: datasets.Dataset, profile: profiles
         add("error", "0 training items per epoch: training would stop with 'No training items "
                      "found'")
     batches = fmt.batches_per_epoch(p)
-    return Report(findings, n_items, batches, len(p.items))
+    predict = getattr(fmt, "predictions", None)
+    names = {i.clip_id: i.name for i in p.items}
+    buckets = ({names[k]: v for k, v in predict(p).items()} if predict is not None else {})
+    return Report(findings, n_items, batches, len(p.items), buckets)

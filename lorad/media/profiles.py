@@ -132,9 +132,18 @@ BUILTIN: dict[str, Profile] = {
                 description="Wan 2.2 A14B 720p (portrait sources become 720x1280), 16 fps, "
                             "up to 81 frames"),
         Profile("wan22-5b-720p", width=1280, height=704, fps=24.0, frames=None, min_frames=25,
-                max_frames=121, orientation="match", trainable=False,
+                max_frames=121, orientation="match", format="diffusion-pipe",
                 description="Wan 2.2 TI2V-5B 1280x704 (or 704x1280), 24 fps, up to 121 "
-                            "frames: inference only (musubi-tuner trains Wan 2.2 14B only)"),
+                            "frames: trained by diffusion-pipe (musubi-tuner trains Wan 2.2 "
+                            "14B only)"),
+        Profile("ltx-video-768", width=768, height=512, fps=25.0, frames=None, min_frames=25,
+                max_frames=121, orientation="match", format="diffusion-pipe",
+                description="LTX-Video 768x512 (or 512x768), 25 fps, up to 121 frames "
+                            "(diffusion-pipe keeps 8k+1 of them), trained by diffusion-pipe"),
+        Profile("qwen-image-1328", media="image", width=1328, height=1328, fps=None, frames=1,
+                min_frames=1, max_frames=1, format="diffusion-pipe",
+                description="Qwen-Image stills, 1328x1328 (its native size), trained by "
+                            "diffusion-pipe"),
         Profile("image-1024", media="image", width=1024, height=1024, fps=None, frames=1,
                 min_frames=1, max_frames=1,
                 description="still images bucketed to about 1024x1024 pixels, sides in /16"),

@@ -138,6 +138,11 @@ async def check_gpu(conn, session: Session, run: runs.Run, pod: pods.Pod, traine
     found = gpus.parse(out) if code == 0 else []
     if found:
         pods.record_gpus(conn, pod.id, found)
+    judge = getattr(trainer, "gpu_problem", None)
+    count = len(found) if found else len(pod.gpus or []) or 1
+    problem = judge(run.config, count) if judge is not None else None
+    if problem:
+        raise PermanentError(f"pod {pod.name}: {problem}")
     need = trainers.gpu_memory_gb(trainer, run.config)
     if not need:
         return
@@ -398,14 +403,26 @@ async def find_checkpoints(conn, session: Session, run: runs.Run, trainer: Train
     """A trainer whose log does not name its checkpoints gives a glob: the files matching it
     in the output folder are recorded (a file still being written is pulled once whole)."""
     glob_of = getattr(trainer, "checkpoint_glob", None)
-    if glob_of is None:
+    scalars_of = getattr(trainer, "scalar_glob", None)
+    if glob_of is None and scalars_of is None:
         return
-    pattern = posixpath.relpath(glob_of(paths), paths.output)
-    command = f"cd {shlex.quote(paths.output)} 2>/dev/null && find . -type f"
+    command = (f"cd {shlex.quote(paths.output)} 2>/dev/null && find . -type f -printf "
+               "'%s %p\\n'")
     code, out, _err = await session.call("run", command, check=False)
     if code != 0:
         return  # no output folder yet
-    found = sorted(line[2:] for line in out.splitlines() if line.startswith("./"))
+    sizes = {}
+    for line in out.splitlines():
+        size, _, name = line.partition(" ")
+        if name.startswith("./") and size.isdigit():
+            sizes[name[2:]] = int(size)
+    found = sorted(sizes)
+    if scalars_of is not None:
+        await read_scalar_files(conn, session, run, trainer, paths, sizes,
+                                posixpath.relpath(scalars_of(paths), paths.output))
+    if glob_of is None:
+        return
+    pattern = posixpath.relpath(glob_of(paths), paths.output)
     marked = sorted(((trainer.checkpoint_mark(rel, run.output_name), rel) for rel in found
                      if glob_matches(pattern, rel)),
                     key=lambda m: (m[0][0] is None, m[0][0] or 0, m[1]))  # in step order
@@ -413,6 +430,27 @@ async def find_checkpoints(conn, session: Session, run: runs.Run, trainer: Train
         for (step, epoch), rel in marked:
             checkpoints.record(conn, run.id, posixpath.join(paths.output, rel), step=step,
                                epoch=epoch, name=rel.replace("/", "-"))
+
+
+async def read_scalar_files(conn, session: Session, run: runs.Run, trainer: Trainer,
+                            paths: RunPaths, sizes: dict[str, int], pattern: str) -> None:
+    """A trainer whose eval loss is only in TensorBoard event files: the files that grew come
+    down (under downloads/RUN/tensorboard/) and their eval points are stored, each step once."""
+    folder = Path(session.ws.downloads_dir()) / run.name / "tensorboard"
+    for rel, size in sorted(sizes.items()):
+        if not glob_matches(pattern, rel):
+            continue
+        local = folder / rel.replace("/", "-")
+        if local.exists() and local.stat().st_size == size:
+            continue
+        local.unlink(missing_ok=True)  # it grew: the whole file again (it is small)
+        try:
+            await session.call("download", posixpath.join(paths.output, rel), local)
+        except (TransientError, OSError) as exc:  # written to while it came: next time
+            log.info("run %s: %s not read this time: %s", run.name, rel, exc)
+            continue
+        events = await asyncio.to_thread(trainer.read_scalars, local)
+        record_events(conn, runs.get_by_id(conn, run.id), events, trainer)
 
 
 def check_budget(conn, run: runs.Run) -> None:
@@ -458,9 +496,11 @@ def record_events(conn, run: runs.Run, events: list, trainer: Trainer, *,
         if evals:
             runs.add_eval_losses(conn, run, evals, now)
         if last is not None:
-            runs.update(conn, run.id, step=last.step, total_steps=last.total,
-                        avr_loss=None if logparse.is_nan(last.avr_loss) else last.avr_loss,
-                        rate=last.rate, remaining=last.remaining)
+            figures = {"step": last.step, "rate": last.rate, "remaining": last.remaining,
+                       "avr_loss": None if logparse.is_nan(last.avr_loss) else last.avr_loss}
+            if last.total:  # a trainer that prints no total said it once (TotalSteps)
+                figures["total_steps"] = last.total
+            runs.update(conn, run.id, **figures)
     return last, nan_step
 
 
@@ -469,9 +509,10 @@ async def apply_events(ctx: JobContext, session: Session, run: runs.Run, events:
     conn = ctx.conn
     last, nan_step = record_events(conn, run, events, trainer,
                                    stop_at_nan=not stage.env.get("LORAD_ALLOW_NAN"))
-    if last is not None and last.total:
-        ctx.progress(base + (1 - base) * last.step / last.total,
-                     f"step {last.step}/{last.total}, loss {last.avr_loss}")
+    total = (last.total or runs.get_by_id(conn, run.id).total_steps) if last else None
+    if last is not None and total:
+        ctx.progress(base + (1 - base) * min(1.0, last.step / total),
+                     f"step {last.step}/{total}, loss {last.avr_loss}")
     if nan_step is not None:
         await stop_remote(session, runs.get_by_id(conn, run.id))
         raise PermanentError(f"loss became NaN at step {nan_step}: training stopped (lower the "
