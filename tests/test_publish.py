@@ -312,3 +312,27 @@ def test_model_card_task_library_and_weight_file(tmp_path):
     other = card.model_card(card.Source(tmp_path / "o.safetensors"), "o",
                             {"o.safetensors": "it"}, [])
     assert "library_name" not in _card_front(other) and "## Use it" not in other
+
+
+def test_a_lora_in_the_services_key_format_goes_up_as_it_is(ws, conn, hub, checkpoint):
+    """diffusion-pipe saves Wan LoRAs with ComfyUI keys (`diffusion_model.*.lora_A/B`, alpha =
+    rank): the format the converted copy has. Converting it again failed ("not a musubi-tuner
+    LoRA key"); it is published as it is, and it is the file services load."""
+    from lorad.publish.loraconvert import in_inference_format, write
+
+    path = ws.downloads_dir() / "truck-r1" / "epoch4-adapter_model.safetensors"
+    write(path, {"diffusion_model.blocks.0.self_attn.q.lora_A.weight":
+                 Tensor.from_float32("BF16", np.ones((4, 8), dtype=np.float32)),
+                 "diffusion_model.blocks.0.self_attn.q.lora_B.weight":
+                 Tensor.from_float32("BF16", np.ones((8, 4), dtype=np.float32))},
+          {"format": "pt"})
+    conn.execute("UPDATE checkpoints SET local_path = ?, name = ? WHERE id = 1",
+                 (str(path), path.name))
+    assert in_inference_format(path)
+    publish_job.enqueue(conn, "1", "me/dp", name="dp")  # convert asked, as by default
+    run_jobs(ws)
+    files = hub.repos["me/dp"].files
+    assert "dp.safetensors" in files and "dp-diffusers.safetensors" not in files
+    assert loras.get(conn, "dp").url.endswith("/dp.safetensors")
+    assert "the key format diffusers, ComfyUI and inference services load" in \
+        files["README.md"].decode()

@@ -146,6 +146,25 @@ def to_other(tensors: dict[str, Tensor], prefix: str = "diffusion_model") -> dic
     return out
 
 
+def in_inference_format(path: Path) -> bool:
+    """Keys already as services load them (`diffusion_model.*.lora_A/lora_B`, alpha baked in):
+    what diffusion-pipe saves for Wan, LTX-Video and Qwen-Image (ComfyUI format), and what
+    `convert` writes. Read from the header alone."""
+    if path.suffix != ".safetensors":
+        return False
+    with path.open("rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            return False
+        (n,) = struct.unpack("<Q", head)
+        try:
+            keys = [k for k in json.loads(fh.read(n)) if k != "__metadata__"]
+        except ValueError:
+            return False
+    return bool(keys) and all(k.startswith("diffusion_model.") and (
+        ".lora_A." in k or ".lora_B." in k) for k in keys)
+
+
 def convert(src: Path, dst: Path, prefix: str = "diffusion_model") -> int:
     """Write the converted copy of `src` to `dst`; returns the number of tensors written."""
     tensors, metadata = read(src)

@@ -38,7 +38,10 @@ def stage(src: card.Source, folder: Path, *, name: str, convert: bool,
     files: dict[str, str] = {}
     native = f"{name}.safetensors"
     link_or_copy(src.path, folder / native)
-    files[native] = "as the trainer saved it (musubi-tuner: `lora_unet_*` keys, with alpha)"
+    files[native] = ("as the trainer saved it (musubi-tuner: `lora_unet_*` keys, with alpha)"
+                     if convert or not loraconvert.in_inference_format(src.path) else
+                     "as the trainer saved it, in the key format diffusers, ComfyUI and "
+                     "inference services load (`diffusion_model.*.lora_A/lora_B`)")
     if convert:
         converted = f"{name}{CONVERTED_SUFFIX}.safetensors"
         loraconvert.convert(src.path, folder / converted)
@@ -113,11 +116,13 @@ async def run(ctx: JobContext) -> dict[str, Any]:
     publisher = publishers.get(p.get("publisher", publishers.DEFAULT))
     src = card.source(ctx.conn, p["checkpoint"])
     folder = ctx.ws.state_dir / "publish" / f"job-{ctx.job.id}"
-    ctx.progress(0.05, "converting and writing the model card" if p["convert"]
+    # a LoRA saved in the services' key format already (diffusion-pipe's) goes up as it is
+    convert = p["convert"] and not loraconvert.in_inference_format(src.path)
+    ctx.progress(0.05, "converting and writing the model card" if convert
                  else "writing the model card", force=True)
     try:
         await asyncio.to_thread(stage, src, folder, name=check_name(p["name"]),
-                                convert=p["convert"], repo=p["repo"])
+                                convert=convert, repo=p["repo"])
         ctx.progress(0.2, f"uploading to {p['repo']} on {publisher.title}", force=True)
         message = f"{p['name']} from lorad" + (f" (run {src.run})" if src.run else "")
         published = await asyncio.to_thread(publisher.publish, ctx.ws.config()["publish"],
@@ -131,7 +136,7 @@ async def run(ctx: JobContext) -> dict[str, Any]:
         log.warning("job %s: %s", ctx.job.id, notice)
         ctx.progress(1.0, notice, force=True)  # `lorad jobs` shows it beside the job
     ctx.on_success(lambda conn: record(conn, src, published, name=p["name"],
-                                       convert=p["convert"], private=private))
+                                       convert=convert, private=private))
     result = {"repo": published.repo, "commit_url": published.commit_url,
               "revision": published.revision, "files": published.files, "private": private}
     return {**result, "notice": notice} if notice else result
