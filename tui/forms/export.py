@@ -3,17 +3,17 @@ written by the daemon (a `dataset.export` job, seen on the Jobs screen)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import Checkbox, Input, Select
 
-from lorad.core import daemon
-from lorad.datasets import export, export_job, preflight
+from lorad.datasets import export, export_job, formats, preflight
 from lorad.media import datasets, profiles
 
-from .base import DatasetForm, FormError, chosen, labelled, number
+from .base import DatasetForm, FormError, chosen, labelled, number, queued
 
 SHOWN_FINDINGS = 5
 
@@ -25,6 +25,14 @@ def report_text(report: preflight.Report) -> Text:
                 f"{report.batches} batch(es) per epoch; ")
     text.append(f"{errors} error(s)", style="bold red" if errors else "green")
     text.append(f", {warnings} warning(s)", style="yellow" if warnings else "")
+    if report.buckets:  # what the trainer makes of each clip (diffusion-pipe's frame buckets)
+        counts = Counter(report.buckets.values())
+        said = ", ".join(f"{b} frames: {n}" for b, n in sorted(
+            (k, v) for k, v in counts.items() if k is not None))
+        skipped = counts.get(None, 0)
+        text.append(f"\nframe buckets: {said or 'none'}"
+                    + (f"; {skipped} clip(s) skipped (too short)" if skipped else ""),
+                    style="red" if skipped else "")
     for f in sorted(report.findings, key=lambda f: f.severity != "error")[:SHOWN_FINDINGS]:
         text.append("\n" + f.line(), style="red" if f.severity == "error" else "yellow")
     if len(report.findings) > SHOWN_FINDINGS:
@@ -44,6 +52,9 @@ class ExportForm(DatasetForm):
         yield from labelled("dataset", Select([], id="export-dataset"))
         yield from labelled("share held out for validation (0-0.5)",
                             Input(id="export-validation", type="number"))
+        yield from labelled("for the trainer that reads (default: the profile's format)",
+                            Select([(name, name) for name in formats.FORMATS.names()],
+                                   id="export-format", prompt="the profile's"))
         yield Checkbox("export despite preflight errors", id="export-force", compact=True)
 
     def show_dataset(self, d: datasets.Dataset) -> None:
@@ -57,12 +68,13 @@ class ExportForm(DatasetForm):
             raise FormError("validation share: between 0 and 0.5")
         return {"dataset": chosen(self.query_one("#export-dataset", Select)),
                 "validation": validation,
+                "format": chosen(self.query_one("#export-format", Select)),
                 "force": self.query_one("#export-force", Checkbox).value}
 
     def _report(self, conn, values) -> tuple[datasets.Dataset, export.Options,
                                              preflight.Report]:
         d = datasets.get(conn, values["dataset"])
-        options = export.Options(validation=values["validation"])
+        options = export.Options(validation=values["validation"], format=values["format"])
         profile = profiles.get(d.profile, self.app.config)
         return d, options, preflight.check(conn, d, profile, options)
 
@@ -79,8 +91,5 @@ class ExportForm(DatasetForm):
         if refused:
             raise FormError(refused.replace("(--force)", "(tick the box)"))
         job = export_job.queue(conn, d, options, force=values["force"])
-        daemon.nudge(self.app.ws)
-        message = f"export of {d.name} queued (job {job}); the Jobs screen (0) follows it"
-        if not daemon.status(self.app.ws).running:
-            message += "; the daemon is stopped: D starts it"
-        return message
+        return queued(self.app, f"export of {d.name} queued (job {job}); the Jobs screen (0) "
+                                "follows it")
