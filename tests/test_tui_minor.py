@@ -441,3 +441,19 @@ async def test_shift_x_rejects_on_the_generations_screen_and_the_sweep_grid(ws, 
         assert {row[2]: row[0] for row in binding_rows(grid)}["verdict.reject"] == "X"
         await until(pilot, lambda: "reject" in " ".join(
             str(s.render()) for s in grid.query(".grid-cell Static")), message="the cell says")
+
+
+# -- the eval loss beside the training loss (diffusion-pipe) -------------------------------------
+
+@SIZES
+async def test_the_eval_loss_is_a_second_curve_with_its_last_value(ws, conn, size):
+    _pod, run = make_run(conn, points=300)
+    runs.add_eval_losses(conn, run, [(0, 0.5), (100, 0.3), (200, 0.25), (300, 0.2125)],
+                         time.time())
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=size) as pilot:
+        screen = await open_training(app, pilot)
+        await until(pilot, lambda: screen.data.detail.evals, message="eval points read")
+        legend = "\n".join(widget_lines(app, screen.query_one("#training-legend")))
+        assert "eval 0.2125" in legend and "avr_loss (300)" in legend
+        assert screen.data.detail.evals == [(0, 0.5), (100, 0.3), (200, 0.25), (300, 0.2125)]

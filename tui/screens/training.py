@@ -266,14 +266,16 @@ class TrainingScreen(StoreScreen):
         smooth = self.smoothing and bool(d.smooth_x)
         # the legend is a line of its own: plotext draws its legend inside the plot, over the
         # y-axis labels at narrow widths
-        legend = Text.assemble((f"avr_loss ({d.points} steps)", "bold"))
+        # with an eval curve the legend says less of the band: 80 columns hold one line
+        legend = Text.assemble((f"avr_loss ({d.points}{'' if d.evals else ' steps'})", "bold"))
         if d.xs:
-            legend.append_text(Text.assemble("  ", ("━", RAW_STYLE), " min/max"))
+            if not d.evals:
+                legend.append_text(Text.assemble("  ", ("━", RAW_STYLE), " min/max"))
             if smooth:
                 legend.append_text(Text.assemble("  ", ("━", SMOOTH_STYLE), " smoothed"))
         if d.evals:
             legend.append_text(Text.assemble("  ", ("●", EVAL_STYLE),
-                                             f" eval {d.evals[-1][1]:.4g} ({len(d.evals)})"))
+                                             f" eval {d.evals[-1][1]:.4g}"))
         self.query_one("#training-legend", Static).update(legend)
         if d.xs:
             plt.plot(d.xs, d.highs, color=RAW_COLOR, marker="braille")
