@@ -14,9 +14,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import test_training
 from helpers import run_jobs, wait_for
 from sshd import start_sshd
-from test_training import PROFILE, make_run, setup  # noqa: F401 - the musubi setup fixture
+from test_training import PROFILE, make_run
 
 from lorad.cli import main
 from lorad.datasets import export, preflight
@@ -25,6 +26,12 @@ from lorad.training import checkpoints, pods, runs, trainers
 from lorad.training.trainers.diffusion_pipe import events_in
 
 DOUBLE = Path(__file__).parent / "support" / "diffusion_pipe_double"
+
+
+@pytest.fixture
+def truck(ws, conn, server, tmp_path):
+    """The musubi tests' truck dataset version on this pod (test_training's `setup`)."""
+    return test_training.setup.__wrapped__(ws, conn, server, tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +81,8 @@ def test_the_step_lines_deepspeed_prints_are_read_exactly():
     assert events_in("Global batch size = 4") == []
 
 
-def test_the_export_is_what_diffusion_pipe_reads(ws, conn, server, setup):
-    version, _pod, _config = setup
+def test_the_export_is_what_diffusion_pipe_reads(ws, conn, server, truck):
+    version, _pod, _config = truck
     dp = export.get_version(conn, dp_version(ws, conn, server, version))
     folder = Path(dp.export_path)
     main_toml = tomllib.loads((folder / "dataset.toml").read_text())
@@ -89,9 +96,9 @@ def test_the_export_is_what_diffusion_pipe_reads(ws, conn, server, setup):
     assert dp.format == "diffusion-pipe"
 
 
-def test_a_short_clip_is_predicted_as_skipped(ws, conn, server, setup):
+def test_a_short_clip_is_predicted_as_skipped(ws, conn, server, truck):
     """Preflight says what diffusion-pipe will do with each clip: its bucket, or skipped."""
-    version, _pod, _config = setup
+    version, _pod, _config = truck
     name = conn.execute("SELECT d.name FROM dataset_versions v JOIN datasets d ON d.id ="
                         " v.dataset_id WHERE v.id = ?", (version,)).fetchone()[0]
     d = datasets.get(conn, name)
@@ -106,11 +113,11 @@ def test_a_short_clip_is_predicted_as_skipped(ws, conn, server, setup):
     assert len(skipped) == 1 and "shorter than every frame bucket [41]" in skipped[0]
 
 
-def test_the_same_dataset_trains_with_musubi_and_diffusion_pipe(ws, conn, server, setup,
+def test_the_same_dataset_trains_with_musubi_and_diffusion_pipe(ws, conn, server, truck,
                                                                 tmp_path, capsys):
-    version, pod, _config = setup
+    version, pod, _config = truck
     two_gpus(server, tmp_path)
-    musubi = make_run(conn, setup, name="truck-musubi", max_train_epochs=2)
+    musubi = make_run(conn, truck, name="truck-musubi", max_train_epochs=2)
     dp = runs.create(conn, "truck-dp", dp_version(ws, conn, server, version), pod.id,
                      dp_config(server), trainer="diffusion-pipe")
     runs.start(conn, dp.id)
@@ -127,7 +134,9 @@ def test_the_same_dataset_trains_with_musubi_and_diffusion_pipe(ws, conn, server
     assert sorted(p.read_text() for p in (tmp_path / "pids").iterdir()) == [
         "rank0", "rank0", "rank1", "rank1"]
     saved = checkpoints.for_run(conn, dp.id)
-    assert [c.step for c in saved] == [4, 8] and all(c.state == "local" for c in saved)
+    assert [(c.step, c.name) for c in saved] == [(4, "truck-dp-step4.safetensors"),
+                                                 (8, "truck-dp-step8.safetensors")]
+    assert all(c.state == "local" for c in saved)
     assert all(c.metadata == {"format": "pt"} for c in saved)
     cfg = tomllib.loads(Path(dp.remote_dir, "diffusion_pipe.toml").read_text())
     assert (cfg["pipeline_stages"], cfg["max_steps"], cfg["model"]["type"]) == (2, 8, "wan")
@@ -144,8 +153,8 @@ def test_the_same_dataset_trains_with_musubi_and_diffusion_pipe(ws, conn, server
 
 
 def test_a_two_gpu_pipeline_run_is_stopped_and_resumed_with_exact_points(
-        ws, conn, server, setup, tmp_path, fault_report):
-    version, pod, _config = setup
+        ws, conn, server, truck, tmp_path, fault_report):
+    version, pod, _config = truck
     two_gpus(server, tmp_path, dp_step_seconds=0.1)
     run = runs.create(conn, "dp-long", dp_version(ws, conn, server, version), pod.id,
                       dp_config(server, max_steps=30, save_every_n_steps=10,
@@ -183,13 +192,13 @@ def test_a_two_gpu_pipeline_run_is_stopped_and_resumed_with_exact_points(
     evals = [s for s, _ in runs.chain_eval_points(conn, child.id)]
     assert evals == sorted(set(evals)) and evals[-1] == 30 and 0 in evals
     names = [c.name for c in checkpoints.for_run(conn, child.id)]
-    assert names and all("step" in n and int(n.split("step")[1].split("-")[0]) > resumed_at - 1
-                         for n in names)  # the parent's saved LoRAs stay the parent's
+    assert names and all(n.startswith("dp-long-r1-step") and int(n[15:].split(".")[0])
+                         >= resumed_at for n in names)  # the parent's LoRAs stay the parent's
 
 
-def test_what_diffusion_pipe_would_refuse_is_refused_before_upload(ws, conn, server, setup,
+def test_what_diffusion_pipe_would_refuse_is_refused_before_upload(ws, conn, server, truck,
                                                                   tmp_path):
-    version, pod, _config = setup
+    version, pod, _config = truck
     dp = dp_version(ws, conn, server, version)
     with pytest.raises(trainers.TrainConfigError, match="Block swapping only works with "
                                                         "pipeline_stages=1"):

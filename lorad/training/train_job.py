@@ -426,10 +426,12 @@ async def find_checkpoints(conn, session: Session, run: runs.Run, trainer: Train
     marked = sorted(((trainer.checkpoint_mark(rel, run.output_name), rel) for rel in found
                      if glob_matches(pattern, rel)),
                     key=lambda m: (m[0][0] is None, m[0][0] or 0, m[1]))  # in step order
+    naming = getattr(trainer, "checkpoint_name", None)
     with store.transaction(conn):
         for (step, epoch), rel in marked:
+            name = naming(rel, run.output_name) if naming else None
             checkpoints.record(conn, run.id, posixpath.join(paths.output, rel), step=step,
-                               epoch=epoch, name=rel.replace("/", "-"))
+                               epoch=epoch, name=name or rel.replace("/", "-"))
 
 
 async def read_scalar_files(conn, session: Session, run: runs.Run, trainer: Trainer,

@@ -142,7 +142,8 @@ class Trainer(Protocol):
     # Optional: `checkpoint_glob(paths) -> str`: checkpoints are the files matching it (a glob
     # on the pod, `*` within one folder), listed while the training stage runs, for a trainer
     # whose log does not name them; `checkpoint_mark` then gets their path relative to
-    # `paths.output`. `stage_problem(stage, code, log_tail) -> str | None`: why a stage that
+    # `paths.output`; `checkpoint_name(rel, output_name) -> str | None` names it (default: the
+    # path with `-` for `/`). `stage_problem(stage, code, log_tail) -> str | None`: why a stage that
     # ended is not a success (default: any exit code but 0).
     # Optional: `form_defaults() -> dict` gives the options a new run's form in the TUI starts
     # from (the ones people change; paths come from the pod's check). Without it the form

@@ -237,7 +237,7 @@ def main() -> int:
             print(f"Resuming training from checkpoint. Resuming at epoch: "
                   f"{(step - 1) // steps_per_epoch + 1}, step: {step}", flush=True)
     else:
-        run_dir = output / datetime.datetime.now(datetime.timezone.utc).strftime(
+        run_dir = output / datetime.datetime.now(datetime.UTC).strftime(
             "%Y%m%d_%H-%M-%S")
         if rank == 0:
             run_dir.mkdir(parents=True, exist_ok=True)

@@ -165,6 +165,12 @@ class DiffusionPipe:
         number = int(m.group(2))
         return (None, number) if m.group(1) == "epoch" else (number, None)
 
+    def checkpoint_name(self, rel: str, output_name: str) -> str | None:
+        """`RUN/step250/adapter_model.safetensors` -> `NAME-step250.safetensors`, as musubi's
+        are named (every save has the same file name in its own folder)."""
+        m = CKPT.search(rel)
+        return f"{output_name}-{m.group(1)}{m.group(2)}.safetensors" if m else None
+
     def metadata_mark(self, metadata: dict[str, str], step: int | None,
                       epoch: int | None) -> tuple[int | None, int | None]:
         return step, epoch
