@@ -53,9 +53,11 @@ def run(args: argparse.Namespace) -> int:
 
 def add(args, ws, conn, d) -> int:
     from lorad.core import daemon
-    from lorad.media import clips
+    from lorad.media import clips, profiles
 
-    report = clips.add(conn, d, [Path(p) for p in args.paths], split_scenes=args.split_scenes)
+    media = profiles.get(d.profile, ws.config()).media
+    report = clips.add(conn, d, [Path(p) for p in args.paths], split_scenes=args.split_scenes,
+                       media=media)
     for path in report.missing:
         print(f"not found: {path}", file=sys.stderr)
     for path in report.empty:

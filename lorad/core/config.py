@@ -106,7 +106,8 @@ PROFILE_KEYS: dict[str, Any] = {
     "base": str, "media": str, "width": int, "height": int, "fps": (int, float),
     "frames": int, "min_frames": int, "max_frames": int, "crop": str, "orientation": str,
     "codec": str, "crf": int, "preset": str, "pix_fmt": str, "audio": bool, "description": str,
-    "format": str,
+    "format": str, "sample_rate": int, "channels": int, "min_seconds": (int, float),
+    "max_seconds": (int, float), "audio_bitrate": str,
 }
 
 # Per-kind job concurrency lives under [daemon.concurrency]: kind -> int.

@@ -26,6 +26,7 @@ from lorad.media.datasets import Dataset
 VIDEO_EXT = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mts", ".m2ts", ".3gp", ".wmv",
              ".flv", ".mpg", ".mpeg", ".ts", ".gif"}
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".avif"}
+AUDIO_EXT = {".mp3", ".wav", ".flac", ".m4a", ".ogg", ".opus", ".aac", ".aif", ".aiff"}
 REVIEW_STATES = ("approved", "rejected")
 PATH_COLUMNS = ("source_path", "media_path", "filmstrip_path")  # relative inside the workspace
 REVIEWABLE = ("ready", "approved", "rejected")
@@ -115,8 +116,11 @@ class Scan:
     empty: list[Path]  # folders with no media file in them
 
 
-def scan(paths: Iterable[Path]) -> Scan:
-    """Files to ingest: explicit files always (ffprobe decides), folders recursively by extension."""
+def scan(paths: Iterable[Path], extensions: set[str] | None = None) -> Scan:
+    """Files to ingest: explicit files always (ffprobe decides), folders recursively by
+    extension (default: video and images; an audio dataset's: tracks, and videos, which are
+    refused on the file with what to do)."""
+    extensions = extensions or VIDEO_EXT | IMAGE_EXT
     files, ignored, missing, empty = [], [], [], []
     for path in paths:
         path = Path(path).expanduser()
@@ -125,7 +129,7 @@ def scan(paths: Iterable[Path]) -> Scan:
             for child in sorted(p for p in path.rglob("*") if p.is_file()):
                 if any(part.startswith(".") for part in child.relative_to(path).parts):
                     continue
-                if child.suffix.lower() in VIDEO_EXT | IMAGE_EXT:
+                if child.suffix.lower() in extensions:
                     files.append(child)
                 else:
                     ignored.append(child)
@@ -165,10 +169,11 @@ class AddReport:
 
 
 def add(conn: sqlite3.Connection, dataset: Dataset, paths: Iterable[Path], *,
-        split_scenes: bool = False) -> AddReport:
+        split_scenes: bool = False, media: str = "video") -> AddReport:
     """Queue ingest of every new or changed file; a second run over the same folder adds
-    nothing that is already there."""
-    found = scan(paths)
+    nothing that is already there. `media`: the dataset profile's (which files a folder
+    gives)."""
+    found = scan(paths, AUDIO_EXT | VIDEO_EXT if media == "audio" else None)
     report = AddReport(ignored=[str(p) for p in found.ignored],
                        missing=[str(p) for p in found.missing],
                        empty=[str(p) for p in found.empty])

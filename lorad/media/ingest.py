@@ -17,7 +17,7 @@ from pathlib import Path
 
 from lorad.core.errors import PermanentError
 from lorad.core.handlers import JobContext, register
-from lorad.media import analysis, clips, convert, datasets, profiles
+from lorad.media import analysis, audio, clips, convert, datasets, profiles
 
 CORES = os.cpu_count() or 1
 
@@ -34,6 +34,8 @@ def hash_file(path: Path) -> tuple[str, int, float]:
 def clip_paths(ctx: JobContext, dataset: datasets.Dataset, clip: clips.Clip,
                kind: str) -> tuple[Path, Path]:
     base = ctx.ws.media_dir() / dataset.name
+    if kind == "audio":  # the track and its waveform (shown where a video's filmstrip is)
+        return base / "clips" / f"{clip.name}.mp3", base / "filmstrips" / f"{clip.name}.png"
     ext = ".mp4" if kind == "video" else ".png"
     return base / "clips" / f"{clip.name}{ext}", base / "filmstrips" / f"{clip.name}.jpg"
 
@@ -102,6 +104,8 @@ async def _ingest(ctx: JobContext, clip: clips.Clip, dataset: datasets.Dataset,
         ctx.on_success(link)
         return {"duplicate_of": original.id}
 
+    if profile.media == "audio":
+        return await _ingest_track(ctx, clip, dataset, profile, source)
     ctx.progress(0.15, "probing")
     probe = await asyncio.to_thread(convert.probe, source)
     plan = convert.plan(probe, profile, clip.source_range)
@@ -141,6 +145,39 @@ async def _ingest(ctx: JobContext, clip: clips.Clip, dataset: datasets.Dataset,
     ctx.on_success(record)
     ctx.progress(1.0, "done", force=True)
     return {"clip_id": clip.id, "frames": plan.frames, "flags": sorted(set(flags))}
+
+
+async def _ingest_track(ctx: JobContext, clip: clips.Clip, dataset: datasets.Dataset,
+                        profile: profiles.Profile, source: Path):
+    """A music track (lorad.media.audio): measured, normalised, MP3 and a waveform."""
+    ctx.progress(0.15, "probing")
+    probe = await asyncio.to_thread(audio.probe, source)
+    plan = audio.plan(probe, profile, clip.source_range)
+    ctx.progress(0.25, f"measuring {plan.seconds:.0f} s", force=True)
+    measures = audio.score(await audio.measure(source, plan), probe)
+    gain = audio.PEAK_TARGET_DB - measures.peak_db
+    out_media, out_wave = clip_paths(ctx, dataset, clip, "audio")
+    ctx.progress(0.55, f"normalising ({gain:+.1f} dB) and writing MP3 {profile.audio_bitrate}",
+                 force=True)
+    await audio.convert(source, plan, profile, gain, out_media, out_wave)
+    flags = sorted(set(plan.flags) | set(audio.flags_of(measures)))
+    facts = {**measures.as_dict(), "gain_db": round(gain, 2), "window": [plan.start,
+                                                                           plan.seconds]}
+
+    def record(c):
+        now = clips.get(c, clip.id)
+        current = "ready" if now.duplicate_of is not None else now.state
+        clips.update(c, clip.id, state=current if current in clips.REVIEW_STATES else "ready",
+                     error=None, note=plan.note, duplicate_of=None, media_kind="audio",
+                     media_path=str(out_media), filmstrip_path=str(out_wave), width=None,
+                     height=None, fps=None, frames=None, duration=plan.seconds, motion=None,
+                     flags=json.dumps(flags), phash=None, probe=json.dumps(probe.as_dict()),
+                     analysis=json.dumps(facts), profile_fingerprint=profile.fingerprint())
+
+    ctx.on_success(record)
+    ctx.progress(1.0, "done", force=True)
+    return {"clip_id": clip.id, "seconds": plan.seconds, "score": measures.score,
+            "flags": flags}
 
 
 # ---- scene splitting ------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 from lorad.core.config import Config, ConfigError
 from lorad.core.errors import LoradError
 
-MEDIA = ("video", "image")
+MEDIA = ("video", "image", "audio")
 CROPS = ("fill", "pad")  # fill: scale to cover then center-crop; pad: fit inside then pad black
 ORIENTATIONS = ("fixed", "match")  # match: swap width/height when the source's orientation differs
 
@@ -44,6 +44,12 @@ class Profile:
     description: str = ""
     format: str = "musubi"  # the dataset format its trainer reads (lorad.datasets.formats)
     trainable: bool = True  # False: no trainer lorad drives can train it (inference only)
+    # audio profiles (media = "audio"): what every track becomes (lorad.media.audio)
+    sample_rate: int | None = None  # Hz
+    channels: int | None = None
+    min_seconds: float | None = None  # shorter: an error on that track
+    max_seconds: float | None = None  # longer: trimmed to a window this long
+    audio_bitrate: str = "320k"
 
     # -- rules ------------------------------------------------------------------------------
     def frames_for(self, available: int) -> int | None:
@@ -80,6 +86,9 @@ class Profile:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def summary(self) -> str:
+        if self.media == "audio":
+            return (f"audio, {self.sample_rate or 'source'} Hz, {self.channels or 'source'} ch, "
+                    f"{self.min_seconds:g}-{self.max_seconds:g} s, MP3 {self.audio_bitrate}")
         if self.media == "image":
             return f"images, ~{self.width}x{self.height} px area in /16 buckets"
         fps = f"{self.fps:g} fps" if self.fps else "source fps"
@@ -144,6 +153,11 @@ BUILTIN: dict[str, Profile] = {
                 min_frames=1, max_frames=1, format="diffusion-pipe",
                 description="Qwen-Image stills, 1328x1328 (its native size), trained by "
                             "diffusion-pipe"),
+        Profile("ace-step-audio", media="audio", width=16, height=16, fps=None, frames=None,
+                min_frames=1, max_frames=1, sample_rate=48000, channels=2, min_seconds=30.0,
+                max_seconds=240.0, audio_bitrate="320k", format="ace-step",
+                description="ACE-Step music tracks: 48 kHz stereo, 30-240 s (longer ones "
+                            "trimmed), peak-normalised to -1 dBFS, MP3 320 kbps"),
         Profile("image-1024", media="image", width=1024, height=1024, fps=None, frames=1,
                 min_frames=1, max_frames=1,
                 description="still images bucketed to about 1024x1024 pixels, sides in /16"),
@@ -173,6 +187,14 @@ def _check(profile: Profile, where: str) -> Profile:
             raise bad("min_frames", "must not be above max_frames")
         if not profile.fps or profile.fps <= 0:
             raise bad("fps", "must be a positive number for video profiles")
+    if profile.media == "audio":
+        if profile.sample_rate is not None and not 8000 <= profile.sample_rate <= 192000:
+            raise bad("sample_rate", f"must be 8000-192000 Hz, got {profile.sample_rate}")
+        if profile.channels is not None and profile.channels not in (1, 2):
+            raise bad("channels", "must be 1 or 2")
+        low, high = profile.min_seconds or 0, profile.max_seconds
+        if high is not None and (high <= 0 or low > high):
+            raise bad("max_seconds", "must be above min_seconds")
     return profile
 
 

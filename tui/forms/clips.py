@@ -13,7 +13,7 @@ from textual.suggester import Suggester
 from textual.widgets import Checkbox, Input, Select
 
 from lorad.core import daemon
-from lorad.media import clips, datasets
+from lorad.media import clips, datasets, profiles
 
 from .base import FormError, FormScreen, chosen, labelled
 
@@ -100,7 +100,8 @@ class AddClipsForm(FormScreen):
             raise FormError("type the folder or file to add")
         d = datasets.get(conn, values["dataset"])
         target = Path(values["path"]).expanduser().resolve()
-        report = clips.add(conn, d, [target], split_scenes=values["split"])
+        media = profiles.get(d.profile, self.app.config).media
+        report = clips.add(conn, d, [target], split_scenes=values["split"], media=media)
         if report.missing:
             raise FormError(f"not found: {target}")
         if report.empty:

@@ -1,0 +1,145 @@
+"""Music tracks into an audio dataset (issue 13, item 1): real files made by ffmpeg, through
+`lorad clips add` and the daemon's ingest job: 48 kHz stereo MP3 at 320 kbps, peak-normalised to
+-1 dBFS, trimmed to 240 s, clipping and silence flagged, a quality score, and an error that says
+what to do on each track that cannot be one."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from helpers import run_jobs
+from media_factory import make_video
+
+from lorad.cli import main
+from lorad.media import audio, clips, datasets
+
+
+def track(path: Path, seconds: float, *, rate: int = 44100, channels: int = 2,
+          source: str | None = None, af: str | None = None, codec: list[str] | None = None
+          ) -> Path:
+    """A tune from lavfi (two sines, a little noise), written in the file's own format."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    src = source or (f"sine=frequency=220:sample_rate={rate}:duration={seconds}")
+    args = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", src]
+    filters = [f for f in (af, ) if f]
+    if filters:
+        args += ["-af", ",".join(filters)]
+    args += ["-ac", str(channels), "-ar", str(rate), *(codec or []), str(path)]
+    subprocess.run(args, check=True)
+    return path
+
+
+def facts(path: Path) -> dict:
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries",
+                          "stream=codec_name,sample_rate,channels,bit_rate:format=duration",
+                          "-of", "json", str(path)], capture_output=True, text=True,
+                         check=True).stdout
+    data = json.loads(out)
+    return {**data["streams"][0], "duration": float(data["format"]["duration"])}
+
+
+def peak_db(path: Path) -> float:
+    err = subprocess.run(["ffmpeg", "-hide_banner", "-nostdin", "-i", str(path), "-af",
+                          "volumedetect", "-f", "null", "-"], capture_output=True,
+                         text=True).stderr
+    return float(err.split("max_volume: ")[1].split(" dB")[0])
+
+
+@pytest.fixture
+def lofi(ws, conn):
+    assert main(["-w", str(ws.root), "dataset", "create", "lofi", "--profile",
+                 "ace-step-audio"]) == 0
+    return datasets.get(conn, "lofi")
+
+
+def add(ws, conn, d, paths) -> dict[str, clips.Clip]:
+    assert main(["-w", str(ws.root), "clips", "add", d.name, *map(str, paths)]) == 0
+    run_jobs(ws, timeout=180)
+    return {Path(c.source_path).name: c for c in clips.list_clips(conn, d.id)}
+
+
+def test_every_format_becomes_a_normalised_48k_stereo_mp3(ws, conn, lofi, tmp_path):
+    folder = tmp_path / "tracks"
+    made = [track(folder / "a.wav", 40, af="volume=-12dB"),
+            track(folder / "b.flac", 35, rate=48000, af="volume=-6dB"),
+            track(folder / "c.m4a", 31, codec=["-c:a", "aac", "-b:a", "256k"]),
+            track(folder / "d.ogg", 33, codec=["-c:a", "libvorbis"]),
+            track(folder / "e.mp3", 32, codec=["-c:a", "libmp3lame", "-b:a", "320k"])]
+    (folder / "notes.txt").write_text("not a track")
+    found = add(ws, conn, lofi, [folder])
+    assert sorted(found) == sorted(p.name for p in made)  # the notes were not taken
+    for name, clip in found.items():
+        assert clip.state == "ready", (name, clip.error)
+        out = Path(clip.media_path)
+        assert out.suffix == ".mp3"
+        f = facts(out)
+        assert (f["codec_name"], f["sample_rate"], f["channels"]) == ("mp3", "48000", 2)
+        assert int(f["bit_rate"]) == 320000
+        assert peak_db(out) == pytest.approx(-1.0, abs=0.6)  # -1 dBFS, within MP3's ripple
+        assert Path(clip.filmstrip_path).suffix == ".png"  # the waveform
+        analysis = clip.analysis
+        assert 0 <= analysis["score"] <= 100
+        assert clip.probe["codec"] in ("pcm_s16le", "flac", "aac", "vorbis", "mp3")
+    quiet = found["a.wav"].analysis
+    assert quiet["gain_db"] > 10  # -12 dB of sine came up to -1 dBFS
+
+
+def test_long_tracks_are_trimmed_and_say_where(ws, conn, lofi, tmp_path):
+    found = add(ws, conn, lofi, [track(tmp_path / "long.flac", 300, codec=["-c:a", "flac"])])
+    clip = found["long.flac"]
+    assert clip.state == "ready" and "trimmed" in clip.flags
+    assert "trimmed to 0:00-4:00 of 5:00" in clip.note
+    assert facts(Path(clip.media_path))["duration"] == pytest.approx(240, abs=0.2)
+
+
+def test_clipping_and_silence_are_flagged_and_scored(ws, conn, lofi, tmp_path):
+    loud = track(tmp_path / "loud.wav", 40, af="volume=30dB")  # a sine driven into the rails
+    quiet = track(tmp_path / "quiet.wav", 60, source="sine=frequency=220:duration=60",
+                  af="volume=enable='gt(t,20)':volume=0")  # 20 s of tune, 40 s of nothing
+    found = add(ws, conn, lofi, [loud, quiet])
+    clipped = found["loud.wav"]
+    assert "clipping" in clipped.flags, clipped.analysis
+    assert clipped.analysis["clipped_share"] > audio.CLIPPING_SHARE
+    assert clipped.analysis["penalties"]["clipping"] == 40.0
+    silent = found["quiet.wav"]
+    assert "silence" in silent.flags
+    assert silent.analysis["silent_share"] == pytest.approx(40 / 60, abs=0.03)
+    assert silent.analysis["score"] < 75 and "silence" in silent.analysis["penalties"]
+
+
+def test_each_bad_track_gets_its_own_error_and_the_rest_go_on(ws, conn, lofi, tmp_path):
+    folder = tmp_path / "mixed"
+    good = track(folder / "ok 100% ünïcode.wav", 31)
+    mono = track(folder / "mono.wav", 31, channels=1)
+    surround = track(folder / "surround.flac", 31, channels=6, codec=["-c:a", "flac"])
+    phone = track(folder / "phone.wav", 31, rate=8000)
+    short = track(folder / "short.wav", 10)
+    (folder / "empty.mp3").write_bytes(b"")
+    (folder / "broken.flac").write_bytes(b"fLaC" + b"\0" * 200)
+    video = make_video(folder / "clip.mp4", size="320x240", seconds=1.0)
+    found = add(ws, conn, lofi, [folder])
+    assert found[good.name].state == "ready", found[good.name].error
+    assert found["mono.wav"].state == "ready" and "mono" in found["mono.wav"].flags
+    assert facts(Path(found["mono.wav"].media_path))["channels"] == 2
+    assert "downmixed" in found["surround.flac"].flags
+    errors = {name: c.error for name, c in found.items() if c.state == "error"}
+    assert set(errors) == {"phone.wav", "short.wav", "empty.mp3", "broken.flac", "clip.mp4"}
+    assert "8000 Hz is too low for music" in errors["phone.wav"]
+    assert "10.0 s is shorter than the 30 s the profile needs" in errors["short.wav"]
+    assert "the file is empty (0 bytes)" in errors["empty.mp3"]
+    assert "not a readable audio file" in errors["broken.flac"]
+    assert "this is a video" in errors["clip.mp4"] and "-vn" in errors["clip.mp4"]
+    del mono, surround, phone, short, video
+
+
+def test_an_exact_duplicate_is_linked_as_for_video(ws, conn, lofi, tmp_path):
+    first = track(tmp_path / "one" / "song.wav", 31)
+    copy = tmp_path / "two" / "song-copy.wav"
+    copy.parent.mkdir()
+    copy.write_bytes(first.read_bytes())
+    found = add(ws, conn, lofi, [first, copy])
+    states = sorted((c.state, c.duplicate_of is not None) for c in found.values())
+    assert states == [("ready", False), ("rejected", True)]
