@@ -143,3 +143,30 @@ def test_an_exact_duplicate_is_linked_as_for_video(ws, conn, lofi, tmp_path):
     found = add(ws, conn, lofi, [first, copy])
     states = sorted((c.state, c.duplicate_of is not None) for c in found.values())
     assert states == [("ready", False), ("rejected", True)]
+
+
+async def test_the_clips_screen_shows_a_tracks_facts_waveform_and_score(ws, conn, lofi,
+                                                                        tmp_path):
+    from helpers import pilot_until as until
+    from helpers import widget_lines
+
+    from tui.app import LoradApp
+    from tui.screens.clips import ClipsScreen
+
+    import asyncio
+
+    await asyncio.to_thread(add, ws, conn, lofi, [track(tmp_path / "loud.wav", 35,
+                                                        af="volume=30dB")])
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, ClipsScreen)
+        detail = screen.query_one("#clips-detail")
+
+        def shown() -> str:
+            return "\n".join(widget_lines(app, detail))
+
+        await until(pilot, lambda: "quality" in shown(), message="the track's facts")
+        text = shown()
+        assert "pcm_s16le 44.1 kHz" in text and "clipped" in text
+        assert "quality 50/100 (clipping -40" in text and "loudness -10" in text

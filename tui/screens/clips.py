@@ -224,7 +224,22 @@ class ClipsScreen(DatasetScreen):
                  Text(clip.source_path, style="dim")]
         if clip.source_range:
             lines.append(Text(f"shot {clip.source_range[0]:.2f}-{clip.source_range[1]:.2f} s"))
-        if clip.probe:
+        if clip.probe and clip.probe.get("kind") == "audio":  # a music track
+            p = clip.probe
+            lines.append(Text(f"source: {p['codec']} {p['sample_rate'] / 1000:g} kHz "
+                              f"{p['layout'] or str(p['channels']) + ' ch'}"
+                              + (f" {p['bit_rate'] // 1000} kbps" if p.get("bit_rate") else "")
+                              + f" {p['duration']:.1f} s"))
+            a = clip.analysis or {}
+            if a:
+                lufs = f", {a['lufs']:.1f} LUFS" if a.get("lufs") is not None else ""
+                took = ", ".join(f"{k} -{v:g}" for k, v in a.get("penalties", {}).items())
+                lines.append(Text(f"track: {clip.duration or 0:.1f} s, peak {a['peak_db']:.1f} "
+                                  f"dBFS{lufs}, gain {a['gain_db']:+.1f} dB, clipped "
+                                  f"{a['clipped_share']:.2%}, silent {a['silent_share']:.0%}"))
+                lines.append(Text(f"quality {a['score']}/100" + (f" ({took})" if took else ""),
+                                  style="green" if a["score"] >= 80 else "yellow"))
+        elif clip.probe:
             p = clip.probe
             lines.append(Text(f"source: {p['width']}x{p['height']} {p['codec']} "
                               f"{(p['fps'] or 0):.3g} fps {p['duration'] or 0:.1f} s"
@@ -233,7 +248,7 @@ class ClipsScreen(DatasetScreen):
         if clip.frames:
             lines.append(Text(f"clip: {clip.width}x{clip.height}, {clip.frames} frames at "
                               f"{clip.fps:g} fps ({clip.duration or 0:.2f} s)"))
-        if clip.analysis:
+        if clip.analysis and "motion" in clip.analysis:
             a = clip.analysis
             lines.append(Text(f"motion {a['motion']:.2f} ({a['motion_class']}), pan "
                               f"{a['shift']:.2f} px/frame"))
