@@ -147,13 +147,13 @@ def test_an_exact_duplicate_is_linked_as_for_video(ws, conn, lofi, tmp_path):
 
 async def test_the_clips_screen_shows_a_tracks_facts_waveform_and_score(ws, conn, lofi,
                                                                         tmp_path):
+    import asyncio
+
     from helpers import pilot_until as until
     from helpers import widget_lines
 
     from tui.app import LoradApp
     from tui.screens.clips import ClipsScreen
-
-    import asyncio
 
     await asyncio.to_thread(add, ws, conn, lofi, [track(tmp_path / "loud.wav", 35,
                                                         af="volume=30dB")])
@@ -170,3 +170,41 @@ async def test_the_clips_screen_shows_a_tracks_facts_waveform_and_score(ws, conn
         text = shown()
         assert "pcm_s16le 44.1 kHz" in text and "clipped" in text
         assert "quality 50/100 (clipping -40" in text and "loudness -10" in text
+
+
+def test_export_writes_ace_steps_dataset_with_the_datasets_library(ws, conn, lofi, tmp_path,
+                                                                  capsys):
+    """convert2hf_dataset.py's examples, a seeded validation split, repeats, the LoRA config
+    and a summary; a track without a tag prompt stops the export."""
+    import datasets as hf
+
+    from lorad.captions import versions
+
+    found = add(ws, conn, lofi, [track(tmp_path / f"t{n}.wav", 31 + n) for n in range(4)])
+    ids = [c.id for c in found.values()]
+    clips.set_review(conn, ids, "approved")
+    for n, clip_id in enumerate(ids[:3]):
+        versions.set_caption(conn, clip_id, f"lofi, mellow, piano, {70 + n} bpm")
+    w = ["-w", str(ws.root)]
+    assert main([*w, "dataset", "export", "lofi", "--validation", "0.25", "--repeat", "3"]) == 1
+    assert "no tag prompt" in capsys.readouterr().out  # the fourth has none
+    versions.set_caption(conn, ids[3], "lofi, rain, vinyl crackle")
+    assert main([*w, "dataset", "export", "lofi", "--validation", "0.25", "--repeat", "3",
+                 "--json"]) == 0
+    out = capsys.readouterr().out
+    version = Path(json.loads(out[out.index("{"):])["path"])
+    summary = json.loads((version / "summary.json").read_text())
+    assert (summary["train"], summary["validation"], summary["train_examples"]) == (3, 1, 9)
+    train = hf.load_from_disk(str(version / "hf_train"))
+    assert len(train) == 9 and set(train.column_names) == {
+        "keys", "filename", "tags", "speaker_emb_path", "norm_lyrics", "recaption"}
+    first = train[0]
+    assert first["filename"].endswith(f"/audio/{first['keys']}.mp3")
+    assert first["tags"][0] == "lofi" and first["norm_lyrics"] == "[Instrumental]"
+    assert len(hf.load_from_disk(str(version / "hf_validation"))) == 1
+    config = json.loads((version / "lora_config.json").read_text())
+    assert (config["r"], config["lora_alpha"], config["use_rslora"]) == (256, 32, True)
+    assert "speaker_embedder" in config["target_modules"]
+    stem = first["keys"]
+    assert (version / "audio" / f"{stem}_prompt.txt").read_text().startswith("lofi, ")
+    assert (version / "audio" / f"{stem}_lyrics.txt").read_text() == "[Instrumental]\n"

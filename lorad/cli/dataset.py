@@ -58,6 +58,9 @@ def add_parser(sub) -> None:
     a.add_argument("--validation", type=float, help="share of clips held out")
     a.add_argument("--format", help="the trainer's dataset format (default: the profile's, "
                                     "musubi; diffusion-pipe for `--trainer diffusion-pipe`)")
+    a.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="each training clip N times per epoch (num_repeats; ACE-Step's "
+                        "repeat_count)")
     a.add_argument("--force", action="store_true", help="export despite preflight errors")
     a.add_argument("--allow-drafts", action="store_true",
                    help="export captions a model drafted that no person reviewed")
@@ -131,7 +134,8 @@ def _options(args, d):
         "validation", 0.0)
     return export.Options(remote_root=getattr(args, "remote_root", None),
                           jsonl=getattr(args, "jsonl", False), validation=validation,
-                          format=getattr(args, "format", None))
+                          format=getattr(args, "format", None),
+                          num_repeats=max(1, getattr(args, "repeat", 1) or 1))
 
 
 def check(args, ws, conn) -> int:

@@ -39,6 +39,7 @@ BUILTIN: dict[str, list[str]] = {
     "generation_services": ["lorad.generation.services.fal", "lorad.evaluation.pod_service"],
     "publishers": ["lorad.publish.publishers.hub"],
     "dataset_formats": ["lorad.datasets.formats.musubi", "lorad.datasets.formats.diffusion_pipe",
+                        "lorad.datasets.formats.ace_step",
                         "lorad.training.trainers.command"],
 }
 # the groups of outside systems' implementations (the ones that declare secrets)

@@ -187,7 +187,11 @@ def write(p: Plan, target: Path) -> Path:
         for name, media in p.start_frames:
             convert.first_frame(Path(media), tmp / name)
         for name, text in p.format.files(p).items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_text(text, encoding="utf-8")
+        more = getattr(p.format, "write_more", None)  # binary files (ACE-Step's datasets)
+        if more is not None:
+            more(p, tmp)
         (tmp / "manifest.json").write_text(json.dumps(manifest(p), indent=2, sort_keys=True)
                                            + "\n", encoding="utf-8")
         os.replace(tmp, target)

@@ -47,6 +47,7 @@ class DatasetFormat(Protocol):
         """Batches of `plan.options.batch_size` per epoch, as the trainer groups its items."""
         ...
 
+    # Optional: `write_more(plan, folder)` writes files that are not text (a `datasets` folder).
     # Optional: `item_paths(plan, item) -> (media, caption | None)`: where a clip's media and
     # caption go, relative to the version's root (default: `SPLIT/FILE` and `SPLIT/NAME.txt`).
 
