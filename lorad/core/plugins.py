@@ -34,6 +34,7 @@ BUILTIN: dict[str, list[str]] = {
              "lorad.training.pull_job", "lorad.training.pod_jobs", "lorad.generation.gen_job",
              "lorad.generation.chain_job", "lorad.publish.publish_job"],
     "trainers": ["lorad.training.trainers.musubi", "lorad.training.trainers.diffusion_pipe",
+                 "lorad.training.trainers.ace_step",
                  "lorad.training.trainers.command"],
     "pod_providers": ["lorad.training.providers.ssh", "lorad.training.providers.runpod"],
     "generation_services": ["lorad.generation.services.fal", "lorad.evaluation.pod_service"],

@@ -200,7 +200,14 @@ async def resolve_resume(ctx: JobContext, session: Session, run: runs.Run, pod: 
     parent = runs.get_by_id(conn, run.parent_run_id)
     version = export.get_version(conn, parent.dataset_version_id)
     out = remote_paths(parent, pod, version.remote_root).output
-    names = await session.call("listdir", out)
+    states = getattr(trainer, "state_glob", None)
+    if states is not None:  # states deeper than the output folder (Lightning's .ckpt files)
+        code, listed, _e = await session.call(
+            "run", f"cd {shlex.quote(out)} 2>/dev/null && find . -type f", check=False)
+        names = [line[2:] for line in listed.splitlines() if line.startswith("./")
+                 and glob_matches(states, line[2:])] if code == 0 else []
+    else:
+        names = await session.call("listdir", out)
     parent_paths = remote_paths(parent, pod, version.remote_root)
     log_head = await session.call("read_from", stage_files(parent_paths, trainer.train_stage)[0],
                                   0, LOG_HEAD_BYTES)
@@ -278,7 +285,8 @@ async def wait_for_pulls(ctx: JobContext, run_id: int, every: float = 1.0) -> in
 
 def readable_log(ws, run: runs.Run, stage: str | None = None) -> list[str]:
     """The stage's log for people: progress updates collapsed as the run's trainer reads them."""
-    return logparse.readable(full_log(ws, run, stage), run.trainer_impl.parser().events_in)
+    return logparse.readable(full_log(ws, run, stage),
+                             parser_for(run.trainer_impl, run, 0).events_in)
 
 
 async def stop_remote(session: Session, run: runs.Run) -> None:
@@ -306,7 +314,7 @@ async def stop_and_drain(ctx: JobContext, session: Session, run_id: int, trainer
         log_path, _exit = stage_files(paths, run.stage)
         rest = await session.call("read_from", log_path, run.log_offset)
         if rest:  # the last line may lack its end (a progress bar): end it
-            parser = trainer.parser(run.log_offset)
+            parser = parser_for(trainer, run, run.log_offset)
             record_events(ctx.conn, run, parser.feed(rest + b"\n"), trainer)
         await find_checkpoints(ctx.conn, session, run, trainer, paths)
     except (TransientError, OSError) as exc:
@@ -328,7 +336,7 @@ async def run_stage(ctx: JobContext, session: Session, run: runs.Run, stage: Sta
         run = runs.get_by_id(conn, run.id)
     base = UPLOAD_SHARE + SETUP_SHARE * (1 if training else index / max(1, count - 1))
     ctx.progress(base, stage.label, force=True)
-    parser = trainer.parser(run.log_offset if training else 0)
+    parser = parser_for(trainer, run, run.log_offset if training else 0)
     tail: list[str] = []
     offset = parser.offset  # bytes handed to the parser; it persists only complete lines
     next_listing = time.monotonic() + LIST_EVERY_SECONDS
@@ -377,6 +385,15 @@ async def run_stage(ctx: JobContext, session: Session, run: runs.Run, stage: Sta
             raise asyncio.CancelledError
 
 
+def parser_for(trainer: Trainer, run: runs.Run, offset: int) -> logparse.LineParser:
+    """The trainer's log parser; one that needs the run's settings to count steps (Lightning's
+    bar counts batches of the epoch) gets them (`config_parser(config, offset)`)."""
+    with_config = getattr(trainer, "config_parser", None)
+    if with_config is not None:
+        return with_config(run.train_config, offset)
+    return trainer.parser(offset)
+
+
 LIST_EVERY_SECONDS = 10.0  # checkpoints found by a glob: one listing this often, and at the end
 
 
@@ -392,10 +409,18 @@ def stage_problem(trainer: Trainer, stage: str, code: int, log_tail: str) -> str
 
 
 def glob_matches(pattern: str, path: str) -> bool:
-    """`path` matches the glob `pattern` folder by folder (`*` never crosses a `/`)."""
-    parts, names = pattern.split("/"), path.split("/")
-    return len(parts) == len(names) and all(fnmatch.fnmatchcase(n, p)
-                                            for p, n in zip(parts, names, strict=True))
+    """`path` matches the glob `pattern` folder by folder (`*` never crosses a `/`; a `**`
+    folder stands for any number of folders)."""
+    return _match(pattern.split("/"), path.split("/"))
+
+
+def _match(parts: list[str], names: list[str]) -> bool:
+    if not parts:
+        return not names
+    if parts[0] == "**":
+        return any(_match(parts[1:], names[n:]) for n in range(len(names) + 1))
+    return bool(names) and fnmatch.fnmatchcase(names[0], parts[0]) and _match(parts[1:],
+                                                                             names[1:])
 
 
 async def find_checkpoints(conn, session: Session, run: runs.Run, trainer: Trainer,

@@ -1,0 +1,122 @@
+"""Audio LoRAs on ACE-Step (issue 13, item 6): tracks ingested and exported in ACE-Step's format
+train on the real sshd pod with the ACE-Step double (tests/support/ace_step_double: the real
+arguments, `datasets.load_from_disk`, Lightning's bar, .ckpt states and PEFT LoRA folders):
+one loss point per global step, LoRA folders pulled, stopped and resumed from the last .ckpt."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from helpers import run_jobs, wait_for
+from sshd import start_sshd
+from test_audio_ingest import add, track
+
+from lorad.captions import versions
+from lorad.datasets import export
+from lorad.media import clips, datasets, profiles
+from lorad.training import checkpoints, pods, runs, trainers
+from lorad.training.trainers.ace_step import BarReader
+
+DOUBLE = Path(__file__).parent / "support" / "ace_step_double"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with start_sshd(tmp_path_factory.mktemp("pod")) as srv:
+        srv.ace = srv.root / "ACE-Step"
+        shutil.copytree(DOUBLE, srv.ace, ignore=shutil.ignore_patterns("__pycache__"))
+        srv.model = srv.root / "models" / "ACE-Step-v1-3.5B"
+        srv.model.mkdir(parents=True)
+        (srv.model / "music_dcae_f8c8").mkdir()
+        yield srv
+
+
+@pytest.fixture
+def lofi(ws, conn, server, tmp_path):
+    """Three tagged lofi tracks, exported for ACE-Step on the pod, and the pod."""
+    from lorad.cli import main
+
+    assert main(["-w", str(ws.root), "dataset", "create", "lofi", "--profile",
+                 "ace-step-audio"]) == 0
+    d = datasets.get(conn, "lofi")
+    found = add(ws, conn, d, [track(tmp_path / f"t{n}.wav", 31) for n in range(3)])
+    ids = [c.id for c in found.values()]
+    clips.set_review(conn, ids, "approved")
+    for n, clip_id in enumerate(ids):
+        versions.set_caption(conn, clip_id, f"lofi, piano, mellow, {70 + n} bpm")
+    p = export.plan(conn, datasets.get(conn, "lofi"), profiles.get("ace-step-audio"),
+                    export.Options(remote_root=str(server.root / "datasets" / tmp_path.name)))
+    version = export.record(conn, p, export.write(p, export.export_dir(ws.root, p)))
+    pod = pods.add(conn, "box", host=server.host, port=server.port, user=server.user,
+                   key_file=str(server.key_file), remote_dir=str(server.root / "lorad"),
+                   cost_per_hour=0.4)
+    return version, pod
+
+
+def config(server, **changes):
+    return {"ace_step_dir": str(server.ace), "checkpoint_dir": str(server.model),
+            "max_steps": 8, "every_n_train_steps": 4, "every_plot_step": 4, **changes}
+
+
+def test_lightnings_bar_gives_one_point_per_global_step():
+    read = BarReader(2)
+    line = ("Epoch 2:  50%|█████     | 2/4 [00:01<00:01,  1.9it/s, v_num=x, "
+            "train/denoising_loss=0.121, train/loss=0.134, train/learning_rate=0.0001]")
+    progress, epoch = read(line)
+    assert (progress.step, progress.avr_loss, epoch.epoch) == (5, 0.134, 3)  # (2*4+2)/2
+    assert read(line.replace("2/4", "1/4")) == []  # between optimizer steps
+
+
+def test_a_music_lora_trains_on_ace_step_and_its_loras_come_down(ws, conn, server, lofi):
+    version, pod = lofi
+    run = runs.create(conn, "lofi-1", version, pod.id, config(server), trainer="ace-step")
+    runs.start(conn, run.id)
+    run_jobs(ws, timeout=150)
+    run = runs.get_by_id(conn, run.id)
+    assert run.state == "succeeded", (run.error, run.log_tail)
+    assert [s for s, _ in runs.loss_points(conn, run.id)] == list(range(1, 9))
+    assert run.total_steps == 8
+    assert runs.loss_points(conn, run.id)[-1][1] == pytest.approx(0.6 / 8 ** 0.5, rel=1e-2)
+    saved = checkpoints.for_run(conn, run.id)
+    assert [(c.step, c.name) for c in saved] == [(4, "lofi-1-step000004.safetensors"),
+                                                 (8, "lofi-1-step000008.safetensors")]
+    assert all(c.state == "local" for c in saved)
+    assert not any(Path(c.local_path).suffix == ".ckpt" for c in saved)  # states stay there
+    assert trainers.get("ace-step").model_info({}).media == "audio"
+
+
+def test_a_stopped_run_resumes_from_its_last_ckpt(ws, conn, server, lofi, fault_report):
+    version, pod = lofi
+    server.configure_double(ace_step_seconds=0.1)
+    run = runs.create(conn, "lofi-long", version, pod.id,
+                      config(server, max_steps=30, every_n_train_steps=5), trainer="ace-step")
+    runs.start(conn, run.id)
+    worker = threading.Thread(target=run_jobs, args=(ws, 120))
+    worker.start()
+    try:
+        wait_for(lambda: (runs.get_by_id(conn, run.id).step or 0) >= 12, timeout=90,
+                 message="two states saved")
+        runs.request_stop(conn, run.id)
+    finally:
+        worker.join(130)
+    parent = runs.get_by_id(conn, run.id)
+    assert parent.state == "stopped", parent.error
+    printed = Path(parent.remote_dir, "logs", "train.log").read_bytes() + b"\n"
+    steps = {e.step for e in trainers.get("ace-step").parser().feed(printed)
+             if hasattr(e, "step") and getattr(e, "step", 0)}
+    stored = {s for s, _ in runs.loss_points(conn, parent.id)}
+    fault_report("ACE-Step stop mid-epoch", counted="points printed vs stored",
+                 expected=len(steps), observed=len(stored & steps))
+    assert stored == steps
+    server.configure_double(ace_step_seconds=0.005)
+    child = runs.resume(conn, "lofi-long")
+    run_jobs(ws, timeout=120)
+    child = runs.get_by_id(conn, child.id)
+    assert child.state == "succeeded", (child.error, child.log_tail)
+    saved = int(child.resume_from.split("step=")[1].split(".")[0])
+    assert saved >= 10 and saved % 5 == 0 and child.resume_from.endswith(".ckpt")
+    assert [s for s, _ in runs.loss_points(conn, child.id)] == list(range(saved + 1, 31))
+    assert [s for s, _ in runs.chain_losses(conn, child.id)] == list(range(1, 31))
