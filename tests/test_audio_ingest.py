@@ -208,3 +208,37 @@ def test_export_writes_ace_steps_dataset_with_the_datasets_library(ws, conn, lof
     stem = first["keys"]
     assert (version / "audio" / f"{stem}_prompt.txt").read_text().startswith("lofi, ")
     assert (version / "audio" / f"{stem}_lyrics.txt").read_text() == "[Instrumental]\n"
+
+
+def test_lyrics_are_versioned_and_go_into_the_export(ws, conn, lofi, tmp_path, capsys):
+    import datasets as hf
+
+    from lorad.captions import lyrics, versions
+
+    found = add(ws, conn, lofi, [track(tmp_path / "song.wav", 31)])
+    clip = next(iter(found.values()))
+    clips.set_review(conn, [clip.id], "approved")
+    versions.set_caption(conn, clip.id, "lofi, piano")
+    w = ["-w", str(ws.root), "captions", "lyrics", "lofi", str(clip.id)]
+    capsys.readouterr()
+    assert main(w) == 0 and capsys.readouterr().out == "[Instrumental]\n"  # nothing written
+    song = tmp_path / "song.txt"
+    song.write_text("[verse]\nrain on the window\n[chorus]\nslow slow morning\n")
+    assert main([*w, "--file", str(song)]) == 0
+    assert main([*w, "[verse]\nrain on the glass\n[refrain]\nslow"]) == 0
+    assert "[refrain] is not a part marker" in capsys.readouterr().err
+    assert main([*w, "--undo"]) == 0
+    assert lyrics.text_of(conn, clip.id).startswith("[verse]\nrain on the window")
+    assert [v.source for v in lyrics.history(conn, clip.id)] == ["typed", "typed", "undo"]
+    assert main(["-w", str(ws.root), "dataset", "export", "lofi", "--json"]) == 0
+    out = capsys.readouterr().out
+    folder = Path(json.loads(out[out.index("{"):])["path"])
+    row = hf.load_from_disk(str(folder / "hf_train"))[0]
+    assert row["norm_lyrics"] == "[verse]\nrain on the window\n[chorus]\nslow slow morning"
+    stem = row["keys"]
+    assert (folder / "audio" / f"{stem}_lyrics.txt").read_text().startswith("[verse]")
+    # new lyrics are a new version of the dataset
+    lyrics.set_lyrics(conn, clip.id, "[Instrumental]")
+    assert main(["-w", str(ws.root), "dataset", "export", "lofi", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert Path(json.loads(out[out.index("{"):])["path"]) != folder

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from lorad.cli.common import EXIT_ERROR, EXIT_OK, CliError, opened, print_json
@@ -54,6 +55,14 @@ def add_parser(sub) -> None:
     a.add_argument("dataset")
     a.add_argument("clips", type=int, nargs="*", help="clip ids (default: none; see --all)")
     a.add_argument("--all", action="store_true", help="every unreviewed draft of the dataset")
+    a = csub.add_parser("lyrics", help="a track's lyrics (audio datasets): show, set, undo")
+    a.add_argument("dataset")
+    a.add_argument("clip", type=int)
+    a.add_argument("text", nargs="?", help="the lyrics ([verse]/[chorus] markers on lines of "
+                                           "their own; default [Instrumental])")
+    a.add_argument("--file", help="read the lyrics from this file")
+    a.add_argument("--undo", action="store_true", help="back one version")
+    a.add_argument("--history", action="store_true", help="every version")
     a = csub.add_parser("undo-batch", help="undo a bulk edit or import (default: the last one)")
     a.add_argument("dataset")
     a.add_argument("batch", nargs="?")
@@ -94,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
     actions = {"set": set_caption, "undo": undo, "show": show, "history": show,
                "import": import_captions, "lint": lint_captions, "undo-batch": undo_batch,
-               "bulk": bulk_edit, "accept": accept}
+               "bulk": bulk_edit, "accept": accept, "lyrics": lyrics_of}
     if args.action == "draft":
         from lorad.cli.drafts import draft
 
@@ -110,6 +119,30 @@ def _clip_in(conn, dataset, clip_id: int):
     if clip.dataset_id != dataset.id:
         raise CliError(f"clip {clip_id} is not in dataset {dataset.name}")
     return clip
+
+
+def lyrics_of(args, conn, d) -> int:
+    from lorad.captions import lyrics
+    from lorad.core import fmt
+
+    _clip_in(conn, d, args.clip)
+    if args.undo:
+        v = lyrics.undo(conn, args.clip)
+        print("nothing to undo" if v is None else "lyrics are now:\n" + (v.text or
+                                                                         lyrics.INSTRUMENTAL))
+        return EXIT_OK
+    text = Path(args.file).read_text(encoding="utf-8") if args.file else args.text
+    if args.history:
+        for v in lyrics.history(conn, args.clip):
+            print(f"#{v.id} {fmt.age(v.created_at)} ({v.source})\n{v.text or '(none)'}\n")
+        return EXIT_OK
+    if text is None:
+        print(lyrics.text_of(conn, args.clip))
+        return EXIT_OK
+    for why in lyrics.problems(text):
+        print(f"warning: {why}", file=sys.stderr)
+    print("lyrics saved" if lyrics.set_lyrics(conn, args.clip, text) else "lyrics unchanged")
+    return EXIT_OK
 
 
 def set_caption(args, conn, d) -> int:

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from lorad.captions import versions
+from lorad.captions import lyrics, versions
 from lorad.core import provenance, store
 from lorad.core.errors import LoradError
 from lorad.core.files import link_or_copy
@@ -59,6 +59,7 @@ class Item:
     split: str = "train"
     width: int | None = None  # of the processed media: the trainer buckets by it
     height: int | None = None
+    lyrics: str | None = None  # a track's, when written (captions.lyrics)
 
 
 @dataclass
@@ -93,14 +94,17 @@ class Plan:
 
 def approved_items(conn: sqlite3.Connection, dataset: datasets.Dataset) -> list[Item]:
     current = versions.current_texts(conn, dataset.id)
+    approved = clips.approved(conn, dataset.id)
+    sung = lyrics.current_texts(conn, [c.id for c in approved])
     items = []
-    for c in clips.approved(conn, dataset.id):
+    for c in approved:
         v = current.get(c.id)
         media = c.media_path or ""
         items.append(Item(c.id, c.name, media, c.name + Path(media).suffix.lower(),
                           v.text if v else "", v.id if v else None, c.source_path,
                           c.source_hash, list(c.source_range) if c.source_range else None,
-                          c.frames, c.fps, width=c.width, height=c.height))
+                          c.frames, c.fps, width=c.width, height=c.height,
+                          lyrics=sung.get(c.id)))
     return items
 
 
@@ -132,6 +136,8 @@ def plan(conn: sqlite3.Connection, dataset: datasets.Dataset, profile: profiles.
     made_for = options.format or profile.format
     if made_for != formats.DEFAULT:  # the same content for another trainer
         identity["format"] = made_for
+    if any(i.lyrics for i in items):  # a track's lyrics are content too
+        identity["lyrics"] = {i.name: i.lyrics for i in items if i.lyrics}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     remote = (options.remote_root or f"/workspace/lorad/{dataset.name}/{digest[:12]}").rstrip("/")
     return Plan(dataset, profile, options, items, digest, remote)

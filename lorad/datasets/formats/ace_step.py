@@ -9,7 +9,8 @@ Beside it: the tracks with convert2hf_dataset.py's own sidecars (`NAME_prompt.tx
 `NAME_lyrics.txt`: the dataset can be rebuilt with ACE-Step's script), `hf_validation/` over
 the seeded validation split, the LoRA config (`lora_config.json`: r 256, lora_alpha 32, rsLoRA,
 ACE-Step's target modules, as its example) and `summary.json` (train and validation counts).
-A track's tag prompt is its caption; its lyrics are `[Instrumental]` until lyrics are written.
+A track's tag prompt is its caption; its lyrics (lorad.captions.lyrics) are `[Instrumental]`
+until some are written.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lorad.captions.lyrics import problems as lyrics_problems
 from lorad.datasets.formats import FORMATS
 
 if TYPE_CHECKING:
@@ -41,7 +43,7 @@ def tags_of(caption: str) -> list[str]:
 def example(p: Plan, item: Item) -> dict[str, Any]:
     return {"keys": item.name, "filename": f"{p.remote_root}/audio/{item.file}",
             "tags": tags_of(item.caption), "speaker_emb_path": "",
-            "norm_lyrics": INSTRUMENTAL, "recaption": {}}
+            "norm_lyrics": item.lyrics or INSTRUMENTAL, "recaption": {}}
 
 
 def track_facts(path: str) -> dict[str, Any]:
@@ -64,7 +66,7 @@ class AceStepFormat:
     def files(self, p: Plan) -> dict[str, str]:
         train = [i for i in p.items if i.split == "train"]
         val = [i for i in p.items if i.split == "val"]
-        out = {f"audio/{i.name}_lyrics.txt": INSTRUMENTAL + "\n" for i in p.items}
+        out = {f"audio/{i.name}_lyrics.txt": (i.lyrics or INSTRUMENTAL) + "\n" for i in p.items}
         out["lora_config.json"] = json.dumps(LORA_CONFIG, indent=2) + "\n"
         out["summary.json"] = json.dumps({
             "format": "ace-step", "train": len(train), "validation": len(val),
@@ -95,6 +97,8 @@ class AceStepFormat:
                 problems.append(f"{item.name}: no tag prompt (its caption: comma-separated "
                                 "tags such as 'lofi, mellow, piano, 70 bpm'): write one in "
                                 "the Captions screen")
+            problems += [f"{item.name}: lyrics: {why}" for why in
+                         lyrics_problems(item.lyrics or "")]
             facts = track_facts(item.media_path) if item.media_path else {}
             if not facts:
                 continue
