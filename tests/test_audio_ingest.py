@@ -242,3 +242,34 @@ def test_lyrics_are_versioned_and_go_into_the_export(ws, conn, lofi, tmp_path, c
     assert main(["-w", str(ws.root), "dataset", "export", "lofi", "--json"]) == 0
     out = capsys.readouterr().out
     assert Path(json.loads(out[out.index("{"):])["path"]) != folder
+
+
+async def test_lyrics_are_edited_from_the_captions_screen(ws, conn, lofi, tmp_path):
+    import asyncio
+
+    from helpers import pilot_until as until
+
+    from lorad.captions import lyrics
+    from tui.app import LoradApp
+    from tui.forms.base import FormScreen
+    from tui.forms.lyrics import LyricsForm
+    from tui.screens.captions import CaptionsScreen
+
+    found = await asyncio.to_thread(add, ws, conn, lofi, [track(tmp_path / "s.wav", 31)])
+    clip = next(iter(found.values()))
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2")
+        await until(pilot, lambda: isinstance(app.screen, CaptionsScreen)
+                    and app.screen.current_row() is not None, message="captions")
+        await pilot.press("L")
+        await until(pilot, lambda: isinstance(app.screen, LyricsForm)
+                    and app.screen.data is not None, message="the lyrics form")
+        form = app.screen
+        assert form.query_one("#lyrics-text").text == "[Instrumental]"
+        form.query_one("#lyrics-text").text = "[verse]\nslow rain\n[hook]\nhum"
+        await until(pilot, lambda: "ACE-Step knows" in str(form.query_one("#form-note")
+                                                              .render()), message="checked")
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: not isinstance(app.screen, FormScreen), message="saved")
+    assert lyrics.text_of(conn, clip.id) == "[verse]\nslow rain\n[hook]\nhum"

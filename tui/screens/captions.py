@@ -184,7 +184,8 @@ class CaptionsScreen(DatasetScreen):
         "overwritten without asking. Captions a model drafted (`lorad captions draft`) carry "
         f"{DRAFT_MARK} until a person saves them or accepts them as they are with y (which "
         "goes on to the next draft); / source:draft lists them, and export refuses them "
-        "until then."
+        "until then. In an audio dataset the caption is the track's tag prompt ('lofi, "
+        "mellow, piano, 70 bpm') and L edits its lyrics."
     )
     # The footer shows the first keys: while editing the editing ones (the others are off
     # then), else the review ones; ? lists them all.
@@ -203,6 +204,7 @@ class CaptionsScreen(DatasetScreen):
         Binding("w", "next_uncaptioned", "Next uncaptioned", show=False),
         Binding("d", "next_dataset", "Next dataset", show=False),
         Binding("space", "play", "Play", show=False),
+        Binding("L", "lyrics", "Lyrics (audio)", show=False),
     ])
 
     FILTER_ID = "captions-filter"
@@ -630,6 +632,20 @@ class CaptionsScreen(DatasetScreen):
                            done_message=f"{name}: that version is the caption again")
 
         self.app.push_screen(HistoryScreen(name, past), restored)
+
+    def action_lyrics(self) -> None:
+        """A track's lyrics beside its tag prompt (the caption)."""
+        from ..forms.lyrics import LyricsForm
+
+        row = self.current_row()
+        if row is None or self.editing_id is not None:
+            return
+
+        def saved(message: str | None) -> None:
+            if message:
+                self.notify(message)
+
+        self.app.push_screen(LyricsForm(row.id, row.name), saved)
 
     def action_play(self) -> None:
         row = self.current_row()
