@@ -273,3 +273,46 @@ async def test_lyrics_are_edited_from_the_captions_screen(ws, conn, lofi, tmp_pa
         await pilot.press("ctrl+s")
         await until(pilot, lambda: not isinstance(app.screen, FormScreen), message="saved")
     assert lyrics.text_of(conn, clip.id) == "[verse]\nslow rain\n[hook]\nhum"
+
+
+def test_presets_tag_tracks_and_the_style_balance_is_said(ws, conn, lofi, tmp_path, capsys):
+    """A taxonomy as data (built-in lofi presets and one of lorad.toml extending them), tags
+    in front of the track's own, the source record, and the distribution per category."""
+    from lorad.captions import versions
+
+    ws.config_path.write_text(ws.config_path.read_text() + '''
+[presets.lofi-night-drive]
+extends = "lofi-rain"
+category = "thematic"
+atmosphere = ["city lights"]
+''')
+    from test_captions import add_clip
+
+    found = add(ws, conn, lofi, [track(tmp_path / f"n{n}.wav", 31 + n) for n in range(2)])
+    ids = sorted(c.id for c in found.values())
+    ids += [add_clip(conn, lofi.id, f"more{n}") for n in range(9)]  # processed elsewhere
+    w = ["-w", str(ws.root)]
+    capsys.readouterr()
+    assert main([*w, "presets", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    night = listed["lofi-night-drive"]
+    assert night["category"] == "thematic" and night["extends"] == "lofi-rain"
+    assert night["tags"][:2] == ["lofi hip hop", "chillhop"]  # the core's first
+    assert "rain" in night["tags"] and night["tags"][-1] != "lofi hip hop"
+    assert "city lights" in night["groups"]["atmosphere"]
+    versions.set_caption(conn, ids[0], "rainy, Chillhop, my own tag")
+    assert main([*w, "captions", "preset", "lofi", "lofi-night-drive", str(ids[0])]) == 0
+    caption = versions.current(conn, ids[0]).text
+    assert caption.startswith("lofi hip hop, chillhop, mellow")
+    assert caption.endswith("rainy, my own tag")  # theirs after, chillhop once
+    assert main([*w, "captions", "preset", "lofi", "lofi-core", *map(str, ids[1:])]) == 0
+    assert main([*w, "clips", "source", "lofi", str(ids[0]), "--provider", "suno", "--license",
+                 "CC-BY-4.0", "--cost", "0.1", "--date", "2026-11-01", "--json"]) == 0
+    capsys.readouterr()
+    assert clips.get(conn, ids[0]).track["source"] == {
+        "provider": "suno", "license": "CC-BY-4.0", "cost": 0.1, "date": "2026-11-01"}
+    assert main([*w, "dataset", "show", "lofi", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["styles"] == {"core": 10, "thematic": 1}
+    assert any(w_.startswith("thematic: 1 of 11 tracks (9%) is under-represented")
+               for w_ in shown["warnings"])

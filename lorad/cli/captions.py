@@ -55,6 +55,12 @@ def add_parser(sub) -> None:
     a.add_argument("dataset")
     a.add_argument("clips", type=int, nargs="*", help="clip ids (default: none; see --all)")
     a.add_argument("--all", action="store_true", help="every unreviewed draft of the dataset")
+    a = csub.add_parser("preset", help="build tracks' tag prompts from a style preset (audio; "
+                                       "`lorad presets` lists them)")
+    a.add_argument("dataset")
+    a.add_argument("preset")
+    a.add_argument("clips", type=int, nargs="*", help="clip ids")
+    a.add_argument("--all", action="store_true", help="every track of the dataset")
     a = csub.add_parser("lyrics", help="a track's lyrics (audio datasets): show, set, undo")
     a.add_argument("dataset")
     a.add_argument("clip", type=int)
@@ -103,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
     actions = {"set": set_caption, "undo": undo, "show": show, "history": show,
                "import": import_captions, "lint": lint_captions, "undo-batch": undo_batch,
-               "bulk": bulk_edit, "accept": accept, "lyrics": lyrics_of}
+               "bulk": bulk_edit, "accept": accept, "lyrics": lyrics_of, "preset": preset}
     if args.action == "draft":
         from lorad.cli.drafts import draft
 
@@ -119,6 +125,33 @@ def _clip_in(conn, dataset, clip_id: int):
     if clip.dataset_id != dataset.id:
         raise CliError(f"clip {clip_id} is not in dataset {dataset.name}")
     return clip
+
+
+def preset(args, conn, d) -> int:
+    """The preset's tags in front of each track's own (a new caption version), its category
+    recorded for the dataset's style balance."""
+    from lorad.captions import presets, versions
+    from lorad.cli.presets import known
+    from lorad.core.store import transaction
+    from lorad.media import clips
+
+    found = known(args)
+    if args.preset not in found:
+        raise CliError(f"no preset {args.preset!r} (known: {', '.join(sorted(found))})")
+    chosen = found[args.preset]
+    ids = ([c.id for c in clips.list_clips(conn, d.id) if c.state not in ("rejected", "error")]
+           if args.all else args.clips)
+    if not ids:
+        raise CliError("name the tracks (clip ids) or --all")
+    with transaction(conn):
+        for clip_id in ids:
+            _clip_in(conn, d, clip_id)
+            now = versions.current(conn, clip_id)
+            versions.set_caption(conn, clip_id, presets.apply(now.text if now else "", chosen),
+                                 source="template")
+            clips.set_track(conn, clip_id, preset=chosen.name, category=chosen.category)
+    print(f"{len(ids)} track(s) tagged from {chosen.name} ({chosen.category})")
+    return EXIT_OK
 
 
 def lyrics_of(args, conn, d) -> int:

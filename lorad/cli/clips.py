@@ -39,6 +39,19 @@ def add_parser(sub) -> None:
     a.add_argument("--stale", action="store_true", help="clips made with an older profile")
     a.add_argument("--errors", action="store_true", help="clips in error")
     a.add_argument("--all", action="store_true", help="every clip")
+    a = csub.add_parser("source", help="where a track (or clip) came from: provider, license, "
+                                       "cost, date, URL")
+    a.add_argument("dataset")
+    a.add_argument("ids", nargs="+", type=int, metavar="ID")
+    for key in ("provider", "license", "date", "url"):
+        a.add_argument(f"--{key}")
+    a.add_argument("--cost", type=float, help="what it cost, in $")
+    a.add_argument("--json", action="store_true")
+    a = csub.add_parser("window", help="a long track's kept window starts here (seconds, or "
+                                       "M:SS); it is processed again")
+    a.add_argument("dataset")
+    a.add_argument("id", type=int)
+    a.add_argument("start")
     p.set_defaults(func=run)
 
 
@@ -46,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from lorad.media import datasets
 
     actions = {"add": add, "approve": review, "reject": review, "reprocess": reprocess,
-               "list": list_clips}
+               "list": list_clips, "source": source, "window": window}
     with opened(args) as (ws, conn):
         return actions[args.action](args, ws, conn, datasets.get(conn, args.dataset))
 
@@ -154,4 +167,44 @@ def wait_for_ingest(conn, d, report) -> int:
         print(f"{errors} clip(s) in error: `lorad clips list {d.name} --state error` says why",
               file=sys.stderr)
         return EXIT_ERROR
+    return EXIT_OK
+
+
+def source(args, ws, conn, d) -> int:
+    from lorad.media import clips
+
+    given = {k: getattr(args, k) for k in clips.SOURCE_KEYS if getattr(args, k) is not None}
+    records = {}
+    for clip_id in args.ids:
+        if clips.get(conn, clip_id).dataset_id != d.id:
+            raise CliError(f"clip {clip_id} is not in dataset {d.name}")
+        records[clip_id] = clips.set_track(conn, clip_id, source=given).get("source", {})
+    if args.json:
+        print_json(records)
+    else:
+        for clip_id, record in records.items():
+            said = ", ".join(f"{k} {v}" for k, v in record.items()) or "nothing recorded"
+            print(f"clip {clip_id}: {said}")
+    return EXIT_OK
+
+
+def window(args, ws, conn, d) -> int:
+    """The start of the window a long track keeps (the profile's max_seconds from there)."""
+    from lorad.core import daemon
+    from lorad.media import clips, profiles
+
+    clip = clips.get(conn, args.id)
+    if clip.dataset_id != d.id:
+        raise CliError(f"clip {args.id} is not in dataset {d.name}")
+    minutes, _, seconds = args.start.rpartition(":")
+    try:
+        start = float(seconds) + 60 * float(minutes or 0)
+    except ValueError:
+        raise CliError(f"{args.start!r}: seconds (95) or M:SS (1:35)") from None
+    profile = profiles.get(d.profile, ws.config())
+    if profile.media != "audio" or not profile.max_seconds:
+        raise CliError(f"{d.name} is not an audio dataset: a window is a long track's")
+    clips.set_window(conn, clip.id, start, profile.max_seconds)
+    daemon.nudge(ws)
+    print(f"clip {clip.id} keeps {start:g}-{start + profile.max_seconds:g} s; processing again")
     return EXIT_OK

@@ -19,6 +19,7 @@ from lorad.cli import (
     jobs,
     lora,
     pod,
+    presets,
     profiles,
     publish,
     rate,
@@ -31,8 +32,8 @@ from lorad.cli import (
 from lorad.cli.common import EXIT_ERROR, EXIT_OK
 
 # in the order `lorad --help` lists them
-NOUNS = [workspace, daemon, doctor, jobs, profiles, dataset, clips, captions, pod, trainers, train, lora,
-         gen, gens, sweep, chain, rate, publish, tui]
+NOUNS = [workspace, daemon, doctor, jobs, profiles, presets, dataset, clips, captions, pod,
+         trainers, train, lora, gen, gens, sweep, chain, rate, publish, tui]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -84,15 +84,25 @@ def create(args, ws, conn) -> int:
 
 
 def show(args, ws, conn) -> int:
-    from lorad.media import clips, datasets
+    from lorad.captions import presets
+    from lorad.media import clips, datasets, profiles
 
     d = datasets.get(conn, args.name)
     counts = clips.counts_by_state(conn, d.id)
+    audio = profiles.get(d.profile, ws.config()).media == "audio"
+    styles = clips.style_counts(conn, d.id) if audio else {}
+    warnings = presets.balance(styles) if audio else []
     if args.json:
-        print_json({**d.__dict__, "clips": counts})
+        print_json({**d.__dict__, "clips": counts, "styles": styles, "warnings": warnings})
     else:
         print(f"{d.name}: profile {d.profile}, trigger {d.trigger or '-'}")
         print("clips: " + (", ".join(f"{n} {s}" for s, n in counts.items()) or "none"))
+        if audio:
+            total = sum(styles.values()) or 1
+            print("styles: " + (", ".join(f"{c} {n} ({n / total:.0%})"
+                                          for c, n in styles.items()) or "no tracks"))
+            for warning in warnings:
+                print(f"warning: {warning}")
     return EXIT_OK
 
 

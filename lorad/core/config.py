@@ -144,6 +144,7 @@ class Config:
     # by lorad.training.trainers.command, which needs their file and text to name lines)
     trainers: dict[str, TrainerSource] = field(default_factory=dict)
     captioners: dict[str, TrainerSource] = field(default_factory=dict)  # [captioners.NAME]
+    presets: dict[str, dict[str, Any]] = field(default_factory=dict)  # [presets.NAME], raw
 
     def __getitem__(self, section: str) -> dict[str, Any]:
         return self.values[section]
@@ -164,6 +165,7 @@ def load(path: Path | None) -> Config:
     text = path.read_text(encoding="utf-8")
     declared = _trainer_files(path.parent / TRAINERS_DIR)
     captioners: dict[str, TrainerSource] = {}
+    presets: dict[str, dict[str, Any]] = {}
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -172,6 +174,13 @@ def load(path: Path | None) -> Config:
         where = _locate(text, section, None)
         if section == "profiles" and isinstance(table, dict):
             profiles = _load_profiles(path, text, table, lines)
+            continue
+        if section == "presets" and isinstance(table, dict):  # checked by captions.presets
+            for name, keys in table.items():
+                if not isinstance(keys, dict):
+                    raise ConfigError(f"{path}:{_locate(text, 'presets', name)}: presets."
+                                      f"{name} must be a table [presets.{name}]")
+                presets[name] = dict(keys)
             continue
         if section in ("trainers", "captioners") and isinstance(table, dict):
             into = declared if section == "trainers" else captioners
@@ -185,7 +194,7 @@ def load(path: Path | None) -> Config:
         if section not in SCHEMA:
             raise ConfigError(
                 f"{path}:{where}: unknown section [{section}] "
-                f"(known: {', '.join(sorted([*SCHEMA, 'profiles', 'trainers', 'captioners']))})"
+                f"(known: {', '.join(sorted([*SCHEMA, 'profiles', 'trainers', 'captioners', 'presets']))})"
             )
         if not isinstance(table, dict):
             raise ConfigError(f"{path}:{where}: '{section}' must be a table [{section}]")
@@ -224,7 +233,7 @@ def load(path: Path | None) -> Config:
             if problem:
                 raise ConfigError(f"{path}:{line}: {section}.{key} {problem}")
             values[section][key] = value
-    return Config(path, values, concurrency, profiles, lines, declared, captioners)
+    return Config(path, values, concurrency, profiles, lines, declared, captioners, presets)
 
 
 def _declared_tables(path: Path, text: str, section: str, table: dict

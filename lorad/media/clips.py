@@ -72,6 +72,7 @@ class Clip:
     reviewed_at: float | None = None
     source_size: int | None = None
     source_mtime: float | None = None
+    track: dict[str, Any] = field(default_factory=dict)  # a track's source record and style
 
     @classmethod
     def from_row(cls, row: sqlite3.Row, root: Path) -> Clip:
@@ -82,6 +83,7 @@ class Clip:
         data["flags"] = json.loads(data["flags"] or "[]")
         for key in ("probe", "analysis"):
             data[key] = json.loads(data[key]) if data[key] else None
+        data["track"] = json.loads(data.get("track") or "{}")
         data["source_range"] = tuple(json.loads(data["source_range"])) if data["source_range"] \
             else None
         return cls(**data)
@@ -558,3 +560,45 @@ def change_mark(conn: sqlite3.Connection) -> tuple:
     """Changes when any clip is added, removed or changed (every write sets updated_at): a
     screen compares it to skip a read the change did not touch."""
     return tuple(conn.execute("SELECT COUNT(*), MAX(updated_at) FROM clips").fetchone())
+
+
+SOURCE_KEYS = ("provider", "license", "cost", "date", "url")  # a track's source record
+
+
+def set_track(conn: sqlite3.Connection, clip_id: int, *, source: dict[str, Any] | None = None,
+              preset: str | None = None, category: str | None = None) -> dict[str, Any]:
+    """Record where a track came from (`source`: provider, license, cost, date, url; a value
+    of None removes the key) and/or the style preset its tags were built from."""
+    with transaction(conn):
+        track = dict(get(conn, clip_id).track)
+        if source:
+            unknown = sorted(set(source) - set(SOURCE_KEYS))
+            if unknown:
+                raise ClipError(f"unknown source field(s) {', '.join(unknown)} (known: "
+                                f"{', '.join(SOURCE_KEYS)})")
+            merged = {**track.get("source", {}), **source}
+            track["source"] = {k: v for k, v in merged.items() if v is not None}
+        if preset is not None:
+            track.update(preset=preset, category=category)
+        update(conn, clip_id, track=json.dumps(track, sort_keys=True))
+        return track
+
+
+def style_counts(conn: sqlite3.Connection, dataset_id: int) -> dict[str, int]:
+    """Tracks of the dataset (not rejected or in error) per style category; `none`: no preset
+    applied yet."""
+    counts: dict[str, int] = {}
+    for (raw,) in conn.execute("SELECT track FROM clips WHERE dataset_id = ? AND state NOT IN"
+                               " ('rejected', 'error')", (dataset_id,)):
+        category = json.loads(raw or "{}").get("category") or "none"
+        counts[category] = counts.get(category, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def set_window(conn: sqlite3.Connection, clip_id: int, start: float, seconds: float) -> None:
+    """The part of a long source a clip keeps (a track's window), processed again."""
+    if start < 0:
+        raise ClipError("a window starts at 0 s or later")
+    with transaction(conn):
+        update(conn, clip_id, source_range=json.dumps([start, start + seconds]))
+        reprocess(conn, [clip_id])
