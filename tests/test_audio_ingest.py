@@ -316,3 +316,32 @@ atmosphere = ["city lights"]
     assert shown["styles"] == {"core": 10, "thematic": 1}
     assert any(w_.startswith("thematic: 1 of 11 tracks (9%) is under-represented")
                for w_ in shown["warnings"])
+
+
+async def test_space_plays_a_track_with_no_window_over_ssh(ws, conn, lofi, tmp_path,
+                                                           monkeypatch):
+    """A track is heard in mpv or ffplay with no window (the terminal's player), even where no
+    display exists; a video player window or the in-terminal frame player is never tried."""
+    import asyncio
+
+    from helpers import pilot_until as until
+
+    from tui.app import LoradApp
+    from tui.screens.clips import ClipsScreen
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    await asyncio.to_thread(add, ws, conn, lofi, [track(tmp_path / "s.wav", 31)])
+    app = LoradApp(ws, refresh_interval=0.05)
+    played = []
+    monkeypatch.setattr(app, "play", played.append)
+    monkeypatch.setattr("shutil.which", lambda name: f"/usr/bin/{name}"
+                        if name == "ffplay" else None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ClipsScreen)
+                    and app.screen.query_one("#clips-detail").render(), message="the clips")
+        await pilot.press("space")
+        await until(pilot, lambda: played, message="the player called")
+        assert isinstance(app.screen, ClipsScreen)  # not the in-terminal frame player
+    args = played[0]
+    assert args[:3] == ["ffplay", "-nodisp", "-autoexit"] and args[-1].endswith(".mp3")

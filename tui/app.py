@@ -182,6 +182,12 @@ class LoradApp(App):
         from .screens.player import PlayerScreen
 
         setting = self.settings["player"]
+        if player.is_audio(path):  # a track: heard, with no window to open
+            try:
+                self.play(player.audio_command(setting, path))
+            except player.PlayerError as exc:
+                self.notify(str(exc), severity="error")
+            return
         if player.in_terminal(setting):
             self.push_screen(PlayerScreen(path, title))
             return

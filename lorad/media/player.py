@@ -35,6 +35,29 @@ def command(setting: str, path: str) -> list[str]:
                       "lorad.toml")
 
 
+AUDIO_SUFFIXES = (".mp3", ".wav", ".flac", ".m4a", ".ogg", ".opus", ".aac")
+# a track plays in the terminal the TUI suspends for: no window (over SSH there is none), the
+# player's own keys (space pauses, q stops)
+AUDIO_PLAYERS = [["mpv", "--no-video", "--force-window=no", "--loop-file=no"],
+                 ["ffplay", "-nodisp", "-autoexit", "-loglevel", "error"]]
+
+
+def is_audio(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in AUDIO_SUFFIXES
+
+
+def audio_command(setting: str, path: str) -> list[str]:
+    """The player for a track: `tui.player` when it is set to one, else mpv or ffplay with no
+    window."""
+    if setting and setting not in ("auto", "terminal"):
+        return command(setting, path)
+    for candidate in AUDIO_PLAYERS:
+        if shutil.which(candidate[0]):
+            return [*candidate, path]
+    raise PlayerError("no audio player found: install mpv (or ffplay, part of ffmpeg), or set "
+                      "tui.player in lorad.toml")
+
+
 def has_display(env: dict[str, str] | None = None, platform: str | None = None) -> bool:
     """Whether a GUI player can show a window here: macOS and Windows have a desktop; elsewhere
     an X11 or Wayland display must be set (over plain SSH it is not)."""
