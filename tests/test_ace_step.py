@@ -6,11 +6,10 @@ one loss point per global step, LoRA folders pulled, stopped and resumed from th
 from __future__ import annotations
 
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
-from helpers import run_jobs, wait_for
+from helpers import printed_steps, run_jobs, stop_midway
 from sshd import start_sshd
 from test_audio_ingest import add, track
 
@@ -94,19 +93,9 @@ def test_a_stopped_run_resumes_from_its_last_ckpt(ws, conn, server, lofi, fault_
     run = runs.create(conn, "lofi-long", version, pod.id,
                       config(server, max_steps=30, every_n_train_steps=5), trainer="ace-step")
     runs.start(conn, run.id)
-    worker = threading.Thread(target=run_jobs, args=(ws, 120))
-    worker.start()
-    try:
-        wait_for(lambda: (runs.get_by_id(conn, run.id).step or 0) >= 12, timeout=90,
-                 message="two states saved")
-        runs.request_stop(conn, run.id)
-    finally:
-        worker.join(130)
-    parent = runs.get_by_id(conn, run.id)
+    parent = stop_midway(ws, conn, run.id, 12, message="two states saved")
     assert parent.state == "stopped", parent.error
-    printed = Path(parent.remote_dir, "logs", "train.log").read_bytes() + b"\n"
-    steps = {e.step for e in trainers.get("ace-step").parser().feed(printed)
-             if hasattr(e, "step") and getattr(e, "step", 0)}
+    steps = printed_steps(parent, trainers.get("ace-step").parser())
     stored = {s for s, _ in runs.loss_points(conn, parent.id)}
     fault_report("ACE-Step stop mid-epoch", counted="points printed vs stored",
                  expected=len(steps), observed=len(stored & steps))

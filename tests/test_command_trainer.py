@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
-from helpers import run_jobs, wait_for
+from helpers import alive, printed_steps, run_jobs, stop_midway
 from media_factory import ffprobe, make_image, make_video
 from sshd import start_sshd
 
@@ -248,21 +246,11 @@ def test_a_declared_trainer_is_stopped_and_resumed_with_exact_points(ws, conn, s
                                                          "validation_steps": 1000},
                       trainer="stableavatar")
     runs.start(conn, run.id)
-    worker = threading.Thread(target=run_jobs, args=(ws, 150))
-    worker.start()
-    try:
-        wait_for(lambda: (runs.get_by_id(conn, run.id).step or 0) >= 18, timeout=90,
-                 message="two states saved")
-        runs.request_stop(conn, run.id)
-    finally:
-        worker.join(160)
-    parent = runs.get_by_id(conn, run.id)
+    parent = stop_midway(ws, conn, run.id, 18, message="two states saved")
     assert parent.state == "stopped", parent.error
-    live = [int(p.name) for p in (tmp_path / "pids").iterdir() if _alive(int(p.name))]
+    live = [int(p.name) for p in (tmp_path / "pids").iterdir() if alive(int(p.name))]
     assert live == []  # both ranks stopped, not only the launcher
-    printed = Path(parent.remote_dir, "logs", "train.log").read_bytes() + b"\n"
-    impl = trainers.get("stableavatar")
-    steps = {e.step for e in impl.parser().feed(printed) if hasattr(e, "step") and e.step}
+    steps = printed_steps(parent, trainers.get("stableavatar").parser())
     stored = {s for s, _ in runs.loss_points(conn, parent.id)}
     fault_report("command trainer stop mid-run", counted="points printed vs stored",
                  expected=len(steps), observed=len(stored & steps))
@@ -313,16 +301,6 @@ def test_a_failing_step_says_why_from_the_declared_patterns(ws, conn, server, av
     assert "training failed: CUDA out of memory" in run.error
     assert [s for s, _ in runs.loss_points(conn, run.id)] == [1, 2]
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
-    except OSError:
-        return False
 
 
 def test_checkpoints_are_evaluated_on_the_pod_rated_and_ranked(ws, conn, server, avatar,

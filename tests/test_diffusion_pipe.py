@@ -7,15 +7,13 @@ from its TensorBoard files is a second curve."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import threading
 import tomllib
 from pathlib import Path
 
 import pytest
 import test_training
-from helpers import run_jobs, wait_for
+from helpers import alive, printed_steps, run_jobs, stop_midway
 from sshd import start_sshd
 from test_training import PROFILE, make_run
 
@@ -160,21 +158,11 @@ def test_a_two_gpu_pipeline_run_is_stopped_and_resumed_with_exact_points(
                       dp_config(server, max_steps=30, save_every_n_steps=10,
                                 eval_every_n_steps=5), trainer="diffusion-pipe")
     runs.start(conn, run.id)
-    worker = threading.Thread(target=run_jobs, args=(ws, 150))
-    worker.start()
-    try:
-        wait_for(lambda: (runs.get_by_id(conn, run.id).step or 0) >= 11, timeout=90,
-                 message="past a save")
-        runs.request_stop(conn, run.id)
-    finally:
-        worker.join(160)
-    parent = runs.get_by_id(conn, run.id)
+    parent = stop_midway(ws, conn, run.id, 11, message="past a save")
     assert parent.state == "stopped", parent.error
-    live = [int(p.name) for p in (tmp_path / "pids").iterdir() if _alive(int(p.name))]
+    live = [int(p.name) for p in (tmp_path / "pids").iterdir() if alive(int(p.name))]
     assert live == []  # the launcher and both ranks
-    printed = Path(parent.remote_dir, "logs", "train.log").read_bytes() + b"\n"
-    steps = {e.step for e in trainers.get("diffusion-pipe").parser().feed(printed)
-             if hasattr(e, "step") and getattr(e, "step", 0)}
+    steps = printed_steps(parent, trainers.get("diffusion-pipe").parser())
     stored = {s for s, _ in runs.loss_points(conn, parent.id)}
     fault_report("diffusion-pipe stop on 2 GPUs", counted="points printed vs stored",
                  expected=len(steps), observed=len(stored & steps))
@@ -216,14 +204,3 @@ def test_what_diffusion_pipe_would_refuse_is_refused_before_upload(ws, conn, ser
     assert run.state == "failed" and "pipeline_stages = 2 must divide the pod's 1 GPU" in run.error
     assert run.stage in (None, "upload")  # nothing uploaded
     assert pods.get_by_id(conn, pod.id).gpus[0].name == "NVIDIA A100-SXM4-80GB"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
-    except OSError:
-        return False

@@ -151,3 +151,47 @@ def looks_red(app, style) -> bool:
 def dump(app) -> str:
     """The terminal as text, for an assertion's message."""
     return "\n".join(f"|{line.rstrip()}" for line in screen_lines(app))
+
+
+def stop_midway(ws, conn, run_id: int, at_step: int, *, timeout: float = 90.0,
+                message: str = "far enough"):
+    """Run the jobs in a thread until the run reaches `at_step`, stop it the way a person
+    does (`runs.request_stop`), and wait for the jobs to end; returns the stopped run."""
+    import threading
+
+    from lorad.training import runs
+
+    worker = threading.Thread(target=run_jobs, args=(ws, timeout + 60))
+    worker.start()
+    try:
+        wait_for(lambda: (runs.get_by_id(conn, run_id).step or 0) >= at_step, timeout=timeout,
+                 message=message)
+        runs.request_stop(conn, run_id)
+    finally:
+        worker.join(timeout + 70)
+    return runs.get_by_id(conn, run_id)
+
+
+def printed_steps(run, parser) -> set[int]:
+    """Every step the train stage's log on the (loopback) pod printed, as the trainer's
+    parser reads it."""
+    from pathlib import Path
+
+    printed = Path(run.remote_dir, "logs", "train.log").read_bytes() + b"\n"
+    return {e.step for e in parser.feed(printed) if getattr(e, "step", 0) and
+            type(e).__name__ == "Progress"}
+
+
+def alive(pid: int) -> bool:
+    """A process that still runs (not a zombie waiting for its parent)."""
+    import os
+    from pathlib import Path
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False

@@ -160,6 +160,19 @@ TRAINERS: Registry[Trainer] = Registry("trainers", "trainer")
 DEFAULT = "musubi"
 
 
+def options_of(cls: type, data: dict[str, Any], who: str) -> Any:
+    """A trainer's options dataclass from stored options; an unknown one is refused with the
+    known ones (a typo never falls back to a default)."""
+    from dataclasses import fields
+
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise TrainConfigError(f"unknown {who} option(s): {', '.join(unknown)} (known: "
+                               f"{', '.join(sorted(known))})")
+    return cls(**data)
+
+
 def gpu_memory_gb(trainer: Trainer, options: dict[str, Any]) -> float | None:
     """What the trainer says a run with these options needs (None: it does not say)."""
     need = getattr(trainer, "gpu_memory_gb", None)

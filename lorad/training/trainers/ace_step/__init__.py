@@ -16,7 +16,7 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lorad.training import logparse
@@ -29,6 +29,7 @@ from lorad.training.trainers import (
     RunPaths,
     Stage,
     TrainConfigError,
+    options_of,
 )
 
 BAR = re.compile(r"Epoch (\d+):\s*\d+%\|[^|]*\|\s*(\d+)/(\d+) \[[^\]]*?train/loss=([^,\]\s]+)")
@@ -57,12 +58,7 @@ class AceConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AceConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise TrainConfigError(f"unknown ACE-Step option(s): {', '.join(unknown)} "
-                                   f"(known: {', '.join(sorted(known))})")
-        return cls(**data)
+        return options_of(cls, data, "ACE-Step")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -9,11 +9,11 @@ a large `epochs` (diffusion-pipe requires one); saves and evals go by steps or e
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lorad.training.ssh import ENV_NAME
-from lorad.training.trainers import TrainConfigError
+from lorad.training.trainers import TrainConfigError, options_of
 
 # train.py: `raise NotImplementedError(f'Model type {model_type} is not implemented')` for any
 # other; the ones lorad has profiles for, and the rest of supported_models.md's table
@@ -83,12 +83,7 @@ class DPConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DPConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise TrainConfigError(f"unknown diffusion-pipe option(s): {', '.join(unknown)} "
-                                   f"(known: {', '.join(sorted(known))})")
-        return cls(**data)
+        return options_of(cls, data, "diffusion-pipe")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -8,11 +8,11 @@ refused before anything is uploaded, and every value is shell-quoted.
 from __future__ import annotations
 
 import shlex
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lorad.training.ssh import ENV_NAME
-from lorad.training.trainers import TrainConfigError
+from lorad.training.trainers import TrainConfigError, options_of
 
 TASKS = ("t2v-14B", "t2v-1.3B", "i2v-14B", "t2i-14B", "flf2v-14B", "t2v-A14B", "i2v-A14B")
 WAN22 = ("t2v-A14B", "i2v-A14B")
@@ -73,12 +73,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise TrainConfigError(f"unknown training option(s): {', '.join(unknown)} "
-                                   f"(known: {', '.join(sorted(known))})")
-        return cls(**data)
+        return options_of(cls, data, "training")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
