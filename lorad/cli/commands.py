@@ -74,6 +74,12 @@ def run(argv: list[str] | None = None) -> int:
         return func(args)
     except KeyboardInterrupt:
         return EXIT_ERROR
+    except BrokenPipeError:  # `lorad profiles | head`: the reader had enough; nothing to say
+        import os
+        import sys
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - one clear line for the user, details in the log
         return report(exc, args)
 
