@@ -85,6 +85,23 @@ def test_a_music_lora_trains_on_ace_step_and_its_loras_come_down(ws, conn, serve
     assert all(c.state == "local" for c in saved)
     assert not any(Path(c.local_path).suffix == ".ckpt" for c in saved)  # states stay there
     assert trainers.get("ace-step").model_info({}).media == "audio"
+    # the eval audio of each --every_plot_step came down and is a generation of the checkpoint
+    # saved at its step: played, rated and ranked like one
+    from lorad.generation import generations, ratings
+    from lorad.training import samples
+
+    made = samples.for_run(conn, run.id)
+    assert [(m.step, Path(m.local_path).suffix) for m in made] == [(4, ".wav"), (8, ".wav")]
+    gens = {g.checkpoint_id: g for g in generations.list_all(conn)
+            if g.endpoint == "trainer/sample"}
+    assert set(gens) == {c.id for c in saved} and all(g.status == "completed"
+                                                      for g in gens.values())
+    assert gens[saved[1].id].prompt.endswith("at step 8") and gens[saved[1].id].cost == 0
+    ratings.rate(conn, gens[saved[1].id].id, stars=5)
+    ratings.rate(conn, gens[saved[0].id].id, stars=2)
+    assert [r.name for r in ratings.rank_checkpoints(conn, run.id)][0] == saved[1].name
+    with pytest.raises(generations.GenerationError, match="cannot be made again"):
+        generations.retake(conn, gens[saved[0].id].id)
 
 
 def test_a_stopped_run_resumes_from_its_last_ckpt(ws, conn, server, lofi, fault_report):
@@ -109,3 +126,41 @@ def test_a_stopped_run_resumes_from_its_last_ckpt(ws, conn, server, lofi, fault_
     assert saved >= 10 and saved % 5 == 0 and child.resume_from.endswith(".ckpt")
     assert [s for s, _ in runs.loss_points(conn, child.id)] == list(range(saved + 1, 31))
     assert [s for s, _ in runs.chain_losses(conn, child.id)] == list(range(1, 31))
+
+
+async def test_a_trainers_eval_audio_is_played_and_rated_on_the_generations_screen(
+        ws, conn, tmp_path, monkeypatch):
+    import asyncio
+
+    from helpers import go_to
+    from helpers import pilot_until as until
+    from test_audio_ingest import track as make_track
+
+    from lorad.generation import generations, ratings
+    from tui.app import LoradApp
+    from tui.screens.generations import GenerationsScreen
+
+    pod = pods.add(conn, "box", host="127.0.0.1")
+    conn.execute("INSERT INTO datasets (name, profile, created_at) VALUES ('lofi', "
+                 "'ace-step-audio', 0)")
+    conn.execute("INSERT INTO dataset_versions (dataset_id, content_hash, manifest, created_at)"
+                 " VALUES (1, 'h', ?, 0)", ('{"format": "ace-step"}',))
+    run = runs.create(conn, "lofi-1", 1, pod.id, {"checkpoint_dir": "/m"}, trainer="ace-step")
+    ckpt = checkpoints.record(conn, run.id, "/pod/x_lora/adapter_model.safetensors", step=4)
+    wav = await asyncio.to_thread(make_track, tmp_path / "pred_wav_t0_0.wav", 31)
+    gen = generations.record_sample(conn, checkpoint_id=ckpt, path=wav,
+                                    prompt="eval audio of t0 at step 4")
+    app = LoradApp(ws, refresh_interval=0.05)
+    played = []
+    monkeypatch.setattr(app, "play", played.append)
+    monkeypatch.setattr("shutil.which", lambda name: f"/usr/bin/{name}"
+                        if name == "ffplay" else None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await go_to(app, pilot, "Generations", GenerationsScreen, rows=1)
+        await pilot.press("space")
+        await until(pilot, lambda: played, message="played")
+        await pilot.press("s", "5")
+        await until(pilot, lambda: (ratings.current(conn, gen) or None) is not None,
+                    message="rated")
+    assert played[0][:2] == ["ffplay", "-nodisp"] and played[0][-1] == str(wav)
+    assert ratings.current(conn, gen).stars == 5

@@ -32,7 +32,8 @@ from lorad.core.errors import LoradError
 BUILTIN: dict[str, list[str]] = {
     "jobs": ["lorad.media.ingest", "lorad.datasets.export_job", "lorad.training.train_job",
              "lorad.training.pull_job", "lorad.training.pod_jobs", "lorad.generation.gen_job",
-             "lorad.generation.chain_job", "lorad.publish.publish_job"],
+             "lorad.generation.chain_job", "lorad.publish.publish_job",
+             "lorad.evaluation.samples"],
     "trainers": ["lorad.training.trainers.musubi", "lorad.training.trainers.diffusion_pipe",
                  "lorad.training.trainers.ace_step",
                  "lorad.training.trainers.command"],

@@ -240,7 +240,8 @@ _FLUX_DEFAULTS = {"image_size": "landscape_4_3", "num_images": 1, "acceleration"
 # tokens, and the result's `usage.cost` says what was charged.
 MARLIN, ROUTER_VIDEO, ROUTER_VISION = ("fal-ai/marlin", "openrouter/router/video",
                                        "openrouter/router/vision")
-POD_CAPTION_PREFIX = "pod/caption/"  # a [captioners.NAME] command on a pod (lorad.evaluation)
+POD_CAPTION_PREFIX = "pod/caption/"
+TRAINER_SAMPLE = "trainer/sample"  # a [captioners.NAME] command on a pod (lorad.evaluation)
 # OpenRouter list prices in $ per million tokens (input, output), for estimates before sending;
 # what a request cost is read back from its result.
 TOKEN_PRICES = {"google/gemini-2.5-flash": (0.30, 2.50), "google/gemini-2.5-pro": (1.25, 10.0)}
@@ -321,6 +322,9 @@ ENDPOINTS: dict[str, Endpoint] = {e.id: e for e in [
              price_per_megapixel=0.035, defaults=_FLUX_DEFAULTS,
              price_note="$0.035 per megapixel of each image (num_images x image_size)"),
     *CAPTIONING,
+    # what a trainer made by itself while it trained (lorad.training.samples): never sent
+    Endpoint(TRAINER_SAMPLE, "audio", {"prompt": Param(str)}, price_per_output=0.0,
+             service="trainer", price_note="made by the trainer during training: no cost"),
 ]}
 
 

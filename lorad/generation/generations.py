@@ -210,6 +210,18 @@ def create(conn: sqlite3.Connection, endpoint_id: str, prompt: str, *, lora: str
     return gen_id
 
 
+def record_sample(conn: sqlite3.Connection, *, checkpoint_id: int, path: str | Path,
+                  prompt: str | None) -> int:
+    """What a trainer made by itself at a checkpoint's step (ACE-Step's eval audio) as a
+    completed generation of that checkpoint: played, rated and ranked like any, never sent
+    and never retaken."""
+    gen_id = _insert(conn, endpoint=endpoints.TRAINER_SAMPLE, params={"prompt": prompt or ""},
+                     prompt=prompt, checkpoint_id=checkpoint_id, cost=0.0)
+    set_status(conn, gen_id, "completed", output_path=str(path), finished_at=time.time(),
+               checks=json.dumps({"ok": True, "usable": True, "sample": True}))
+    return gen_id
+
+
 def create_draft_request(conn: sqlite3.Connection, endpoint_id: str, params: dict[str, Any], *,
                          clip_id: int, dataset_id: int, draft: dict[str, Any]) -> int:
     """A caption draft's request for one clip (lorad.generation.drafting), queued."""
@@ -357,6 +369,9 @@ def retake(conn: sqlite3.Connection, gen_id: int, *, seed: int | None = None,
            scale: float | None = None, prompt: str | None = None) -> int:
     """Same parameters, a new seed (or a changed scale or prompt), linked to the original."""
     g = get(conn, gen_id)
+    if g.endpoint == endpoints.TRAINER_SAMPLE:
+        raise GenerationError(f"generation {gen_id} is what the trainer made at that step: it "
+                              "cannot be made again; generate with the checkpoint instead")
     params = dict(g.params)
     if prompt is not None:
         if not prompt.strip():

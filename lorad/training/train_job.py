@@ -19,11 +19,20 @@ import shlex
 import time
 from pathlib import Path
 
-from lorad.core import notify, store
+from lorad.core import jobs, notify, store
 from lorad.core.errors import PermanentError, TransientError, is_transient
 from lorad.core.handlers import JobContext, periodic, register
 from lorad.datasets import export
-from lorad.training import checkpoints, gpus, logparse, pods, run_manifest, runs, trainers
+from lorad.training import (
+    checkpoints,
+    gpus,
+    logparse,
+    pods,
+    run_manifest,
+    runs,
+    samples,
+    trainers,
+)
 from lorad.training.session import Session
 from lorad.training.trainers import RunPaths, Stage, Trainer
 
@@ -429,7 +438,8 @@ async def find_checkpoints(conn, session: Session, run: runs.Run, trainer: Train
     in the output folder are recorded (a file still being written is pulled once whole)."""
     glob_of = getattr(trainer, "checkpoint_glob", None)
     scalars_of = getattr(trainer, "scalar_glob", None)
-    if glob_of is None and scalars_of is None:
+    samples_of = getattr(trainer, "sample_glob", None)
+    if glob_of is None and scalars_of is None and samples_of is None:
         return
     command = (f"cd {shlex.quote(paths.output)} 2>/dev/null && find . -type f -printf "
                "'%s %p\\n'")
@@ -446,6 +456,9 @@ async def find_checkpoints(conn, session: Session, run: runs.Run, trainer: Train
         await read_scalar_files(conn, session, run, trainer, paths, sizes,
                                 posixpath.relpath(scalars_of(paths), paths.output))
     if glob_of is None:
+        if samples_of is not None:
+            await pull_train_samples(conn, session, run, trainer, paths, found,
+                                     posixpath.relpath(samples_of(paths), paths.output))
         return
     pattern = posixpath.relpath(glob_of(paths), paths.output)
     marked = sorted(((trainer.checkpoint_mark(rel, run.output_name), rel) for rel in found
@@ -457,6 +470,31 @@ async def find_checkpoints(conn, session: Session, run: runs.Run, trainer: Train
             name = naming(rel, run.output_name) if naming else None
             checkpoints.record(conn, run.id, posixpath.join(paths.output, rel), step=step,
                                epoch=epoch, name=name or rel.replace("/", "-"))
+    if samples_of is not None:  # after the checkpoints: a sample joins the one of its step
+        await pull_train_samples(conn, session, run, trainer, paths, found,
+                                 posixpath.relpath(samples_of(paths), paths.output))
+
+
+async def pull_train_samples(conn, session: Session, run: runs.Run, trainer: Trainer,
+                             paths: RunPaths, found: list[str], pattern: str) -> None:
+    """What the trainer made by itself at a step (ACE-Step's eval audio) comes down under
+    downloads/RUN/samples/ and is recorded; the `training.samples` job makes each a rateable
+    generation of the checkpoint saved at that step."""
+    have = samples.known(conn, run.id)
+    new = [rel for rel in found if glob_matches(pattern, rel)
+           and posixpath.join(paths.output, rel) not in have]
+    for rel in new:
+        remote = posixpath.join(paths.output, rel)
+        local = Path(session.ws.downloads_dir()) / run.name / "samples" / rel.replace("/", "-")
+        try:
+            await session.call("download", remote, local)
+        except (TransientError, OSError) as exc:  # still being written: next listing
+            log.info("run %s: sample %s not pulled this time: %s", run.name, rel, exc)
+            continue
+        step, prompt = trainer.sample_mark(rel)
+        samples.record(conn, run.id, remote, local, step=step, name=local.name, prompt=prompt)
+    if new:
+        jobs.enqueue(conn, samples.REGISTER_KIND, {"run_id": run.id})
 
 
 async def read_scalar_files(conn, session: Session, run: runs.Run, trainer: Trainer,

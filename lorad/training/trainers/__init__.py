@@ -145,6 +145,9 @@ class Trainer(Protocol):
     # `paths.output`; `checkpoint_name(rel, output_name) -> str | None` names it (default: the
     # path with `-` for `/`). `stage_problem(stage, code, log_tail) -> str | None`: why a stage that
     # ended is not a success (default: any exit code but 0).
+    # Optional: `sample_glob(paths) -> str` and `sample_mark(rel) -> (step, prompt)`: what the
+    # trainer makes by itself at a step (ACE-Step's eval audio), pulled and made rateable
+    # generations of that step's checkpoint.
     # Optional: `form_defaults() -> dict` gives the options a new run's form in the TUI starts
     # from (the ones people change; paths come from the pod's check). Without it the form
     # starts empty. `gpu_memory_gb(options) -> float | None`: the free GPU memory a run needs;

@@ -179,6 +179,16 @@ class AceStep:
 
     state_glob = "**/checkpoints/*.ckpt"
 
+    def sample_glob(self, paths: RunPaths) -> str:
+        """The audio its model made every --every_plot_step (the pred_, not the target_)."""
+        return posixpath.join(paths.output, "**", "eval_results", "step_*", "pred_wav_*.wav")
+
+    def sample_mark(self, rel: str) -> tuple[int | None, str | None]:
+        m = re.search(r"step_(\d+)/pred_wav_(.+)_\d+\.wav$", rel)
+        if not m:
+            return None, None
+        return int(m.group(1)), f"eval audio of {m.group(2)} at step {m.group(1)}"
+
     def version_command(self, config: AceConfig) -> str | None:
         where = shlex.quote(config.ace_step_dir)
         return f"git -C {where} rev-parse HEAD 2>/dev/null || echo 'not a git checkout'"
