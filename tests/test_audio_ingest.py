@@ -345,3 +345,37 @@ async def test_space_plays_a_track_with_no_window_over_ssh(ws, conn, lofi, tmp_p
         assert isinstance(app.screen, ClipsScreen)  # not the in-terminal frame player
     args = played[0]
     assert args[:3] == ["ffplay", "-nodisp", "-autoexit"] and args[-1].endswith(".mp3")
+
+
+async def test_a_track_is_tagged_from_a_preset_and_tags_complete_on_the_captions_screen(
+        ws, conn, lofi, tmp_path):
+    import asyncio
+
+    from helpers import pilot_until as until
+
+    from lorad.captions import versions
+    from tui.app import LoradApp
+    from tui.forms.base import FormScreen
+    from tui.forms.preset import PresetForm
+    from tui.screens.captions import CaptionsScreen
+
+    found = await asyncio.to_thread(add, ws, conn, lofi, [track(tmp_path / "s.wav", 31)])
+    clip = next(iter(found.values()))
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2")
+        await until(pilot, lambda: isinstance(app.screen, CaptionsScreen)
+                    and app.screen.current_row() is not None, message="captions")
+        screen = app.screen
+        assert screen.data.phrases.get("vinyl crackle") == 0  # the taxonomy completes too
+        await pilot.press("t")
+        await until(pilot, lambda: isinstance(app.screen, PresetForm)
+                    and app.screen.data is not None, message="the preset form")
+        form = app.screen
+        form.query_one("#preset-name").value = "lofi-winter"
+        await until(pilot, lambda: "snowfall" in str(form.query_one("#form-note").render()),
+                    message="the caption it makes")
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: not isinstance(app.screen, FormScreen), message="tagged")
+    assert versions.current(conn, clip.id).text.startswith("lofi hip hop, chillhop, mellow")
+    assert clips.get(conn, clip.id).track["category"] == "seasonal"

@@ -147,3 +147,8 @@ def balance(counts: dict[str, int]) -> list[str]:
     if counts.get("none"):
         said.append(f"{counts['none']} track(s) have no style preset: `lorad captions preset`")
     return said
+
+
+def all_tags(known: dict[str, Preset]) -> list[str]:
+    """Every tag of the taxonomy, once (for completing what is typed)."""
+    return list(dict.fromkeys(t for p in known.values() for t in p.tags))

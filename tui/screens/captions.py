@@ -31,7 +31,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Static, TextArea
 from textual.widgets.text_area import Selection
 
-from lorad.captions import drafts, lint, review, versions
+from lorad.captions import drafts, lint, presets, review, versions
 from lorad.captions.review import CaptionRow, suggest
 from lorad.core import fmt
 from lorad.media import clips, datasets
@@ -185,7 +185,8 @@ class CaptionsScreen(DatasetScreen):
         f"{DRAFT_MARK} until a person saves them or accepts them as they are with y (which "
         "goes on to the next draft); / source:draft lists them, and export refuses them "
         "until then. In an audio dataset the caption is the track's tag prompt ('lofi, "
-        "mellow, piano, 70 bpm') and L edits its lyrics."
+        "mellow, piano, 70 bpm'): tags of the style presets complete as you type, t tags the "
+        "track from a preset, and L edits its lyrics."
     )
     # The footer shows the first keys: while editing the editing ones (the others are off
     # then), else the review ones; ? lists them all.
@@ -205,6 +206,7 @@ class CaptionsScreen(DatasetScreen):
         Binding("d", "next_dataset", "Next dataset", show=False),
         Binding("space", "play", "Play", show=False),
         Binding("L", "lyrics", "Lyrics (audio)", show=False),
+        Binding("t", "preset", "Tag from a preset (audio)", show=False),
     ])
 
     FILTER_ID = "captions-filter"
@@ -262,7 +264,17 @@ class CaptionsScreen(DatasetScreen):
             return CaptionsData(None, lint.Rules(), [])
         view = review.dataset_captions(conn, dataset)
         rows = self._filtered(view.rows)
-        return CaptionsData(dataset, view.rules, rows, view.phrases, SameText(rows))
+        phrases = view.phrases
+        if dataset.profile in self.audio_profiles():  # the taxonomy's tags complete too
+            for tag in presets.all_tags(presets.load(self.app.config.presets)):
+                phrases.setdefault(tag, 0)
+        return CaptionsData(dataset, view.rules, rows, phrases, SameText(rows))
+
+    def audio_profiles(self) -> set[str]:
+        from lorad.media import profiles
+
+        return {name for name, p in profiles.all_profiles(self.app.config).items()
+                if p.media == "audio"}
 
     def _filtered(self, rows: list[CaptionRow]) -> list[CaptionRow]:
         words = []
@@ -632,6 +644,21 @@ class CaptionsScreen(DatasetScreen):
                            done_message=f"{name}: that version is the caption again")
 
         self.app.push_screen(HistoryScreen(name, past), restored)
+
+    def action_preset(self) -> None:
+        """A style preset's tags in front of the track's own (audio datasets)."""
+        from ..forms.preset import PresetForm
+
+        row = self.current_row()
+        if row is None or self.editing_id is not None:
+            return
+
+        def done(message: str | None) -> None:
+            if message:
+                self.notify(message)
+                self.reload()
+
+        self.app.push_screen(PresetForm(row.id, row.name), done)
 
     def action_lyrics(self) -> None:
         """A track's lyrics beside its tag prompt (the caption)."""
