@@ -67,7 +67,9 @@ def test_every_format_becomes_a_normalised_48k_stereo_mp3(ws, conn, lofi, tmp_pa
             track(folder / "b.flac", 35, rate=48000, af="volume=-6dB"),
             track(folder / "c.m4a", 31, codec=["-c:a", "aac", "-b:a", "256k"]),
             track(folder / "d.ogg", 33, codec=["-c:a", "libvorbis"]),
-            track(folder / "e.mp3", 32, codec=["-c:a", "libmp3lame", "-b:a", "320k"])]
+            track(folder / "e.mp3", 32, codec=["-c:a", "libmp3lame", "-b:a", "320k"]),
+            track(folder / "pink noise.flac", 31, source="anoisesrc=d=31:c=pink:a=0.3",
+                  codec=["-c:a", "flac"])]
     (folder / "notes.txt").write_text("not a track")
     found = add(ws, conn, lofi, [folder])
     assert sorted(found) == sorted(p.name for p in made)  # the notes were not taken
@@ -379,3 +381,53 @@ async def test_a_track_is_tagged_from_a_preset_and_tags_complete_on_the_captions
         await until(pilot, lambda: not isinstance(app.screen, FormScreen), message="tagged")
     assert versions.current(conn, clip.id).text.startswith("lofi hip hop, chillhop, mellow")
     assert clips.get(conn, clip.id).track["category"] == "seasonal"
+
+
+def test_lint_knows_the_tag_groups_of_an_audio_dataset(conn, ws):
+    from lorad.captions import lint
+
+    ws.config()  # the workspace's presets are the taxonomy
+    d = datasets.create(conn, "beats", "ace-step-audio")
+    rules = lint.Rules.from_dataset(d.trigger, d.settings)
+    assert rules.tag_groups and rules.tag_groups["chillhop"] == "genre"
+    good = lint.lint("chillhop, mellow, rhodes piano, 75 bpm", rules)
+    assert good == []
+    issues = {i.code: i for i in lint.lint(
+        "rhodes piano, a slow song that you hear late at night in a cafe, rhodes piano", rules)}
+    assert set(issues) == {"tag_sentence", "tag_twice", "no_genre", "no_mood"}
+    assert "chillhop" in issues["no_genre"].message or "lofi hip hop" in issues["no_genre"].message
+    text = "rhodes piano, a slow song that you hear late at night in a cafe, rhodes piano"
+    start, end = issues["tag_sentence"].span
+    assert text[start:end] == "a slow song that you hear late at night in a cafe"
+    video = datasets.create(conn, "trucks", "wan21-t2v-480p-portrait")
+    assert lint.Rules.from_dataset(None, video.settings).tag_groups is None
+
+
+async def test_a_tracks_source_record_is_edited_on_the_clips_screen(ws, conn, lofi, tmp_path):
+    import asyncio
+
+    from helpers import pilot_until as until
+
+    from tui.app import LoradApp
+    from tui.forms.base import FormScreen
+    from tui.forms.source import SourceForm
+    from tui.screens.clips import ClipsScreen
+
+    found = await asyncio.to_thread(add, ws, conn, lofi, [track(tmp_path / "s.wav", 31)])
+    clip = next(iter(found.values()))
+    clips.set_track(conn, clip.id, source={"provider": "suno", "cost": 0.2})
+    app = LoradApp(ws, refresh_interval=0.05)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ClipsScreen)
+                    and app.screen.current is not None, message="the clips")
+        await pilot.press("o")
+        await until(pilot, lambda: isinstance(app.screen, SourceForm)
+                    and app.screen.data is not None, message="the source form")
+        form = app.screen
+        assert form.query_one("#source-provider").value == "suno"
+        form.query_one("#source-license").value = "CC-BY-4.0"
+        form.query_one("#source-cost").value = ""  # emptied: removed
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: not isinstance(app.screen, FormScreen), message="saved")
+    assert clips.get(conn, clip.id).track["source"] == {"provider": "suno",
+                                                         "license": "CC-BY-4.0"}

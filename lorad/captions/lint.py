@@ -25,6 +25,8 @@ class Rules:
     max_words: int = 120
     banned_words: tuple[str, ...] = ()
     negative_prompt: str | None = None
+    # an audio dataset's tag prompts: each taxonomy tag (lower case) -> its group
+    tag_groups: dict[str, str] | None = None
 
     @classmethod
     def from_dataset(cls, trigger: str | None, settings: dict[str, Any]) -> Rules:
@@ -34,7 +36,8 @@ class Rules:
                    template=r.get("template"), min_words=int(r.get("min_words", 5)),
                    max_words=int(r.get("max_words", 120)),
                    banned_words=tuple(r.get("banned_words", ())),
-                   negative_prompt=r.get("negative_prompt"))
+                   negative_prompt=r.get("negative_prompt"),
+                   tag_groups=_taxonomy() if r.get("tag_prompt") else None)
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,57 @@ def lint(text: str, rules: Rules, *, duplicate_of: int | None = None) -> list[Is
     if duplicate_of is not None:
         issues.append(Issue("duplicate", "warning", f"identical to clip {duplicate_of}'s caption: "
                             "describe what differs"))
+    if rules.tag_groups is not None:
+        issues += tag_issues(text, rules.tag_groups)
     return issues
+
+
+REQUIRED_GROUPS = ("genre", "mood")  # a tag prompt says at least what it is and how it feels
+LONGEST_TAG = 6  # words: longer is a sentence, not a tag
+
+
+def tag_issues(text: str, groups: dict[str, str]) -> list[Issue]:
+    """A tag prompt's issues: sentences for tags, a tag twice, no genre or no mood tag of the
+    taxonomy (lorad.captions.presets)."""
+    issues = []
+    seen: set[str] = set()
+    present = set()
+    at = 0
+    for raw in text.split(","):
+        tag = " ".join(raw.split()).lower()
+        start = at + len(raw) - len(raw.lstrip())
+        span = (start, start + len(raw.strip()))
+        at += len(raw) + 1
+        if not tag:
+            continue
+        if len(tag.split()) > LONGEST_TAG:
+            issues.append(Issue("tag_sentence", "warning", f"'{raw.strip()[:40]}' is a sentence: "
+                                "a tag prompt is short comma-separated tags", span))
+        if tag in seen:
+            issues.append(Issue("tag_twice", "warning", f"'{raw.strip()}' is there twice", span))
+        seen.add(tag)
+        if tag in groups:
+            present.add(groups[tag])
+    for group in REQUIRED_GROUPS:
+        if group not in present:
+            known = [t for t, g in groups.items() if g == group][:3]
+            issues.append(Issue(f"no_{group}", "warning", f"no {group} tag (the taxonomy's: "
+                                f"{', '.join(known)}...): `lorad presets` lists them, t on the "
+                                "Captions screen tags from one"))
+    return issues
+
+
+def _taxonomy() -> dict[str, str]:
+    """Every tag of the style presets (built in, and the workspace config's) -> its group."""
+    from lorad.captions import presets
+    from lorad.core import plugins
+
+    config = plugins.current_config()
+    try:
+        known = presets.load(getattr(config, "presets", None) or {})
+    except presets.PresetError:
+        known = presets.load()
+    return {t.lower(): g for p in known.values() for g, tags in p.groups.items() for t in tags}
 
 
 def first_problem(issues: list[Issue]) -> Issue | None:

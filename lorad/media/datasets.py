@@ -43,13 +43,17 @@ def create(conn: sqlite3.Connection, name: str, profile: str, *, trigger: str | 
         raise DatasetError(f"dataset name {name!r} must be letters, digits, '.', '_' or '-' "
                            "(it names folders), at most 64 characters")
     try:
-        profiles.get(profile, config)
+        made_for = profiles.get(profile, config)
     except profiles.ProfileError as exc:
         raise DatasetError(str(exc)) from None
     if conn.execute("SELECT 1 FROM datasets WHERE name = ?", (name,)).fetchone():
         raise DatasetError(f"a dataset named {name!r} exists already")
+    settings = {}
+    if made_for.media == "audio":  # captions are tag prompts: short, linted by tag group
+        settings["caption_rules"] = {"tag_prompt": True, "min_words": 3, "max_words": 80}
     store.table(conn, "datasets").insert({"name": name, "profile": profile, "trigger": trigger,
-                                          "settings": "{}", "created_at": time.time()})
+                                          "settings": json.dumps(settings),
+                                          "created_at": time.time()})
     return get(conn, name)
 
 

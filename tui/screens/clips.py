@@ -98,7 +98,9 @@ class ClipsScreen(DatasetScreen):
         "(size, fps, frame count) by the daemon; flags say what to look at: panning or moving "
         "camera, duplicates, upscaled or cropped sources, black bars. Approve what should train; "
         "rejected clips are kept but never exported. Mark several clips with m to approve or "
-        "reject them together. Filter with / using words, state:NAME and flag:NAME."
+        "reject them together. Filter with / using words, state:NAME and flag:NAME. o records "
+        "where a clip came from (provider, license, cost, date). In an audio dataset a track "
+        "shows its waveform, loudness and quality score, and space plays it with no window."
     )
     BINDINGS = keyed([
         # the footer shows the first four (and ?, N); ? lists them all
@@ -113,6 +115,7 @@ class ClipsScreen(DatasetScreen):
         Binding("r", "reprocess", "Reprocess", show=False),
         Binding("e", "next_error", "Next error", show=False),
         Binding("d", "next_dataset", "Next dataset", show=False),
+        Binding("o", "source", "Source record (provider, license, cost)", show=False),
     ])
 
     FILTER_ID = "clips-filter"
@@ -252,6 +255,10 @@ class ClipsScreen(DatasetScreen):
             a = clip.analysis
             lines.append(Text(f"motion {a['motion']:.2f} ({a['motion_class']}), pan "
                               f"{a['shift']:.2f} px/frame"))
+        record = (clip.track or {}).get("source")
+        if record:
+            lines.append(Text("from " + ", ".join(f"{k} {v}" for k, v in record.items()),
+                              style="dim"))
         if clip.flags:
             lines.append(badges(clip.flags))
         if clip.error:
@@ -332,6 +339,20 @@ class ClipsScreen(DatasetScreen):
             self.notify("this clip has no processed media to play", severity="warning")
             return
         self.app.play_media(clip.media_path, clip.name)
+
+    def action_source(self) -> None:
+        from ..forms.source import SourceForm
+
+        clip = self.current
+        if clip is None:
+            return
+
+        def saved(message: str | None) -> None:
+            if message:
+                self.notify(message)
+                self.load_detail()
+
+        self.app.push_screen(SourceForm(clip.id, clip.name), saved)
 
     def action_reprocess(self) -> None:
         ids = self.query_one(RowList).selected_keys()
