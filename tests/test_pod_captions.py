@@ -120,3 +120,40 @@ def test_pod_drafting_refuses_what_it_cannot_do(ws, conn, server, pod, tmp_path,
     line = next(n for n, row in enumerate(ws.config_path.read_text().splitlines(), 1)
                 if row.startswith("command = "))
     assert f"lorad.toml:{line}: captioners.qwen-vl.command: unknown placeholder {{outt}}" in said
+
+
+def test_tracks_get_tag_prompts_from_an_audio_model_on_the_pod(ws, conn, server, pod, tmp_path):
+    """Audio datasets draft tag prompts the same way (ACE-Step's fixed tagging prompt)."""
+    from test_audio_ingest import add, track
+
+    from lorad.generation.drafting import AUDIO_PROMPT
+    from lorad.media import clips, datasets
+
+    log = tmp_path / "tagger.log"
+    ws.config_path.write_text(ws.config_path.read_text() + f'''
+[captioners.omni]
+title = "an audio-language model on my pod"
+workdir = "{server.root / 'captioner'}"
+reads = "audio"
+command = "python tag_audio.py --audio {{clip}} --prompt {{prompt}} --out {{out}}/tags.txt"
+output = "tags.txt"
+seconds_estimate = 10
+env = {{ CAPTIONER_DOUBLE_LOG = "{log}" }}
+''')
+    ws.config()
+    w = ["-w", str(ws.root)]
+    assert main([*w, "dataset", "create", "lofi", "--profile", "ace-step-audio"]) == 0
+    d = datasets.get(conn, "lofi")
+    found = add(ws, conn, d, [track(tmp_path / "song.wav", 31)])
+    clip = next(iter(found.values()))
+    assert main([*w, "captions", "draft", "lofi"]) == 1  # no hosted model for music
+    assert main([*w, "captions", "draft", "lofi", "--service", "pod", "--model", "omni",
+                 "--yes"]) == 0
+    run_jobs(ws, timeout=120)
+    v = versions.current(conn, clip.id)
+    assert v.source == "draft:omni"
+    assert v.text == "Lofi hip hop, mellow, rhodes piano, 91 bpm, vinyl crackle, rainy, " \
+                     "instrumental"  # "The track is" gone
+    sent = json.loads(log.read_text().splitlines()[0])
+    assert sent["prompt"].startswith(AUDIO_PROMPT)
+    assert clips.get(conn, clip.id).media_path.endswith(".mp3")

@@ -15,6 +15,7 @@ from lorad.media import datasets
 # list in LTX-Video-Trainer scripts/process_captions.py; Open-Sora datautil.py LLAVA_PREFIX).
 STRIP_PHRASES = ["In the video,", "In this video,", "In this video clip,", "In the clip,",
                  "In the image,", "In this image,", "Caption:", "The video is", "The image is",
+                 "The track is", "This track is", "The audio is", "This song is", "Tags:",
                  *(f"{subject} {verb}" for subject in ("This video", "The video", "This clip",
                                                        "The clip", "The animation", "This image",
                                                        "The image", "This picture", "The picture")

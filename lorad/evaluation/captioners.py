@@ -6,7 +6,7 @@ one request per clip, priced first (the declared seconds at the pod's rate), dra
     [captioners.qwen-vl]
     title = "Qwen2.5-VL 7B on my pod"
     workdir = "/workspace/captioner"
-    reads = "video"                       # or image
+    reads = "video"                       # or image, or audio (a track's tag prompt)
     command = "python caption.py --video {clip} --prompt {prompt} --out {out}/caption.txt"
     output = "caption.txt"                # the caption's file in {out}
     seconds_estimate = 20
@@ -53,8 +53,8 @@ def parse(source: TrainerSource) -> CaptionerDeclaration:
         raise at.error("", None, "a captioner's name is lowercase letters, digits, - and _")
     workdir = _str(at, "", "workdir", table, required=True)
     reads = _str(at, "", "reads", table) or "video"
-    if reads not in ("video", "image"):
-        raise at.error("", "reads", f"video or image, got {reads!r}")
+    if reads not in ("video", "image", "audio"):
+        raise at.error("", "reads", f"video, image or audio, got {reads!r}")
     spec = _inference(at, table, "text", {}, where="", fields=FIELDS, extra_keys=OWN_KEYS)
     return CaptionerDeclaration(source.name, _str(at, "", "title", table) or source.name,
                                 f"{source.path}:{at.line('')}", workdir, reads,

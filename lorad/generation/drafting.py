@@ -86,6 +86,10 @@ def captioner_for(name: str | None, media: str, service: str = "fal") -> Caption
     if service == "pod" or (name or "").startswith(endpoints.POD_CAPTION_PREFIX):
         return pod_captioner(name, media)
     if not name:
+        if media == "audio":
+            raise DraftError("no hosted captioner drafts tag prompts for music: declare an "
+                             "audio-language model on your pod ([captioners.NAME] with reads = "
+                             "\"audio\") and draft with --service pod --model NAME")
         if media not in DEFAULT_FOR:
             raise DraftError(f"no captioner drafts {media} yet (known: "
                              f"{', '.join(CAPTIONERS)})")
@@ -106,9 +110,25 @@ def captioner_for(name: str | None, media: str, service: str = "fal") -> Caption
 
 # -- the prompt ---------------------------------------------------------------------------
 
+# ACE-Step's TRAIN_INSTRUCTION.md labels tracks with an audio-language model and one fixed
+# prompt asking for the tags; this is that request, as one line of tags
+AUDIO_PROMPT = ("Describe this music track as one line of comma-separated tags, in this order: "
+                "genre, mood, instruments, tempo in bpm, production, atmosphere, vocal type "
+                "(instrumental when there are no vocals). Tags only, lower case, no sentences.")
+
+
 def prompt_for(rules: Rules, examples: list[str], media: str) -> str:
     """The instructions sent with a clip: the dataset's rules, and the style of the person's
     own captions."""
+    if media == "audio":
+        lines = [AUDIO_PROMPT]
+        if rules.banned:
+            lines.append(f"Never use these words: {', '.join(rules.banned)}.")
+        if examples:
+            lines.append("Tag prompts a person wrote for other tracks of this dataset; match "
+                         "their vocabulary:")
+            lines += [f"- {e}" for e in examples]
+        return "\n".join(lines)
     thing = "video clip" if media == "video" else "image"
     lines = [f"Write one training caption for this {thing}: what is seen, the camera's motion "
              "and the light, in plain words." if media == "video" else
