@@ -80,7 +80,8 @@ def test_which_prices_are_verified():
     verified = {e.id: e.price_verified for e in endpoints.ENDPOINTS.values()}
     assert verified == {WAN21_T2V: True, WAN21_I2V: False, WAN22_T2V: True, WAN22_I2V: False,
                         FLUX: True, endpoints.MARLIN: False, endpoints.ROUTER_VIDEO: False,
-                        endpoints.ROUTER_VISION: False}  # captioners: tokens, estimated
+                        endpoints.ROUTER_VISION: False,  # captioners: tokens, estimated
+                        endpoints.TRAINER_SAMPLE: True}  # a trainer's own samples: free
     assert all(e.price_note for e in endpoints.ENDPOINTS.values())
 
 

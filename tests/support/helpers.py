@@ -49,9 +49,11 @@ def run_jobs(ws, timeout: float = 180.0, until=None) -> None:
     asyncio.run(main())
 
 
-async def pilot_until(pilot, condition, timeout: float = 10.0, message="condition"):
+async def pilot_until(pilot, condition, timeout: float = 30.0, message="condition"):
     """`wait_for` for Pilot tests: lets the app run between checks. `message` may be a
-    callable, called on a timeout (`lambda: dump(app)` shows the terminal as it was then)."""
+    callable, called on a timeout (`lambda: dump(app)` shows the terminal as it was then).
+    The timeout is generous: on 2 cores shared with ffmpeg-heavy tests in the other worker a
+    screen's read thread can take seconds; a passing test waits only as long as it needs."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
