@@ -176,6 +176,30 @@ def options_of(cls: type, data: dict[str, Any], who: str) -> Any:
     return cls(**data)
 
 
+class OptionsTrainer:
+    """What trainers whose options are a dataclass share (musubi, diffusion-pipe, ACE-Step):
+    `options` is the class (with `from_dict` and `as_dict`), `check` refuses what the trainer
+    would fail on, `form_keys` are the options a new run's form starts from."""
+
+    options: type
+    form_keys: tuple[str, ...] = ()
+
+    def check(self, config: Any) -> None:
+        """Raise TrainConfigError naming every problem (default: none)."""
+
+    def load_config(self, data: dict[str, Any]) -> Any:
+        config = self.options.from_dict(data)
+        self.check(config)
+        return config
+
+    def config_dict(self, config: Any) -> dict[str, Any]:
+        return config.as_dict()
+
+    def form_defaults(self) -> dict[str, Any]:
+        defaults = self.options().as_dict()
+        return {key: defaults[key] for key in self.form_keys}
+
+
 def gpu_memory_gb(trainer: Trainer, options: dict[str, Any]) -> float | None:
     """What the trainer says a run with these options needs (None: it does not say)."""
     need = getattr(trainer, "gpu_memory_gb", None)

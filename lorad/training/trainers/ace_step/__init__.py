@@ -24,6 +24,7 @@ from lorad.training.ssh import ENV_NAME
 from lorad.training.trainers import (
     TRAINERS,
     ModelInfo,
+    OptionsTrainer,
     PodCheck,
     ResumePlan,
     RunPaths,
@@ -103,25 +104,18 @@ class BarReader:
         return [logparse.TotalSteps(int(m.group(1)))] if m else []
 
 
-class AceStep:
+class AceStep(OptionsTrainer):
     name = "ace-step"
     title = "ACE-Step (music LoRAs, PyTorch Lightning)"
     dataset_format = "ace-step"
     train_stage = "train"
     secrets: tuple[str, ...] = ()
+    options = AceConfig
+    form_keys = ("checkpoint_dir", "learning_rate", "max_steps", "every_n_train_steps",
+                 "every_plot_step", "precision")
 
-    def load_config(self, data: dict[str, Any]) -> AceConfig:
-        cfg = AceConfig.from_dict(data)
-        check(cfg)
-        return cfg
-
-    def config_dict(self, config: AceConfig) -> dict[str, Any]:
-        return config.as_dict()
-
-    def form_defaults(self) -> dict[str, Any]:
-        d = AceConfig().as_dict()
-        return {k: d[k] for k in ("checkpoint_dir", "learning_rate", "max_steps",
-                                  "every_n_train_steps", "every_plot_step", "precision")}
+    def check(self, config: AceConfig) -> None:
+        check(config)
 
     def gpu_memory_gb(self, options: dict[str, Any]) -> float | None:
         """ACE-Step's README: LoRA training of the 3.5B model needs about 20 GB+ (r 256)."""

@@ -25,6 +25,7 @@ from lorad.training import logparse
 from lorad.training.trainers import (
     TRAINERS,
     ModelInfo,
+    OptionsTrainer,
     PodCheck,
     ResumePlan,
     RunPaths,
@@ -81,24 +82,17 @@ def eval_losses(path: Path) -> list[logparse.EvalLoss]:
     return found
 
 
-class DiffusionPipe:
+class DiffusionPipe(OptionsTrainer):
     name = "diffusion-pipe"
     title = "diffusion-pipe (Wan 2.1/2.2 incl. 5B, LTX-Video, Qwen-Image; DeepSpeed)"
     dataset_format = "diffusion-pipe"
     train_stage = "train"
     secrets: tuple[str, ...] = ()
+    options = DPConfig
+    form_keys = FORM_KEYS
 
-    def load_config(self, data: dict[str, Any]) -> DPConfig:
-        cfg = DPConfig.from_dict(data)
-        check(cfg)
-        return cfg
-
-    def config_dict(self, config: DPConfig) -> dict[str, Any]:
-        return config.as_dict()
-
-    def form_defaults(self) -> dict[str, Any]:
-        defaults = DPConfig().as_dict()
-        return {key: defaults[key] for key in FORM_KEYS}
+    def check(self, config: DPConfig) -> None:
+        check(config)
 
     def gpu_memory_gb(self, options: dict[str, Any]) -> float | None:
         """supported_models.md and the README: a 14B Wan LoRA wants 24 GB+ with block swap or

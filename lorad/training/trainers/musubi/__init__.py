@@ -18,6 +18,7 @@ from lorad.training import logparse
 from lorad.training.trainers import (
     TRAINERS,
     ModelInfo,
+    OptionsTrainer,
     PodCheck,
     ResumePlan,
     RunPaths,
@@ -60,31 +61,22 @@ FORM_KEYS = ("task", "dit", "vae", "t5", "network_dim", "network_alpha", "learni
              "max_train_epochs", "save_every_n_epochs")
 
 
-class Musubi:
+class Musubi(OptionsTrainer):
     name = "musubi"
     title = "musubi-tuner (Wan 2.1/2.2)"
     dataset_format = "musubi"
     train_stage = "train"
     secrets: tuple[str, ...] = ()
+    options = TrainConfig
+    form_keys = FORM_KEYS  # the options people set (paths on the pod come from its check)
 
-    def load_config(self, data: dict[str, Any]) -> TrainConfig:
-        cfg = TrainConfig.from_dict(data)
-        check(cfg)
-        return cfg
-
-    def config_dict(self, config: TrainConfig) -> dict[str, Any]:
-        return config.as_dict()
+    def check(self, config: TrainConfig) -> None:
+        check(config)
 
     def gpu_memory_gb(self, options: dict[str, Any]) -> float | None:
         """musubi-tuner's README: 24 GB+ of VRAM for video training (12 GB+ for images, which
         lorad's Wan profiles do not train)."""
         return 24.0
-
-    def form_defaults(self) -> dict[str, Any]:
-        """What a new run's form starts from: the options people set (paths on the pod come
-        from its check)."""
-        defaults = TrainConfig().as_dict()
-        return {key: defaults[key] for key in FORM_KEYS}
 
     def stages(self, config: TrainConfig, paths: RunPaths) -> list[Stage]:
         commands = stage_commands(
