@@ -204,3 +204,36 @@ def test_what_diffusion_pipe_would_refuse_is_refused_before_upload(ws, conn, ser
     assert run.state == "failed" and "pipeline_stages = 2 must divide the pod's 1 GPU" in run.error
     assert run.stage in (None, "upload")  # nothing uploaded
     assert pods.get_by_id(conn, pod.id).gpus[0].name == "NVIDIA A100-SXM4-80GB"
+
+
+def test_an_event_file_is_read_from_where_the_last_read_stopped(tmp_path):
+    """The copy of a growing TensorBoard file gains what the pod's gained; each read gives the
+    new eval points only (a record cut at the end comes with the next read), not `train/`."""
+    import time as clock
+
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    from lorad.training.trainers.diffusion_pipe import eval_losses
+
+    writer = EventFileWriter(str(tmp_path / "pod"))
+
+    def scalar(tag: str, value: float, step: int) -> None:
+        summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag,
+                                                                       simple_value=value)])
+        writer.add_event(event_pb2.Event(wall_time=clock.time(), step=step, summary=summary))
+        writer.flush()
+
+    scalar("eval/loss", 0.5, 0)
+    scalar("train/loss", 0.9, 1)
+    scalar("eval/loss", 0.25, 4)
+    source = next((tmp_path / "pod").iterdir())
+    copy = tmp_path / "copy"
+    data = source.read_bytes()
+    copy.write_bytes(data[:-3])  # the last record not all there yet
+    assert [(e.step, e.loss) for e in eval_losses(copy)] == [(0, 0.5)]
+    scalar("eval/loss", 0.125, 8)
+    with copy.open("ab") as fh:
+        fh.write(source.read_bytes()[len(data) - 3:])
+    assert [(e.step, e.loss) for e in eval_losses(copy)] == [(4, 0.25), (8, 0.125)]
+    assert eval_losses(copy) == []  # nothing new

@@ -211,10 +211,8 @@ async def resolve_resume(ctx: JobContext, session: Session, run: runs.Run, pod: 
     out = remote_paths(parent, pod, version.remote_root).output
     states = getattr(trainer, "state_glob", None)
     if states is not None:  # states deeper than the output folder (Lightning's .ckpt files)
-        code, listed, _e = await session.call(
-            "run", f"cd {shlex.quote(out)} 2>/dev/null && find . -type f", check=False)
-        names = [line[2:] for line in listed.splitlines() if line.startswith("./")
-                 and glob_matches(states, line[2:])] if code == 0 else []
+        names = [rel for rel in await list_output(session, out) or {}
+                 if glob_matches(states, rel)]
     else:
         names = await session.call("listdir", out)
     parent_paths = remote_paths(parent, pod, version.remote_root)
@@ -432,47 +430,50 @@ def _match(parts: list[str], names: list[str]) -> bool:
                                                                              names[1:])
 
 
-async def find_checkpoints(conn, session: Session, run: runs.Run, trainer: Trainer,
-                           paths: RunPaths) -> None:
-    """A trainer whose log does not name its checkpoints gives a glob: the files matching it
-    in the output folder are recorded (a file still being written is pulled once whole)."""
-    glob_of = getattr(trainer, "checkpoint_glob", None)
-    scalars_of = getattr(trainer, "scalar_glob", None)
-    samples_of = getattr(trainer, "sample_glob", None)
-    if glob_of is None and scalars_of is None and samples_of is None:
-        return
-    command = (f"cd {shlex.quote(paths.output)} 2>/dev/null && find . -type f -printf "
-               "'%s %p\\n'")
-    code, out, _err = await session.call("run", command, check=False)
+async def list_output(session: Session, output: str) -> dict[str, int] | None:
+    """Every file under a run's output folder (relative path -> size); None while there is
+    no such folder."""
+    code, out, _err = await session.call(
+        "run", f"cd {shlex.quote(output)} 2>/dev/null && find . -type f -printf '%s %p\\n'",
+        check=False)
     if code != 0:
-        return  # no output folder yet
+        return None
     sizes = {}
     for line in out.splitlines():
         size, _, name = line.partition(" ")
         if name.startswith("./") and size.isdigit():
             sizes[name[2:]] = int(size)
-    found = sorted(sizes)
-    if scalars_of is not None:
-        await read_scalar_files(conn, session, run, trainer, paths, sizes,
-                                posixpath.relpath(scalars_of(paths), paths.output))
-    if glob_of is None:
-        if samples_of is not None:
-            await pull_train_samples(conn, session, run, trainer, paths, found,
-                                     posixpath.relpath(samples_of(paths), paths.output))
+    return sizes
+
+
+async def find_checkpoints(conn, session: Session, run: runs.Run, trainer: Trainer,
+                           paths: RunPaths) -> None:
+    """What a trainer's log does not name, found by its globs in the output folder (one
+    listing): checkpoints (a file still being written is pulled once whole), TensorBoard
+    event files, the samples it makes by itself."""
+    checkpoint_glob = getattr(trainer, "checkpoint_glob", None)
+    scalar_glob = getattr(trainer, "scalar_glob", None)
+    sample_glob = getattr(trainer, "sample_glob", None)
+    if checkpoint_glob is None and scalar_glob is None and sample_glob is None:
         return
-    pattern = posixpath.relpath(glob_of(paths), paths.output)
-    marked = sorted(((trainer.checkpoint_mark(rel, run.output_name), rel) for rel in found
-                     if glob_matches(pattern, rel)),
-                    key=lambda m: (m[0][0] is None, m[0][0] or 0, m[1]))  # in step order
-    naming = getattr(trainer, "checkpoint_name", None)
-    with store.transaction(conn):
-        for (step, epoch), rel in marked:
-            name = naming(rel, run.output_name) if naming else None
-            checkpoints.record(conn, run.id, posixpath.join(paths.output, rel), step=step,
-                               epoch=epoch, name=name or rel.replace("/", "-"))
-    if samples_of is not None:  # after the checkpoints: a sample joins the one of its step
-        await pull_train_samples(conn, session, run, trainer, paths, found,
-                                 posixpath.relpath(samples_of(paths), paths.output))
+    sizes = await list_output(session, paths.output)
+    if sizes is None:
+        return  # no output folder yet
+    if scalar_glob is not None:
+        await read_scalar_files(conn, session, run, trainer, paths, sizes, scalar_glob)
+    if checkpoint_glob is not None:
+        marked = sorted(((trainer.checkpoint_mark(rel, run.output_name), rel) for rel in sizes
+                         if glob_matches(checkpoint_glob, rel)),
+                        key=lambda m: (m[0][0] is None, m[0][0] or 0, m[1]))  # in step order
+        naming = getattr(trainer, "checkpoint_name", None)
+        with store.transaction(conn):
+            for (step, epoch), rel in marked:
+                name = naming(rel, run.output_name) if naming else None
+                checkpoints.record(conn, run.id, posixpath.join(paths.output, rel), step=step,
+                                   epoch=epoch, name=name or rel.replace("/", "-"))
+    if sample_glob is not None:  # after the checkpoints: a sample joins the one of its step
+        await pull_train_samples(conn, session, run, trainer, paths, sorted(sizes),
+                                 sample_glob)
 
 
 async def pull_train_samples(conn, session: Session, run: runs.Run, trainer: Trainer,
@@ -499,21 +500,33 @@ async def pull_train_samples(conn, session: Session, run: runs.Run, trainer: Tra
 
 async def read_scalar_files(conn, session: Session, run: runs.Run, trainer: Trainer,
                             paths: RunPaths, sizes: dict[str, int], pattern: str) -> None:
-    """A trainer whose eval loss is only in TensorBoard event files: the files that grew come
-    down (under downloads/RUN/tensorboard/) and their eval points are stored, each step once."""
+    """A trainer whose eval loss is only in TensorBoard event files: what each file gained
+    since the last listing is appended to its copy under downloads/RUN/tensorboard/ (a
+    TensorBoard file only grows; its records carry their own CRC), and the trainer reads the
+    new events (`read_scalars` keeps its place in a file it read before)."""
     folder = Path(session.ws.downloads_dir()) / run.name / "tensorboard"
+    folder.mkdir(parents=True, exist_ok=True)
     for rel, size in sorted(sizes.items()):
         if not glob_matches(pattern, rel):
             continue
         local = folder / rel.replace("/", "-")
-        if local.exists() and local.stat().st_size == size:
+        have = local.stat().st_size if local.exists() else 0
+        if have > size:  # not the file we copied (the pod's output was made again)
+            local.unlink()
+            have = 0
+        if have == size:
             continue
-        local.unlink(missing_ok=True)  # it grew: the whole file again (it is small)
+        remote = posixpath.join(paths.output, rel)
         try:
-            await session.call("download", posixpath.join(paths.output, rel), local)
-        except (TransientError, OSError) as exc:  # written to while it came: next time
-            log.info("run %s: %s not read this time: %s", run.name, rel, exc)
-            continue
+            while have < size:
+                chunk = await session.call("read_from", remote, have, size - have)
+                if not chunk:
+                    break
+                with local.open("ab") as fh:
+                    fh.write(chunk)
+                have += len(chunk)
+        except (TransientError, OSError) as exc:  # what came is kept; the rest next time
+            log.info("run %s: %s not read to its end this time: %s", run.name, rel, exc)
         events = await asyncio.to_thread(trainer.read_scalars, local)
         record_events(conn, runs.get_by_id(conn, run.id), events, trainer)
 

@@ -139,15 +139,19 @@ class Trainer(Protocol):
         names in its output folder); None when there is none to continue from."""
         ...
 
-    # Optional: `checkpoint_glob(paths) -> str`: checkpoints are the files matching it (a glob
-    # on the pod, `*` within one folder), listed while the training stage runs, for a trainer
-    # whose log does not name them; `checkpoint_mark` then gets their path relative to
-    # `paths.output`; `checkpoint_name(rel, output_name) -> str | None` names it (default: the
-    # path with `-` for `/`). `stage_problem(stage, code, log_tail) -> str | None`: why a stage that
-    # ended is not a success (default: any exit code but 0).
-    # Optional: `sample_glob(paths) -> str` and `sample_mark(rel) -> (step, prompt)`: what the
-    # trainer makes by itself at a step (ACE-Step's eval audio), pulled and made rateable
-    # generations of that step's checkpoint.
+    # Optional globs of files in the run's output folder (`*` within one folder, `**` any
+    # number of folders), listed every 10 s while the training stage runs and at its end:
+    # - `checkpoint_glob`: checkpoints, for a trainer whose log does not name them;
+    #   `checkpoint_mark` then gets their path relative to the output folder, and
+    #   `checkpoint_name(rel, output_name) -> str | None` names them (default: the path with
+    #   `-` for `/`);
+    # - `state_glob`: saved states deeper than the output folder (`resume` gets their paths);
+    # - `scalar_glob` with `read_scalars(path) -> events`: TensorBoard event files (eval loss);
+    # - `sample_glob` with `sample_mark(rel) -> (step, prompt)`: what the trainer makes by
+    #   itself at a step (ACE-Step's eval audio), pulled and made rateable generations of that
+    #   step's checkpoint.
+    # Optional: `stage_problem(stage, code, log_tail) -> str | None`: why a stage that ended is
+    # not a success (default: any exit code but 0).
     # Optional: `form_defaults() -> dict` gives the options a new run's form in the TUI starts
     # from (the ones people change; paths come from the pod's check). Without it the form
     # starts empty. `gpu_memory_gb(options) -> float | None`: the free GPU memory a run needs;

@@ -155,9 +155,10 @@ class AceStep(OptionsTrainer):
         return logparse.common_failure(log_tail)
 
     # -- checkpoints --------------------------------------------------------------------------
-    def checkpoint_glob(self, paths: RunPaths) -> str:
-        return posixpath.join(paths.output, "**", "checkpoints", "*_lora",
-                              "adapter_model.safetensors")
+    # under the logger's version folder, whatever its depth
+    checkpoint_glob = "**/checkpoints/*_lora/adapter_model.safetensors"
+    state_glob = "**/checkpoints/*.ckpt"
+    sample_glob = "**/eval_results/step_*/pred_wav_*.wav"  # its model's, not the target_
 
     def checkpoint_mark(self, file_name: str, output_name: str) -> tuple[int | None, int | None]:
         m = MARK.search(file_name)
@@ -170,12 +171,6 @@ class AceStep(OptionsTrainer):
     def metadata_mark(self, metadata: dict[str, str], step: int | None,
                       epoch: int | None) -> tuple[int | None, int | None]:
         return step, epoch
-
-    state_glob = "**/checkpoints/*.ckpt"
-
-    def sample_glob(self, paths: RunPaths) -> str:
-        """The audio its model made every --every_plot_step (the pred_, not the target_)."""
-        return posixpath.join(paths.output, "**", "eval_results", "step_*", "pred_wav_*.wav")
 
     def sample_mark(self, rel: str) -> tuple[int | None, str | None]:
         m = re.search(r"step_(\d+)/pred_wav_(.+)_\d+\.wav$", rel)

@@ -47,6 +47,7 @@ class CommandTrainer:
         self.title = d.title
         self.train_stage = d.train_stage
         self.dataset_format = f"layout:{d.name}" if d.layout else None
+        self.checkpoint_glob = d.checkpoints  # relative to the run's output folder
 
     # -- config -----------------------------------------------------------------------------
     def load_config(self, data: dict[str, Any]) -> dict[str, Any]:
@@ -161,10 +162,6 @@ class CommandTrainer:
         return None
 
     # -- checkpoints --------------------------------------------------------------------------
-    def checkpoint_glob(self, paths: RunPaths) -> str:
-        """The checkpoint files' glob, absolute on the pod."""
-        return posixpath.join(paths.output, self.declaration.checkpoints)
-
     def checkpoint_mark(self, file_name: str, output_name: str) -> tuple[int | None, int | None]:
         """(step, epoch) of a checkpoint from its path relative to the output folder."""
         pattern = self.declaration.checkpoint_step

@@ -65,13 +65,21 @@ def events_in(line: str) -> list:
     return [logparse.TotalSteps(int(m.group(1)))] if m else []
 
 
+_LOADERS: dict[str, Any] = {}  # an event file's copy -> its reader, where the last read stopped
+
+
 def eval_losses(path: Path) -> list[logparse.EvalLoss]:
-    """The held-out loss of every eval pass in a TensorBoard event file: the `NAME/loss`
-    scalars (the mean over diffusion-pipe's nine timestep quantiles), not `train/...`."""
+    """The held-out loss of each eval pass a TensorBoard event file gained since it was last
+    read (a record cut at the file's end is read when the rest comes): the `NAME/loss` scalars
+    (the mean over diffusion-pipe's nine timestep quantiles), not `train/...`."""
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
     found = []
-    for event in EventFileLoader(str(path)).Load():
+    key = f"{path}:{path.stat().st_ino}"  # a file made again is read from its start
+    loader = _LOADERS.get(key)
+    if loader is None:
+        loader = _LOADERS[key] = EventFileLoader(str(path))
+    for event in loader.Load():
         for value in event.summary.value:
             tag = value.tag
             if not tag.endswith("/loss") or tag.startswith("train/"):
@@ -149,8 +157,8 @@ class DiffusionPipe(OptionsTrainer):
         return logparse.common_failure(log_tail)
 
     # -- checkpoints and the eval loss ----------------------------------------------------
-    def checkpoint_glob(self, paths: RunPaths) -> str:
-        return posixpath.join(paths.output, "*", "*", "adapter_model.safetensors")
+    checkpoint_glob = "*/*/adapter_model.safetensors"  # RUN/stepN|epochN/
+    scalar_glob = "*/events.out.tfevents.*"  # the run folders' (the eval loss is only there)
 
     def checkpoint_mark(self, file_name: str, output_name: str) -> tuple[int | None, int | None]:
         m = CKPT.search(file_name)
@@ -168,10 +176,6 @@ class DiffusionPipe(OptionsTrainer):
     def metadata_mark(self, metadata: dict[str, str], step: int | None,
                       epoch: int | None) -> tuple[int | None, int | None]:
         return step, epoch
-
-    def scalar_glob(self, paths: RunPaths) -> str:
-        """The TensorBoard event files of the run folders (the eval loss is only there)."""
-        return posixpath.join(paths.output, "*", "events.out.tfevents.*")
 
     def read_scalars(self, path: Path) -> list:
         return eval_losses(path)
