@@ -138,6 +138,8 @@ BAD = [
      "layout.media", "unknown placeholder {clip}"),
     ("--output_dir={out}", "--output_dir={out!r}", "inference.command",
      "may not have a conversion"),
+    ('output = "video.mp4"', 'output = "video.mp4; rm -rf ~"', "inference.output",
+     "letters, digits"),
 ]
 
 

@@ -97,6 +97,7 @@ def test_a_captioner_that_dies_says_why_and_writes_no_draft(ws, conn, server, po
     g = generations.list_all(conn, drafts=True)[0]
     assert g.status == "failed" and "CUDA out of memory" in g.error
     assert versions.current(conn, 1) is None
+    assert pods.get(conn, "box").holds == {}  # a failed command holds the pod no longer
 
 
 def test_pod_drafting_refuses_what_it_cannot_do(ws, conn, server, pod, tmp_path, capsys):

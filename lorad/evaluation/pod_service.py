@@ -79,26 +79,28 @@ class PodSession:
                 raise TransientError(f"pod {pod.name} cannot be reached: {exc}") from None
         return self.shells[pod.id]
 
-    def send(self, shell, pod: pods.Pod, local: str) -> str:
-        """A local input on the pod, by content (sent once; identical files are skipped)."""
+    def send(self, shell, pod: pods.Pod, local: str, digest: str | None = None) -> str:
+        """A local input on the pod, by content: sent once, a copy already there with the same
+        SHA-256 (known, or hashed here) is used as it is."""
         path = Path(local.removeprefix(LOCAL))
         if not path.is_file():
             raise ServiceError(f"{path} is not there any more")
-        digest = sha256_file(path)
+        digest = digest or sha256_file(path)
         remote = posixpath.join(pod.remote_dir, "eval", "inputs", f"{digest[:16]}-{path.name}")
         with _SENDING.setdefault((pod.id, remote), threading.Lock()):  # a sweep's requests at once
-            shell.upload_tree([(path, remote)])
+            if not self.same_bytes(shell, remote, digest):
+                shell.upload_tree([(path, remote)])
         return remote
 
-    def checkpoint_on_pod(self, shell, arguments: dict[str, Any]) -> str | None:
-        """The checkpoint where its run left it, if the pod still has those very bytes."""
-        remote, digest = arguments.get("checkpoint_remote"), arguments.get("checkpoint_sha256")
+    @staticmethod
+    def same_bytes(shell, remote: str, digest: str | None) -> bool:
+        """The pod has `remote` with exactly these bytes."""
         if not remote or not digest:
-            return None
+            return False
         try:
-            return remote if shell.size(remote) and shell.sha256(remote) == digest else None
+            return bool(shell.size(remote)) and shell.sha256(remote) == digest
         except RemoteError:
-            return None
+            return False
 
     # -- the service's calls ------------------------------------------------------------------
     def submit(self, endpoint: str, arguments: dict[str, Any]) -> Request:
@@ -117,9 +119,10 @@ class PodSession:
             is_file = key in command_of.file_params and isinstance(value, str) \
                 and value.startswith(LOCAL)
             values[key] = self.send(shell, pod, value) if is_file else value
-        if command_of.needs_checkpoint:
-            values["checkpoint"] = (self.checkpoint_on_pod(shell, arguments)
-                                    or self.send(shell, pod, arguments["checkpoint"]))
+        if command_of.needs_checkpoint:  # where its run left it, if the pod still has it
+            remote, digest = arguments.get("checkpoint_remote"), arguments.get("checkpoint_sha256")
+            values["checkpoint"] = (remote if self.same_bytes(shell, remote, digest) else
+                                    self.send(shell, pod, arguments["checkpoint"], digest))
         request_id = uuid.uuid4().hex[:16]
         folder = posixpath.join(pod.remote_dir, "eval", request_id)
         out = posixpath.join(folder, "out")
@@ -157,9 +160,10 @@ class PodSession:
     def status(self, handle: dict[str, Any]) -> RequestStatus:
         shell = self._shell_for(handle)
         code = shell.exit_code(posixpath.join(handle["dir"], "exit"))
+        if code is None and shell.alive(int(handle["pid"])):
+            return RequestStatus("running")
+        self.release(handle)  # ended, however: the pod's idle stop need not wait for it
         if code is None:
-            if shell.alive(int(handle["pid"])):
-                return RequestStatus("running")
             code = shell.exit_code(posixpath.join(handle["dir"], "exit"))
             if code is None:
                 return RequestStatus("done", error="the command on the pod is gone without an "
@@ -185,7 +189,7 @@ class PodSession:
         spec = pod_endpoints.command_of(handle["endpoint"]).spec
         out = handle["out"]
         pattern = posixpath.join(out, spec.output)
-        code, listed, _e = shell.run(f"for f in {_glob_words(out, spec.output)}; do "
+        code, listed, _e = shell.run(f"for f in {shlex.quote(out)}/{spec.output}; do "
                                      "[ -f \"$f\" ] && echo \"$f\"; done", check=False)
         found = sorted(line for line in listed.splitlines() if line.strip())
         ended_file = shlex.quote(posixpath.join(handle["dir"], "ended"))
@@ -194,7 +198,6 @@ class PodSession:
                                   "2>/dev/null || date +%s", check=False)
         seconds = round(max(0.0, float((ended.split() or ["0"])[0])
                             - float(handle.get("started") or 0)), 3)
-        self.release(handle)
         if code != 0 or not found:
             raise ServiceError(f"the command finished but wrote nothing matching {pattern} on "
                                f"pod {handle['pod']}")
@@ -244,16 +247,6 @@ class PodSession:
         self.conn.close()
 
 
-def _glob_words(folder: str, pattern: str) -> str:
-    """`folder/pattern` as shell words: the folder quoted, the glob left to the shell (its
-    characters checked: a declared glob of names, no shell syntax)."""
-    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-*?/[]")
-    if not set(pattern) <= allowed:
-        raise ServiceError(f"output glob {pattern!r} may hold only letters, digits, . _ - / and "
-                           "* ? [ ]")
-    return f"{shlex.quote(folder)}/{pattern}"
-
-
 class PodService:
     name = "pod"
     title = "a command on your GPU pod (evaluation)"
@@ -268,7 +261,7 @@ class PodService:
         return f"{POD_URL}{result['pod_id']}{result['output']}"
 
     def output_text(self, result: dict[str, Any]) -> tuple[str, float | None]:
-        return result.get("text", ""), result.get("cost")
+        return result.get("text", ""), None  # its cost: `charge`
 
     def charge(self, result: dict[str, Any]) -> tuple[float, bool]:
         return float(result.get("cost") or 0.0), not result.get("booked_elsewhere", False)

@@ -85,7 +85,9 @@ def pod_request(conn: sqlite3.Connection, endpoint_id: str, checkpoint: checkpoi
         raise EvaluationError(f"{endpoint_id} needs " + ", ".join(
             f"--param {name}=..." for name in missing))
     out.update(pod=pod.name, pod_cost_per_hour=pod.cost_per_hour,
-               checkpoint=LOCAL + str(checkpoint.local_path), checkpoint_sha256=checkpoint.sha256)
+               # a plain path, not a file:// input: its SHA-256 is known (a checkpoint is GBs;
+               # the generation job would hash it again for nothing)
+               checkpoint=str(checkpoint.local_path), checkpoint_sha256=checkpoint.sha256)
     if run is not None and run.pod_id == pod.id and checkpoint.remote_path:
         out["checkpoint_remote"] = checkpoint.remote_path
     return out

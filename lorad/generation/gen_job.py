@@ -287,10 +287,7 @@ async def _run(ctx: JobContext, service: services.GenerationService, client: Ser
     inference = metrics.get("inference_time")
     inference = float(inference) if isinstance(inference, (int, float)) else None
     seed = result.get("seed") if isinstance(result.get("seed"), int) else g.seed
-    # a service that knows the cost only afterwards (pod time) says it, and whether the ledger
-    # books it (a RunPod pod's uptime is booked already)
-    charge = getattr(service, "charge", None)
-    cost, book = charge(result) if charge is not None else (g.cost, True)
+    cost, book = charged(service, result, g.cost)
     scores = getattr(service, "metrics_of", lambda _r: {})(result)
     if inference is None and isinstance(result.get("seconds"), (int, float)):
         inference = float(result["seconds"])
@@ -325,6 +322,15 @@ async def _run(ctx: JobContext, service: services.GenerationService, client: Ser
     return {"generation_id": g.id, "output": str(path), "ok": checks.get("ok")}
 
 
+def charged(service: services.GenerationService, result: dict[str, Any],
+            estimate: float | None) -> tuple[float | None, bool]:
+    """What a request cost and whether the ledger books it: the service's word when only the
+    result can say (a command's pod time; not booked when a RunPod pod's uptime already is),
+    else `estimate` (the price before it was sent, or what the result said it charged)."""
+    charge = getattr(service, "charge", None)
+    return charge(result) if charge is not None else (estimate, True)
+
+
 def _finish_caption(ctx: JobContext, service: services.GenerationService,
                     g: generations.Generation, result: dict[str, Any], config
                     ) -> dict[str, Any]:
@@ -332,13 +338,11 @@ def _finish_caption(ctx: JobContext, service: services.GenerationService,
     whatever becomes of it), written as the clip's draft caption when it may be, and its cost,
     as charged when the service says, booked; all in the job's success transaction, so a crash
     can neither lose it nor write it twice."""
-    text, charged = service.output_text(result)
+    text, said = service.output_text(result)
     path = _output_dir(ctx.ws) / f"gen-{g.id:06d}.txt"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
-    cost = charged if charged is not None else g.cost
-    charge = getattr(service, "charge", None)  # pod time on a RunPod pod is booked already
-    book = charge(result)[1] if charge is not None else True
+    cost, book = charged(service, result, said if said is not None else g.cost)
 
     def record(c: sqlite3.Connection) -> None:
         now = time.time()

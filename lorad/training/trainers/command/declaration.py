@@ -18,6 +18,7 @@ from lorad.core.config import ConfigError, TrainerSource
 from lorad.training.trainers.command import templates
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+OUTPUT_GLOB = re.compile(r"^[A-Za-z0-9._\-*?/\[\]]+$")
 
 # placeholders every stage command may use (beside the trainer's options)
 RUN_FIELDS = {
@@ -494,9 +495,10 @@ def _inference(at: Locator, table: Any, media: str, options: dict[str, Any], *,
     command = _str(at, where, "command", table, required=True)
     _template(at, where, "command", command, known)
     output = _str(at, where, "output", table, required=True)
-    if output.startswith("/") or ".." in output.split("/"):
+    if output.startswith("/") or ".." in output.split("/") or not OUTPUT_GLOB.match(output):
+        # it goes to the shell unquoted (a glob): letters, digits and glob characters only
         raise at.error(where, "output", "a glob in the request's {out} folder, such as "
-                                              "'*.mp4'")
+                                        "'*.mp4' (letters, digits, . _ - / and * ? [ ])")
     cwd = _str(at, where, "cwd", table)
     if cwd:
         _template(at, where, "cwd", cwd, {"workdir"} | set(options))
