@@ -122,9 +122,9 @@ TRAINERS_DIR = "trainers"  # beside lorad.toml: one NAME.toml per declared train
 
 
 @dataclass(frozen=True)
-class TrainerSource:
-    """A declared trainer's table and where it was written: `prefix` is its table's header in
-    the file (`trainers.NAME` in lorad.toml, empty in a file of its own)."""
+class DeclaredTable:
+    """A table declaring a trainer or a captioner, and where it was written: `prefix` is its
+    header in the file (`trainers.NAME` in lorad.toml, empty in a file of its own)."""
 
     name: str
     table: dict[str, Any]
@@ -142,8 +142,8 @@ class Config:
     lines: dict[str, int] = field(default_factory=dict)  # "profiles.x.key" -> line, for errors
     # [trainers.NAME] tables and trainers/NAME.toml files beside lorad.toml, as written (checked
     # by lorad.training.trainers.command, which needs their file and text to name lines)
-    trainers: dict[str, TrainerSource] = field(default_factory=dict)
-    captioners: dict[str, TrainerSource] = field(default_factory=dict)  # [captioners.NAME]
+    trainers: dict[str, DeclaredTable] = field(default_factory=dict)
+    captioners: dict[str, DeclaredTable] = field(default_factory=dict)  # [captioners.NAME]
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)  # [presets.NAME], raw
 
     def __getitem__(self, section: str) -> dict[str, Any]:
@@ -164,7 +164,7 @@ def load(path: Path | None) -> Config:
         return Config(path, values, concurrency)
     text = path.read_text(encoding="utf-8")
     declared = _trainer_files(path.parent / TRAINERS_DIR)
-    captioners: dict[str, TrainerSource] = {}
+    captioners: dict[str, DeclaredTable] = {}
     presets: dict[str, dict[str, Any]] = {}
     try:
         data = tomllib.loads(text)
@@ -237,20 +237,20 @@ def load(path: Path | None) -> Config:
 
 
 def _declared_tables(path: Path, text: str, section: str, table: dict
-                     ) -> dict[str, TrainerSource]:
+                     ) -> dict[str, DeclaredTable]:
     """[trainers.NAME] / [captioners.NAME] tables, as written (checked by their module)."""
     found = {}
     for name, keys in table.items():
         if not isinstance(keys, dict):
             raise ConfigError(f"{path}:{_locate(text, section, name)}: {section}.{name} must be "
                               f"a table [{section}.{name}]")
-        found[name] = TrainerSource(name, keys, path, text, f"{section}.{name}")
+        found[name] = DeclaredTable(name, keys, path, text, f"{section}.{name}")
     return found
 
 
-def _trainer_files(folder: Path) -> dict[str, TrainerSource]:
+def _trainer_files(folder: Path) -> dict[str, DeclaredTable]:
     """trainers/NAME.toml beside lorad.toml: a trainer each, its keys at the top."""
-    found: dict[str, TrainerSource] = {}
+    found: dict[str, DeclaredTable] = {}
     if not folder.is_dir():
         return found
     for file in sorted(folder.glob("*.toml")):
@@ -259,7 +259,7 @@ def _trainer_files(folder: Path) -> dict[str, TrainerSource]:
             table = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{file}: not valid TOML: {exc}") from None
-        found[file.stem] = TrainerSource(file.stem, table, file, text, "")
+        found[file.stem] = DeclaredTable(file.stem, table, file, text, "")
     return found
 
 

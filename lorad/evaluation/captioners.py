@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from lorad.core.config import TrainerSource
+from lorad.core.config import DeclaredTable
 from lorad.training.trainers.command.declaration import (
     NAME,
     InferenceSpec,
@@ -46,7 +46,7 @@ class CaptionerDeclaration:
     spec: InferenceSpec
 
 
-def parse(source: TrainerSource) -> CaptionerDeclaration:
+def parse(source: DeclaredTable) -> CaptionerDeclaration:
     at = Locator(source)
     table = source.table
     if not NAME.match(source.name):

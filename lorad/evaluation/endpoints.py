@@ -67,17 +67,33 @@ def trainer_of(endpoint: str) -> CommandTrainer:
     return impl
 
 
+def _declared_key(kinds: tuple[str, ...]) -> str:
+    """What the workspace config last read declares of these kinds (changes when they do)."""
+    config = plugins.current_config()
+    return json.dumps({kind: {n: [str(s.path), s.text] for n, s in
+                              (getattr(config, kind, None) or {}).items()} for kind in kinds},
+                      sort_keys=True)
+
+
+_parsed: dict[str, tuple[dict[str, Any], dict[str, str]]] = {}
+
+
 def _captioners() -> tuple[dict[str, Any], dict[str, str]]:
+    """The declared captioners, and the broken ones with why (parsed once per config)."""
     from lorad.evaluation.captioners import parse
 
-    config = plugins.current_config()
-    made, broken = {}, {}
-    for name, source in (getattr(config, "captioners", None) or {}).items():
-        try:
-            made[name] = parse(source)
-        except DeclarationError as exc:
-            broken[name] = str(exc)
-    return made, broken
+    key = _declared_key(("captioners",))
+    if key not in _parsed:
+        made, broken = {}, {}
+        for name, source in (getattr(plugins.current_config(), "captioners", None)
+                             or {}).items():
+            try:
+                made[name] = parse(source)
+            except DeclarationError as exc:
+                broken[name] = str(exc)
+        _parsed.clear()
+        _parsed[key] = (made, broken)
+    return _parsed[key]
 
 
 def problems() -> dict[str, str]:
@@ -136,10 +152,7 @@ _cache: dict[str, dict[str, Endpoint]] = {}
 
 def declared() -> dict[str, Endpoint]:
     """Every pod command's endpoint (built again only when the declarations change)."""
-    config = plugins.current_config()
-    key = json.dumps({kind: {n: [str(s.path), s.text] for n, s in
-                             (getattr(config, kind, None) or {}).items()}
-                      for kind in ("trainers", "captioners")}, sort_keys=True)
+    key = _declared_key(("trainers", "captioners"))
     if key in _cache:
         return _cache[key]
     out = {}

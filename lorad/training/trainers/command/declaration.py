@@ -10,11 +10,11 @@ describes each key; docs/trainers/stableavatar.toml is a whole example.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lorad.core.config import ConfigError, TrainerSource
+from lorad.core.config import ConfigError, DeclaredTable
 from lorad.training.trainers.command import templates
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -128,14 +128,13 @@ class Declaration:
     resume: ResumeSpec | None = None
     layout: LayoutSpec | None = None
     inference: InferenceSpec | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Locator:
     """Lines of a declaration's keys (tomllib gives values, not positions): the first line of
     `key = ` under the table's header, the n-th one for arrays of tables."""
 
-    def __init__(self, source: TrainerSource):
+    def __init__(self, source: DeclaredTable):
         self.source = source
         self.lines = source.text.splitlines()
 
@@ -192,7 +191,7 @@ INFERENCE_FIELDS = {
 }
 
 
-def parse(source: TrainerSource, builtin: set[str] = frozenset()) -> Declaration:
+def parse(source: DeclaredTable, builtin: set[str] = frozenset()) -> Declaration:
     """The declaration, checked; raises DeclarationError at the first problem."""
     at = Locator(source)
     table = source.table
@@ -515,6 +514,6 @@ def _at(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
-def source_of(path: Path, name: str, table: dict[str, Any], text: str = "") -> TrainerSource:
+def source_of(path: Path, name: str, table: dict[str, Any], text: str = "") -> DeclaredTable:
     """A source for a table given in code (tests, a trainer file read elsewhere)."""
-    return TrainerSource(name, table, path, text, "")
+    return DeclaredTable(name, table, path, text, "")
