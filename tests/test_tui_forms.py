@@ -159,6 +159,11 @@ async def test_export_shows_the_preflight_refuses_errors_and_queues_a_job(ws, co
         form = await open_form(app, pilot, "4", ExportForm)
         await settle(pilot, form, "1 error(s)")
         assert "no caption" in screen_text(app)  # the finding is in view, even at 80x24
+        # for another trainer: its format, and what it makes of the clips, as the note says
+        await choose(pilot, form, "#export-format", "diffusion-pipe")
+        await settle(pilot, form, "frame buckets:")
+        form.query_one("#export-format").clear()
+        await until(pilot, lambda: "frame buckets" not in note(form), message="the profile's")
         await pilot.press("ctrl+s")
         await settle(pilot, form, "export stopped", where=error)
         assert not export.list_versions(conn)

@@ -53,9 +53,18 @@ class ExportForm(DatasetForm):
         yield from labelled("share held out for validation (0-0.5)",
                             Input(id="export-validation", type="number"))
         yield from labelled("for the trainer that reads (default: the profile's format)",
-                            Select([(name, name) for name in formats.FORMATS.names()],
-                                   id="export-format", prompt="the profile's"))
+                            Select([], id="export-format", prompt="the profile's"))
         yield Checkbox("export despite preflight errors", id="export-force", compact=True)
+
+    def load(self, conn) -> dict[str, datasets.Dataset]:
+        # the formats' modules (and declared layouts) load here, in the worker
+        self.format_names = formats.FORMATS.names()
+        return super().load(conn)
+
+    def fill(self, data) -> None:
+        self.query_one("#export-format", Select).set_options(
+            (name, name) for name in self.format_names)
+        super().fill(data)
 
     def show_dataset(self, d: datasets.Dataset) -> None:
         self.query_one("#export-validation", Input).value = \
