@@ -29,10 +29,7 @@ import time
 from pathlib import Path
 
 from benchrun import problem_lines, run_in_tempdir
-from ingest import job_times, start_daemon, wait_idle
-
-from lorad.core import daemon, workspace
-from lorad.media import clips, datasets
+from ingest import best_lorad
 
 PROFILE = "ace-step-audio"
 FORMATS = [("mp3", ["-c:a", "libmp3lame", "-b:a", "192k"]), ("wav", ["-c:a", "pcm_s16le"]),
@@ -60,30 +57,6 @@ def generate(folder: Path, n: int, seconds: float) -> list[Path]:
     return paths
 
 
-def time_lorad(folder: Path, root: Path, n: int) -> dict:
-    ws = workspace.init(root)
-    conn = ws.connect()
-    dataset = datasets.create(conn, "bench", PROFILE)
-    try:
-        startup = start_daemon(ws)
-        started_wall, t0 = time.time(), time.perf_counter()
-        report = clips.add(conn, dataset, [folder], media="audio")
-        daemon.nudge(ws)
-        if len(report.queued) != n:
-            raise RuntimeError(f"clips.add queued {len(report.queued)} tracks, expected {n}")
-        wait_idle(conn, timeout=120 + 60 * n)
-        seconds, ended_wall = time.perf_counter() - t0, time.time()
-    finally:
-        daemon.stop(ws)
-    times = job_times(conn, started_wall, ended_wall)
-    made = clips.list_clips(conn, dataset.id)
-    problems = [f"{c.name}: {c.state} {c.error or ''}" for c in made if c.state != "ready"]
-    scores = [c.analysis.get("score") for c in made if c.analysis]
-    conn.close()
-    return {"seconds": seconds, "startup": startup, "jobs": times["jobs"],
-            "problems": problems, "scores": scores}
-
-
 def time_baseline(paths: list[Path], out: Path) -> float:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -107,10 +80,9 @@ def run(args: argparse.Namespace, work: Path) -> list[str]:
     n = args.tracks
     print(f"making {n} tracks of {args.seconds:g} s ...", file=sys.stderr)
     paths = generate(work / "tracks", n, args.seconds)
-    lorad_runs = [time_lorad(work / "tracks", work / f"ws{r}", n) for r in range(args.repeat)]
-    best = min(lorad_runs, key=lambda r: r["seconds"])
+    best = best_lorad(args.repeat, work / "tracks", work, n, PROFILE)
     baseline = min(time_baseline(paths, work / f"plain{r}") for r in range(args.repeat))
-    jobs = sorted(best["jobs"])
+    jobs = sorted(best.job_seconds)
     median = jobs[len(jobs) // 2] if jobs else 0.0
     cores = len(__import__("os").sched_getaffinity(0))
     lines = [
@@ -123,17 +95,17 @@ def run(args: argparse.Namespace, work: Path) -> list[str]:
         "|---|---|---|---|---|",
         f"| lorad (daemon, {cores} media workers) | hash, probe, measure (astats, silencedetect, "
         f"ebur128), trim to 240 s, normalise to -1 dBFS, 48 kHz, MP3 320k, waveform, store | "
-        f"{best['seconds']:.2f} s | {best['seconds'] / n * 1000:.0f} ms | "
-        f"{best['seconds'] / baseline:.2f} |",
+        f"{best.seconds:.2f} s | {best.seconds / n * 1000:.0f} ms | "
+        f"{best.seconds / baseline:.2f} |",
         f"| baseline (plain ffmpeg, one after another) | resample to 48 kHz, MP3 320k | "
         f"{baseline:.2f} s | {baseline / n * 1000:.0f} ms | 1.00 |",
         "",
-        f"lorad: daemon start-up {best['startup']:.2f} s (not timed); one track's job: median "
+        f"lorad: daemon start-up {best.startup:.2f} s (not timed); one track's job: median "
         f"{median * 1000:.0f} ms of work each (two ffmpeg passes over the kept window, 240 s "
-        f"at most, of {args.seconds:g} s); quality scores {min(best['scores'], default=0)}-"
-        f"{max(best['scores'], default=0)}",
+        f"at most, of {args.seconds:g} s); quality scores {min(best.scores, default=0)}-"
+        f"{max(best.scores, default=0)}",
     ]
-    return lines + problem_lines(best["problems"], 10)
+    return lines + problem_lines(best.problems, 10)
 
 
 def main(argv: list[str] | None = None) -> int:

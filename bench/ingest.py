@@ -75,6 +75,7 @@ class LoradRun:
     tail: float  # last job finished -> this script noticed the queue was empty
     states: dict[str, int]
     problems: list[str] = field(default_factory=list)
+    scores: list[int] = field(default_factory=list)  # the clips' quality scores, where measured
 
 
 # ---- raw clips --------------------------------------------------------------------------------
@@ -154,8 +155,9 @@ def wait_idle(conn, timeout: float) -> None:
 
 
 def clip_problems(conn, dataset: datasets.Dataset) -> tuple[dict[str, int], list[str]]:
-    """Counts of clip states, and one line per clip that is neither ready nor a rejected duplicate
-    (plus failed jobs)."""
+    """Counts of clip states, and one line per clip that is neither ready nor a rejected duplicate,
+    or ready with other than the profile's frame count (plus failed jobs)."""
+    frames = profiles.get(dataset.profile).frames  # None for audio: nothing to count
     states: dict[str, int] = {}
     problems = []
     for clip in clips.list_clips(conn, dataset.id):
@@ -163,7 +165,7 @@ def clip_problems(conn, dataset: datasets.Dataset) -> tuple[dict[str, int], list
         fine = clip.state == "ready" or (clip.state == "rejected" and clip.duplicate_of is not None)
         if not fine:
             problems.append(f"clip {clip.id} {Path(clip.source_path).name}: {clip.state}: {clip.error}")
-        elif clip.frames != profiles.get(PROFILE).frames and clip.state == "ready":
+        elif frames is not None and clip.state == "ready" and clip.frames != frames:
             problems.append(f"clip {clip.id} {Path(clip.source_path).name}: {clip.frames} frames")
     for job in jobs.list_jobs(conn, ["failed", "cancelled"]):
         problems.append(f"job {job.id} {job.kind} {job.state}: {job.error}")
@@ -181,26 +183,28 @@ def job_times(conn, started_wall: float, ended_wall: float) -> dict[str, float |
             "jobs": [r["finished_at"] - r["started_at"] for r in rows]}
 
 
-def time_lorad(raw_dir: Path, root: Path, n: int) -> LoradRun:
+def time_lorad(raw_dir: Path, root: Path, n: int, profile: str = PROFILE) -> LoradRun:
     ws = workspace.init(root)
     conn = ws.connect()
-    dataset = datasets.create(conn, "bench", PROFILE)
+    dataset = datasets.create(conn, "bench", profile)
     try:
         startup = start_daemon(ws)
         started_wall, t0 = time.time(), time.perf_counter()
-        report = clips.add(conn, dataset, [raw_dir])
+        report = clips.add(conn, dataset, [raw_dir], media=profiles.get(profile).media)
         daemon.nudge(ws)  # as `lorad clips add` does
         if len(report.queued) != n:
-            raise RuntimeError(f"clips.add queued {len(report.queued)} clips, expected {n}")
-        wait_idle(conn, timeout=120 + 30 * n)
+            raise RuntimeError(f"clips.add queued {len(report.queued)} files, expected {n}")
+        wait_idle(conn, timeout=120 + 60 * n)
         seconds, ended_wall = time.perf_counter() - t0, time.time()
     finally:
         daemon.stop(ws)
     times = job_times(conn, started_wall, ended_wall)
     states, problems = clip_problems(conn, dataset)
+    scores = [c.analysis["score"] for c in clips.list_clips(conn, dataset.id)
+              if c.analysis and "score" in c.analysis]
     conn.close()
     return LoradRun(seconds, startup, times["pickup"], times["jobs"], times["span"], times["tail"],
-                    states, problems)
+                    states, problems, scores)
 
 
 # ---- (b) baseline and (c) floor ---------------------------------------------------------------
@@ -254,8 +258,8 @@ def best(repeat: int, fn: Callable[[int], float]) -> float:
     return min(fn(r) for r in range(repeat))
 
 
-def best_lorad(repeat: int, raw_dir: Path, work: Path, n: int) -> LoradRun:
-    runs = [time_lorad(raw_dir, work / f"workspace-{r}", n) for r in range(repeat)]
+def best_lorad(repeat: int, raw_dir: Path, work: Path, n: int, profile: str = PROFILE) -> LoradRun:
+    runs = [time_lorad(raw_dir, work / f"workspace-{r}", n, profile) for r in range(repeat)]
     return min(runs, key=lambda run: run.seconds)
 
 
