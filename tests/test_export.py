@@ -190,11 +190,23 @@ def test_a_24fps_wan_dataset_is_judged_as_musubi_reads_it(conn, tmp_path):
     assert report.items == 0
     assert any("0 training items per epoch" in e for e in errors)
     assert any("121 frames become 81" in e and "16 fps" in e for e in errors)
-    assert any("made for diffusion-pipe" in e and "14B only" in e for e in errors)
+    assert any("made for diffusion-pipe" in e and "14B only" in e
+               and "export it for diffusion-pipe" in e for e in errors)
     # its own trainer reads it at 24 fps: every clip whole, in the 121-frame bucket
     report = preflight.check(conn, d, profile)
     assert report.ok and report.items == 3
     assert report.buckets == {"c0": 121, "c1": 121, "c2": 121}
+
+
+def test_musubi_names_the_format_a_profile_is_made_for(conn):
+    """The reason is the profile's own: a music profile is not refused for Wan 2.2's sake."""
+    d = datasets.create(conn, "beats", "ace-step-audio")
+    report = preflight.check(conn, d, profiles.get("ace-step-audio"),
+                             export.Options(format="musubi"))
+    refusal = [f.message for f in report.errors if "not musubi-tuner" in f.message]
+    assert len(refusal) == 1
+    assert "made for ace-step" in refusal[0] and "export it for ace-step" in refusal[0]
+    assert "14B" not in refusal[0]
 
 
 @pytest.mark.parametrize("frames,fps,kept", [(121, 24.0, 81), (81, 16.0, 81), (61, 30.0, 33),

@@ -257,12 +257,15 @@ class Musubi:
         found = [f"dataset.toml: {problem}" for problem in
                  check_config(toml) + (check_config(val_toml) if val_toml else [])]
         found += prompt_problems(p.dataset)
-        if not p.profile.trainable or p.profile.format != "musubi":
-            made = "inference only" if not p.profile.trainable else (
-                f"made for {p.profile.format}")
-            found.append(f"profile {p.profile.name} is {made}: musubi-tuner cannot train it "
-                         "(its Wan 2.2 training is 14B only); make the dataset with "
-                         "wan22-14b-720p, or train it with diffusion-pipe")
+        if not p.profile.trainable:
+            found.append(f"profile {p.profile.name} is inference only: no trainer lorad drives "
+                         "can train it; make the dataset with a trainable profile "
+                         "(`lorad profiles`)")
+        elif p.profile.format != "musubi":
+            fmt = p.profile.format
+            found.append(f"profile {p.profile.name} is made for {fmt}, not musubi-tuner "
+                         f"({p.profile.description}): export it for {fmt} (the profile's "
+                         "format), or make the dataset with a musubi profile (`lorad profiles`)")
         fps = p.profile.fps
         if p.profile.media == "video" and fps and fps > TARGET_FPS_WAN:
             longest = max((i.frames for i in p.items if i.frames), default=0)
