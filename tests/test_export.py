@@ -198,15 +198,23 @@ def test_a_24fps_wan_dataset_is_judged_as_musubi_reads_it(conn, tmp_path):
     assert report.buckets == {"c0": 121, "c1": 121, "c2": 121}
 
 
-def test_musubi_names_the_format_a_profile_is_made_for(conn):
-    """The reason is the profile's own: a music profile is not refused for Wan 2.2's sake."""
-    d = datasets.create(conn, "beats", "ace-step-audio")
-    report = preflight.check(conn, d, profiles.get("ace-step-audio"),
-                             export.Options(format="musubi"))
-    refusal = [f.message for f in report.errors if "not musubi-tuner" in f.message]
-    assert len(refusal) == 1
-    assert "made for ace-step" in refusal[0] and "export it for ace-step" in refusal[0]
-    assert "14B" not in refusal[0]
+@pytest.mark.parametrize("profile,fmt,reads", [
+    ("ace-step-audio", "musubi", "image and video"),
+    ("ace-step-audio", "diffusion-pipe", "image and video"),
+    ("wan21-t2v-480p-portrait", "ace-step", "audio"),
+])
+def test_a_format_refuses_clips_of_a_media_its_trainer_does_not_read(conn, profile, fmt, reads):
+    """diffusion-pipe took a music dataset as 2 items in the 1-frame bucket; musubi refused it
+    for Wan 2.2's sake."""
+    d = datasets.create(conn, "set", profile)
+    clip = add_clip(conn, d.id, "c0")
+    versions.set_caption(conn, clip, "lofi, piano, mellow, 70 bpm")
+    report = preflight.check(conn, d, profiles.get(profile), export.Options(format=fmt))
+    refusal = [f.message for f in report.errors if f.message.startswith(f"{fmt} reads")]
+    assert refusal == [f"{fmt} reads {reads} clips, not {profiles.get(profile).media}: export "
+                       f"this dataset for {profiles.get(profile).format} (its profile's format)"]
+    assert report.items == 0 and not report.buckets
+    assert not any("14B" in f.message for f in report.errors)
 
 
 @pytest.mark.parametrize("frames,fps,kept", [(121, 24.0, 81), (81, 16.0, 81), (61, 30.0, 33),

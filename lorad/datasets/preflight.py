@@ -92,6 +92,11 @@ def check(conn: sqlite3.Connection, dataset: datasets.Dataset, profile: profiles
         if stems[Path(item.file).stem.lower()] > 1:
             add("error", f"file name {item.file} collides with another clip's (musubi caches by "
                          "basename): rename one source", item)
+    if profile.media not in fmt.media:
+        add("error", f"{fmt.name} reads {' and '.join(sorted(fmt.media))} clips, not "
+                     f"{profile.media}: export this dataset for {profile.format} (its profile's "
+                     "format)")
+        return Report(findings, 0, 0, len(p.items), {})
     for problem in fmt.problems(p):
         add("error", problem)
     n_items = fmt.items_per_epoch(p)

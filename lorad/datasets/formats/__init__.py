@@ -25,6 +25,7 @@ DEFAULT = "musubi"
 
 class DatasetFormat(Protocol):
     name: str
+    media: frozenset[str]  # the clips its trainer reads (lorad.media.profiles.MEDIA)
 
     def files(self, plan: Plan) -> dict[str, str]:
         """The trainer's files at the version's root, by name (text; written as is)."""

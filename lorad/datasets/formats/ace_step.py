@@ -59,6 +59,7 @@ def track_facts(path: str) -> dict[str, Any]:
 
 class AceStepFormat:
     name = "ace-step"
+    media = frozenset({"audio"})
 
     def item_paths(self, p: Plan, item: Item) -> tuple[str, str | None]:
         return f"audio/{item.file}", f"audio/{item.name}_prompt.txt"

@@ -87,6 +87,7 @@ def dataset_toml(p: Plan, directory: str, buckets: list[int]) -> str:
 
 class DiffusionPipeFormat:
     name = "diffusion-pipe"
+    media = frozenset({"video", "image"})
 
     def files(self, p: Plan) -> dict[str, str]:
         buckets = frame_buckets(p)

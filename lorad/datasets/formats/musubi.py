@@ -235,6 +235,7 @@ def items_in(frames: list[int | None], entry: dict) -> int:
 
 class Musubi:
     name = "musubi"
+    media = frozenset({"video", "image"})
 
     def files(self, p: Plan) -> dict[str, str]:
         toml, val_toml = configs(p)

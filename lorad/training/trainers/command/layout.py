@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from lorad.media.profiles import MEDIA
 from lorad.training.trainers.command.declaration import Declaration
 
 if TYPE_CHECKING:
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 
 
 class LayoutFormat:
+    media = frozenset(MEDIA)  # the user's script reads whatever the layout puts down
+
     def __init__(self, declaration: Declaration):
         assert declaration.layout is not None
         self.trainer = declaration.name
